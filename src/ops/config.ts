@@ -169,7 +169,7 @@ export function parseCommandLine(args: string[]): ParsedCommandLine {
   for (const spec of OPTIONS) {
     options[spec.name] = { type: "string", multiple: spec.kind === "list" };
   }
-  let values: Record<string, string | string[] | boolean | undefined>;
+  let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
   } catch (e) {
