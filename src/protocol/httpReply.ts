@@ -1,0 +1,309 @@
+/**
+ * Writes bencoded HTTP tracker replies (announce, scrape, failure) into caller-owned buffers.
+ *
+ * Dictionary keys are emitted in raw byte order as bencode requires; the constant key runs are
+ * encoded once at module load and copied, integers are written with a digit loop, so a reply costs
+ * no allocation. Every writer returns the number of bytes written and throws (a bug, not a bad
+ * request) if the buffer is too small for its documented maximum.
+ */
+
+import { MAX_HTTP_SCRAPE_HASHES } from "./httpQuery.ts";
+
+function ascii(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+const COMPLETE = ascii("d8:completei");
+const DOWNLOADED = ascii("e10:downloadedi");
+const EXTERNAL_IP = ascii("e11:external ip");
+const INCOMPLETE = ascii("10:incompletei");
+const INCOMPLETE_AFTER_INT = ascii("e10:incompletei");
+const INTERVAL = ascii("e8:intervali");
+const MIN_INTERVAL = ascii("e12:min intervali");
+const PEERS = ascii("e5:peers");
+const PEERS6 = ascii("e5:peers0:6:peers6");
+const FAILURE = ascii("d14:failure reason");
+const FILES = ascii("d5:filesd");
+const FILE_KEY = ascii("20:");
+const FILE_COMPLETE = ascii("d8:completei");
+const FILE_DOWNLOADED = ascii("e10:downloadedi");
+const FILE_INCOMPLETE = ascii("e10:incompletei");
+
+/** Longest bencoded integer we write: a sign and 16 digits cover every safe integer. */
+const MAX_INT_LENGTH = 17;
+
+function copy(out: Uint8Array, o: number, bytes: Uint8Array): number {
+  // A plain loop beats TypedArray.set for runs this short.
+  for (let i = 0; i < bytes.length; i++) out[o + i] = bytes[i];
+  return o + bytes.length;
+}
+
+/**
+ * Writes `value` in decimal at `o`; returns the offset after it. Fractions are truncated and
+ * non-finite values written as 0, so a caller bug cannot produce invalid bencode.
+ */
+export function writeDecimal(out: Uint8Array, o: number, value: number): number {
+  if (value >= 0 && value < 10) {
+    out[o] = 48 + (value | 0);
+    return o + 1;
+  }
+  if (!Number.isFinite(value)) {
+    out[o] = 48;
+    return o + 1;
+  }
+  value = Math.trunc(value);
+  if (value < 0) {
+    out[o++] = 45;
+    value = -value;
+  }
+  if (value > Number.MAX_SAFE_INTEGER) value = Number.MAX_SAFE_INTEGER; // keeps MAX_INT_LENGTH true
+  let digits = 1;
+  for (let t = value; t >= 10; t = Math.floor(t / 10)) digits++;
+  const end = o + digits;
+  for (let i = end - 1; i >= o; i--) {
+    const q = Math.floor(value / 10);
+    out[i] = 48 + (value - q * 10);
+    value = q;
+  }
+  return end;
+}
+
+/** Writes `<length>:` for a bencoded string. */
+function stringLength(out: Uint8Array, o: number, length: number): number {
+  o = writeDecimal(out, o, length);
+  out[o] = 58; // ':'
+  return o + 1;
+}
+
+/** Upper bound of `writeAnnounceReply`'s output for `peersLength` bytes of peers. */
+export function maxAnnounceReplyLength(peersLength: number): number {
+  return COMPLETE.length + DOWNLOADED.length + EXTERNAL_IP.length + 3 + 16 +
+    INCOMPLETE_AFTER_INT.length + INTERVAL.length + MIN_INTERVAL.length + PEERS6.length +
+    5 * MAX_INT_LENGTH + 2 * MAX_INT_LENGTH + 1 + peersLength + 1;
+}
+
+/**
+ * Writes a compact announce reply. `peers` holds `peersLength` bytes of 6-byte (family 4) or
+ * 18-byte (family 6) entries; IPv6 requesters get an empty `peers` plus `peers6` (BEP 7).
+ * `externalIp` (BEP 24) is the requester's address when `externalIpLength` is 4 or 16; pass
+ * null / 0 to omit it.
+ */
+export function writeAnnounceReply(
+  out: Uint8Array,
+  complete: number,
+  downloaded: number,
+  incomplete: number,
+  interval: number,
+  minInterval: number,
+  family: 4 | 6,
+  peers: Uint8Array,
+  peersLength: number,
+  externalIp: Uint8Array | null,
+  externalIpOffset: number,
+  externalIpLength: number,
+): number {
+  if (out.length < maxAnnounceReplyLength(peersLength)) {
+    throw new RangeError("announce reply buffer too small");
+  }
+  let o = copy(out, 0, COMPLETE);
+  o = writeDecimal(out, o, complete);
+  o = copy(out, o, DOWNLOADED);
+  o = writeDecimal(out, o, downloaded);
+  if (externalIp !== null && (externalIpLength === 4 || externalIpLength === 16)) {
+    o = copy(out, o, EXTERNAL_IP);
+    o = stringLength(out, o, externalIpLength);
+    for (let i = 0; i < externalIpLength; i++) out[o + i] = externalIp[externalIpOffset + i];
+    o += externalIpLength;
+    o = copy(out, o, INCOMPLETE);
+  } else {
+    o = copy(out, o, INCOMPLETE_AFTER_INT);
+  }
+  o = writeDecimal(out, o, incomplete);
+  o = copy(out, o, INTERVAL);
+  o = writeDecimal(out, o, interval);
+  o = copy(out, o, MIN_INTERVAL);
+  o = writeDecimal(out, o, minInterval);
+  o = copy(out, o, family === 6 ? PEERS6 : PEERS);
+  o = stringLength(out, o, peersLength);
+  if (peersLength === peers.length) {
+    out.set(peers, o);
+  } else {
+    for (let i = 0; i < peersLength; i++) out[o + i] = peers[i];
+  }
+  o += peersLength;
+  out[o] = 101; // 'e'
+  return o + 1;
+}
+
+function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d < 0xe000) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+function writeUtf8(out: Uint8Array, o: number, text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c < 0x80) {
+      out[o++] = c;
+    } else if (c < 0x800) {
+      out[o++] = 0xc0 | (c >> 6);
+      out[o++] = 0x80 | (c & 63);
+    } else {
+      if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) {
+        const d = text.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d < 0xe000) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+          out[o++] = 0xf0 | (c >> 18);
+          out[o++] = 0x80 | ((c >> 12) & 63);
+          out[o++] = 0x80 | ((c >> 6) & 63);
+          out[o++] = 0x80 | (c & 63);
+          continue;
+        }
+      }
+      // Lone surrogates are written as U+FFFD, like TextEncoder does.
+      if (c >= 0xd800 && c < 0xe000) c = 0xfffd;
+      out[o++] = 0xe0 | (c >> 12);
+      out[o++] = 0x80 | ((c >> 6) & 63);
+      out[o++] = 0x80 | (c & 63);
+    }
+  }
+  return o;
+}
+
+/** Length `writeFailure` will produce for `reason`. */
+export function failureLength(reason: string): number {
+  const n = utf8Length(reason);
+  let digits = 1;
+  for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
+  return FAILURE.length + digits + 1 + n + 1;
+}
+
+/** Writes `d14:failure reason<n>:<reason>e` (reason UTF-8 encoded). */
+export function writeFailure(out: Uint8Array, reason: string): number {
+  const n = utf8Length(reason);
+  if (out.length < FAILURE.length + MAX_INT_LENGTH + 1 + n + 1) {
+    throw new RangeError("failure reply buffer too small");
+  }
+  let o = copy(out, 0, FAILURE);
+  o = stringLength(out, o, n);
+  o = writeUtf8(out, o, reason);
+  out[o] = 101;
+  return o + 1;
+}
+
+/** Bytes one `files` entry takes at most (three u32 counts). */
+const MAX_SCRAPE_ENTRY_LENGTH = FILE_KEY.length + 20 + FILE_COMPLETE.length +
+  FILE_DOWNLOADED.length + FILE_INCOMPLETE.length + 3 * 10 + 2;
+
+/** Upper bound of a scrape reply with `count` entries (counts up to 2^32 - 1). */
+export function maxScrapeReplyLength(count: number): number {
+  return FILES.length + count * MAX_SCRAPE_ENTRY_LENGTH + 2;
+}
+
+/**
+ * Streaming scrape writer, for a full scrape the caller builds itself: `writeScrapeStart`, then
+ * `writeScrapeFile` per torrent in ascending raw byte order of the hashes without repeats (the
+ * caller's duty), then `writeScrapeEnd`. Each returns the offset after what it wrote.
+ */
+export function writeScrapeStart(out: Uint8Array, o: number): number {
+  return copy(out, o, FILES);
+}
+
+/** One `<20-byte hash>d8:complete…e` entry of the files dictionary; see `writeScrapeStart`. */
+export function writeScrapeFile(
+  out: Uint8Array,
+  o: number,
+  hashes: Uint8Array,
+  hashOffset: number,
+  complete: number,
+  downloaded: number,
+  incomplete: number,
+): number {
+  o = copy(out, o, FILE_KEY);
+  for (let i = 0; i < 20; i++) out[o + i] = hashes[hashOffset + i];
+  o = copy(out, o + 20, FILE_COMPLETE);
+  o = writeDecimal(out, o, complete);
+  o = copy(out, o, FILE_DOWNLOADED);
+  o = writeDecimal(out, o, downloaded);
+  o = copy(out, o, FILE_INCOMPLETE);
+  o = writeDecimal(out, o, incomplete);
+  out[o] = 101;
+  out[o + 1] = 101;
+  return o + 2;
+}
+
+/** Closes the files dictionary and the reply; see `writeScrapeStart`. */
+export function writeScrapeEnd(out: Uint8Array, o: number): number {
+  out[o] = 101;
+  out[o + 1] = 101;
+  return o + 2;
+}
+
+const order = new Uint8Array(MAX_HTTP_SCRAPE_HASHES);
+
+/** Compares the 20-byte hashes number a and b of `hashes` as raw bytes. */
+function compareHashes(hashes: Uint8Array, a: number, b: number): number {
+  const oa = a * 20;
+  const ob = b * 20;
+  for (let i = 0; i < 20; i++) {
+    const d = hashes[oa + i] - hashes[ob + i];
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/**
+ * Writes a scrape reply for the `count` (≤ 64) hashes packed in `hashes` (20 bytes each, in request
+ * order, repeats allowed). `counts` holds three numbers per hash, in the same order:
+ * `counts[3i]` complete (seeders), `counts[3i+1]` downloaded, `counts[3i+2]` incomplete (leechers);
+ * the caller fills it from the store, zeros for unknown torrents. The files dictionary is sorted by
+ * raw bytes and a repeated hash appears once (with its first counts).
+ */
+export function writeScrapeReply(
+  out: Uint8Array,
+  hashes: Uint8Array,
+  count: number,
+  counts: Uint32Array,
+): number {
+  if (count > MAX_HTTP_SCRAPE_HASHES) throw new RangeError("too many scrape hashes");
+  if (out.length < maxScrapeReplyLength(count)) throw new RangeError("scrape buffer too small");
+  // Insertion sort of indices: at most 64 items, no allocation, stable (so the first repeat wins).
+  for (let i = 0; i < count; i++) {
+    let j = i;
+    while (j > 0 && compareHashes(hashes, order[j - 1], i) > 0) {
+      order[j] = order[j - 1];
+      j--;
+    }
+    order[j] = i;
+  }
+  let o = writeScrapeStart(out, 0);
+  for (let k = 0; k < count; k++) {
+    const i = order[k];
+    if (k > 0 && compareHashes(hashes, order[k - 1], i) === 0) continue;
+    o = writeScrapeFile(
+      out,
+      o,
+      hashes,
+      i * 20,
+      counts[3 * i],
+      counts[3 * i + 1],
+      counts[3 * i + 2],
+    );
+  }
+  return writeScrapeEnd(out, o);
+}
