@@ -1,0 +1,300 @@
+/**
+ * Cluster change batches: the compact binary form in which a node tells the others what changed
+ * in its swarms (peer announced or refreshed, stopped, completed).
+ *
+ * The servers call `ChangeRecorder.record` on every accepted announce, so recording is a handful
+ * of byte writes into a preallocated ring and allocates nothing. Once per flush the cluster sync
+ * takes the pending changes as encoded batches. `decodeBatch` reads a batch from the stream: it
+ * validates the whole batch (header, checksum, every record) before it applies anything, and
+ * returns an error reason for anything malformed instead of throwing, since the stream is shared
+ * and may hold data from other versions or other programs.
+ *
+ * Wire format, version 1, big-endian:
+ *
+ *   0  magic "OTCB"
+ *   4  CRC-32 (IEEE) of every byte from offset 8 to the end
+ *   8  version (1)
+ *   9  node id length L (1..64)
+ *  10  delay: whole seconds the batch waited at its origin before it was published (u16)
+ *  12  record count (u32)
+ *  16  node id, L bytes of UTF-8
+ *  16+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
+ *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 IPv6, bit 3 seeder,
+ *       bits 4-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
+ */
+
+export const OP_ANNOUNCE = 1;
+export const OP_STOPPED = 2;
+export const OP_COMPLETED = 3;
+
+export const BATCH_VERSION = 1;
+export const HEADER_SIZE = 16;
+export const MAX_NODE_ID_BYTES = 64;
+export const RECORD_SIZE_V4 = 27;
+export const RECORD_SIZE_V6 = 39;
+
+const MAGIC_0 = 0x4f; // "O"
+const MAGIC_1 = 0x54; // "T"
+const MAGIC_2 = 0x43; // "C"
+const MAGIC_3 = 0x42; // "B"
+const FLAG_V6 = 4;
+const FLAG_SEEDER = 8;
+const FLAGS_RESERVED = 0xf0;
+const CRC_START = 8;
+
+/** Receives one decoded change; the byte arrays are the batch itself, read at the offsets. */
+export type ApplyChange = (
+  op: number,
+  infoHash: Uint8Array,
+  hashOffset: number,
+  family: 4 | 6,
+  address: Uint8Array,
+  addressOffset: number,
+  port: number,
+  seeder: boolean,
+) => void;
+
+export type DecodeResult = { nodeId: string; count: number } | { error: string };
+
+/** Maps a BEP 15 event (0 none, 1 completed, 2 started, 3 stopped) to the change op to record. */
+export function opForEvent(event: number): number {
+  return event === 3 ? OP_STOPPED : event === 1 ? OP_COMPLETED : OP_ANNOUNCE;
+}
+
+const CRC_TABLE = makeCrcTable();
+
+function makeCrcTable(): Int32Array {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+}
+
+/** CRC-32 (IEEE 802.3, as in zlib) of `bytes[start, end)`, as an unsigned number. */
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let c = -1;
+  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+function writeU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
+}
+
+function readU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
+}
+
+/** Encodes a node id, or returns null if it is empty or longer than the header allows. */
+export function encodeNodeId(nodeId: string): Uint8Array | null {
+  const bytes = new TextEncoder().encode(nodeId);
+  return bytes.length >= 1 && bytes.length <= MAX_NODE_ID_BYTES ? bytes : null;
+}
+
+/**
+ * Collects a node's local changes in a fixed ring of records. When the ring is full the oldest
+ * change is overwritten and counted in `dropped`: the newest state of a swarm matters most.
+ */
+export class ChangeRecorder {
+  /** Changes lost because the ring was full. */
+  dropped = 0;
+  readonly capacity: number;
+  readonly maxBatchRecords: number;
+  readonly #nodeId: Uint8Array;
+  /** One RECORD_SIZE_V6 slot per change, each holding the change in its wire form. */
+  readonly #ring: Uint8Array;
+  #first = 0;
+  #pending = 0;
+
+  /**
+   * @param capacity most changes held between two `take` calls
+   * @param maxBatchRecords most changes in one batch; `take` again for the rest
+   */
+  constructor(nodeId: string, capacity = 65536, maxBatchRecords = 4096) {
+    const id = encodeNodeId(nodeId);
+    if (id === null) throw new RangeError(`node id must be 1 to ${MAX_NODE_ID_BYTES} bytes`);
+    if (!(capacity >= 1) || !(maxBatchRecords >= 1)) throw new RangeError("bad recorder size");
+    this.#nodeId = id;
+    this.capacity = capacity;
+    this.maxBatchRecords = maxBatchRecords;
+    this.#ring = new Uint8Array(capacity * RECORD_SIZE_V6);
+  }
+
+  /** Changes waiting for `take`. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Notes one change. Called on the announce path: writes bytes, allocates nothing. */
+  record(
+    op: number,
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+  ): void {
+    let slot = this.#first + this.#pending;
+    if (slot >= this.capacity) slot -= this.capacity;
+    if (this.#pending === this.capacity) {
+      this.#first = this.#first + 1 === this.capacity ? 0 : this.#first + 1;
+      this.dropped++;
+    } else {
+      this.#pending++;
+    }
+    const ring = this.#ring;
+    let at = slot * RECORD_SIZE_V6;
+    ring[at++] = (op & 3) | (family === 6 ? FLAG_V6 : 0) | (seeder ? FLAG_SEEDER : 0);
+    for (let i = 0; i < 20; i++) ring[at++] = infoHash[hashOffset + i];
+    const addressLength = family === 6 ? 16 : 4;
+    for (let i = 0; i < addressLength; i++) ring[at++] = address[addressOffset + i];
+    ring[at++] = port >>> 8;
+    ring[at] = port;
+  }
+
+  /**
+   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch with
+   * delay 0, or returns null if nothing is pending.
+   */
+  take(): Uint8Array | null {
+    const count = Math.min(this.#pending, this.maxBatchRecords);
+    if (count === 0) return null;
+    const ring = this.#ring;
+    let size = HEADER_SIZE + this.#nodeId.length;
+    let slot = this.#first;
+    for (let n = 0; n < count; n++) {
+      size += ring[slot * RECORD_SIZE_V6] & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
+      if (++slot === this.capacity) slot = 0;
+    }
+    const out = new Uint8Array(size);
+    out[0] = MAGIC_0;
+    out[1] = MAGIC_1;
+    out[2] = MAGIC_2;
+    out[3] = MAGIC_3;
+    out[8] = BATCH_VERSION;
+    out[9] = this.#nodeId.length;
+    writeU32(out, 12, count);
+    out.set(this.#nodeId, HEADER_SIZE);
+    let at = HEADER_SIZE + this.#nodeId.length;
+    slot = this.#first;
+    for (let n = 0; n < count; n++) {
+      const from = slot * RECORD_SIZE_V6;
+      const length = ring[from] & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
+      for (let i = 0; i < length; i++) out[at++] = ring[from + i];
+      if (++slot === this.capacity) slot = 0;
+    }
+    this.#first = slot;
+    this.#pending -= count;
+    writeU32(out, 4, crc32(out, CRC_START));
+    return out;
+  }
+}
+
+/**
+ * Sets a batch's delay field (seconds it waited before publishing, capped at 65535) and
+ * refreshes its checksum. The batch must have come from `ChangeRecorder.take`.
+ */
+export function stampDelay(batch: Uint8Array, seconds: number): void {
+  const delay = Math.max(0, Math.min(65535, Math.floor(seconds)));
+  batch[10] = delay >>> 8;
+  batch[11] = delay;
+  writeU32(batch, 4, crc32(batch, CRC_START));
+}
+
+/** The delay field of a batch that `decodeBatch` accepted. */
+export function batchDelay(batch: Uint8Array): number {
+  return (batch[10] << 8) | batch[11];
+}
+
+/** Whether the batch header names `nodeId` (encoded) as its origin; checks nothing else. */
+export function batchIsFrom(batch: Uint8Array, nodeId: Uint8Array): boolean {
+  const length = nodeId.length;
+  if (batch.length < HEADER_SIZE + length || batch[9] !== length) return false;
+  for (let i = 0; i < length; i++) if (batch[HEADER_SIZE + i] !== nodeId[i]) return false;
+  return true;
+}
+
+/** The record count in a batch's header (meaningful once the batch has been checked). */
+export function batchRecordCount(batch: Uint8Array): number {
+  return readU32(batch, 12);
+}
+
+/**
+ * Validates a whole batch: header, checksum, node id, every record, exact length. Returns null
+ * if it is sound, else the reason. Never throws.
+ */
+export function checkBatch(bytes: Uint8Array): string | null {
+  const length = bytes.length;
+  if (length < HEADER_SIZE) return "truncated header";
+  if (
+    bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1 || bytes[2] !== MAGIC_2 || bytes[3] !== MAGIC_3
+  ) {
+    return "bad magic";
+  }
+  if (bytes[8] !== BATCH_VERSION) return `unsupported version ${bytes[8]}`;
+  const idLength = bytes[9];
+  if (idLength < 1 || idLength > MAX_NODE_ID_BYTES) return "bad node id length";
+  const recordsStart = HEADER_SIZE + idLength;
+  if (length < recordsStart) return "truncated node id";
+  if (readU32(bytes, 4) !== crc32(bytes, CRC_START)) return "checksum mismatch";
+  const count = readU32(bytes, 12);
+  let at = recordsStart;
+  for (let n = 0; n < count; n++) {
+    if (at >= length) return "fewer records than counted";
+    const flags = bytes[at];
+    if ((flags & 3) === 0 || (flags & FLAGS_RESERVED) !== 0) return "bad record flags";
+    at += flags & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
+    if (at > length) return "truncated record";
+  }
+  if (at !== length) return "bytes after the last record";
+  if (nodeIdOf(bytes) === null) return "node id is not UTF-8";
+  return null;
+}
+
+const nodeIdDecoder = new TextDecoder("utf-8", { fatal: true });
+
+function nodeIdOf(bytes: Uint8Array): string | null {
+  try {
+    return nodeIdDecoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + bytes[9]));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Validates a whole batch (`checkBatch`), then, only if all of it is sound, passes each change
+ * to `apply` in recorded order. Never throws on bad input (an exception from `apply` propagates).
+ */
+export function decodeBatch(bytes: Uint8Array, apply: ApplyChange): DecodeResult {
+  const error = checkBatch(bytes);
+  if (error !== null) return { error };
+  const nodeId = nodeIdOf(bytes)!;
+  const count = readU32(bytes, 12);
+  let at = HEADER_SIZE + bytes[9];
+  for (let n = 0; n < count; n++) {
+    const flags = bytes[at];
+    const v6 = (flags & FLAG_V6) !== 0;
+    const addressAt = at + 21;
+    const portAt = addressAt + (v6 ? 16 : 4);
+    apply(
+      flags & 3,
+      bytes,
+      at + 1,
+      v6 ? 6 : 4,
+      bytes,
+      addressAt,
+      (bytes[portAt] << 8) | bytes[portAt + 1],
+      (flags & FLAG_SEEDER) !== 0,
+    );
+    at = portAt + 2;
+  }
+  return { nodeId, count };
+}

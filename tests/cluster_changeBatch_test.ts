@@ -1,0 +1,328 @@
+/** Change batches: recording, the wire format, and rejection of every kind of bad batch. */
+import assert from "node:assert/strict";
+import {
+  batchDelay,
+  batchIsFrom,
+  batchRecordCount,
+  ChangeRecorder,
+  checkBatch,
+  crc32,
+  decodeBatch,
+  encodeNodeId,
+  HEADER_SIZE,
+  OP_ANNOUNCE,
+  OP_COMPLETED,
+  OP_STOPPED,
+  opForEvent,
+  RECORD_SIZE_V4,
+  RECORD_SIZE_V6,
+  stampDelay,
+} from "../src/ops/cluster/changeBatch.ts";
+
+interface Change {
+  op: number;
+  hash: number[];
+  family: 4 | 6;
+  address: number[];
+  port: number;
+  seeder: boolean;
+}
+
+function decodeAll(
+  bytes: Uint8Array,
+): { result: ReturnType<typeof decodeBatch>; changes: Change[] } {
+  const changes: Change[] = [];
+  const result = decodeBatch(
+    bytes,
+    (op, hash, hashAt, family, address, addressAt, port, seeder) => {
+      changes.push({
+        op,
+        hash: [...hash.subarray(hashAt, hashAt + 20)],
+        family,
+        address: [...address.subarray(addressAt, addressAt + (family === 6 ? 16 : 4))],
+        port,
+        seeder,
+      });
+    },
+  );
+  return { result, changes };
+}
+
+function hashOf(seed: number): number[] {
+  return Array.from({ length: 20 }, (_, i) => (seed * 31 + i * 7) & 0xff);
+}
+
+function randomChange(random: () => number): Change {
+  const family = random() < 0.5 ? 4 : 6;
+  return {
+    op: 1 + Math.floor(random() * 3),
+    hash: Array.from({ length: 20 }, () => Math.floor(random() * 256)),
+    family,
+    address: Array.from({ length: family === 6 ? 16 : 4 }, () => Math.floor(random() * 256)),
+    port: Math.floor(random() * 65536),
+    seeder: random() < 0.5,
+  };
+}
+
+/** Records a change, reading it from inside larger arrays to exercise the offsets. */
+function recordChange(recorder: ChangeRecorder, change: Change): void {
+  const hash = new Uint8Array(25);
+  hash.set(change.hash, 3);
+  const address = new Uint8Array(21);
+  address.set(change.address, 5);
+  recorder.record(change.op, hash, 3, change.family, address, 5, change.port, change.seeder);
+}
+
+/** A small deterministic generator, so failures reproduce. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function sampleBatch(): { bytes: Uint8Array; changes: Change[] } {
+  const recorder = new ChangeRecorder("node-a");
+  const changes: Change[] = [
+    {
+      op: OP_ANNOUNCE,
+      hash: hashOf(1),
+      family: 4,
+      address: [10, 0, 0, 1],
+      port: 6881,
+      seeder: false,
+    },
+    {
+      op: OP_COMPLETED,
+      hash: hashOf(2),
+      family: 6,
+      address: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+      port: 51413,
+      seeder: true,
+    },
+    {
+      op: OP_STOPPED,
+      hash: hashOf(1),
+      family: 4,
+      address: [10, 0, 0, 1],
+      port: 6881,
+      seeder: false,
+    },
+  ];
+  for (const change of changes) recordChange(recorder, change);
+  return { bytes: recorder.take()!, changes };
+}
+
+/** Recomputes the checksum, so a test reaches the checks behind it. */
+function reseal(bytes: Uint8Array): Uint8Array {
+  new DataView(bytes.buffer, bytes.byteOffset).setUint32(4, crc32(bytes, 8));
+  return bytes;
+}
+
+Deno.test("crc32 matches the IEEE check value", () => {
+  assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
+  assert.equal(crc32(new Uint8Array(0)), 0);
+});
+
+Deno.test("opForEvent maps BEP 15 events to change ops", () => {
+  assert.equal(opForEvent(0), OP_ANNOUNCE);
+  assert.equal(opForEvent(2), OP_ANNOUNCE);
+  assert.equal(opForEvent(1), OP_COMPLETED);
+  assert.equal(opForEvent(3), OP_STOPPED);
+});
+
+Deno.test("a batch round-trips every field, in order", () => {
+  const { bytes, changes } = sampleBatch();
+  assert.equal(bytes.length, HEADER_SIZE + 6 + 2 * RECORD_SIZE_V4 + RECORD_SIZE_V6);
+  assert.equal(checkBatch(bytes), null);
+  assert.equal(batchRecordCount(bytes), 3);
+  assert.equal(batchDelay(bytes), 0);
+  const decoded = decodeAll(bytes);
+  assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
+  assert.deepEqual(decoded.changes, changes);
+});
+
+Deno.test("random batches round-trip", () => {
+  const random = prng(7);
+  for (let round = 0; round < 200; round++) {
+    const recorder = new ChangeRecorder("n" + round, 512, 512);
+    const changes = Array.from(
+      { length: 1 + Math.floor(random() * 300) },
+      () => randomChange(random),
+    );
+    for (const change of changes) recordChange(recorder, change);
+    const bytes = recorder.take()!;
+    const decoded = decodeAll(bytes);
+    assert.deepEqual(decoded.result, { nodeId: "n" + round, count: changes.length });
+    assert.deepEqual(decoded.changes, changes);
+    assert.equal(recorder.take(), null);
+  }
+});
+
+Deno.test("take returns null when nothing is pending, and splits at maxBatchRecords", () => {
+  const recorder = new ChangeRecorder("node", 100, 4);
+  assert.equal(recorder.take(), null);
+  const random = prng(3);
+  const changes = Array.from({ length: 10 }, () => randomChange(random));
+  for (const change of changes) recordChange(recorder, change);
+  assert.equal(recorder.pending, 10);
+  const seen: Change[] = [];
+  const counts: number[] = [];
+  for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
+    const decoded = decodeAll(batch);
+    assert.ok(!("error" in decoded.result));
+    counts.push(decoded.changes.length);
+    seen.push(...decoded.changes);
+  }
+  assert.deepEqual(counts, [4, 4, 2]);
+  assert.deepEqual(seen, changes);
+  assert.equal(recorder.pending, 0);
+  assert.equal(recorder.dropped, 0);
+});
+
+Deno.test("a full ring drops the oldest changes and counts them", () => {
+  const recorder = new ChangeRecorder("node", 8, 100);
+  const random = prng(11);
+  const changes = Array.from({ length: 21 }, () => randomChange(random));
+  for (const change of changes) recordChange(recorder, change);
+  assert.equal(recorder.pending, 8);
+  assert.equal(recorder.dropped, 13);
+  assert.deepEqual(decodeAll(recorder.take()!).changes, changes.slice(13));
+  // The ring wraps cleanly after a take.
+  for (const change of changes.slice(0, 5)) recordChange(recorder, change);
+  assert.deepEqual(decodeAll(recorder.take()!).changes, changes.slice(0, 5));
+});
+
+Deno.test("the recorder rejects bad node ids and sizes", () => {
+  assert.throws(() => new ChangeRecorder(""), RangeError);
+  assert.throws(() => new ChangeRecorder("x".repeat(65)), RangeError);
+  assert.throws(() => new ChangeRecorder("node", 0), RangeError);
+  assert.equal(encodeNodeId("x".repeat(64))?.length, 64);
+  assert.equal(encodeNodeId(""), null);
+});
+
+Deno.test("stampDelay sets the delay and keeps the batch valid", () => {
+  const { bytes, changes } = sampleBatch();
+  stampDelay(bytes, 12.7);
+  assert.equal(batchDelay(bytes), 12);
+  assert.deepEqual(decodeAll(bytes).changes, changes);
+  stampDelay(bytes, 1e9);
+  assert.equal(batchDelay(bytes), 65535);
+  assert.equal(checkBatch(bytes), null);
+});
+
+Deno.test("batchIsFrom compares the header's node id", () => {
+  const { bytes } = sampleBatch();
+  assert.ok(batchIsFrom(bytes, encodeNodeId("node-a")!));
+  assert.ok(!batchIsFrom(bytes, encodeNodeId("node-b")!));
+  assert.ok(!batchIsFrom(bytes, encodeNodeId("node-ab")!));
+  assert.ok(!batchIsFrom(bytes.subarray(0, 18), encodeNodeId("node-a")!));
+});
+
+function assertRejected(bytes: Uint8Array, reason?: string): void {
+  let applied = 0;
+  const result = decodeBatch(bytes, () => applied++);
+  assert.ok("error" in result, "expected an error");
+  if (reason !== undefined) assert.equal(result.error, reason);
+  assert.equal(applied, 0, "nothing may be applied from a bad batch");
+  assert.equal(checkBatch(bytes), result.error);
+}
+
+Deno.test("every truncation is rejected", () => {
+  const { bytes } = sampleBatch();
+  for (let length = 0; length < bytes.length; length++) assertRejected(bytes.slice(0, length));
+});
+
+Deno.test("trailing bytes are rejected", () => {
+  const { bytes } = sampleBatch();
+  const longer = new Uint8Array(bytes.length + 1);
+  longer.set(bytes);
+  assertRejected(longer, "checksum mismatch");
+  assertRejected(reseal(longer), "bytes after the last record");
+});
+
+Deno.test("every single-bit flip is rejected", () => {
+  const { bytes } = sampleBatch();
+  for (let at = 0; at < bytes.length; at++) {
+    for (let bit = 0; bit < 8; bit++) {
+      const copy = bytes.slice();
+      copy[at] ^= 1 << bit;
+      assertRejected(copy);
+    }
+  }
+});
+
+Deno.test("header checks come before the checksum and name the fault", () => {
+  const { bytes } = sampleBatch();
+  const badMagic = bytes.slice();
+  badMagic[0] = 0x58;
+  assertRejected(badMagic, "bad magic");
+  const version2 = bytes.slice();
+  version2[8] = 2;
+  assertRejected(reseal(version2), "unsupported version 2");
+  const noId = bytes.slice();
+  noId[9] = 0;
+  assertRejected(reseal(noId), "bad node id length");
+  const longId = bytes.slice();
+  longId[9] = 65;
+  assertRejected(reseal(longId), "bad node id length");
+  const pastEnd = bytes.slice(0, HEADER_SIZE + 3);
+  pastEnd[9] = 6;
+  assertRejected(pastEnd, "truncated node id");
+  const flipped = bytes.slice();
+  flipped[bytes.length - 1] ^= 1;
+  assertRejected(flipped, "checksum mismatch");
+});
+
+Deno.test("sealed but inconsistent batches are rejected before anything is applied", () => {
+  const { bytes } = sampleBatch();
+  const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset);
+  const more = bytes.slice();
+  view(more).setUint32(12, 4);
+  assertRejected(reseal(more), "fewer records than counted");
+  const fewer = bytes.slice();
+  view(fewer).setUint32(12, 2);
+  assertRejected(reseal(fewer), "bytes after the last record");
+  const huge = bytes.slice();
+  view(huge).setUint32(12, 0xffffffff);
+  assertRejected(reseal(huge), "fewer records than counted");
+  // Bad flags on the last record: the two good ones before it must not be applied either.
+  const lastRecord = bytes.length - RECORD_SIZE_V4;
+  for (const flags of [0x00, 0x10, 0x80, 0x04 | 0x01]) {
+    const copy = bytes.slice();
+    copy[lastRecord] = flags;
+    assertRejected(reseal(copy), flags === 0x05 ? "truncated record" : "bad record flags");
+  }
+  const badUtf8 = bytes.slice();
+  badUtf8[HEADER_SIZE] = 0xff;
+  assertRejected(reseal(badUtf8), "node id is not UTF-8");
+});
+
+Deno.test("random garbage is rejected without throwing", () => {
+  const random = prng(99);
+  const { bytes } = sampleBatch();
+  for (let round = 0; round < 20000; round++) {
+    const length = Math.floor(random() * 200);
+    const garbage = new Uint8Array(length);
+    for (let i = 0; i < length; i++) garbage[i] = Math.floor(random() * 256);
+    // Half the time keep a valid-looking header so the deeper checks see garbage too.
+    if (round % 2 === 0 && length >= 10) garbage.set(bytes.subarray(0, 10));
+    if (round % 4 === 0 && length >= HEADER_SIZE) reseal(garbage);
+    let applied = 0;
+    const result = decodeBatch(garbage, () => applied++);
+    if ("error" in result) assert.equal(applied, 0);
+    else assert.equal(applied, result.count);
+  }
+  assertRejected(new Uint8Array(0), "truncated header");
+  assertRejected(new TextEncoder().encode("hello, this is not a batch at all"), "bad magic");
+});
+
+Deno.test("an empty batch that is well formed decodes to no changes", () => {
+  const bytes = sampleBatch().bytes.slice(0, HEADER_SIZE + 6);
+  new DataView(bytes.buffer).setUint32(12, 0);
+  assert.deepEqual(decodeAll(reseal(bytes)).result, { nodeId: "node-a", count: 0 });
+});
