@@ -1,0 +1,1123 @@
+/**
+ * SwarmTable: otter's peer store, the tracker's hot core.
+ *
+ * Torrents live in one open-addressing table (linear probing, backward-shift deletion, no
+ * tombstones) of ROW_WORDS-word rows in a Uint32Array; a row's home slot comes from keyed
+ * HalfSipHash-1-3 of its info hash, so outsiders cannot aim many torrents at one probe run.
+ * Each row points at one peer-list block per address family. Blocks live in per-family,
+ * per-capacity-class pools (see classes.ts) that are kept dense: freeing a block moves the pool's
+ * last block into the hole and repoints that block's owner row, so pools never fragment and
+ * shrink when mostly empty. Short lists are scanned; longer ones are open-addressing sets keyed
+ * by a keyed hash of (address, port), so a 100k-peer swarm still finds a peer in O(1).
+ *
+ * Peer records carry a 15-bit time stamp (seconds mod 32768). clean() therefore has to look at
+ * every record within 32768 - peerTimeout seconds of its stamp; see CLEAN_BUDGET for the bound
+ * and how clean() enforces it.
+ *
+ * Nothing here allocates per announce: inputs are bytes plus offsets, peers are written into the
+ * caller's buffer, counts go into the reused `result`, and per-call scratch lives in fields.
+ */
+
+import { hashBytes, hashWords, randomKey } from "../hash/halfSipHash.ts";
+import {
+  CLASS_CAPACITY,
+  CLASS_COUNT,
+  CLASS_MAX,
+  CLASS_MIN,
+  classFor,
+  LINEAR_CLASSES,
+} from "./classes.ts";
+import {
+  BLOCK_HEADER_WORDS,
+  CLASS_SHIFT,
+  COUNT_MASK,
+  COUNTER_PEERS4,
+  COUNTER_PEERS6,
+  COUNTER_SEEDERS4,
+  COUNTER_SEEDERS6,
+  COUNTER_TORRENTS,
+  COUNTER_WORDS,
+  LIST_BLOCK,
+  LIST_META,
+  LIST_SEEDERS,
+  PORT_SHIFT,
+  rangeOf,
+  RECORD_WORDS_V4,
+  RECORD_WORDS_V6,
+  ROW_DOWNLOADED,
+  ROW_LAST_ACTIVITY,
+  ROW_V4,
+  ROW_V6,
+  ROW_WORDS,
+  SEEDER_BIT,
+  TIME_MASK,
+  TIME_PERIOD,
+} from "./layout.ts";
+import { allocWords, NO_WORDS } from "./memory.ts";
+
+export interface SwarmTableOptions {
+  /** Seconds a peer lives without re-announcing. Must be <= 16000 (15-bit time stamps). */
+  peerTimeout: number;
+  /** Seconds a peerless torrent with downloaded > 0 is kept after its last activity (86400). */
+  keepDownloadedFor?: number;
+  /** uint32 source for peer sampling; default: xorshift32 seeded from crypto. */
+  random?: () => number;
+  /** 2-word HalfSipHash key; default randomKey(). */
+  hashKey?: Uint32Array;
+}
+
+export class AnnounceResult {
+  complete = 0;
+  incomplete = 0;
+  downloaded = 0;
+}
+
+/** Read-only handle on the raw arrays, for the invariant checker and diagnostics. */
+export interface SwarmTableView {
+  rows: Uint32Array;
+  capacity: number;
+  /** Pool of family f (0 = IPv4, 1 = IPv6) and class c at index f * CLASS_COUNT + c. */
+  pools: readonly Uint32Array[];
+  /** Blocks in use per pool, same indexing. */
+  poolUsed: Uint32Array;
+  counters: Uint32Array;
+  hashKey: Uint32Array;
+}
+
+/**
+ * Slots the server should pass to clean() every CLEAN_INTERVAL_MS. At 40960 slots a second a
+ * full pass over a table holding 1M torrents (about 1.7M slots) takes about 40 s; a clean step
+ * of this budget measured well under 10 ms with 1M peers stored (bench/store_bench.ts).
+ *
+ * The 15-bit time stamps need every record examined within 32768 - peerTimeout seconds (at
+ * least 16768 s, since peerTimeout <= 16000) of its last announce; a record can miss at most one
+ * pass (when the table is resized under the cursor), so the bound is 2 * pass length <
+ * 32768 - peerTimeout, which holds with a ~400x margin. As a safety net, clean() ignores its
+ * budget and finishes the pass once a pass has run for (32768 - peerTimeout) / 4 seconds.
+ */
+export const CLEAN_BUDGET = 4096;
+export const CLEAN_INTERVAL_MS = 100;
+
+const EVENT_COMPLETED = 1;
+const EVENT_STOPPED = 3;
+
+const MIN_CAPACITY = 64;
+const MAX_LOAD = 0.8;
+const GROWTH = 1.5;
+/** Shrink the table at the end of a clean pass when it is this empty. */
+const SHRINK_LOAD = 0.2;
+/** Work units per budget slot: one per slot or record looked at, DELETE_WORK per removal. */
+const WORK_PER_SLOT = 32;
+const DELETE_WORK = 8;
+/** clean() leaves shrinking lists larger than this to announces, to keep clean steps short. */
+const CLEAN_REBUILD_LIMIT = 1 << 15;
+/** A seeder asking for leechers in a big set walks at most this many slots. */
+const SEEDER_WALK_LIMIT = 4096;
+const MAX_PEER_TIMEOUT = 16000;
+/** Pools start at (and are not shrunk below) about this many words. */
+const MIN_POOL_WORDS = 4096;
+
+function xorshift32(): () => number {
+  let s = crypto.getRandomValues(new Uint32Array(1))[0] | 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+}
+
+/** Words per block for each pool (family-major). */
+const BLOCK_WORDS = Int32Array.from(
+  { length: 2 * CLASS_COUNT },
+  (_, i) =>
+    BLOCK_HEADER_WORDS +
+    CLASS_CAPACITY[i % CLASS_COUNT] * (i < CLASS_COUNT ? RECORD_WORDS_V4 : RECORD_WORDS_V6),
+);
+
+export class SwarmTable {
+  readonly result: AnnounceResult = new AnnounceResult();
+
+  readonly #k0: number;
+  readonly #k1: number;
+  readonly #hashKey: Uint32Array;
+  readonly #random: () => number;
+  readonly #peerTimeout: number;
+  readonly #keepDownloadedFor: number;
+  readonly #maxPassSeconds: number;
+
+  #rows: Uint32Array;
+  #rowBytes: Uint8Array;
+  #capacity: number;
+  #maxTorrents: number;
+  readonly #pools: Uint32Array[];
+  readonly #poolUsed: Uint32Array;
+  readonly #counters: Uint32Array;
+
+  /** Latest `now` seen; restore and iteration use it to turn 15-bit stamps back into times. */
+  #latest = 1;
+  #cursor = 0;
+  /** Where a clean step stopped inside a big list: family (0/1) and record index. */
+  #cleanFamily = 0;
+  #cleanRecord = 0;
+  #passStart = 0;
+  #passes = 0;
+  #slotDeleted = false;
+  #slotFinished = true;
+  #work = 0;
+
+  // Scratch for the key being worked on.
+  #i0 = 0;
+  #i1 = 0;
+  #i2 = 0;
+  #i3 = 0;
+  #i4 = 0;
+  #a0 = 0;
+  #a1 = 0;
+  #a2 = 0;
+  #a3 = 0;
+  #port = 0;
+  #peerHash = 0;
+  #peerHashValid = false;
+  #emptySlot = 0;
+  #emptyRecord = 0;
+  readonly #addressScratch = new Uint8Array(16);
+
+  constructor(options: SwarmTableOptions) {
+    const timeout = options.peerTimeout;
+    if (!(timeout >= 1 && timeout <= MAX_PEER_TIMEOUT)) {
+      throw new RangeError(`peerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${timeout}`);
+    }
+    this.#peerTimeout = Math.floor(timeout);
+    this.#keepDownloadedFor = options.keepDownloadedFor ?? 86400;
+    this.#maxPassSeconds = Math.floor((TIME_PERIOD - this.#peerTimeout) / 4);
+    this.#random = options.random ?? xorshift32();
+    const key = options.hashKey ?? randomKey();
+    this.#hashKey = Uint32Array.from(key);
+    this.#k0 = key[0] | 0;
+    this.#k1 = key[1] | 0;
+    this.#capacity = MIN_CAPACITY;
+    this.#maxTorrents = Math.floor(MIN_CAPACITY * MAX_LOAD);
+    this.#rows = allocWords(MIN_CAPACITY * ROW_WORDS);
+    this.#rowBytes = new Uint8Array(this.#rows.buffer);
+    this.#pools = Array.from({ length: 2 * CLASS_COUNT }, () => NO_WORDS);
+    this.#poolUsed = allocWords(2 * CLASS_COUNT);
+    this.#counters = allocWords(COUNTER_WORDS);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  announce(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    event: number,
+    seeder: boolean,
+    numwant: number,
+    now: number,
+    out: Uint8Array,
+    outOffset: number,
+  ): number {
+    if (now > this.#latest) this.#latest = now;
+    this.#readInfoHash(infoHash, hashOffset);
+    const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
+    let slot = this.#findTorrent(hash);
+    if (slot < 0) {
+      if (event === EVENT_STOPPED) return this.#zeroResult();
+      slot = this.#insertTorrent(hash);
+    }
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS;
+    rows[o + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
+    this.#readAddress(family, address, addressOffset, port);
+    let written = 0;
+    if (event === EVENT_STOPPED) {
+      this.#removePeer(slot, family);
+      if (rows[o + ROW_V4 + LIST_META] === 0 && rows[o + ROW_V6 + LIST_META] === 0) {
+        if (rows[o + ROW_DOWNLOADED] === 0) {
+          this.#deleteTorrent(slot);
+          return this.#zeroResult();
+        }
+      }
+    } else {
+      const self = this.#upsertPeer(
+        slot,
+        family,
+        seeder,
+        event === EVENT_COMPLETED,
+        now & TIME_MASK,
+        false,
+      );
+      if (numwant > 0) written = this.#sample(slot, family, self, seeder, numwant, out, outOffset);
+    }
+    this.#fillResult(o);
+    return written;
+  }
+
+  scrape(infoHash: Uint8Array, hashOffset: number): boolean {
+    this.#readInfoHash(infoHash, hashOffset);
+    const slot = this.#findTorrent(hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20));
+    if (slot < 0) {
+      this.#zeroResult();
+      return false;
+    }
+    this.#fillResult(slot * ROW_WORDS);
+    return true;
+  }
+
+  clean(now: number, budget: number): number {
+    if (now > this.#latest) this.#latest = now;
+    let workLimit = budget * WORK_PER_SLOT;
+    // Falling behind the time-stamp bound: finish this pass whatever it costs.
+    const finishPass = now - this.#passStart > this.#maxPassSeconds;
+    if (finishPass) workLimit = Infinity;
+    this.#work = 0;
+    let visited = 0;
+    while ((finishPass || visited < budget) && this.#work < workLimit) {
+      visited++;
+      this.#cleanSlot(this.#cursor, now, workLimit);
+      if (!this.#slotFinished) break;
+      if (this.#slotDeleted) continue; // a shifted row may now sit in this slot
+      this.#cleanFamily = 0;
+      this.#cleanRecord = 0;
+      if (++this.#cursor >= this.#capacity) {
+        this.#endPass(now);
+        if (finishPass) break;
+      }
+    }
+    return visited;
+  }
+
+  /** A full pass from slot 0, at any cost (tests, shutdown, state save). */
+  cleanAll(now: number): void {
+    if (now > this.#latest) this.#latest = now;
+    this.#cursor = 0;
+    this.#cleanFamily = 0;
+    this.#cleanRecord = 0;
+    for (;;) {
+      this.#work = 0;
+      this.#cleanSlot(this.#cursor, now, Infinity);
+      if (this.#slotDeleted) continue;
+      this.#cleanFamily = 0;
+      this.#cleanRecord = 0;
+      if (++this.#cursor >= this.#capacity) break;
+    }
+    this.#endPass(now);
+  }
+
+  get torrents(): number {
+    return this.#counters[COUNTER_TORRENTS];
+  }
+  get peers4(): number {
+    return this.#counters[COUNTER_PEERS4];
+  }
+  get peers6(): number {
+    return this.#counters[COUNTER_PEERS6];
+  }
+  get seeders4(): number {
+    return this.#counters[COUNTER_SEEDERS4];
+  }
+  get seeders6(): number {
+    return this.#counters[COUNTER_SEEDERS6];
+  }
+  /** Completed clean passes (cursor wrap-arounds), for tests and stats. */
+  get cleanPasses(): number {
+    return this.#passes;
+  }
+
+  get slotCount(): number {
+    return this.#capacity;
+  }
+
+  slotInUse(slot: number): boolean {
+    return this.#rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0;
+  }
+
+  copyInfoHash(slot: number, out: Uint8Array, offset: number): void {
+    const bytes = this.#rowBytes;
+    const from = slot * ROW_WORDS * 4;
+    for (let i = 0; i < 20; i++) out[offset + i] = bytes[from + i];
+  }
+
+  slotCounts(slot: number): void {
+    if (!this.slotInUse(slot)) this.#zeroResult();
+    else this.#fillResult(slot * ROW_WORDS);
+  }
+
+  /** Calls fn for each stored peer; the address bytes are reused scratch. fn must not modify the table. */
+  forEachPeer(
+    slot: number,
+    family: 4 | 6,
+    fn: (
+      address: Uint8Array,
+      addressOffset: number,
+      port: number,
+      seeder: boolean,
+      lastSeen: number,
+    ) => void,
+  ): void {
+    const o = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const meta = this.#rows[o + LIST_META];
+    if (meta === 0) return;
+    const count = meta & COUNT_MASK;
+    const c = meta >>> CLASS_SHIFT;
+    const pi = (family === 4 ? 0 : CLASS_COUNT) + c;
+    const pool = this.#pools[pi];
+    const R = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const base = this.#rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+    const n = c < LINEAR_CLASSES ? count : CLASS_CAPACITY[c];
+    const scratch = this.#addressScratch;
+    const latest = this.#latest;
+    for (let i = 0; i < n; i++) {
+      const p = base + i * R;
+      const tail = pool[p + R - 1];
+      if (tail === 0) continue;
+      for (let w = 0; w < R - 1; w++) {
+        const word = pool[p + w];
+        scratch[4 * w] = word >>> 24;
+        scratch[4 * w + 1] = word >>> 16;
+        scratch[4 * w + 2] = word >>> 8;
+        scratch[4 * w + 3] = word;
+      }
+      fn(
+        scratch,
+        0,
+        tail >>> PORT_SHIFT,
+        (tail & SEEDER_BIT) !== 0,
+        latest - ((latest - tail) & TIME_MASK),
+      );
+    }
+  }
+
+  /**
+   * Restores a peer as it was (warm restart / cluster sync). A peer already older than
+   * peerTimeout is skipped; an existing record is replaced only by a newer one. Does not touch
+   * downloaded.
+   */
+  restorePeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): void {
+    if (lastSeen > this.#latest) this.#latest = lastSeen;
+    if (this.#latest - lastSeen > this.#peerTimeout) return;
+    this.#readInfoHash(infoHash, hashOffset);
+    const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
+    let slot = this.#findTorrent(hash);
+    if (slot < 0) slot = this.#insertTorrent(hash);
+    const o = slot * ROW_WORDS;
+    const active = lastSeen > 1 ? lastSeen : 1;
+    if (this.#rows[o + ROW_LAST_ACTIVITY] < active) this.#rows[o + ROW_LAST_ACTIVITY] = active;
+    this.#readAddress(family, address, addressOffset, port);
+    this.#upsertPeer(slot, family, seeder, false, lastSeen & TIME_MASK, true);
+  }
+
+  /** Sets a torrent's downloaded count, creating a peerless torrent if needed (state restore). */
+  setDownloaded(infoHash: Uint8Array, hashOffset: number, downloaded: number, now: number): void {
+    if (now > this.#latest) this.#latest = now;
+    this.#readInfoHash(infoHash, hashOffset);
+    const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
+    let slot = this.#findTorrent(hash);
+    if (slot < 0) {
+      if (downloaded <= 0) return;
+      slot = this.#insertTorrent(hash);
+    }
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS;
+    rows[o + ROW_DOWNLOADED] = downloaded;
+    rows[o + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
+    if (
+      rows[o + ROW_DOWNLOADED] === 0 && rows[o + ROW_V4 + LIST_META] === 0 &&
+      rows[o + ROW_V6 + LIST_META] === 0
+    ) {
+      this.#deleteTorrent(slot);
+    }
+  }
+
+  maxProbeLength(): number {
+    const rows = this.#rows;
+    const cap = this.#capacity;
+    let longest = 0;
+    for (let s = 0; s < cap; s++) {
+      if (rows[s * ROW_WORDS + ROW_LAST_ACTIVITY] === 0) continue;
+      const length = (s - this.#homeOfRow(s) + cap) % cap + 1;
+      if (length > longest) longest = length;
+    }
+    return longest;
+  }
+
+  get byteSize(): number {
+    let bytes = this.#rows.byteLength + this.#poolUsed.byteLength + this.#counters.byteLength;
+    for (const pool of this.#pools) bytes += pool.byteLength;
+    return bytes;
+  }
+
+  view(): SwarmTableView {
+    return {
+      rows: this.#rows,
+      capacity: this.#capacity,
+      pools: this.#pools,
+      poolUsed: this.#poolUsed,
+      counters: this.#counters,
+      hashKey: this.#hashKey,
+    };
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  #readInfoHash(b: Uint8Array, o: number): void {
+    this.#i0 = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+    this.#i1 = (b[o + 4] | (b[o + 5] << 8) | (b[o + 6] << 16) | (b[o + 7] << 24)) >>> 0;
+    this.#i2 = (b[o + 8] | (b[o + 9] << 8) | (b[o + 10] << 16) | (b[o + 11] << 24)) >>> 0;
+    this.#i3 = (b[o + 12] | (b[o + 13] << 8) | (b[o + 14] << 16) | (b[o + 15] << 24)) >>> 0;
+    this.#i4 = (b[o + 16] | (b[o + 17] << 8) | (b[o + 18] << 16) | (b[o + 19] << 24)) >>> 0;
+  }
+
+  #readAddress(family: 4 | 6, b: Uint8Array, o: number, port: number): void {
+    this.#a0 = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+    if (family === 6) {
+      this.#a1 = ((b[o + 4] << 24) | (b[o + 5] << 16) | (b[o + 6] << 8) | b[o + 7]) >>> 0;
+      this.#a2 = ((b[o + 8] << 24) | (b[o + 9] << 16) | (b[o + 10] << 8) | b[o + 11]) >>> 0;
+      this.#a3 = ((b[o + 12] << 24) | (b[o + 13] << 16) | (b[o + 14] << 8) | b[o + 15]) >>> 0;
+    }
+    this.#port = port & 0xffff;
+    this.#peerHashValid = false;
+  }
+
+  /** Keyed hash of the scratch peer key, computed once per call. */
+  #scratchPeerHash(R: number): number {
+    if (!this.#peerHashValid) {
+      this.#peerHash = R === RECORD_WORDS_V4
+        ? hashWords(this.#k0, this.#k1, 2, this.#a0, this.#port)
+        : hashWords(
+          this.#k0,
+          this.#k1,
+          2,
+          hashWords(this.#k0, this.#k1, 4, this.#a0, this.#a1, this.#a2, this.#a3),
+          this.#port,
+        );
+      this.#peerHashValid = true;
+    }
+    return this.#peerHash;
+  }
+
+  /** Keyed hash of a stored record, equal to #scratchPeerHash for the same peer. */
+  #recordHash(pool: Uint32Array, p: number, R: number): number {
+    const port = pool[p + R - 1] >>> PORT_SHIFT;
+    if (R === RECORD_WORDS_V4) return hashWords(this.#k0, this.#k1, 2, pool[p], port);
+    return hashWords(
+      this.#k0,
+      this.#k1,
+      2,
+      hashWords(this.#k0, this.#k1, 4, pool[p], pool[p + 1], pool[p + 2], pool[p + 3]),
+      port,
+    );
+  }
+
+  // ---------------------------------------------------------------- torrent table
+
+  /** The slot holding the scratch info hash, or -1 with #emptySlot set to where it would go. */
+  #findTorrent(hash: number): number {
+    const rows = this.#rows;
+    const cap = this.#capacity;
+    const i0 = this.#i0;
+    let s = rangeOf(hash, cap);
+    for (;;) {
+      const o = s * ROW_WORDS;
+      if (rows[o + ROW_LAST_ACTIVITY] === 0) {
+        this.#emptySlot = s;
+        return -1;
+      }
+      if (
+        rows[o] === i0 && rows[o + 1] === this.#i1 && rows[o + 2] === this.#i2 &&
+        rows[o + 3] === this.#i3 && rows[o + 4] === this.#i4
+      ) return s;
+      if (++s === cap) s = 0;
+    }
+  }
+
+  /** Creates a row for the scratch info hash (not present) and returns its slot. */
+  #insertTorrent(hash: number): number {
+    if (this.#counters[COUNTER_TORRENTS] + 1 > this.#maxTorrents) {
+      this.#resize(Math.ceil(this.#capacity * GROWTH));
+      this.#findTorrent(hash);
+    }
+    const s = this.#emptySlot;
+    const rows = this.#rows;
+    const o = s * ROW_WORDS;
+    rows[o] = this.#i0;
+    rows[o + 1] = this.#i1;
+    rows[o + 2] = this.#i2;
+    rows[o + 3] = this.#i3;
+    rows[o + 4] = this.#i4;
+    rows[o + ROW_LAST_ACTIVITY] = 1;
+    this.#counters[COUNTER_TORRENTS]++;
+    return s;
+  }
+
+  #homeOfRow(s: number): number {
+    return rangeOf(
+      hashBytes(this.#k0, this.#k1, this.#rowBytes, s * ROW_WORDS * 4, 20),
+      this.#capacity,
+    );
+  }
+
+  /** Removes a peerless row by backward shift. */
+  #deleteTorrent(slot: number): void {
+    const rows = this.#rows;
+    const cap = this.#capacity;
+    let hole = slot;
+    let j = slot;
+    for (;;) {
+      if (++j === cap) j = 0;
+      const oj = j * ROW_WORDS;
+      if (rows[oj + ROW_LAST_ACTIVITY] === 0) break;
+      const home = this.#homeOfRow(j);
+      if ((j - home + cap) % cap >= (j - hole + cap) % cap) {
+        rows.copyWithin(hole * ROW_WORDS, oj, oj + ROW_WORDS);
+        this.#repointBlocks(hole);
+        if (hole < this.#cursor && j >= this.#cursor) {
+          // The row jumped back over the clean cursor: step the cursor back so it is not skipped.
+          this.#cursor = hole;
+          this.#cleanFamily = 0;
+          this.#cleanRecord = 0;
+        }
+        hole = j;
+      }
+    }
+    rows.fill(0, hole * ROW_WORDS, hole * ROW_WORDS + ROW_WORDS);
+    this.#counters[COUNTER_TORRENTS]--;
+  }
+
+  /** Points the owner word of the row's blocks at its (new) slot. */
+  #repointBlocks(slot: number): void {
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS;
+    let meta = rows[o + ROW_V4 + LIST_META];
+    if (meta !== 0) {
+      const pi = meta >>> CLASS_SHIFT;
+      this.#pools[pi][rows[o + ROW_V4 + LIST_BLOCK] * BLOCK_WORDS[pi]] = slot;
+    }
+    meta = rows[o + ROW_V6 + LIST_META];
+    if (meta !== 0) {
+      const pi = CLASS_COUNT + (meta >>> CLASS_SHIFT);
+      this.#pools[pi][rows[o + ROW_V6 + LIST_BLOCK] * BLOCK_WORDS[pi]] = slot;
+    }
+  }
+
+  #resize(newCapacity: number): void {
+    const old = this.#rows;
+    const oldBytes = this.#rowBytes;
+    const oldCapacity = this.#capacity;
+    const rows = allocWords(newCapacity * ROW_WORDS);
+    this.#rows = rows;
+    this.#rowBytes = new Uint8Array(rows.buffer);
+    this.#capacity = newCapacity;
+    this.#maxTorrents = Math.floor(newCapacity * MAX_LOAD);
+    for (let s = 0; s < oldCapacity; s++) {
+      const os = s * ROW_WORDS;
+      if (old[os + ROW_LAST_ACTIVITY] === 0) continue;
+      let t = rangeOf(hashBytes(this.#k0, this.#k1, oldBytes, os * 4, 20), newCapacity);
+      while (rows[t * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0) if (++t === newCapacity) t = 0;
+      const ot = t * ROW_WORDS;
+      for (let w = 0; w < ROW_WORDS; w++) rows[ot + w] = old[os + w];
+      this.#repointBlocks(t);
+    }
+    this.#cursor = Math.floor(this.#cursor * newCapacity / oldCapacity);
+    this.#cleanFamily = 0;
+    this.#cleanRecord = 0;
+  }
+
+  #fillResult(o: number): void {
+    const rows = this.#rows;
+    const seeders = rows[o + ROW_V4 + LIST_SEEDERS] + rows[o + ROW_V6 + LIST_SEEDERS];
+    const peers = (rows[o + ROW_V4 + LIST_META] & COUNT_MASK) +
+      (rows[o + ROW_V6 + LIST_META] & COUNT_MASK);
+    const result = this.result;
+    result.complete = seeders;
+    result.incomplete = peers - seeders;
+    result.downloaded = rows[o + ROW_DOWNLOADED];
+  }
+
+  #zeroResult(): number {
+    const result = this.result;
+    result.complete = 0;
+    result.incomplete = 0;
+    result.downloaded = 0;
+    return 0;
+  }
+
+  // ---------------------------------------------------------------- block pools
+
+  /** Takes a block from pool `pi` for the row at `owner`; set blocks come zeroed. */
+  #allocBlock(pi: number, owner: number): number {
+    const bw = BLOCK_WORDS[pi];
+    const used = this.#poolUsed[pi];
+    let pool = this.#pools[pi];
+    if ((used + 1) * bw > pool.length) {
+      const blocks = Math.max(
+        used + 1,
+        Math.ceil((pool.length / bw) * GROWTH),
+        Math.floor(MIN_POOL_WORDS / bw),
+      );
+      const grown = allocWords(blocks * bw);
+      grown.set(pool.subarray(0, used * bw));
+      this.#pools[pi] = pool = grown;
+    }
+    const start = used * bw;
+    pool[start] = owner;
+    if (pi % CLASS_COUNT >= LINEAR_CLASSES) pool.fill(0, start + 1, start + bw);
+    this.#poolUsed[pi] = used + 1;
+    return used;
+  }
+
+  /** Returns block `b` to pool `pi`, moving the pool's last block into its place. */
+  #freeBlock(pi: number, b: number): void {
+    const bw = BLOCK_WORDS[pi];
+    const last = this.#poolUsed[pi] - 1;
+    const pool = this.#pools[pi];
+    if (b !== last) {
+      pool.copyWithin(b * bw, last * bw, last * bw + bw);
+      const owner = pool[b * bw];
+      this.#rows[owner * ROW_WORDS + (pi < CLASS_COUNT ? ROW_V4 : ROW_V6) + LIST_BLOCK] = b;
+    }
+    this.#poolUsed[pi] = last;
+    const blocks = pool.length / bw;
+    if (last * 4 <= blocks && pool.length > MIN_POOL_WORDS) {
+      const shrunk = last === 0 ? NO_WORDS : allocWords(last * 2 * bw);
+      if (last > 0) shrunk.set(pool.subarray(0, last * bw));
+      this.#pools[pi] = shrunk;
+    }
+  }
+
+  /** Moves the row's list of one family into a block of class `to`. */
+  #moveList(slot: number, F: number, fp: number, R: number, to: number): void {
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    const meta = rows[o + LIST_META];
+    const count = meta & COUNT_MASK;
+    const from = meta >>> CLASS_SHIFT;
+    const fromPi = fp + from;
+    const toPi = fp + to;
+    const fromBlock = rows[o + LIST_BLOCK];
+    const toBlock = this.#allocBlock(toPi, slot);
+    const src = this.#pools[fromPi];
+    const dst = this.#pools[toPi];
+    const srcBase = fromBlock * BLOCK_WORDS[fromPi] + BLOCK_HEADER_WORDS;
+    const dstBase = toBlock * BLOCK_WORDS[toPi] + BLOCK_HEADER_WORDS;
+    const n = from < LINEAR_CLASSES ? count : CLASS_CAPACITY[from];
+    const toCap = CLASS_CAPACITY[to];
+    const toSet = to >= LINEAR_CLASSES;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const p = srcBase + i * R;
+      if (src[p + R - 1] === 0) continue;
+      let d: number;
+      if (toSet) {
+        let j = rangeOf(this.#recordHash(src, p, R), toCap);
+        while (dst[dstBase + j * R + R - 1] !== 0) if (++j === toCap) j = 0;
+        d = dstBase + j * R;
+      } else {
+        d = dstBase + k++ * R;
+      }
+      for (let w = 0; w < R; w++) dst[d + w] = src[p + w];
+    }
+    rows[o + LIST_BLOCK] = toBlock;
+    rows[o + LIST_META] = (count | (to << CLASS_SHIFT)) >>> 0;
+    this.#freeBlock(fromPi, fromBlock);
+  }
+
+  // ---------------------------------------------------------------- peer lists
+
+  /**
+   * Index of the scratch peer in a list, or -1 with #emptyRecord set to where it would go
+   * (the end of a linear list, the first empty slot of its probe run in a set).
+   */
+  #findPeer(pool: Uint32Array, base: number, c: number, count: number, R: number): number {
+    const a0 = this.#a0;
+    const port = this.#port;
+    if (c < LINEAR_CLASSES) {
+      for (let i = 0, p = base; i < count; i++, p += R) {
+        if (
+          pool[p] === a0 && pool[p + R - 1] >>> PORT_SHIFT === port &&
+          (R === RECORD_WORDS_V4 || this.#sameV6Tail(pool, p))
+        ) return i;
+      }
+      this.#emptyRecord = count;
+      return -1;
+    }
+    const cap = CLASS_CAPACITY[c];
+    let i = rangeOf(this.#scratchPeerHash(R), cap);
+    for (;;) {
+      const p = base + i * R;
+      const tail = pool[p + R - 1];
+      if (tail === 0) {
+        this.#emptyRecord = i;
+        return -1;
+      }
+      if (
+        pool[p] === a0 && tail >>> PORT_SHIFT === port &&
+        (R === RECORD_WORDS_V4 || this.#sameV6Tail(pool, p))
+      ) return i;
+      if (++i === cap) i = 0;
+    }
+  }
+
+  #sameV6Tail(pool: Uint32Array, p: number): boolean {
+    return pool[p + 1] === this.#a1 && pool[p + 2] === this.#a2 && pool[p + 3] === this.#a3;
+  }
+
+  /**
+   * Inserts or refreshes the scratch peer; returns its record index, or -1 if its list is at the
+   * largest class and full (the peer is then not stored).
+   */
+  #upsertPeer(
+    slot: number,
+    family: 4 | 6,
+    seeder: boolean,
+    completed: boolean,
+    stamp: number,
+    onlyIfNewer: boolean,
+  ): number {
+    const F = family === 4 ? ROW_V4 : ROW_V6;
+    const fp = family === 4 ? 0 : CLASS_COUNT;
+    const R = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    const tail = ((this.#port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
+    const meta = rows[o + LIST_META];
+    let count = meta & COUNT_MASK;
+    let c = meta >>> CLASS_SHIFT;
+    let i: number;
+    if (count === 0) {
+      c = 0;
+      rows[o + LIST_BLOCK] = this.#allocBlock(fp, slot);
+      i = 0;
+    } else {
+      let pi = fp + c;
+      let pool = this.#pools[pi];
+      let base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+      i = this.#findPeer(pool, base, c, count, R);
+      if (i >= 0) {
+        const p = base + i * R + R - 1;
+        const old = pool[p];
+        if (
+          onlyIfNewer && ((this.#latest - old) & TIME_MASK) < ((this.#latest - stamp) & TIME_MASK)
+        ) {
+          return i;
+        }
+        pool[p] = tail;
+        const wasSeeder = (old & SEEDER_BIT) !== 0;
+        if (wasSeeder !== seeder) this.#addSeeders(o, family, seeder ? 1 : -1);
+        if (completed && seeder && !wasSeeder) rows[slot * ROW_WORDS + ROW_DOWNLOADED]++;
+        if (count < CLASS_MIN[c]) {
+          // Shrinks that clean() left to announces (huge lists); moving invalidates i.
+          this.#moveList(slot, F, fp, R, classFor(count + 1));
+          c = rows[o + LIST_META] >>> CLASS_SHIFT;
+          pi = fp + c;
+          pool = this.#pools[pi];
+          base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+          i = this.#findPeer(pool, base, c, count, R);
+        }
+        return i;
+      }
+      i = this.#emptyRecord;
+      if (count >= CLASS_MAX[c]) {
+        const to = classFor(count + 1);
+        if (to < 0) return -1;
+        this.#moveList(slot, F, fp, R, to);
+        c = to;
+        pi = fp + c;
+        pool = this.#pools[pi];
+        base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+        if (c < LINEAR_CLASSES) {
+          i = count;
+        } else {
+          const cap = CLASS_CAPACITY[c];
+          i = rangeOf(this.#scratchPeerHash(R), cap);
+          while (pool[base + i * R + R - 1] !== 0) if (++i === cap) i = 0;
+        }
+      }
+    }
+    const pi = fp + c;
+    const pool = this.#pools[pi];
+    const p = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS + i * R;
+    pool[p] = this.#a0;
+    if (R === RECORD_WORDS_V6) {
+      pool[p + 1] = this.#a1;
+      pool[p + 2] = this.#a2;
+      pool[p + 3] = this.#a3;
+    }
+    pool[p + R - 1] = tail;
+    count++;
+    rows[o + LIST_META] = (count | (c << CLASS_SHIFT)) >>> 0;
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]++;
+    if (seeder) {
+      this.#addSeeders(o, family, 1);
+      if (completed) rows[slot * ROW_WORDS + ROW_DOWNLOADED]++;
+    }
+    return i;
+  }
+
+  #addSeeders(o: number, family: 4 | 6, delta: number): void {
+    this.#rows[o + LIST_SEEDERS] += delta;
+    this.#counters[family === 4 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] += delta;
+  }
+
+  /** Removes the scratch peer from the row's list if present. */
+  #removePeer(slot: number, family: 4 | 6): void {
+    const F = family === 4 ? ROW_V4 : ROW_V6;
+    const fp = family === 4 ? 0 : CLASS_COUNT;
+    const R = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    const meta = rows[o + LIST_META];
+    if (meta === 0) return;
+    const count = meta & COUNT_MASK;
+    const c = meta >>> CLASS_SHIFT;
+    const pi = fp + c;
+    const pool = this.#pools[pi];
+    const base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+    const i = this.#findPeer(pool, base, c, count, R);
+    if (i < 0) return;
+    if ((pool[base + i * R + R - 1] & SEEDER_BIT) !== 0) this.#addSeeders(o, family, -1);
+    this.#removeRecord(pool, base, c, count, R, i);
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]--;
+    this.#listShrunk(slot, F, fp, R, count - 1, c, Infinity);
+  }
+
+  /** Deletes record i (linear: last record fills the hole; set: backward shift). */
+  #removeRecord(
+    pool: Uint32Array,
+    base: number,
+    c: number,
+    count: number,
+    R: number,
+    i: number,
+  ): void {
+    if (c < LINEAR_CLASSES) {
+      const last = base + (count - 1) * R;
+      const p = base + i * R;
+      for (let w = 0; w < R; w++) {
+        pool[p + w] = pool[last + w];
+        pool[last + w] = 0;
+      }
+      return;
+    }
+    const cap = CLASS_CAPACITY[c];
+    let hole = i;
+    let j = i;
+    for (;;) {
+      if (++j === cap) j = 0;
+      const pj = base + j * R;
+      if (pool[pj + R - 1] === 0) break;
+      const home = rangeOf(this.#recordHash(pool, pj, R), cap);
+      if ((j - home + cap) % cap >= (j - hole + cap) % cap) {
+        pool.copyWithin(base + hole * R, pj, pj + R);
+        hole = j;
+      }
+      this.#work += 1;
+    }
+    pool.fill(0, base + hole * R, base + hole * R + R);
+  }
+
+  /**
+   * Stores a list's new count after removals: frees the block when empty, moves the list to a
+   * smaller class when sparse (unless the rebuild would exceed `rebuildLimit` records).
+   */
+  #listShrunk(
+    slot: number,
+    F: number,
+    fp: number,
+    R: number,
+    count: number,
+    c: number,
+    rebuildLimit: number,
+  ): void {
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    if (count === 0) {
+      this.#freeBlock(fp + c, rows[o + LIST_BLOCK]);
+      rows[o + LIST_BLOCK] = 0;
+      rows[o + LIST_META] = 0;
+      rows[o + LIST_SEEDERS] = 0;
+      return;
+    }
+    rows[o + LIST_META] = (count | (c << CLASS_SHIFT)) >>> 0;
+    if (count < CLASS_MIN[c] && count <= rebuildLimit) {
+      this.#work += count * DELETE_WORK;
+      this.#moveList(slot, F, fp, R, classFor(count + 1));
+    }
+  }
+
+  /**
+   * Writes up to numwant peers of the list, starting at a random record and walking on with
+   * wrap-around; skips the requester (record `self`) and, for a seeder, other seeders.
+   */
+  #sample(
+    slot: number,
+    family: 4 | 6,
+    self: number,
+    seeder: boolean,
+    numwant: number,
+    out: Uint8Array,
+    outOffset: number,
+  ): number {
+    const F = family === 4 ? ROW_V4 : ROW_V6;
+    const R = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    const meta = rows[o + LIST_META];
+    const count = meta & COUNT_MASK;
+    const eligible = seeder ? count - rows[o + LIST_SEEDERS] : count - (self >= 0 ? 1 : 0);
+    if (eligible <= 0) return 0;
+    const want = numwant < eligible ? numwant : eligible;
+    const c = meta >>> CLASS_SHIFT;
+    const pi = (family === 4 ? 0 : CLASS_COUNT) + c;
+    const pool = this.#pools[pi];
+    const base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+    const n = c < LINEAR_CLASSES ? count : CLASS_CAPACITY[c];
+    let steps = seeder && n > SEEDER_WALK_LIMIT ? SEEDER_WALK_LIMIT : n;
+    let i = rangeOf(this.#random() >>> 0, n);
+    let written = 0;
+    let q = outOffset;
+    const skip = seeder ? SEEDER_BIT : 0;
+    for (; steps > 0; steps--) {
+      const p = base + i * R;
+      const tail = pool[p + R - 1];
+      if (tail !== 0 && i !== self && (tail & skip) === 0) {
+        for (let w = 0; w < R - 1; w++) {
+          const word = pool[p + w];
+          out[q] = word >>> 24;
+          out[q + 1] = word >>> 16;
+          out[q + 2] = word >>> 8;
+          out[q + 3] = word;
+          q += 4;
+        }
+        out[q] = tail >>> 24;
+        out[q + 1] = tail >>> 16;
+        q += 2;
+        if (++written === want) break;
+      }
+      if (++i === n) i = 0;
+    }
+    return written;
+  }
+
+  // ---------------------------------------------------------------- cleaning
+
+  /**
+   * Expires one slot's peers, resuming inside a big list where the last step stopped. Sets
+   * #slotFinished (false if the work limit ran out inside a list) and #slotDeleted.
+   */
+  #cleanSlot(slot: number, now: number, workLimit: number): void {
+    this.#slotDeleted = false;
+    this.#slotFinished = true;
+    this.#work += 1;
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS;
+    if (rows[o + ROW_LAST_ACTIVITY] === 0) return;
+    if (this.#cleanFamily === 0) {
+      if (rows[o + ROW_V4 + LIST_META] !== 0) {
+        this.#cleanList(slot, ROW_V4, 0, RECORD_WORDS_V4, now, workLimit);
+        if (!this.#slotFinished) return;
+      }
+      this.#cleanFamily = 1;
+      this.#cleanRecord = 0;
+    }
+    if (rows[o + ROW_V6 + LIST_META] !== 0) {
+      this.#cleanList(slot, ROW_V6, CLASS_COUNT, RECORD_WORDS_V6, now, workLimit);
+      if (!this.#slotFinished) return;
+    }
+    if (rows[o + ROW_V4 + LIST_META] === 0 && rows[o + ROW_V6 + LIST_META] === 0) {
+      if (
+        rows[o + ROW_DOWNLOADED] === 0 ||
+        now - rows[o + ROW_LAST_ACTIVITY] > this.#keepDownloadedFor
+      ) {
+        this.#deleteTorrent(slot);
+        this.#work += DELETE_WORK;
+        this.#slotDeleted = true;
+        this.#cleanFamily = 0;
+        this.#cleanRecord = 0;
+      }
+    }
+  }
+
+  #cleanList(slot: number, F: number, fp: number, R: number, now: number, workLimit: number) {
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS + F;
+    const meta = rows[o + LIST_META];
+    let count = meta & COUNT_MASK;
+    const c = meta >>> CLASS_SHIFT;
+    const pi = fp + c;
+    const pool = this.#pools[pi];
+    const base = rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+    const timeout = this.#peerTimeout;
+    let seedersGone = 0;
+    const before = count;
+    if (c < LINEAR_CLASSES) {
+      // Backwards, so the last record moved into a hole has already been looked at.
+      for (let i = count - 1; i >= 0; i--) {
+        const tail = pool[base + i * R + R - 1];
+        if (((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          this.#removeRecord(pool, base, c, count, R, i);
+          count--;
+        }
+      }
+      this.#work += before;
+    } else {
+      const cap = CLASS_CAPACITY[c];
+      let i = this.#cleanRecord < cap ? this.#cleanRecord : cap;
+      while (i < cap) {
+        if (this.#work >= workLimit) {
+          this.#slotFinished = false;
+          break;
+        }
+        this.#work += 1;
+        const tail = pool[base + i * R + R - 1];
+        if (tail !== 0 && ((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          // Backward shift may pull a later record into i: look at i again.
+          this.#removeRecord(pool, base, c, count, R, i);
+          this.#work += DELETE_WORK;
+          count--;
+          if (count === 0) break;
+        } else {
+          i++;
+        }
+      }
+      this.#cleanRecord = i;
+    }
+    const removed = before - count;
+    if (removed === 0) return;
+    const family = F === ROW_V4 ? 4 : 6;
+    if (seedersGone !== 0) this.#addSeeders(o, family, -seedersGone);
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= removed;
+    if (count === 0 || this.#slotFinished) {
+      this.#listShrunk(slot, F, fp, R, count, c, CLEAN_REBUILD_LIMIT);
+    } else {
+      rows[o + LIST_META] = (count | (c << CLASS_SHIFT)) >>> 0;
+    }
+  }
+
+  #endPass(now: number): void {
+    this.#cursor = 0;
+    this.#cleanFamily = 0;
+    this.#cleanRecord = 0;
+    this.#passes++;
+    this.#passStart = now;
+    const torrents = this.#counters[COUNTER_TORRENTS];
+    if (this.#capacity > MIN_CAPACITY && torrents < this.#capacity * SHRINK_LOAD) {
+      this.#resize(Math.max(MIN_CAPACITY, Math.ceil(torrents / (MAX_LOAD / GROWTH))));
+    }
+  }
+}
