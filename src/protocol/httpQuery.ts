@@ -46,104 +46,143 @@ export class AnnounceQuery {
   hasPeerId = false;
 }
 
-// Decoding cursor shared by the helpers below; module state keeps the hot path allocation-free.
-let pos = 0;
-const END = -1;
+// Decoder results that do not fit the return value; set once per value, never per char.
+/** Index where the last value read stopped: its terminating '&' or the end of the query. */
+let valueEnd = 0;
+
 const BAD_ESCAPE = -2;
 const BAD_CHAR = -3;
 
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  const lower = c | 0x20;
-  if (lower >= 97 && lower <= 102) return lower - 87;
-  return -1;
-}
+/**
+ * Hex digit values by char code, -1 for anything else. It spans every UTF-16 code unit so any
+ * charCodeAt result indexes it in bounds (a table read beats the compare chain in the escape loop).
+ */
+const HEX = new Int8Array(0x10000).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[65 + i] = HEX[97 + i] = 10 + i;
 
-/** Next decoded byte of the value ending at `end`, or END / BAD_ESCAPE / BAD_CHAR. */
-function nextByte(query: string, end: number): number {
-  if (pos >= end) return END;
-  const c = query.charCodeAt(pos);
-  if (c === 37) { // '%'
-    if (pos + 3 > end) return BAD_ESCAPE;
-    const hi = hexValue(query.charCodeAt(pos + 1));
-    const lo = hexValue(query.charCodeAt(pos + 2));
-    if (hi < 0 || lo < 0) return BAD_ESCAPE;
-    pos += 3;
-    return (hi << 4) | lo;
-  }
-  if (c < 0x20 || c >= 0x7f) return BAD_CHAR;
-  pos++;
-  return c === 43 ? 32 : c; // '+' is a space in form encoding
+function encodingFailure(code: number): string {
+  return code === BAD_CHAR ? "invalid character in query" : "invalid percent-encoding";
 }
-
-function decodeFailure(b: number): string {
-  return b === BAD_CHAR ? "invalid character in query" : "invalid percent-encoding";
-}
-
-// Results of the value readers below, again module state to avoid returning objects.
-let decodedLength = 0;
-let numberValue = 0;
 
 /**
- * Decodes the value [pos, end) into `dest` at `destOffset`, writing at most `capacity` bytes but
- * counting all of them in `decodedLength`. Returns a failure reason or null.
+ * Percent-decodes the value starting at `p` (up to the next '&' or the end) into `dest` at
+ * `destOffset`, writing at most `capacity` bytes. Returns the full decoded length (which may exceed
+ * `capacity`) or BAD_ESCAPE / BAD_CHAR; sets `valueEnd`.
  */
 function decodeValue(
   query: string,
-  end: number,
-  dest: Uint8Array | null,
+  p: number,
+  dest: Uint8Array,
   destOffset: number,
   capacity: number,
-): string | null {
-  let n = 0;
-  for (;;) {
-    const b = nextByte(query, end);
-    if (b < 0) {
-      if (b === END) break;
-      return decodeFailure(b);
+): number {
+  const n = query.length;
+  let length = 0;
+  while (p < n) {
+    let c = query.charCodeAt(p);
+    if (c === 38) break; // '&'
+    if (c === 37) { // '%'
+      if (p + 2 >= n) return BAD_ESCAPE;
+      const hi = HEX[query.charCodeAt(p + 1)];
+      const lo = HEX[query.charCodeAt(p + 2)];
+      if ((hi | lo) < 0) return BAD_ESCAPE;
+      c = (hi << 4) | lo;
+      p += 3;
+    } else {
+      if (c < 0x20 || c >= 0x7f) return BAD_CHAR;
+      if (c === 43) c = 32; // '+' is a space in form encoding
+      p++;
     }
-    if (n < capacity && dest !== null) dest[destOffset + n] = b;
-    n++;
+    if (length < capacity) dest[destOffset + length] = c;
+    length++;
   }
-  decodedLength = n;
-  return null;
+  valueEnd = p;
+  return length;
 }
+
+/** Like `decodeValue` but only validates and measures the value. */
+function skipValue(query: string, p: number): number {
+  const n = query.length;
+  let length = 0;
+  while (p < n) {
+    const c = query.charCodeAt(p);
+    if (c === 38) break;
+    if (c === 37) {
+      if (
+        p + 2 >= n || (HEX[query.charCodeAt(p + 1)] | HEX[query.charCodeAt(p + 2)]) < 0
+      ) {
+        return BAD_ESCAPE;
+      }
+      p += 3;
+    } else {
+      if (c < 0x20 || c >= 0x7f) return BAD_CHAR;
+      p++;
+    }
+    length++;
+  }
+  valueEnd = p;
+  return length;
+}
+
+const NOT_A_NUMBER = -1;
 
 /**
- * Reads a non-negative decimal integer from [pos, end) into `numberValue`, saturating at `clamp`.
- * Returns null, `invalid` for an empty value, a non-digit or more than `maxDigits` digits, or an
- * encoding failure.
+ * Reads the non-negative decimal value starting at `p`, saturating at `clamp`. Returns it, or
+ * NOT_A_NUMBER (empty, a non-digit, more than `maxDigits` digits), BAD_ESCAPE or BAD_CHAR; sets
+ * `valueEnd`. Escaped digits are accepted like raw ones.
  */
-function decodeNumber(
-  query: string,
-  end: number,
-  maxDigits: number,
-  clamp: number,
-  invalid: string,
-): string | null {
+function decodeNumber(query: string, p: number, maxDigits: number, clamp: number): number {
+  const n = query.length;
   let value = 0;
   let digits = 0;
-  for (;;) {
-    const b = nextByte(query, end);
-    if (b < 0) {
-      if (b === END) break;
-      return decodeFailure(b);
+  while (p < n) {
+    let c = query.charCodeAt(p);
+    if (c === 38) break;
+    if (c === 37) {
+      if (p + 2 >= n) return BAD_ESCAPE;
+      const hi = HEX[query.charCodeAt(p + 1)];
+      const lo = HEX[query.charCodeAt(p + 2)];
+      if ((hi | lo) < 0) return BAD_ESCAPE;
+      c = (hi << 4) | lo;
+      p += 3;
+    } else {
+      if (c < 0x20 || c >= 0x7f) return BAD_CHAR;
+      p++;
     }
-    if (b < 48 || b > 57) return invalid;
-    if (++digits > maxDigits) return invalid;
-    value = value * 10 + (b - 48);
+    if (c < 48 || c > 57 || ++digits > maxDigits) {
+      // The rest of the value still decides between "not a number" and an encoding failure.
+      const rest = skipValue(query, p);
+      return rest < 0 ? rest : NOT_A_NUMBER;
+    }
+    value = value * 10 + (c - 48);
     if (value > clamp) value = clamp;
   }
-  if (digits === 0) return invalid;
-  numberValue = value;
-  return null;
+  valueEnd = p;
+  return digits === 0 ? NOT_A_NUMBER : value;
 }
 
-/** True if query[start, end) is exactly `name` (an ASCII literal). */
-function nameIs(query: string, start: number, end: number, name: string): boolean {
+function codes(name: string): Uint8Array {
+  return Uint8Array.from(name, (c) => c.charCodeAt(0));
+}
+
+// Names as byte arrays: reading a typed array is cheaper than charCodeAt on a literal.
+const N_INFO_HASH = codes("info_hash");
+const N_PEER_ID = codes("peer_id");
+const N_PORT = codes("port");
+const N_UPLOADED = codes("uploaded");
+const N_DOWNLOADED = codes("downloaded");
+const N_LEFT = codes("left");
+const N_EVENT = codes("event");
+const N_NUMWANT = codes("numwant");
+const N_COMPACT = codes("compact");
+const N_KEY = codes("key");
+
+/** True if query[start, end) is exactly `name`. */
+function nameIs(query: string, start: number, end: number, name: Uint8Array): boolean {
   if (end - start !== name.length) return false;
   for (let i = 0; i < name.length; i++) {
-    if (query.charCodeAt(start + i) !== name.charCodeAt(i)) return false;
+    if (query.charCodeAt(start + i) !== name[i]) return false;
   }
   return true;
 }
@@ -160,60 +199,50 @@ const P_NUMWANT = 8;
 const P_COMPACT = 9;
 const P_KEY = 10;
 
+/** Identifies a parameter by its name's length and first char, then confirms the whole name. */
 function parameterOf(query: string, start: number, end: number): number {
+  const first = query.charCodeAt(start);
+  let candidate = P_UNKNOWN;
+  let name = N_KEY;
   switch (end - start) {
     case 3:
-      return nameIs(query, start, end, "key") ? P_KEY : P_UNKNOWN;
+      if (first === 107) candidate = P_KEY, name = N_KEY;
+      break;
     case 4:
-      if (nameIs(query, start, end, "port")) return P_PORT;
-      return nameIs(query, start, end, "left") ? P_LEFT : P_UNKNOWN;
+      if (first === 112) candidate = P_PORT, name = N_PORT;
+      else if (first === 108) candidate = P_LEFT, name = N_LEFT;
+      break;
     case 5:
-      return nameIs(query, start, end, "event") ? P_EVENT : P_UNKNOWN;
+      if (first === 101) candidate = P_EVENT, name = N_EVENT;
+      break;
     case 7:
-      if (nameIs(query, start, end, "peer_id")) return P_PEER_ID;
-      if (nameIs(query, start, end, "numwant")) return P_NUMWANT;
-      return nameIs(query, start, end, "compact") ? P_COMPACT : P_UNKNOWN;
+      if (first === 112) candidate = P_PEER_ID, name = N_PEER_ID;
+      else if (first === 110) candidate = P_NUMWANT, name = N_NUMWANT;
+      else if (first === 99) candidate = P_COMPACT, name = N_COMPACT;
+      break;
     case 8:
-      return nameIs(query, start, end, "uploaded") ? P_UPLOADED : P_UNKNOWN;
+      if (first === 117) candidate = P_UPLOADED, name = N_UPLOADED;
+      break;
     case 9:
-      return nameIs(query, start, end, "info_hash") ? P_INFO_HASH : P_UNKNOWN;
+      if (first === 105) candidate = P_INFO_HASH, name = N_INFO_HASH;
+      break;
     case 10:
-      return nameIs(query, start, end, "downloaded") ? P_DOWNLOADED : P_UNKNOWN;
-    default:
-      return P_UNKNOWN;
+      if (first === 100) candidate = P_DOWNLOADED, name = N_DOWNLOADED;
+      break;
   }
+  return candidate !== P_UNKNOWN && nameIs(query, start, end, name) ? candidate : P_UNKNOWN;
 }
 
-// Bounds of the parameter found by nextParameter; valueStart === -1 means "no '='".
-let nameStart = 0;
-let nameEnd = 0;
-let valueStart = 0;
-let valueEnd = 0;
-
-/**
- * Finds the next `name[=value]` segment from `pos`, leaving pos after its '&'. Returns false at the
- * end of the query or a failure reason for a bad char in the name (values are checked when read).
- */
-function nextParameter(query: string): boolean | string {
+/** Index just past the name starting at `p` (at its '=' or '&' or the end), or BAD_CHAR. */
+function nameEnd(query: string, p: number): number {
   const n = query.length;
-  while (pos < n && query.charCodeAt(pos) === 38) pos++; // skip empty segments
-  if (pos >= n) return false;
-  nameStart = pos;
-  let c = 0;
-  while (pos < n && (c = query.charCodeAt(pos)) !== 61 && c !== 38) {
-    if (c < 0x20 || c >= 0x7f) return "invalid character in query";
-    pos++;
+  while (p < n) {
+    const c = query.charCodeAt(p);
+    if (c === 61 || c === 38) break;
+    if (c < 0x20 || c >= 0x7f) return BAD_CHAR;
+    p++;
   }
-  nameEnd = pos;
-  if (pos < n && c === 61) {
-    valueStart = ++pos;
-    while (pos < n && query.charCodeAt(pos) !== 38) pos++;
-    valueEnd = pos;
-  } else {
-    valueStart = valueEnd = pos;
-  }
-  pos = valueEnd + 1;
-  return true;
+  return p;
 }
 
 const eventScratch = new Uint8Array(9);
@@ -227,6 +256,7 @@ function eventMatches(length: number, name: string): boolean {
 /** Maps a decoded event value to BEP 15 numbering, or -1. "empty" and "paused" mean none. */
 function eventOf(length: number): number {
   if (length === 0) return EVENT_NONE;
+  if (length > eventScratch.length) return -1;
   if (eventMatches(length, "started")) return EVENT_STARTED;
   if (eventMatches(length, "completed")) return EVENT_COMPLETED;
   if (eventMatches(length, "stopped")) return EVENT_STOPPED;
@@ -234,67 +264,71 @@ function eventOf(length: number): number {
   return -1;
 }
 
-/** Reads one parameter's value (already located) into `into`; returns a failure reason or null. */
-function readAnnounceValue(query: string, parameter: number, into: AnnounceQuery): string | null {
-  // Each reader decodes from valueStart; the segment cursor is restored by the caller.
-  pos = valueStart;
-  const end = valueEnd;
-  let failure: string | null;
+/** Reads the value at `p` of one parameter into `into`; returns a failure reason or null. */
+function readAnnounceValue(
+  query: string,
+  p: number,
+  parameter: number,
+  into: AnnounceQuery,
+): string | null {
+  let r: number;
   switch (parameter) {
     case P_INFO_HASH:
-      failure = decodeValue(query, end, into.infoHash, 0, 20);
-      if (failure === null && decodedLength !== 20) return "info_hash must be 20 bytes";
-      return failure;
+      r = decodeValue(query, p, into.infoHash, 0, 20);
+      if (r < 0) return encodingFailure(r);
+      return r === 20 ? null : "info_hash must be 20 bytes";
     case P_PEER_ID:
-      failure = decodeValue(query, end, into.peerId, 0, 20);
-      if (failure === null && decodedLength !== 20) return "peer_id must be 20 bytes";
-      return failure;
+      r = decodeValue(query, p, into.peerId, 0, 20);
+      if (r < 0) return encodingFailure(r);
+      return r === 20 ? null : "peer_id must be 20 bytes";
     case P_PORT:
-      failure = decodeNumber(query, end, 5, 99999, "invalid port");
-      if (failure !== null) return failure;
-      if (numberValue < 1 || numberValue > 65535) return "invalid port";
-      into.port = numberValue;
+      r = decodeNumber(query, p, 5, 99999);
+      if (r < NOT_A_NUMBER) return encodingFailure(r);
+      if (r < 1 || r > 65535) return "invalid port";
+      into.port = r;
       return null;
     case P_UPLOADED:
-      failure = decodeNumber(query, end, 20, Infinity, "invalid uploaded");
-      if (failure === null) into.uploaded = numberValue;
-      return failure;
-    case P_DOWNLOADED:
-      failure = decodeNumber(query, end, 20, Infinity, "invalid downloaded");
-      if (failure === null) into.downloaded = numberValue;
-      return failure;
-    case P_LEFT:
-      failure = decodeNumber(query, end, 20, Infinity, "invalid left");
-      if (failure === null) {
-        into.left = numberValue;
-        into.leftIsZero = numberValue === 0;
-      }
-      return failure;
-    case P_EVENT: {
-      failure = decodeValue(query, end, eventScratch, 0, eventScratch.length);
-      if (failure !== null) return failure;
-      const event = decodedLength > eventScratch.length ? -1 : eventOf(decodedLength);
-      if (event < 0) return "invalid event";
-      into.event = event;
+      r = decodeNumber(query, p, 20, Infinity);
+      if (r < 0) return r === NOT_A_NUMBER ? "invalid uploaded" : encodingFailure(r);
+      into.uploaded = r;
       return null;
-    }
+    case P_DOWNLOADED:
+      r = decodeNumber(query, p, 20, Infinity);
+      if (r < 0) return r === NOT_A_NUMBER ? "invalid downloaded" : encodingFailure(r);
+      into.downloaded = r;
+      return null;
+    case P_LEFT:
+      r = decodeNumber(query, p, 20, Infinity);
+      if (r < 0) return r === NOT_A_NUMBER ? "invalid left" : encodingFailure(r);
+      into.left = r;
+      into.leftIsZero = r === 0;
+      return null;
+    case P_EVENT:
+      r = decodeValue(query, p, eventScratch, 0, eventScratch.length);
+      if (r < 0) return encodingFailure(r);
+      r = eventOf(r);
+      if (r < 0) return "invalid event";
+      into.event = r;
+      return null;
     case P_NUMWANT:
-      failure = decodeNumber(query, end, Infinity, MAX_NUMWANT, "invalid numwant");
-      if (failure === null) into.numwant = numberValue;
-      return failure;
+      r = decodeNumber(query, p, Infinity, MAX_NUMWANT);
+      if (r < 0) return r === NOT_A_NUMBER ? "invalid numwant" : encodingFailure(r);
+      into.numwant = r;
+      return null;
     case P_COMPACT:
-      failure = decodeNumber(query, end, 1, 9, "invalid compact");
-      if (failure !== null) return failure;
-      if (numberValue === 0) return "this tracker sends compact peer lists only (compact=1)";
-      if (numberValue !== 1) return "invalid compact";
+      r = decodeNumber(query, p, 1, 9);
+      if (r < NOT_A_NUMBER) return encodingFailure(r);
+      if (r === 0) return "this tracker sends compact peer lists only (compact=1)";
+      if (r !== 1) return "invalid compact";
       into.compact = 1;
       return null;
     case P_KEY:
-      failure = decodeValue(query, end, null, 0, 0);
-      if (failure === null && decodedLength > MAX_KEY_BYTES) return "key is too long";
-      return failure;
+      r = skipValue(query, p);
+      if (r < 0) return encodingFailure(r);
+      return r > MAX_KEY_BYTES ? "key is too long" : null;
     default:
-      return decodeValue(query, end, null, 0, 0);
+      r = skipValue(query, p);
+      return r < 0 ? encodingFailure(r) : null;
   }
 }
 
@@ -314,13 +348,16 @@ export function parseAnnounceQuery(query: string, into: AnnounceQuery): string |
   into.hasPeerId = false;
   let hasInfoHash = false;
   let hasPort = false;
-  pos = 0;
-  for (;;) {
-    const found = nextParameter(query);
-    if (found === false) break;
-    if (found !== true) return found;
-    const next = pos;
-    const parameter = parameterOf(query, nameStart, nameEnd);
+  const n = query.length;
+  let p = 0;
+  while (p < n) {
+    if (query.charCodeAt(p) === 38) { // empty segment
+      p++;
+      continue;
+    }
+    const end = nameEnd(query, p);
+    if (end < 0) return "invalid character in query";
+    const parameter = parameterOf(query, p, end);
     if (parameter === P_INFO_HASH) {
       if (hasInfoHash) return "duplicate info_hash";
       hasInfoHash = true;
@@ -330,9 +367,15 @@ export function parseAnnounceQuery(query: string, into: AnnounceQuery): string |
     } else if (parameter === P_PORT) {
       hasPort = true;
     }
-    const failure = readAnnounceValue(query, parameter, into);
+    // A name without '=' has an empty value: the readers stop at once on '&' or the end.
+    const failure = readAnnounceValue(
+      query,
+      end < n && query.charCodeAt(end) === 61 ? end + 1 : end,
+      parameter,
+      into,
+    );
     if (failure !== null) return failure;
-    pos = next;
+    p = valueEnd + 1;
   }
   if (!hasInfoHash) return "missing info_hash";
   if (!into.hasPeerId) return "missing peer_id";
@@ -350,24 +393,27 @@ export function parseScrapeQuery(query: string, out: Uint8Array): number | strin
     throw new RangeError("scrape hash buffer too small");
   }
   let count = 0;
-  pos = 0;
-  for (;;) {
-    const found = nextParameter(query);
-    if (found === false) break;
-    if (found !== true) return found;
-    const next = pos;
-    pos = valueStart;
-    if (nameIs(query, nameStart, nameEnd, "info_hash")) {
+  const n = query.length;
+  let p = 0;
+  while (p < n) {
+    if (query.charCodeAt(p) === 38) {
+      p++;
+      continue;
+    }
+    const end = nameEnd(query, p);
+    if (end < 0) return "invalid character in query";
+    const value = end < n && query.charCodeAt(end) === 61 ? end + 1 : end;
+    if (nameIs(query, p, end, N_INFO_HASH)) {
       if (count === MAX_HTTP_SCRAPE_HASHES) return "too many info hashes (max 64)";
-      const failure = decodeValue(query, valueEnd, out, count * 20, 20);
-      if (failure !== null) return failure;
-      if (decodedLength !== 20) return "info_hash must be 20 bytes";
+      const r = decodeValue(query, value, out, count * 20, 20);
+      if (r < 0) return encodingFailure(r);
+      if (r !== 20) return "info_hash must be 20 bytes";
       count++;
     } else {
-      const failure = decodeValue(query, valueEnd, null, 0, 0);
-      if (failure !== null) return failure;
+      const r = skipValue(query, value);
+      if (r < 0) return encodingFailure(r);
     }
-    pos = next;
+    p = valueEnd + 1;
   }
   return count;
 }

@@ -45,9 +45,18 @@ function copy(out: Uint8Array, o: number, bytes: Uint8Array): number {
  * non-finite values written as 0, so a caller bug cannot produce invalid bencode.
  */
 export function writeDecimal(out: Uint8Array, o: number, value: number): number {
-  if (value >= 0 && value < 10) {
-    out[o] = 48 + (value | 0);
-    return o + 1;
+  if (value >= 0 && value <= 0x7fffffff) {
+    // The common case (counts, intervals, lengths) stays in small-integer arithmetic.
+    let v = value | 0;
+    let digits = 1;
+    for (let t = v; t >= 10; t = (t / 10) | 0) digits++;
+    const end = o + digits;
+    for (let i = end - 1; i >= o; i--) {
+      const q = (v / 10) | 0;
+      out[i] = 48 + v - q * 10;
+      v = q;
+    }
+    return end;
   }
   if (!Number.isFinite(value)) {
     out[o] = 48;
@@ -255,12 +264,17 @@ export function writeScrapeEnd(out: Uint8Array, o: number): number {
 }
 
 const order = new Uint8Array(MAX_HTTP_SCRAPE_HASHES);
+/** First 4 bytes of each hash as a big-endian u32: decides most comparisons in one step. */
+const sortKeys = new Uint32Array(MAX_HTTP_SCRAPE_HASHES);
 
-/** Compares the 20-byte hashes number a and b of `hashes` as raw bytes. */
+/** Compares hashes number a and b of `hashes` as raw bytes (sortKeys must be filled). */
 function compareHashes(hashes: Uint8Array, a: number, b: number): number {
+  const ka = sortKeys[a];
+  const kb = sortKeys[b];
+  if (ka !== kb) return ka < kb ? -1 : 1;
   const oa = a * 20;
   const ob = b * 20;
-  for (let i = 0; i < 20; i++) {
+  for (let i = 4; i < 20; i++) {
     const d = hashes[oa + i] - hashes[ob + i];
     if (d !== 0) return d;
   }
@@ -284,6 +298,10 @@ export function writeScrapeReply(
   if (out.length < maxScrapeReplyLength(count)) throw new RangeError("scrape buffer too small");
   // Insertion sort of indices: at most 64 items, no allocation, stable (so the first repeat wins).
   for (let i = 0; i < count; i++) {
+    const h = i * 20;
+    sortKeys[i] =
+      ((hashes[h] << 24) | (hashes[h + 1] << 16) | (hashes[h + 2] << 8) | hashes[h + 3]) >>>
+      0;
     let j = i;
     while (j > 0 && compareHashes(hashes, order[j - 1], i) > 0) {
       order[j] = order[j - 1];
