@@ -9,6 +9,8 @@ const KEEP_CHARS = 1 << 20;
 const KEEP_LINES = 10_000;
 
 export interface ChildOptions {
+  /** Names the child in error messages; default `command`. */
+  name?: string;
   cwd?: string;
   env?: Record<string, string>;
   /** Called with each stdout line as it arrives. */
@@ -24,6 +26,8 @@ export interface Stopped {
 }
 
 export interface Child {
+  /** `options.name`, or the command. */
+  name: string;
   pid: number;
   /** Every stdout line so far. */
   lines: string[];
@@ -51,6 +55,7 @@ export function spawnChild(command: string, args: string[], options: ChildOption
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const name = options.name ?? command;
   const lines: string[] = [];
   let stderr = "";
   const waiters = new Set<() => void>();
@@ -77,6 +82,7 @@ export function spawnChild(command: string, args: string[], options: ChildOption
 
   let stopping: Promise<Stopped> | undefined;
   const child: Child = {
+    name,
     pid: process.pid,
     lines,
     get stderr() {
@@ -91,11 +97,11 @@ export function spawnChild(command: string, args: string[], options: ChildOption
           waiters.delete(check);
           clearTimeout(timer);
           if (met) resolve();
-          else reject(new Error(`${command} exited before ${what}`));
+          else reject(new Error(`${name} exited before ${what}`));
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`${command}: no ${what} within ${ms} ms`));
+          reject(new Error(`${name}: no ${what} within ${ms} ms`));
         }, ms);
         waiters.add(check);
         check();

@@ -28,7 +28,9 @@ export interface UdpListener {
 export interface StartOptions {
   /** How long to wait for every listener line; default 20 000 ms. */
   timeoutMs?: number;
-  /** Expected listener lines; default: the number of `--http` and `--udp` flags in `args`. */
+  /** Expected listener lines; default: one per `--http` and `--udp` flag in `args`, and one for
+   * a kind with no flag (otter then listens on its default, [::]:6969; tests running in
+   * parallel should pass both flags to stay off that shared port). */
   expect?: { http: number; udp: number };
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
@@ -62,13 +64,14 @@ export async function startOtter(
   options: StartOptions = {},
 ): Promise<OtterProcess> {
   const expect = options.expect ??
-    { http: countFlag(args, "--http"), udp: countFlag(args, "--udp") };
+    { http: listeners(args, "--http"), udp: listeners(args, "--udp") };
   const http: string[] = [];
   const udp: UdpListener[] = [];
   const child = spawnChild(
     Deno.execPath(),
     ["run", "--allow-all", "--config", configPath, mainPath, ...args],
     {
+      name: "otter",
       cwd: options.cwd ?? repoRoot.pathname,
       env: options.env,
       onLine(line) {
@@ -111,8 +114,9 @@ export async function startOtter(
   };
 }
 
-function countFlag(args: string[], flag: string): number {
-  return args.filter((arg) => arg === flag || arg.startsWith(`${flag}=`)).length;
+/** Listener lines `flag` brings: one per use, or otter's one default listener when unused. */
+function listeners(args: string[], flag: string): number {
+  return args.filter((arg) => arg === flag || arg.startsWith(`${flag}=`)).length || 1;
 }
 
 /** A TCP port that was free on `hostname` a moment ago (bind port 0, read it back, close). */
@@ -141,7 +145,9 @@ export function freeTcpUdpPort(hostname = "127.0.0.1"): number {
     try {
       Deno.listenDatagram({ hostname, port, transport: "udp" }).close();
       return port;
-    } catch { /* its UDP side is taken: try another */ }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
   }
   throw new Error(`no port free for both TCP and UDP on ${hostname}`);
 }
