@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
+import { CidrSet } from "./cidr.ts";
 
 export type { ListenAddress };
 
@@ -17,11 +18,33 @@ export interface Config {
   maxNumwant: number;
   defaultNumwant: number;
   udpIo: "auto" | "fast" | "portable";
+  fullScrapeEvery: number;
+  noFullScrape: boolean;
+  statsFrom: string[];
+  whitelist: string;
+  blacklist: string;
+  trustProxy: string[];
+  deniability: number;
+  deniabilityMax: number;
+  config: string;
+  printConfig: boolean;
+  state: string;
+  stateEvery: number;
+  maxTorrents: number;
+  maxPeers: number;
+  whenFull: "refuse" | "evict";
+  maxConnections: number;
+  headerTimeout: number;
+  idleTimeout: number;
+  rateLimit: number;
+  cluster: string;
+  clusterName: string;
+  nodeId: string;
 }
 
 export class ConfigError extends Error {}
 
-type Kind = "list" | "integer" | "choice";
+type Kind = "list" | "integer" | "choice" | "strings" | "text" | "number" | "flag" | "rate";
 
 interface OptionSpec {
   name: string;
@@ -29,7 +52,9 @@ interface OptionSpec {
   key: keyof Config;
   valueName: string;
   help: string;
-  defaultValue: string | string[];
+  defaultValue: string | string[] | boolean;
+  /** Settings SIGHUP may change in a running tracker. */
+  reloadable?: boolean;
   min?: number;
   max?: number;
   choices?: string[];
@@ -103,11 +128,246 @@ const OPTIONS: OptionSpec[] = [
     defaultValue: "auto",
     choices: ["auto", "fast", "portable"],
   },
+  {
+    name: "full-scrape-every",
+    kind: "integer",
+    key: "fullScrapeEvery",
+    valueName: "SECONDS",
+    help: "rebuild the cached full scrape (GET /scrape without info_hash) at most this often",
+    defaultValue: "60",
+    min: 1,
+    max: 86400,
+    reloadable: true,
+  },
+  {
+    name: "no-full-scrape",
+    kind: "flag",
+    key: "noFullScrape",
+    valueName: "",
+    help: "refuse full scrapes (403)",
+    defaultValue: false,
+    reloadable: true,
+  },
+  {
+    name: "stats-from",
+    kind: "strings",
+    key: "statsFrom",
+    valueName: "CIDR",
+    help: "networks that may read /stats and /metrics (repeatable)",
+    defaultValue: ["127.0.0.0/8", "::1/128"],
+    reloadable: true,
+  },
+  {
+    name: "whitelist",
+    kind: "text",
+    key: "whitelist",
+    valueName: "FILE",
+    help:
+      "serve only the info hashes listed in FILE (40 hex a line; reloaded on change and SIGHUP)",
+    defaultValue: "",
+  },
+  {
+    name: "blacklist",
+    kind: "text",
+    key: "blacklist",
+    valueName: "FILE",
+    help: "refuse the info hashes listed in FILE (40 hex a line; reloaded on change and SIGHUP)",
+    defaultValue: "",
+  },
+  {
+    name: "trust-proxy",
+    kind: "strings",
+    key: "trustProxy",
+    valueName: "CIDR",
+    help: "take the client address from X-Forwarded-For / X-Real-IP on connections from these " +
+      "networks (repeatable)",
+    defaultValue: [],
+    reloadable: true,
+  },
+  {
+    name: "deniability",
+    kind: "number",
+    key: "deniability",
+    valueName: "PROBABILITY",
+    help: "chance (0..1) that an announce reply gets generated addresses mixed in",
+    defaultValue: "0",
+    min: 0,
+    max: 1,
+    reloadable: true,
+  },
+  {
+    name: "deniability-max",
+    kind: "integer",
+    key: "deniabilityMax",
+    valueName: "N",
+    help: "most generated addresses mixed into one reply",
+    defaultValue: "4",
+    min: 1,
+    max: 50,
+    reloadable: true,
+  },
+  {
+    name: "config",
+    kind: "text",
+    key: "config",
+    valueName: "FILE",
+    help: "read settings from a TOML file (flags override it)",
+    defaultValue: "",
+  },
+  {
+    name: "print-config",
+    kind: "flag",
+    key: "printConfig",
+    valueName: "",
+    help: "print the full default configuration as TOML and exit",
+    defaultValue: false,
+  },
+  {
+    name: "state",
+    kind: "text",
+    key: "state",
+    valueName: "FILE",
+    help: "save the swarms to FILE on stop and periodically, and restore them on start",
+    defaultValue: "",
+  },
+  {
+    name: "state-every",
+    kind: "integer",
+    key: "stateEvery",
+    valueName: "SECONDS",
+    help: "how often to save the state file",
+    defaultValue: "300",
+    min: 1,
+    max: 86400,
+    reloadable: true,
+  },
+  {
+    name: "max-torrents",
+    kind: "integer",
+    key: "maxTorrents",
+    valueName: "N",
+    help: "most torrents held at once",
+    defaultValue: "4000000",
+    min: 1,
+    max: 100000000,
+  },
+  {
+    name: "max-peers",
+    kind: "integer",
+    key: "maxPeers",
+    valueName: "N",
+    help: "most peers held at once",
+    defaultValue: "16000000",
+    min: 1,
+    max: 500000000,
+  },
+  {
+    name: "when-full",
+    kind: "choice",
+    key: "whenFull",
+    valueName: "POLICY",
+    help: "at --max-torrents/--max-peers: refuse new ones, or evict the least recently " +
+      "announced torrent",
+    defaultValue: "refuse",
+    choices: ["refuse", "evict"],
+  },
+  {
+    name: "max-connections",
+    kind: "integer",
+    key: "maxConnections",
+    valueName: "N",
+    help: "most concurrent HTTP connections",
+    defaultValue: "10000",
+    min: 1,
+    max: 1000000,
+  },
+  {
+    name: "header-timeout",
+    kind: "integer",
+    key: "headerTimeout",
+    valueName: "SECONDS",
+    help: "HTTP clients must send their request headers within this time",
+    defaultValue: "10",
+    min: 1,
+    max: 3600,
+  },
+  {
+    name: "idle-timeout",
+    kind: "integer",
+    key: "idleTimeout",
+    valueName: "SECONDS",
+    help: "an idle HTTP keep-alive connection is closed after this time",
+    defaultValue: "30",
+    min: 1,
+    max: 3600,
+  },
+  {
+    name: "rate-limit",
+    kind: "rate",
+    key: "rateLimit",
+    valueName: "N/s",
+    help: "UDP requests per second allowed per source address (0 = off)",
+    defaultValue: "0/s",
+    reloadable: true,
+  },
+  {
+    name: "cluster",
+    kind: "text",
+    key: "cluster",
+    valueName: "URL",
+    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…",
+    defaultValue: "",
+  },
+  {
+    name: "cluster-name",
+    kind: "text",
+    key: "clusterName",
+    valueName: "NAME",
+    help: "the cluster's name (its Redis stream key)",
+    defaultValue: "otter",
+  },
+  {
+    name: "node-id",
+    kind: "text",
+    key: "nodeId",
+    valueName: "ID",
+    help: "this instance's id in the cluster (default: random)",
+    defaultValue: "",
+  },
 ];
 
-function convert(spec: OptionSpec, raw: string | string[]): unknown {
+function convert(spec: OptionSpec, raw: string | string[] | boolean): unknown {
   const flag = `--${spec.name}`;
   switch (spec.kind) {
+    case "flag":
+      return raw === true;
+    case "text":
+      return raw as string;
+    case "strings": {
+      const list = raw as string[];
+      if (spec.name === "stats-from" || spec.name === "trust-proxy") {
+        try {
+          CidrSet.parse(list);
+        } catch (e) {
+          throw new ConfigError(`${flag}: ${e instanceof Error ? e.message : e}`);
+        }
+      }
+      return list;
+    }
+    case "number": {
+      const text = raw as string;
+      if (!/^\d+(\.\d+)?$/.test(text)) throw new ConfigError(`${flag}: '${text}' is not a number`);
+      const n = Number(text);
+      if (n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_VALUE)) {
+        throw new ConfigError(`${flag}: ${n} is out of range ${spec.min}..${spec.max}`);
+      }
+      return n;
+    }
+    case "rate": {
+      const match = /^(\d{1,9})(\/s)?$/.exec(raw as string);
+      if (match === null) throw new ConfigError(`${flag}: '${raw}' is not a rate like 50/s`);
+      return Number(match[1]);
+    }
     case "list": {
       const out: ListenAddress[] = [];
       for (const text of raw as string[]) {
@@ -167,7 +427,10 @@ export function parseCommandLine(args: string[]): ParsedCommandLine {
     version: { type: "boolean" },
   };
   for (const spec of OPTIONS) {
-    options[spec.name] = { type: "string", multiple: spec.kind === "list" };
+    options[spec.name] = {
+      type: spec.kind === "flag" ? "boolean" : "string",
+      multiple: spec.kind === "list" || spec.kind === "strings",
+    };
   }
   let values: Record<string, unknown>;
   try {
@@ -179,11 +442,14 @@ export function parseCommandLine(args: string[]): ParsedCommandLine {
   if (values.version) return { kind: "version" };
   const config: Record<string, unknown> = {};
   for (const spec of OPTIONS) {
-    const raw = values[spec.name] as string | string[] | undefined;
+    const raw = values[spec.name] as string | string[] | boolean | undefined;
     config[spec.key] = convert(spec, raw ?? spec.defaultValue);
   }
   const result = config as unknown as Config;
   if (result.defaultNumwant > result.maxNumwant) result.defaultNumwant = result.maxNumwant;
+  if (result.whitelist !== "" && result.blacklist !== "") {
+    throw new ConfigError("--whitelist and --blacklist cannot be used together");
+  }
   return { kind: "run", config: result };
 }
 

@@ -1,0 +1,50 @@
+/**
+ * otter's entry point: parse flags, build the one peer store, start every listener, clean
+ * expired peers in small steps, and stop gracefully on SIGINT/SIGTERM.
+ */
+import { ConfigError, helpText, parseCommandLine } from "./src/ops/config.ts";
+import { Clock } from "./src/ops/clock.ts";
+import { startTracker } from "./src/servers/startTracker.ts";
+import { VERSION } from "./src/version.ts";
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseCommandLine(args);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`otter: ${e.message} (see --help)`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.kind === "help") {
+    console.log(helpText(VERSION));
+    return 0;
+  }
+  if (parsed.kind === "version") {
+    console.log(`otter ${VERSION}`);
+    return 0;
+  }
+  const clock = new Clock();
+  let running;
+  try {
+    running = await startTracker(parsed.config, clock, (line) => console.log(line));
+  } catch (e) {
+    console.error(`otter: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+  await stopped;
+  console.log("otter: stopping");
+  await running.stop();
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,165 @@
+/**
+ * HTTP front end: routes `GET /announce` and `GET /scrape` (plus any extra routes operators'
+ * features register, such as stats) and turns each into store calls and a bencoded body written
+ * into reused buffers. A bad announce or scrape gets HTTP 200 with a bencoded `failure reason`
+ * (what BitTorrent clients show their users); an unknown path 404; a non-GET method 405; a
+ * request line over 8 KiB 414.
+ */
+import { EVENT_STOPPED } from "../protocol/events.ts";
+import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
+import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
+import { parseIpAddress } from "../ops/cidr.ts";
+import {
+  ACTION_ANNOUNCE,
+  ACTION_OTHER,
+  ACTION_SCRAPE,
+  PROTOCOL_HTTP,
+  RESULT_ERROR,
+  RESULT_OK,
+} from "../ops/requestCounters.ts";
+import type { Tracker } from "./tracker.ts";
+
+/** Longest request URL we read; longer requests are refused without parsing. */
+export const MAX_REQUEST_BYTES = 8192;
+const MAX_SCRAPE_HASHES = 64;
+
+export type RouteHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  query: string,
+) => Response | Promise<Response>;
+
+const TEXT_HEADERS: HeadersInit = { "content-type": "text/plain; charset=utf-8" };
+const BENCODE_HEADERS: HeadersInit = { "content-type": "text/plain" };
+
+function plain(status: number, text: string): Response {
+  return new Response(text + "\n", { status, headers: TEXT_HEADERS });
+}
+
+export class HttpTracker {
+  /** Routes besides announce and scrape (stats, metrics, …), by exact path. */
+  readonly routes = new Map<string, RouteHandler>();
+  readonly #tracker: Tracker;
+  readonly #query = new AnnounceQuery();
+  readonly #address = new Uint8Array(16);
+  readonly #peers: Uint8Array;
+  readonly #out: Uint8Array;
+  readonly #scrapeHashes = new Uint8Array(MAX_SCRAPE_HASHES * 20);
+  readonly #scrapeCounts = new Uint32Array(MAX_SCRAPE_HASHES * 3);
+
+  constructor(tracker: Tracker) {
+    this.#tracker = tracker;
+    this.#peers = new Uint8Array(tracker.maxNumwant * 18);
+    this.#out = new Uint8Array(tracker.maxNumwant * 18 + 1024 + MAX_SCRAPE_HASHES * 120);
+  }
+
+  handle(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
+    const url = request.url;
+    if (url.length > MAX_REQUEST_BYTES) return plain(414, "request too long");
+    // request.url is absolute: skip "scheme://authority" to the path.
+    const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+    if (pathStart < 0) return plain(400, "bad request");
+    let queryStart = url.indexOf("?", pathStart);
+    const pathEnd = queryStart < 0 ? url.length : queryStart;
+    queryStart = queryStart < 0 ? url.length : queryStart + 1;
+    const method = request.method;
+    if (method !== "GET" && method !== "HEAD") {
+      this.#tracker.counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_ERROR);
+      return new Response("method not allowed\n", {
+        status: 405,
+        headers: { ...TEXT_HEADERS, allow: "GET, HEAD" },
+      });
+    }
+    if (pathIs(url, pathStart, pathEnd, "/announce")) {
+      return this.#announce(url.slice(queryStart), info);
+    }
+    if (pathIs(url, pathStart, pathEnd, "/scrape")) {
+      return this.#scrape(url.slice(queryStart), request, info);
+    }
+    const route = this.routes.get(url.slice(pathStart, pathEnd));
+    if (route !== undefined) return route(request, info, url.slice(queryStart));
+    this.#tracker.counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_ERROR);
+    return plain(404, "not found");
+  }
+
+  #failure(action: number, reason: string): Response {
+    this.#tracker.counters.add(PROTOCOL_HTTP, action, RESULT_ERROR);
+    const n = writeFailure(this.#out, reason);
+    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+  }
+
+  #announce(query: string, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
+    const tracker = this.#tracker;
+    const q = this.#query;
+    const problem = parseAnnounceQuery(query, q);
+    if (problem !== null) return this.#failure(ACTION_ANNOUNCE, problem);
+    const address = this.#address;
+    const family = parseIpAddress(info.remoteAddr.hostname, address);
+    if (family === 0) return this.#failure(ACTION_ANNOUNCE, "unusable client address");
+    const entry = family === 4 ? 6 : 18;
+    const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);
+    const store = tracker.store;
+    const count = store.announce(
+      q.infoHash,
+      0,
+      family,
+      address,
+      0,
+      q.port,
+      q.event,
+      q.leftIsZero,
+      numwant,
+      tracker.clock.now,
+      this.#peers,
+      0,
+    );
+    const r = store.result;
+    const n = writeAnnounceReply(
+      this.#out,
+      r.complete,
+      r.downloaded,
+      r.incomplete,
+      tracker.jitteredInterval(),
+      tracker.minInterval,
+      family,
+      this.#peers,
+      count * entry,
+      address,
+      0,
+      family === 4 ? 4 : 16,
+    );
+    tracker.counters.add(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
+    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+  }
+
+  #scrape(
+    query: string,
+    _request: Request,
+    _info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response {
+    const tracker = this.#tracker;
+    const parsed = parseScrapeQuery(query, this.#scrapeHashes);
+    if (typeof parsed === "string") return this.#failure(ACTION_SCRAPE, parsed);
+    if (parsed === 0) return this.#failure(ACTION_SCRAPE, "full scrape is not enabled");
+    const store = tracker.store;
+    const r = store.result;
+    const counts = this.#scrapeCounts;
+    for (let i = 0; i < parsed; i++) {
+      store.scrape(this.#scrapeHashes, i * 20);
+      counts[i * 3] = r.complete;
+      counts[i * 3 + 1] = r.downloaded;
+      counts[i * 3 + 2] = r.incomplete;
+    }
+    const n = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
+    tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
+    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+  }
+}
+
+function pathIs(url: string, start: number, end: number, path: string): boolean {
+  if (end - start !== path.length) return false;
+  return url.startsWith(path, start);
+}

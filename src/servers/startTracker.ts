@@ -1,0 +1,168 @@
+/**
+ * Wires a configuration into running listeners: one SwarmTable and Tracker shared by every HTTP
+ * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
+ * small steps. Returns a handle that stops everything.
+ */
+import type { Config, ListenAddress } from "../ops/config.ts";
+import type { Clock } from "../ops/clock.ts";
+import { formatHostPort } from "../ops/listenAddress.ts";
+import { randomKey } from "../hash/halfSipHash.ts";
+import { ConnectionIds } from "../protocol/connectionId.ts";
+import { SwarmTable } from "../store/swarmTable.ts";
+import { Tracker } from "./tracker.ts";
+import { UdpTracker } from "./udpTracker.ts";
+import { HttpTracker } from "./httpTracker.ts";
+import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
+import { PortableUdpSocket } from "./udpPortableSocket.ts";
+
+/** Torrent slots visited per cleaning step; a step runs every CLEAN_EVERY_MS. */
+const CLEAN_BUDGET = 2048;
+const CLEAN_EVERY_MS = 100;
+
+export interface RunningTracker {
+  tracker: Tracker;
+  stop(): Promise<void>;
+}
+
+interface UdpListener {
+  serve(handler: UdpTracker): Promise<void>;
+  close(): Promise<void>;
+  readonly port: number;
+}
+
+function describeError(e: unknown): string {
+  if (e instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.AddrNotAvailable) return "address not available";
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** `::` needs IPv6; on a host without it, fall back to IPv4 only, once, and say so. */
+function isNoIpv6(e: unknown): boolean {
+  const text = e instanceof Error ? e.message : String(e);
+  return /family not supported|EAFNOSUPPORT|os error 97/i.test(text);
+}
+
+export async function startTracker(
+  config: Config,
+  clock: Clock,
+  log: (line: string) => void,
+): Promise<RunningTracker> {
+  clock.update();
+  clock.start();
+  const store = new SwarmTable({ peerTimeout: config.peerTimeout });
+  const tracker = new Tracker(store, clock, config);
+  const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
+  const httpTracker = new HttpTracker(tracker);
+
+  const servers: Deno.HttpServer[] = [];
+  const udpSockets: UdpListener[] = [];
+  const loops: Promise<void>[] = [];
+  const cleaner = setInterval(() => store.clean(clock.now, CLEAN_BUDGET), CLEAN_EVERY_MS);
+
+  const stop = async () => {
+    clearInterval(cleaner);
+    clock.stop();
+    await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
+    await Promise.all(udpSockets.map((s) => s.close()));
+    await Promise.allSettled(loops);
+  };
+
+  const support = fastUdpSupport();
+  if (config.udpIo === "fast" && !support.ok) {
+    throw new Error(`--udp-io fast is not available here: ${support.reason}`);
+  }
+  const useFast = config.udpIo !== "portable" && support.ok;
+  if (config.udpIo === "auto" && !support.ok && config.udp.length > 0) {
+    log(`UDP fast path unavailable (${support.reason}); using the portable path`);
+  }
+
+  try {
+    for (const address of config.http) {
+      const server = listenHttp(address, httpTracker, log);
+      servers.push(server);
+    }
+    for (const address of config.udp) {
+      const socket = openUdp(address, useFast, log);
+      udpSockets.push(socket);
+      loops.push(socket.serve(udpTracker));
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { tracker, stop };
+}
+
+function withIpv4Fallback<T>(
+  address: ListenAddress,
+  open: (hostname: string) => T,
+  what: string,
+  log: (line: string) => void,
+): T {
+  try {
+    return open(address.hostname);
+  } catch (e) {
+    if (address.hostname === "::" && isNoIpv6(e)) {
+      log(`${what}: IPv6 is not available here; listening on 0.0.0.0 instead of [::]`);
+      try {
+        return open("0.0.0.0");
+      } catch (e2) {
+        throw new Error(
+          `cannot listen on ${what} 0.0.0.0:${address.port}: ${describeError(e2)}`,
+        );
+      }
+    }
+    throw new Error(
+      `cannot listen on ${what} ${formatHostPort(address.hostname, address.port)}: ${
+        describeError(e)
+      }`,
+    );
+  }
+}
+
+function listenHttp(
+  address: ListenAddress,
+  handler: HttpTracker,
+  log: (line: string) => void,
+): Deno.HttpServer {
+  return withIpv4Fallback(
+    address,
+    (hostname) => {
+      const server = Deno.serve({
+        hostname,
+        port: address.port,
+        onListen: (addr) => {
+          log(`HTTP listening on http://${formatHostPort(addr.hostname, addr.port)}/announce`);
+        },
+        onError: () => new Response("internal error\n", { status: 500 }),
+      }, (request, info) => handler.handle(request, info));
+      return server;
+    },
+    "HTTP",
+    log,
+  );
+}
+
+function openUdp(
+  address: ListenAddress,
+  fast: boolean,
+  log: (line: string) => void,
+): UdpListener {
+  return withIpv4Fallback(
+    address,
+    (hostname) => {
+      const socket = fast
+        ? FastUdpSocket.open(hostname, address.port)
+        : PortableUdpSocket.open(hostname, address.port);
+      log(
+        `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
+          fast ? "fast" : "portable"
+        })`,
+      );
+      return socket;
+    },
+    "UDP",
+    log,
+  );
+}
