@@ -657,7 +657,7 @@ export class SwarmTable {
 
   // ---------------------------------------------------------------- block pools
 
-  /** Takes a block from pool `pi` for the row at `owner`; set blocks come zeroed. */
+  /** Takes a zeroed block from pool `pi` for the row at `owner`. */
   #allocBlock(pi: number, owner: number): number {
     const bw = BLOCK_WORDS[pi];
     const used = this.#poolUsed[pi];
@@ -674,7 +674,8 @@ export class SwarmTable {
     }
     const start = used * bw;
     pool[start] = owner;
-    if (pi % CLASS_COUNT >= LINEAR_CLASSES) pool.fill(0, start + 1, start + bw);
+    // Dense pools leave stale words past their end; records must start empty.
+    pool.fill(0, start + 1, start + bw);
     this.#poolUsed[pi] = used + 1;
     return used;
   }
