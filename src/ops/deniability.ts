@@ -16,8 +16,12 @@
  * - Empty lists are never touched (a fake peer in an empty swarm would be an obvious tell), the
  *   list never grows past numwant (fakes then replace real peers), and the last real peer is never
  *   replaced, so every mixed reply still lets the client join the swarm.
- * - Randomness comes from `crypto.getRandomValues` unless a generator is injected for tests, so
- *   nobody can predict which replies are mixed or which addresses are generated.
+ * - Randomness comes from `crypto.getRandomValues` unless a generator is injected. The tracker
+ *   injects one reseeded per torrent and announce interval from a keyed hash (secret per-process
+ *   key) of the info hash and the interval number (src/servers/tracker.ts): within one interval
+ *   every reply for a torrent mixes the same generated addresses, and scrapes add the same number
+ *   to the leecher count, so repeated announces and scrapes agree with each other. Outsiders still
+ *   cannot predict which torrents are mixed or which addresses are generated.
  *
  * What it hides: only that an address in a peer list was really announced. A list captured on the
  * wire or handed to a third party no longer proves that each listed address took part, because
@@ -28,10 +32,10 @@
  *   logs) persisted exactly as without this option. The requester's own presence is not hidden.
  * - Anything from an observer who connects to the listed peers: real peers complete a BitTorrent
  *   handshake for the info hash, generated ones do not answer.
- * - Anything from an observer who announces repeatedly: real peers recur across replies, a given
- *   fake almost never does, so intersecting a few replies separates them.
- * - Swarm size from a scrape: scrapes report the real counts, so comparing an announce's counts
- *   with a scrape shows that (not where) fakes were mixed in.
+ * - Anything from an observer who announces across several intervals: real peers recur, the
+ *   generated ones change each interval, so intersecting replies from different intervals
+ *   separates them.
+ * - The real swarm size from the operator's own stats and metrics pages, which count real peers.
  * - Routing data: many generated addresses sit in unrouted space, which a BGP table reveals.
  * - Peer exchange (BEP 11), DHT and non-compact HTTP replies are outside its reach; it works on
  *   compact peer lists only (6 bytes per IPv4 peer, 18 per IPv6 peer).
@@ -142,13 +146,37 @@ export class DeniabilityMixer {
    */
   mix(family: 4 | 6, buf: Uint8Array, offset: number, count: number, numwant: number): number {
     this.lastAdded = 0;
-    if (count <= 0 || this.#threshold === 0) return count;
-    if (this.#next() >= this.#threshold) return count;
+    if (count <= 0) return count;
+    const wanted = this.decide();
+    return wanted === 0 ? count : this.mixIn(family, buf, offset, count, numwant, wanted);
+  }
+
+  /**
+   * Draws whether to mix and how many: 0 (leave the reply alone) or 1..maxFake. `mix` makes the
+   * same draws first, so a caller that reseeds a deterministic generator before each call gets
+   * the same decision from `decide` (for scrape counts) as from `mix` (for the peer list).
+   */
+  decide(): number {
+    if (this.#threshold === 0) return 0;
+    if (this.#next() >= this.#threshold) return 0;
+    return 1 + this.#below(this.#maxFake);
+  }
+
+  /** Mixes `wanted` generated peers into a non-empty list, as `mix` describes. */
+  mixIn(
+    family: 4 | 6,
+    buf: Uint8Array,
+    offset: number,
+    count: number,
+    numwant: number,
+    wanted: number,
+  ): number {
+    this.lastAdded = 0;
+    if (count <= 0 || wanted <= 0) return count;
     const entry = family === 4 ? 6 : 18;
     const room = Math.floor((buf.length - offset) / entry);
     let limit = numwant < room ? numwant : room;
     if (limit < count) limit = count;
-    const wanted = 1 + this.#below(this.#maxFake);
     const inserts = wanted < limit - count ? wanted : limit - count;
     const replaces = wanted - inserts < count - 1 ? wanted - inserts : count - 1;
 

@@ -8,7 +8,8 @@
 import { EVENT_STOPPED } from "../protocol/events.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
-import { parseIpAddress } from "../ops/cidr.ts";
+import { parseForwardedFor, parseIpAddress } from "../ops/cidr.ts";
+import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_OTHER,
@@ -42,6 +43,7 @@ export class HttpTracker {
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);
+  readonly #forwarded = new Uint8Array(16);
   readonly #peers: Uint8Array;
   readonly #out: Uint8Array;
   readonly #scrapeHashes = new Uint8Array(MAX_SCRAPE_HASHES * 20);
@@ -74,7 +76,7 @@ export class HttpTracker {
       });
     }
     if (pathIs(url, pathStart, pathEnd, "/announce")) {
-      return this.#announce(url.slice(queryStart), info);
+      return this.#announce(url.slice(queryStart), request, info);
     }
     if (pathIs(url, pathStart, pathEnd, "/scrape")) {
       return this.#scrape(url.slice(queryStart), request, info);
@@ -91,13 +93,42 @@ export class HttpTracker {
     return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
   }
 
-  #announce(query: string, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
+  /**
+   * The client's address into #address: the socket's, or, when the socket's is a trusted proxy,
+   * the first X-Forwarded-For address (else X-Real-IP). Returns the family, 0 if unusable.
+   */
+  #clientAddress(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): 0 | 4 | 6 {
+    const address = this.#address;
+    const family = parseIpAddress(info.remoteAddr.hostname, address);
+    const proxies = this.#tracker.trustProxy;
+    if (family === 0 || proxies === null || !proxies.contains(family, address, 0)) return family;
+    const forwarded = this.#forwarded;
+    let claimed: 0 | 4 | 6 = 0;
+    const xff = request.headers.get("x-forwarded-for");
+    if (xff !== null) claimed = parseForwardedFor(xff, forwarded);
+    if (claimed === 0) {
+      const realIp = request.headers.get("x-real-ip");
+      if (realIp !== null) claimed = parseIpAddress(realIp.trim(), forwarded);
+    }
+    if (claimed === 0) return family;
+    address.set(forwarded);
+    return claimed;
+  }
+
+  #announce(
+    query: string,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response {
     const tracker = this.#tracker;
     const q = this.#query;
     const problem = parseAnnounceQuery(query, q);
     if (problem !== null) return this.#failure(ACTION_ANNOUNCE, problem);
+    if (!tracker.access.allows(q.infoHash, 0)) {
+      return this.#failure(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
+    }
     const address = this.#address;
-    const family = parseIpAddress(info.remoteAddr.hostname, address);
+    const family = this.#clientAddress(request, info);
     if (family === 0) return this.#failure(ACTION_ANNOUNCE, "unusable client address");
     const entry = family === 4 ? 6 : 18;
     const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);
@@ -117,16 +148,21 @@ export class HttpTracker {
       0,
     );
     const r = store.result;
+    let shown = count;
+    const generated = tracker.generatedPeersFor(q.infoHash, 0, r.complete + r.incomplete);
+    if (generated > 0) {
+      shown = tracker.deniability!.mixIn(family, this.#peers, 0, count, numwant, generated);
+    }
     const n = writeAnnounceReply(
       this.#out,
       r.complete,
       r.downloaded,
-      r.incomplete,
+      r.incomplete + generated,
       tracker.jitteredInterval(),
       tracker.minInterval,
       family,
       this.#peers,
-      count * entry,
+      shown * entry,
       address,
       0,
       family === 4 ? 4 : 16,
@@ -151,7 +187,8 @@ export class HttpTracker {
       store.scrape(this.#scrapeHashes, i * 20);
       counts[i * 3] = r.complete;
       counts[i * 3 + 1] = r.downloaded;
-      counts[i * 3 + 2] = r.incomplete;
+      counts[i * 3 + 2] = r.incomplete +
+        tracker.generatedPeersFor(this.#scrapeHashes, i * 20, r.complete + r.incomplete);
     }
     const n = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
     tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);

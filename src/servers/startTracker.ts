@@ -8,16 +8,13 @@ import type { Clock } from "../ops/clock.ts";
 import { formatHostPort } from "../ops/listenAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
-import { SwarmTable } from "../store/swarmTable.ts";
+import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
+import { watchAccessList } from "../ops/accessListFile.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
 import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
 import { PortableUdpSocket } from "./udpPortableSocket.ts";
-
-/** Torrent slots visited per cleaning step; a step runs every CLEAN_EVERY_MS. */
-const CLEAN_BUDGET = 2048;
-const CLEAN_EVERY_MS = 100;
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -55,14 +52,20 @@ export async function startTracker(
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
 
+  const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
+  const accessWatch = accessListPath === ""
+    ? null
+    : await watchAccessList(accessListPath, tracker.access, log);
+
   const servers: Deno.HttpServer[] = [];
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
-  const cleaner = setInterval(() => store.clean(clock.now, CLEAN_BUDGET), CLEAN_EVERY_MS);
+  const cleaner = setInterval(() => store.clean(clock.now, CLEAN_BUDGET), CLEAN_INTERVAL_MS);
 
   const stop = async () => {
     clearInterval(cleaner);
     clock.stop();
+    accessWatch?.close();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);

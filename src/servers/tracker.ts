@@ -6,6 +6,10 @@
 import type { Config } from "../ops/config.ts";
 import type { Clock } from "../ops/clock.ts";
 import { RequestCounters } from "../ops/requestCounters.ts";
+import { AccessPolicy } from "../ops/accessList.ts";
+import { CidrSet } from "../ops/cidr.ts";
+import { DeniabilityMixer } from "../ops/deniability.ts";
+import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 
 export class Tracker {
@@ -14,8 +18,23 @@ export class Tracker {
   readonly minInterval: number;
   readonly maxNumwant: number;
   readonly defaultNumwant: number;
+  /** White or black list of info hashes (mode "off" without --whitelist/--blacklist). */
+  access: AccessPolicy;
+  /** Networks whose X-Forwarded-For / X-Real-IP headers we believe; null: none. */
+  trustProxy: CidrSet | null;
+  /** Generated-peer mixing (`--deniability`); null when off. */
+  deniability: DeniabilityMixer | null;
+  readonly #deniabilityKey = randomKey();
+  #deniabilityState = 1;
 
   constructor(readonly store: SwarmTable, readonly clock: Clock, config: Config) {
+    this.access = new AccessPolicy(
+      config.whitelist !== "" ? "white" : config.blacklist !== "" ? "black" : "off",
+    );
+    this.trustProxy = config.trustProxy.length > 0 ? CidrSet.parse(config.trustProxy) : null;
+    this.deniability = config.deniability > 0
+      ? new DeniabilityMixer(config.deniability, config.deniabilityMax, () => this.#seededNext())
+      : null;
     this.interval = config.interval;
     this.minInterval = Math.max(1, Math.floor(config.interval / 2));
     this.maxNumwant = config.maxNumwant;
@@ -32,5 +51,31 @@ export class Tracker {
     const n = requested < 0 ? this.defaultNumwant : requested;
     const cap = this.maxNumwant < replyCapacity ? this.maxNumwant : replyCapacity;
     return n < cap ? n : cap;
+  }
+
+  /** xorshift32 over the per-torrent seed set by `generatedPeersFor`. */
+  #seededNext(): number {
+    let x = this.#deniabilityState;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#deniabilityState = x;
+    return x >>> 0;
+  }
+
+  /**
+   * How many generated peers the torrent shows in this announce interval (0 when deniability is
+   * off, not drawn for it, or the swarm has fewer than 2 peers, where a fake would be a tell).
+   * Reseeds the mixer's generator from a keyed hash of the info hash and the interval number, so
+   * announces (`mixIn` right after this call) and scrapes agree until the next interval.
+   */
+  generatedPeersFor(infoHash: Uint8Array, offset: number, peers: number): number {
+    const mixer = this.deniability;
+    if (mixer === null || peers < 2) return 0;
+    const k = this.#deniabilityKey;
+    const epoch = Math.floor(this.clock.now / this.interval);
+    this.#deniabilityState = (hashBytes(k[0], k[1], infoHash, offset, 20) ^
+      Math.imul(epoch + 1, 0x9e3779b1)) | 1;
+    return mixer.decide();
   }
 }

@@ -43,6 +43,7 @@ import {
   RESULT_ERROR,
   RESULT_OK,
 } from "../ops/requestCounters.ts";
+import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
 import type { Tracker } from "./tracker.ts";
 
 const ANNOUNCE_REPLY_HEADER = ANNOUNCE_REPLY_HEADER_LENGTH;
@@ -113,6 +114,10 @@ export class UdpTracker {
       tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
       return writeError(out, a.transactionId, problem, this.#replyCapacity);
     }
+    if (!tracker.access.allows(packet, a.infoHashOffset)) {
+      tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
+      return writeError(out, a.transactionId, ACCESS_DENIED_REASON, this.#replyCapacity);
+    }
     const entry = family === 4 ? 6 : 18;
     const capacity = Math.floor((this.#replyCapacity - ANNOUNCE_REPLY_HEADER) / entry);
     const numwant = a.event === EVENT_STOPPED ? 0 : tracker.numwant(a.numwant, capacity);
@@ -132,15 +137,31 @@ export class UdpTracker {
       ANNOUNCE_REPLY_HEADER,
     );
     const r = store.result;
+    let shown = peers;
+    const generated = tracker.generatedPeersFor(
+      packet,
+      a.infoHashOffset,
+      r.complete + r.incomplete,
+    );
+    if (generated > 0) {
+      shown = tracker.deniability!.mixIn(
+        family,
+        out,
+        ANNOUNCE_REPLY_HEADER,
+        peers,
+        numwant,
+        generated,
+      );
+    }
     writeAnnounceReplyHeader(
       out,
       a.transactionId,
       tracker.jitteredInterval(),
-      r.incomplete,
+      r.incomplete + generated,
       r.complete,
     );
     tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
-    return ANNOUNCE_REPLY_HEADER + peers * entry;
+    return ANNOUNCE_REPLY_HEADER + shown * entry;
   }
 
   #handleScrape(
@@ -159,8 +180,10 @@ export class UdpTracker {
     const r = store.result;
     let offset = writeScrapeReplyHeader(out, transactionId);
     for (let i = 0; i < hashes; i++) {
-      store.scrape(packet, SCRAPE_HASHES_OFFSET + i * 20);
-      offset = writeScrapeEntry(out, offset, r.complete, r.downloaded, r.incomplete);
+      const hashOffset = SCRAPE_HASHES_OFFSET + i * 20;
+      store.scrape(packet, hashOffset);
+      const generated = tracker.generatedPeersFor(packet, hashOffset, r.complete + r.incomplete);
+      offset = writeScrapeEntry(out, offset, r.complete, r.downloaded, r.incomplete + generated);
     }
     tracker.counters.add(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK);
     return offset;

@@ -1,0 +1,244 @@
+/**
+ * Operator policies on the announce path, over real sockets: white and black lists (HTTP failure
+ * reason, BEP 15 error, reload on file change and on SIGHUP), the client address from trusted
+ * proxies only, and deniability's generated peers with counts that agree with scrapes.
+ */
+import assert from "node:assert/strict";
+import { startOtter } from "./support/otterProcess.ts";
+import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
+import {
+  announcePacket,
+  announcePeers,
+  readU32,
+  scrapePacket,
+  UdpTestClient,
+} from "./support/udpClient.ts";
+
+function hash(seed: number): Uint8Array {
+  return new Uint8Array(20).map((_, i) => (seed * 13 + i * 11 + 1) & 0xff);
+}
+
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function escape(bytes: Uint8Array): string {
+  return [...bytes].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
+}
+
+type Dict = Record<string, Decoded>;
+
+async function httpAnnounce(
+  base: string,
+  infoHash: Uint8Array,
+  port: number,
+  headers: Record<string, string> = {},
+  extra = "",
+): Promise<Dict> {
+  const url =
+    `${base}/announce?info_hash=${escape(infoHash)}&peer_id=${"p".repeat(20)}&port=${port}` +
+    `&left=10${extra}`;
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+  return bdecode(new Uint8Array(await response.arrayBuffer())) as Dict;
+}
+
+function failure(reply: Dict): string | undefined {
+  const f = reply["failure reason"];
+  return f instanceof Uint8Array ? new TextDecoder().decode(f) : undefined;
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+Deno.test("whitelist: listed hashes served, others refused over HTTP and UDP; reloads", async () => {
+  const dir = await Deno.makeTempDir();
+  const list = `${dir}/whitelist.txt`;
+  const allowed = hash(1), other = hash(2), later = hash(3);
+  await Deno.writeTextFile(list, `# allowed torrents\n${hex(allowed)}\nnot-a-hash\n`);
+  await using otter = await startOtter([
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--whitelist",
+    list,
+  ]);
+  assert.match(otter.stdout.join("\n") + otter.stderr, /whitelist\.txt:3: /, "malformed line reported with its number");
+  const base = otter.http[0];
+  assert.equal(failure(await httpAnnounce(base, allowed, 1000)), undefined);
+  assert.match(failure(await httpAnnounce(base, other, 1000)) ?? "", /not authorized/);
+
+  const client = new UdpTestClient("127.0.0.1", otter.udp[0].port);
+  try {
+    const id = await client.connect();
+    const ok = await client.request(
+      announcePacket({ connectionId: id, infoHash: allowed, port: 5 }),
+    );
+    assert.ok(ok);
+    assert.equal(readU32(ok, 0), 1);
+    const refused = await client.request(
+      announcePacket({ connectionId: id, infoHash: other, port: 5 }),
+    );
+    assert.ok(refused);
+    assert.equal(readU32(refused, 0), 3);
+    assert.match(new TextDecoder().decode(refused.subarray(8)), /not authorized/);
+  } finally {
+    client.close();
+  }
+
+  // Replace the file the way deploy tools do (write a new one, rename into place).
+  await Deno.writeTextFile(`${list}.new`, `${hex(allowed)}\n${hex(later)}\n`);
+  await Deno.rename(`${list}.new`, list);
+  await waitFor(
+    async () => failure(await httpAnnounce(base, later, 1000)) === undefined,
+    "the new list after a file change",
+  );
+  // In-place edit followed by SIGHUP.
+  await Deno.writeTextFile(list, `${hex(other)}\n`);
+  Deno.kill(otter.pid, "SIGHUP");
+  await waitFor(
+    async () => failure(await httpAnnounce(base, other, 1000)) === undefined,
+    "the new list after SIGHUP",
+  );
+  assert.match(failure(await httpAnnounce(base, allowed, 1000)) ?? "", /not authorized/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("blacklist refuses listed hashes; whitelist with blacklist exits 2", async () => {
+  const dir = await Deno.makeTempDir();
+  const list = `${dir}/blacklist.txt`;
+  const banned = hash(7);
+  await Deno.writeTextFile(list, `${hex(banned)}\n`);
+  {
+    await using otter = await startOtter([
+      "--http",
+      "127.0.0.1:0",
+      "--udp",
+      "127.0.0.1:0",
+      "--blacklist",
+      list,
+    ]);
+    assert.match(failure(await httpAnnounce(otter.http[0], banned, 1)) ?? "", /not authorized/);
+    assert.equal(failure(await httpAnnounce(otter.http[0], hash(8), 1)), undefined);
+  }
+  const both = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      new URL("../main.ts", import.meta.url).pathname,
+      "--whitelist",
+      list,
+      "--blacklist",
+      list,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(both.code, 2);
+  assert.match(new TextDecoder().decode(both.stderr), /cannot be used together/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("X-Forwarded-For is believed from trusted proxies only", async () => {
+  const infoHash = hash(20);
+  const headers = { "x-forwarded-for": "203.0.113.9, 10.0.0.1" };
+  {
+    await using trusting = await startOtter([
+      "--http",
+      "127.0.0.1:0",
+      "--udp",
+      "127.0.0.1:0",
+      "--trust-proxy",
+      "127.0.0.0/8",
+    ]);
+    const reply = await httpAnnounce(trusting.http[0], infoHash, 4000, headers);
+    assert.deepEqual([...(reply["external ip"] as Uint8Array)], [203, 0, 113, 9]);
+    const real = await httpAnnounce(trusting.http[0], infoHash, 4001, {
+      "x-real-ip": "198.51.100.7",
+    });
+    assert.deepEqual([...(real["external ip"] as Uint8Array)], [198, 51, 100, 7]);
+    const peers = real.peers as Uint8Array;
+    assert.deepEqual([...peers.subarray(0, 4)], [203, 0, 113, 9], "the proxied client is the peer");
+    const v6 = await httpAnnounce(trusting.http[0], infoHash, 4002, {
+      "x-forwarded-for": "2001:db8::5",
+    });
+    assert.equal((v6["external ip"] as Uint8Array).length, 16);
+  }
+  {
+    await using untrusting = await startOtter([
+      "--http",
+      "127.0.0.1:0",
+      "--udp",
+      "127.0.0.1:0",
+      "--trust-proxy",
+      "10.0.0.0/8",
+    ]);
+    const reply = await httpAnnounce(untrusting.http[0], infoHash, 4000, headers);
+    assert.deepEqual([...(reply["external ip"] as Uint8Array)], [127, 0, 0, 1]);
+  }
+});
+
+Deno.test("deniability: generated public peers, counts agree with scrape", async () => {
+  await using otter = await startOtter([
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--deniability",
+    "1",
+    "--deniability-max",
+    "3",
+  ]);
+  const base = otter.http[0];
+  const infoHash = hash(30);
+  await httpAnnounce(base, infoHash, 5001);
+  const reply = await httpAnnounce(base, infoHash, 5002, {}, "&numwant=50");
+  const peers = reply.peers as Uint8Array;
+  const listed: string[] = [];
+  for (let o = 0; o < peers.length; o += 6) {
+    listed.push(`${peers[o]}.${peers[o + 1]}.${peers[o + 2]}.${peers[o + 3]}`);
+  }
+  const fakes = listed.filter((a) => a !== "127.0.0.1");
+  assert.equal(listed.filter((a) => a === "127.0.0.1").length, 1, "the real peer is still listed");
+  assert.ok(fakes.length >= 1 && fakes.length <= 3, `fakes: ${fakes}`);
+  for (const a of fakes) {
+    const [x, y] = a.split(".").map(Number);
+    assert.ok(x !== 10 && x !== 127 && x < 224 && !(x === 192 && y === 168), a);
+  }
+  // Counts include the generated peers, and scrapes say the same within the interval.
+  assert.equal(reply.incomplete, 2 + fakes.length);
+  const scrape = bdecode(
+    new Uint8Array(
+      await (await fetch(`${base}/scrape?info_hash=${escape(infoHash)}`)).arrayBuffer(),
+    ),
+  ) as Dict;
+  const files = scrape.files as Dict;
+  assert.equal((files[latin1(infoHash)] as Dict).incomplete, 2 + fakes.length);
+  // A repeated announce in the same interval shows the same generated addresses.
+  const again = await httpAnnounce(base, infoHash, 5002, {}, "&numwant=50");
+  assert.deepEqual(again.peers, reply.peers);
+
+  // The same over UDP.
+  const client = new UdpTestClient("127.0.0.1", otter.udp[0].port);
+  try {
+    const id = await client.connect();
+    const udpReply = await client.request(
+      announcePacket({ connectionId: id, infoHash, port: 5003 }),
+    );
+    assert.ok(udpReply);
+    const udpPeers = announcePeers(udpReply, 4);
+    assert.equal(readU32(udpReply, 12), 3 + fakes.length, "leechers include generated peers");
+    assert.ok(udpPeers.length >= 2);
+    const udpScrape = await client.request(scrapePacket(id, [infoHash]));
+    assert.ok(udpScrape);
+    assert.equal(readU32(udpScrape, 16), 3 + fakes.length);
+  } finally {
+    client.close();
+  }
+});
