@@ -1,8 +1,10 @@
 /**
- * otter's entry point: parse flags, build the one peer store, start every listener, clean
- * expired peers in small steps, and stop gracefully on SIGINT/SIGTERM.
+ * otter's entry point: parse flags and the config file, build the one peer store, start every
+ * listener, clean expired peers in small steps, reload settings on SIGHUP, and stop gracefully on
+ * SIGINT/SIGTERM.
  */
-import { ConfigError, helpText, parseCommandLine } from "./src/ops/config.ts";
+import { ConfigError, helpText } from "./src/ops/config.ts";
+import { defaultConfigToml, loadConfig, reloadConfig } from "./src/ops/configFile.ts";
 import { Clock } from "./src/ops/clock.ts";
 import { startTracker } from "./src/servers/startTracker.ts";
 import { VERSION } from "./src/version.ts";
@@ -10,7 +12,7 @@ import { VERSION } from "./src/version.ts";
 async function main(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseCommandLine(args);
+    parsed = loadConfig(args);
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`otter: ${e.message} (see --help)`);
@@ -26,6 +28,10 @@ async function main(args: string[]): Promise<number> {
     console.log(`otter ${VERSION}`);
     return 0;
   }
+  if (parsed.kind === "print-config") {
+    await Deno.stdout.write(new TextEncoder().encode(defaultConfigToml()));
+    return 0;
+  }
   const clock = new Clock();
   let running;
   try {
@@ -34,6 +40,16 @@ async function main(args: string[]): Promise<number> {
     console.error(`otter: ${e instanceof Error ? e.message : e}`);
     return 1;
   }
+  let settings = parsed.config;
+  const flags = parsed.flags;
+  const tracker = running.tracker;
+  // Without a listener SIGHUP would end the process; with no --config it only logs that.
+  Deno.addSignalListener("SIGHUP", () => {
+    const outcome = reloadConfig(settings, flags);
+    const notes = outcome.ok ? tracker.applySettings(outcome.config) : [];
+    settings = outcome.config;
+    console.log([outcome.message, ...notes].join("; "));
+  });
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGINT", stop);

@@ -1,7 +1,9 @@
 /**
  * otter's settings: one table of options serves the command line (node:util parseArgs), the help
- * text and, later, the config file. A bad flag or value is a `ConfigError` whose message is the one
- * line main.ts prints before exiting with code 2.
+ * text, and the TOML config file (configFile.ts). Values come in layers of raw text (defaults, then
+ * the file, then flags) and are converted and checked once, in one place, whatever their source. A
+ * bad flag or value is a `ConfigError` whose message is the one line main.ts prints before exiting
+ * with code 2.
  */
 import { parseArgs } from "node:util";
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
@@ -44,23 +46,36 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
-type Kind = "list" | "integer" | "choice" | "strings" | "text" | "number" | "flag" | "rate";
+export type OptionKind =
+  | "list"
+  | "integer"
+  | "choice"
+  | "strings"
+  | "text"
+  | "number"
+  | "flag"
+  | "rate";
 
-interface OptionSpec {
+/** An option's value before conversion, as parseArgs gives it (config files are mapped to it). */
+export type RawValue = string | string[] | boolean;
+
+export interface OptionSpec {
   name: string;
-  kind: Kind;
+  kind: OptionKind;
   key: keyof Config;
   valueName: string;
   help: string;
-  defaultValue: string | string[] | boolean;
+  defaultValue: RawValue;
   /** Settings SIGHUP may change in a running tracker. */
   reloadable?: boolean;
+  /** Only meaningful on the command line (not a config-file key). */
+  commandLineOnly?: boolean;
   min?: number;
   max?: number;
   choices?: string[];
 }
 
-const OPTIONS: OptionSpec[] = [
+export const OPTIONS: readonly OptionSpec[] = [
   {
     name: "http",
     kind: "list",
@@ -86,6 +101,7 @@ const OPTIONS: OptionSpec[] = [
     defaultValue: "1800",
     min: 10,
     max: 86400,
+    reloadable: true,
   },
   {
     name: "peer-timeout",
@@ -106,6 +122,7 @@ const OPTIONS: OptionSpec[] = [
     defaultValue: "200",
     min: 0,
     max: 5000,
+    reloadable: true,
   },
   {
     name: "numwant",
@@ -116,6 +133,7 @@ const OPTIONS: OptionSpec[] = [
     defaultValue: "50",
     min: 0,
     max: 5000,
+    reloadable: true,
   },
   {
     name: "udp-io",
@@ -213,6 +231,7 @@ const OPTIONS: OptionSpec[] = [
     valueName: "FILE",
     help: "read settings from a TOML file (flags override it)",
     defaultValue: "",
+    commandLineOnly: true,
   },
   {
     name: "print-config",
@@ -221,6 +240,7 @@ const OPTIONS: OptionSpec[] = [
     valueName: "",
     help: "print the full default configuration as TOML and exit",
     defaultValue: false,
+    commandLineOnly: true,
   },
   {
     name: "state",
@@ -336,8 +356,19 @@ const OPTIONS: OptionSpec[] = [
   },
 ];
 
-function convert(spec: OptionSpec, raw: string | string[] | boolean): unknown {
-  const flag = `--${spec.name}`;
+/** The option called `name` (without "--"), or undefined. */
+export function optionNamed(name: string): OptionSpec | undefined {
+  return OPTIONS.find((spec) => spec.name === name);
+}
+
+/** Raw values from one source (the command line, a config file), by option name. */
+export interface RawSettings {
+  values: Map<string, RawValue>;
+  /** How an error names an option of this source: "--interval", "otter.toml line 3: interval". */
+  where(name: string): string;
+}
+
+function convert(spec: OptionSpec, raw: RawValue, where: string): unknown {
   switch (spec.kind) {
     case "flag":
       return raw === true;
@@ -349,30 +380,30 @@ function convert(spec: OptionSpec, raw: string | string[] | boolean): unknown {
         try {
           CidrSet.parse(list);
         } catch (e) {
-          throw new ConfigError(`${flag}: ${e instanceof Error ? e.message : e}`);
+          throw new ConfigError(`${where}: ${e instanceof Error ? e.message : e}`);
         }
       }
       return list;
     }
     case "number": {
       const text = raw as string;
-      if (!/^\d+(\.\d+)?$/.test(text)) throw new ConfigError(`${flag}: '${text}' is not a number`);
+      if (!/^\d+(\.\d+)?$/.test(text)) throw new ConfigError(`${where}: '${text}' is not a number`);
       const n = Number(text);
       if (n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_VALUE)) {
-        throw new ConfigError(`${flag}: ${n} is out of range ${spec.min}..${spec.max}`);
+        throw new ConfigError(`${where}: ${n} is out of range ${spec.min}..${spec.max}`);
       }
       return n;
     }
     case "rate": {
       const match = /^(\d{1,9})(\/s)?$/.exec(raw as string);
-      if (match === null) throw new ConfigError(`${flag}: '${raw}' is not a rate like 50/s`);
+      if (match === null) throw new ConfigError(`${where}: '${raw}' is not a rate like 50/s`);
       return Number(match[1]);
     }
     case "list": {
       const out: ListenAddress[] = [];
       for (const text of raw as string[]) {
         const parsed = parseListenAddress(text);
-        if (typeof parsed === "string") throw new ConfigError(`${flag}: ${parsed}`);
+        if (typeof parsed === "string") throw new ConfigError(`${where}: ${parsed}`);
         out.push(parsed);
       }
       return out;
@@ -380,22 +411,48 @@ function convert(spec: OptionSpec, raw: string | string[] | boolean): unknown {
     case "integer": {
       const text = raw as string;
       if (!/^\d+$/.test(text)) {
-        throw new ConfigError(`${flag}: '${text}' is not a whole number`);
+        throw new ConfigError(`${where}: '${text}' is not a whole number`);
       }
       const n = Number(text);
       if (n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
-        throw new ConfigError(`${flag}: ${n} is out of range ${spec.min}..${spec.max}`);
+        throw new ConfigError(`${where}: ${n} is out of range ${spec.min}..${spec.max}`);
       }
       return n;
     }
     case "choice": {
       const text = raw as string;
       if (!spec.choices!.includes(text)) {
-        throw new ConfigError(`${flag}: '${text}' is not one of ${spec.choices!.join(", ")}`);
+        throw new ConfigError(`${where}: '${text}' is not one of ${spec.choices!.join(", ")}`);
       }
       return text;
     }
   }
+}
+
+/**
+ * Builds a Config from the defaults overlaid by `layers` in order (later layers win: pass the
+ * config file before the command line). Throws ConfigError naming the source of a bad value.
+ */
+export function resolveConfig(layers: readonly RawSettings[]): Config {
+  const config: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    let raw = spec.defaultValue;
+    let where = `default of ${spec.name}`;
+    for (const layer of layers) {
+      const value = layer.values.get(spec.name);
+      if (value !== undefined) {
+        raw = value;
+        where = layer.where(spec.name);
+      }
+    }
+    config[spec.key] = convert(spec, raw, where);
+  }
+  const result = config as unknown as Config;
+  if (result.defaultNumwant > result.maxNumwant) result.defaultNumwant = result.maxNumwant;
+  if (result.whitelist !== "" && result.blacklist !== "") {
+    throw new ConfigError("--whitelist and --blacklist cannot be used together");
+  }
+  return result;
 }
 
 export function helpText(version: string): string {
@@ -416,9 +473,16 @@ export function helpText(version: string): string {
 }
 
 export type ParsedCommandLine =
-  | { kind: "run"; config: Config }
+  | {
+    kind: "run";
+    /** Defaults overlaid by the flags only; configFile.ts's loadConfig adds the file. */
+    config: Config;
+    /** The flags as given, to lay over the config file again on reload. */
+    flags: RawSettings;
+  }
   | { kind: "help" }
-  | { kind: "version" };
+  | { kind: "version" }
+  | { kind: "print-config" };
 
 /** Parses the command line; throws ConfigError with a one-line message on any problem. */
 export function parseCommandLine(args: string[]): ParsedCommandLine {
@@ -440,17 +504,14 @@ export function parseCommandLine(args: string[]): ParsedCommandLine {
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
-  const config: Record<string, unknown> = {};
+  if (values["print-config"]) return { kind: "print-config" };
+  const given = new Map<string, RawValue>();
   for (const spec of OPTIONS) {
-    const raw = values[spec.name] as string | string[] | boolean | undefined;
-    config[spec.key] = convert(spec, raw ?? spec.defaultValue);
+    const raw = values[spec.name] as RawValue | undefined;
+    if (raw !== undefined) given.set(spec.name, raw);
   }
-  const result = config as unknown as Config;
-  if (result.defaultNumwant > result.maxNumwant) result.defaultNumwant = result.maxNumwant;
-  if (result.whitelist !== "" && result.blacklist !== "") {
-    throw new ConfigError("--whitelist and --blacklist cannot be used together");
-  }
-  return { kind: "run", config: result };
+  const flags: RawSettings = { values: given, where: (name) => `--${name}` };
+  return { kind: "run", config: resolveConfig([flags]), flags };
 }
 
 function firstLine(e: unknown): string {

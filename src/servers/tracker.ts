@@ -1,7 +1,8 @@
 /**
  * What the HTTP and UDP front ends share: the peer store, the clock, the announce policy
  * (numwant defaults and caps, jittered intervals) and the request counters. Built once by main.ts
- * and handed to every server, so both protocols see one swarm.
+ * and handed to every server, so both protocols see one swarm. The policy fields are plain fields
+ * the servers read per request; `applySettings` replaces them when SIGHUP reloads the config.
  */
 import type { Config } from "../ops/config.ts";
 import type { Clock } from "../ops/clock.ts";
@@ -14,10 +15,16 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 
 export class Tracker {
   readonly counters = new RequestCounters();
-  readonly interval: number;
-  readonly minInterval: number;
-  readonly maxNumwant: number;
-  readonly defaultNumwant: number;
+  interval: number;
+  minInterval: number;
+  maxNumwant: number;
+  defaultNumwant: number;
+  /** The settings in force; replaced as a whole by `applySettings`. Features that have no field
+   * here read their reloadable values from it or subscribe with `onSettings`. */
+  settings: Config;
+  /** `maxNumwant` at start: the HTTP front end sized its peer buffers for it. */
+  readonly #numwantCeiling: number;
+  readonly #settingsListeners: ((settings: Config) => void)[] = [];
   /** White or black list of info hashes (mode "off" without --whitelist/--blacklist). */
   access: AccessPolicy;
   /** Networks whose X-Forwarded-For / X-Real-IP headers we believe; null: none. */
@@ -39,6 +46,45 @@ export class Tracker {
     this.minInterval = Math.max(1, Math.floor(config.interval / 2));
     this.maxNumwant = config.maxNumwant;
     this.defaultNumwant = config.defaultNumwant;
+    this.settings = config;
+    this.#numwantCeiling = config.maxNumwant;
+  }
+
+  /**
+   * Puts reloadable settings in force (SIGHUP): interval, numwant caps, trusted proxies,
+   * deniability; then tells `onSettings` listeners. Returns notes on values it could not apply
+   * as given (for the reload's log line).
+   */
+  applySettings(config: Config): string[] {
+    const notes: string[] = [];
+    const before = this.settings;
+    this.settings = config;
+    this.interval = config.interval;
+    this.minInterval = Math.max(1, Math.floor(config.interval / 2));
+    let max = config.maxNumwant;
+    if (max > this.#numwantCeiling) {
+      notes.push(`max-numwant capped at ${this.#numwantCeiling} until a restart`);
+      max = this.#numwantCeiling;
+    }
+    this.maxNumwant = max;
+    this.defaultNumwant = config.defaultNumwant < max ? config.defaultNumwant : max;
+    if (config.trustProxy.join() !== before.trustProxy.join()) {
+      this.trustProxy = config.trustProxy.length > 0 ? CidrSet.parse(config.trustProxy) : null;
+    }
+    if (
+      config.deniability !== before.deniability || config.deniabilityMax !== before.deniabilityMax
+    ) {
+      this.deniability = config.deniability > 0
+        ? new DeniabilityMixer(config.deniability, config.deniabilityMax, () => this.#seededNext())
+        : null;
+    }
+    for (const listener of this.#settingsListeners) listener(config);
+    return notes;
+  }
+
+  /** Calls `listener` with the new settings after each `applySettings`. */
+  onSettings(listener: (settings: Config) => void): void {
+    this.#settingsListeners.push(listener);
   }
 
   /** The interval for one reply: ±10% random jitter so clients do not re-announce in lock-step. */
