@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   batchDelay,
   batchIsFrom,
+  batchIsLate,
   batchRecordCount,
   ChangeRecorder,
   checkBatch,
@@ -10,13 +11,13 @@ import {
   decodeBatch,
   encodeNodeId,
   HEADER_SIZE,
+  markLate,
   OP_ANNOUNCE,
   OP_COMPLETED,
   OP_STOPPED,
   opForEvent,
   RECORD_SIZE_V4,
   RECORD_SIZE_V6,
-  stampDelay,
 } from "../src/ops/cluster/changeBatch.ts";
 
 interface Change {
@@ -85,8 +86,10 @@ function prng(seed: number): () => number {
   };
 }
 
+const INSTANCE_A = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
+
 function sampleBatch(): { bytes: Uint8Array; changes: Change[] } {
-  const recorder = new ChangeRecorder("node-a");
+  const recorder = new ChangeRecorder("node-a", 16, 16, INSTANCE_A);
   const changes: Change[] = [
     {
       op: OP_ANNOUNCE,
@@ -141,6 +144,7 @@ Deno.test("a batch round-trips every field, in order", () => {
   assert.equal(checkBatch(bytes), null);
   assert.equal(batchRecordCount(bytes), 3);
   assert.equal(batchDelay(bytes), 0);
+  assert.ok(!batchIsLate(bytes));
   const decoded = decodeAll(bytes);
   assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
   assert.deepEqual(decoded.changes, changes);
@@ -205,22 +209,30 @@ Deno.test("the recorder rejects bad node ids and sizes", () => {
   assert.equal(encodeNodeId(""), null);
 });
 
-Deno.test("stampDelay sets the delay and keeps the batch valid", () => {
+Deno.test("markLate sets the flag and the delay and keeps the batch valid", () => {
   const { bytes, changes } = sampleBatch();
-  stampDelay(bytes, 12.7);
+  markLate(bytes, 12.7);
+  assert.ok(batchIsLate(bytes));
   assert.equal(batchDelay(bytes), 12);
   assert.deepEqual(decodeAll(bytes).changes, changes);
-  stampDelay(bytes, 1e9);
+  markLate(bytes, 1e9);
   assert.equal(batchDelay(bytes), 65535);
+  markLate(bytes, 0);
+  assert.equal(batchDelay(bytes), 0);
+  assert.ok(batchIsLate(bytes));
   assert.equal(checkBatch(bytes), null);
 });
 
-Deno.test("batchIsFrom compares the header's node id", () => {
+Deno.test("batchIsFrom compares the recorder instance, not the node id", () => {
   const { bytes } = sampleBatch();
-  assert.ok(batchIsFrom(bytes, encodeNodeId("node-a")!));
-  assert.ok(!batchIsFrom(bytes, encodeNodeId("node-b")!));
-  assert.ok(!batchIsFrom(bytes, encodeNodeId("node-ab")!));
-  assert.ok(!batchIsFrom(bytes.subarray(0, 18), encodeNodeId("node-a")!));
+  assert.ok(batchIsFrom(bytes, INSTANCE_A));
+  assert.ok(!batchIsFrom(bytes, Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 9)));
+  assert.ok(!batchIsFrom(bytes.subarray(0, HEADER_SIZE - 1), INSTANCE_A));
+  // Two recorders with the same node id (a restarted node) differ.
+  const first = new ChangeRecorder("same");
+  const second = new ChangeRecorder("same");
+  assert.notDeepEqual(first.instance, second.instance);
+  assert.throws(() => new ChangeRecorder("x", 4, 4, new Uint8Array(7)), RangeError);
 });
 
 function assertRejected(bytes: Uint8Array, reason?: string): void {
@@ -265,17 +277,20 @@ Deno.test("header checks come before the checksum and name the fault", () => {
   version2[8] = 2;
   assertRejected(reseal(version2), "unsupported version 2");
   const noId = bytes.slice();
-  noId[9] = 0;
+  noId[24] = 0;
   assertRejected(reseal(noId), "bad node id length");
   const longId = bytes.slice();
-  longId[9] = 65;
+  longId[24] = 65;
   assertRejected(reseal(longId), "bad node id length");
   const pastEnd = bytes.slice(0, HEADER_SIZE + 3);
-  pastEnd[9] = 6;
+  pastEnd[24] = 6;
   assertRejected(pastEnd, "truncated node id");
   const flipped = bytes.slice();
   flipped[bytes.length - 1] ^= 1;
   assertRejected(flipped, "checksum mismatch");
+  const unknownFlag = bytes.slice();
+  unknownFlag[9] = 2;
+  assertRejected(reseal(unknownFlag), "unknown batch flags");
 });
 
 Deno.test("sealed but inconsistent batches are rejected before anything is applied", () => {
@@ -311,6 +326,7 @@ Deno.test("random garbage is rejected without throwing", () => {
     for (let i = 0; i < length; i++) garbage[i] = Math.floor(random() * 256);
     // Half the time keep a valid-looking header so the deeper checks see garbage too.
     if (round % 2 === 0 && length >= 10) garbage.set(bytes.subarray(0, 10));
+    if (round % 8 === 0 && length >= HEADER_SIZE) garbage[24] = 1 + (garbage[24] & 15);
     if (round % 4 === 0 && length >= HEADER_SIZE) reseal(garbage);
     let applied = 0;
     const result = decodeBatch(garbage, () => applied++);

@@ -14,11 +14,14 @@
  *   0  magic "OTCB"
  *   4  CRC-32 (IEEE) of every byte from offset 8 to the end
  *   8  version (1)
- *   9  node id length L (1..64)
+ *   9  flags: bit 0 "late" (queued across a reconnect, see `markLate`); other bits zero
  *  10  delay: whole seconds the batch waited at its origin before it was published (u16)
  *  12  record count (u32)
- *  16  node id, L bytes of UTF-8
- *  16+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
+ *  16  instance: 8 random bytes per recorder, so a node knows its own batches even when a
+ *      restarted node reuses its node id (its earlier life's batches are then not its own)
+ *  24  node id length L (1..64)
+ *  25  node id, L bytes of UTF-8
+ *  25+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
  *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 IPv6, bit 3 seeder,
  *       bits 4-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
  */
@@ -28,7 +31,9 @@ export const OP_STOPPED = 2;
 export const OP_COMPLETED = 3;
 
 export const BATCH_VERSION = 1;
-export const HEADER_SIZE = 16;
+/** Size of the header without the node id. */
+export const HEADER_SIZE = 25;
+export const INSTANCE_SIZE = 8;
 export const MAX_NODE_ID_BYTES = 64;
 export const RECORD_SIZE_V4 = 27;
 export const RECORD_SIZE_V6 = 39;
@@ -41,6 +46,9 @@ const FLAG_V6 = 4;
 const FLAG_SEEDER = 8;
 const FLAGS_RESERVED = 0xf0;
 const CRC_START = 8;
+const BATCH_LATE = 1;
+const INSTANCE_AT = 16;
+const ID_LENGTH_AT = 24;
 
 /** Receives one decoded change; the byte arrays are the batch itself, read at the offsets. */
 export type ApplyChange = (
@@ -106,6 +114,8 @@ export class ChangeRecorder {
   dropped = 0;
   readonly capacity: number;
   readonly maxBatchRecords: number;
+  /** Random bytes that mark this recorder's batches as its own. */
+  readonly instance: Uint8Array;
   readonly #nodeId: Uint8Array;
   /** One RECORD_SIZE_V6 slot per change, each holding the change in its wire form. */
   readonly #ring: Uint8Array;
@@ -115,11 +125,19 @@ export class ChangeRecorder {
   /**
    * @param capacity most changes held between two `take` calls
    * @param maxBatchRecords most changes in one batch; `take` again for the rest
+   * @param instance INSTANCE_SIZE bytes; random unless given (tests)
    */
-  constructor(nodeId: string, capacity = 65536, maxBatchRecords = 4096) {
+  constructor(
+    nodeId: string,
+    capacity = 65536,
+    maxBatchRecords = 4096,
+    instance = crypto.getRandomValues(new Uint8Array(INSTANCE_SIZE)),
+  ) {
     const id = encodeNodeId(nodeId);
     if (id === null) throw new RangeError(`node id must be 1 to ${MAX_NODE_ID_BYTES} bytes`);
     if (!(capacity >= 1) || !(maxBatchRecords >= 1)) throw new RangeError("bad recorder size");
+    if (instance.length !== INSTANCE_SIZE) throw new RangeError("bad instance size");
+    this.instance = instance.slice();
     this.#nodeId = id;
     this.capacity = capacity;
     this.maxBatchRecords = maxBatchRecords;
@@ -161,8 +179,8 @@ export class ChangeRecorder {
   }
 
   /**
-   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch with
-   * delay 0, or returns null if nothing is pending.
+   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch (not
+   * late, delay 0), or returns null if nothing is pending.
    */
   take(): Uint8Array | null {
     const count = Math.min(this.#pending, this.maxBatchRecords);
@@ -180,8 +198,9 @@ export class ChangeRecorder {
     out[2] = MAGIC_2;
     out[3] = MAGIC_3;
     out[8] = BATCH_VERSION;
-    out[9] = this.#nodeId.length;
     writeU32(out, 12, count);
+    out.set(this.instance, INSTANCE_AT);
+    out[ID_LENGTH_AT] = this.#nodeId.length;
     out.set(this.#nodeId, HEADER_SIZE);
     let at = HEADER_SIZE + this.#nodeId.length;
     slot = this.#first;
@@ -199,26 +218,33 @@ export class ChangeRecorder {
 }
 
 /**
- * Sets a batch's delay field (seconds it waited before publishing, capped at 65535) and
- * refreshes its checksum. The batch must have come from `ChangeRecorder.take`.
+ * Marks a batch that is published in a later connection than the one it was taken in: sets
+ * the late flag and the delay (whole seconds it waited, capped at 65535), and reseals it. Its
+ * origin applies a late batch again when it reads it back, so that every node applies the
+ * changes queued during an outage in the same (stream) order. The batch must come from `take`.
  */
-export function stampDelay(batch: Uint8Array, seconds: number): void {
-  const delay = Math.max(0, Math.min(65535, Math.floor(seconds)));
+export function markLate(batch: Uint8Array, waitedSeconds: number): void {
+  const delay = Math.max(0, Math.min(65535, Math.floor(waitedSeconds)));
+  batch[9] = BATCH_LATE;
   batch[10] = delay >>> 8;
   batch[11] = delay;
   writeU32(batch, 4, crc32(batch, CRC_START));
 }
 
-/** The delay field of a batch that `decodeBatch` accepted. */
+/** The delay field of a batch that `checkBatch` accepted. */
 export function batchDelay(batch: Uint8Array): number {
   return (batch[10] << 8) | batch[11];
 }
 
-/** Whether the batch header names `nodeId` (encoded) as its origin; checks nothing else. */
-export function batchIsFrom(batch: Uint8Array, nodeId: Uint8Array): boolean {
-  const length = nodeId.length;
-  if (batch.length < HEADER_SIZE + length || batch[9] !== length) return false;
-  for (let i = 0; i < length; i++) if (batch[HEADER_SIZE + i] !== nodeId[i]) return false;
+/** Whether a batch that `checkBatch` accepted is marked late. */
+export function batchIsLate(batch: Uint8Array): boolean {
+  return (batch[9] & BATCH_LATE) !== 0;
+}
+
+/** Whether the batch header carries `instance` (a recorder's); checks nothing else. */
+export function batchIsFrom(batch: Uint8Array, instance: Uint8Array): boolean {
+  if (batch.length < HEADER_SIZE) return false;
+  for (let i = 0; i < INSTANCE_SIZE; i++) if (batch[INSTANCE_AT + i] !== instance[i]) return false;
   return true;
 }
 
@@ -240,7 +266,8 @@ export function checkBatch(bytes: Uint8Array): string | null {
     return "bad magic";
   }
   if (bytes[8] !== BATCH_VERSION) return `unsupported version ${bytes[8]}`;
-  const idLength = bytes[9];
+  if ((bytes[9] & ~BATCH_LATE) !== 0) return "unknown batch flags";
+  const idLength = bytes[ID_LENGTH_AT];
   if (idLength < 1 || idLength > MAX_NODE_ID_BYTES) return "bad node id length";
   const recordsStart = HEADER_SIZE + idLength;
   if (length < recordsStart) return "truncated node id";
@@ -263,7 +290,7 @@ const nodeIdDecoder = new TextDecoder("utf-8", { fatal: true });
 
 function nodeIdOf(bytes: Uint8Array): string | null {
   try {
-    return nodeIdDecoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + bytes[9]));
+    return nodeIdDecoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + bytes[ID_LENGTH_AT]));
   } catch {
     return null;
   }
@@ -278,7 +305,7 @@ export function decodeBatch(bytes: Uint8Array, apply: ApplyChange): DecodeResult
   if (error !== null) return { error };
   const nodeId = nodeIdOf(bytes)!;
   const count = readU32(bytes, 12);
-  let at = HEADER_SIZE + bytes[9];
+  let at = HEADER_SIZE + bytes[ID_LENGTH_AT];
   for (let n = 0; n < count; n++) {
     const flags = bytes[at];
     const v6 = (flags & FLAG_V6) !== 0;

@@ -1,0 +1,74 @@
+/**
+ * Checks for the cluster flags (`--cluster URL`, `--cluster-name NAME`, `--node-id ID`) and the
+ * names derived from them. Each check returns an error string for a bad value, so config.ts can
+ * turn it into its one-line flag error; none of them touches the network.
+ */
+import { MAX_NODE_ID_BYTES } from "./changeBatch.ts";
+
+export const DEFAULT_CLUSTER_NAME = "otter";
+
+export interface ClusterUrl {
+  /** The URL as given, for the Redis client. */
+  url: string;
+  /** The URL with any password replaced by `***`, for logs. */
+  redacted: string;
+}
+
+/** Parses `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+export function parseClusterUrl(text: string): ClusterUrl | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return { error: `--cluster: not a URL: ${text}` };
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    return { error: "--cluster: the URL must start with redis:// or rediss://" };
+  }
+  if (url.hostname === "") return { error: "--cluster: the URL has no host" };
+  if (url.port === "") return { error: "--cluster: the URL needs a port, e.g. redis://host:6379" };
+  if (url.search !== "" || url.hash !== "") {
+    return { error: "--cluster: the URL takes no query or fragment" };
+  }
+  const path = url.pathname;
+  if (path !== "" && path !== "/" && !/^\/(0|[1-9][0-9]{0,4})$/.test(path)) {
+    return { error: "--cluster: the URL path must be a database number, e.g. /0" };
+  }
+  return { url: text, redacted: redactUrl(url) };
+}
+
+function redactUrl(url: URL): string {
+  if (url.password === "") return url.href;
+  const copy = new URL(url.href);
+  copy.password = "***";
+  return copy.href;
+}
+
+/** A fresh random node id: 16 hex digits. */
+export function randomNodeId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  let id = "";
+  for (const byte of bytes) id += byte.toString(16).padStart(2, "0");
+  return id;
+}
+
+/** Null if `id` can name a node (1 to 64 bytes of printable ASCII), else the reason. */
+export function checkNodeId(id: string): string | null {
+  if (id.length < 1 || id.length > MAX_NODE_ID_BYTES || !/^[\x21-\x7e]+$/.test(id)) {
+    return `--node-id: must be 1 to ${MAX_NODE_ID_BYTES} printable ASCII characters, no spaces`;
+  }
+  return null;
+}
+
+/** Null if `name` can name a cluster (1 to 64 of letters, digits, `-`, `_`, `.`), else the reason. */
+export function checkClusterName(name: string): string | null {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    return "--cluster-name: must be 1 to 64 letters, digits, '-', '_' or '.'";
+  }
+  return null;
+}
+
+/** The Redis stream that carries a cluster's change batches. */
+export function streamKey(clusterName: string): string {
+  return `otter:${clusterName}:changes`;
+}

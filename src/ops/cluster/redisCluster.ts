@@ -1,0 +1,563 @@
+/**
+ * Cluster sync over one Redis stream: several otter nodes share their swarms.
+ *
+ * Each node records its local changes (`recorder`), takes them as binary batches every flush
+ * interval and appends each batch to the cluster's stream with XADD, trimming entries older than
+ * one peer timeout (MINID ~). A second connection reads the stream with XREAD: first the retained
+ * history (so a new node serves full swarms at once), then new entries as they come (BLOCK). Other
+ * nodes' changes are applied to the local store through its ordinary announce, with numwant 0, so
+ * the store's own rules (expiry, counting a completion once) hold for remote peers too.
+ *
+ * Redis is never on the announce path: if it is unreachable the node keeps serving from its own
+ * store, queues its batches (bounded), logs one line per state change and reconnects with backoff,
+ * then publishes the queue and reads on from the last entry it applied.
+ *
+ * Order: every node applies other nodes' changes in stream order, but its own at once, so two
+ * nodes that change the same peer at nearly the same time may disagree about it until it
+ * announces again or expires. Changes queued during an outage make that likely, so a node marks
+ * the batches it publishes late (`markLate`) and applies them again when it reads them back:
+ * then every node ends with the stream's last word on each peer. Reapplying an old change can
+ * undo a newer local one, so a batch is late too while late batches are still unread or if a
+ * reapply may have come after some of its changes; the late window closes once all are read.
+ *
+ * Time: a batch's age is taken from its stream id (Redis's clock at XADD) plus the delay its
+ * origin stamped into it when it had to queue it, measured against Redis's clock (TIME at
+ * connect), so the nodes' own clocks may disagree. A change is applied as if seen `age` seconds
+ * before the local `clock.now`, so it expires here when it expires at its origin; batches older
+ * than the peer timeout are skipped.
+ */
+import { Buffer } from "node:buffer";
+// Pinned inline, as the team rules ask for npm packages.
+// deno-lint-ignore no-import-prefix
+import { createClient, RESP_TYPES } from "npm:@redis/client@6.3.1";
+import {
+  batchDelay,
+  batchIsFrom,
+  batchIsLate,
+  batchRecordCount,
+  ChangeRecorder,
+  checkBatch,
+  decodeBatch,
+  markLate,
+  OP_COMPLETED,
+  OP_STOPPED,
+} from "./changeBatch.ts";
+import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
+
+/** What the sync needs from the peer store; `SwarmTable` satisfies it. */
+export interface ClusterStore {
+  announce(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    event: number,
+    seeder: boolean,
+    numwant: number,
+    now: number,
+    out: Uint8Array,
+    outOffset: number,
+  ): number;
+}
+
+export interface ClusterSyncOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
+  url: string;
+  /** Cluster name: nodes with the same name and Redis share swarms. */
+  name: string;
+  /** This node's id, 1 to 64 bytes, carried in its batches for diagnosis. */
+  nodeId: string;
+  /** Seconds a silent peer lives; also how much stream history is kept. */
+  peerTimeout: number;
+  store: ClusterStore;
+  /** The tracker clock (`src/ops/clock.ts`): whole seconds since start. */
+  clock: { now: number };
+  log: (line: string) => void;
+  /** Milliseconds between flushes of local changes (at most 1000). Default 200. */
+  flushIntervalMs?: number;
+  /** Milliseconds one XREAD waits for new entries. Default 1000. */
+  blockMs?: number;
+  /** Milliseconds a connect or a command may take before the connection counts as lost. Default 3000. */
+  commandTimeoutMs?: number;
+  /** First and longest wait between reconnect attempts, in milliseconds. Defaults 250 and 2000. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Bytes of batches queued while Redis is away; the oldest go first. Default 64 MiB. */
+  maxPendingBytes?: number;
+  /** Changes the recorder holds between flushes. Default 65536. */
+  recorderCapacity?: number;
+  /** Changes per batch (one stream entry). Default 4096. */
+  maxBatchRecords?: number;
+}
+
+export interface ClusterCounters {
+  state: "connected" | "disconnected";
+  /** Batches appended to the stream, and the changes in them. */
+  published: number;
+  publishedChanges: number;
+  /** Other nodes' changes applied to the store, and the batches they came in. */
+  applied: number;
+  appliedBatches: number;
+  /** Stream entries skipped as malformed (truncated, wrong version, bad checksum, garbage). */
+  badBatches: number;
+  /** Other nodes' batches skipped as older than the peer timeout. */
+  staleBatches: number;
+  /** This node's own batches read back and skipped. */
+  ownBatches: number;
+  /** Changes from this node's own late batches, applied again in stream order. */
+  reapplied: number;
+  /** Local changes never published: recorder ring full, queue over its limit, or too old. */
+  droppedChanges: number;
+  /** Times a connection was established, the first included. */
+  connects: number;
+}
+
+/** The slice of a node-redis client this module uses. */
+interface RedisConnection {
+  connect(): Promise<unknown>;
+  sendCommand(
+    args: ReadonlyArray<string | Buffer>,
+    options?: { timeout?: number },
+  ): Promise<unknown>;
+  destroy(): void;
+  on(event: "error", listener: (error: Error) => void): unknown;
+}
+
+interface PendingBatch {
+  batch: Uint8Array;
+  count: number;
+  takenAtMs: number;
+  /** `connects` when it was taken, or -1 if taken while disconnected. */
+  session: number;
+  /** performance.now() of the flush before the one that took it: its changes came after. */
+  previousFlushAt: number;
+  /** Marked late, and counted in #lateUnread. */
+  late: boolean;
+}
+
+const READ_COUNT = 64;
+const BATCH_FIELD = "b";
+
+export class ClusterSync {
+  readonly recorder: ChangeRecorder;
+  readonly counters: ClusterCounters = {
+    state: "disconnected",
+    published: 0,
+    publishedChanges: 0,
+    applied: 0,
+    appliedBatches: 0,
+    badBatches: 0,
+    staleBatches: 0,
+    ownBatches: 0,
+    reapplied: 0,
+    droppedChanges: 0,
+    connects: 0,
+  };
+
+  readonly #url: string;
+  readonly #redactedUrl: string;
+  readonly #key: string;
+  readonly #nodeId: string;
+  readonly #peerTimeout: number;
+  readonly #store: ClusterStore;
+  readonly #clock: { now: number };
+  readonly #log: (line: string) => void;
+  readonly #flushIntervalMs: number;
+  readonly #blockMs: number;
+  readonly #commandTimeoutMs: number;
+  readonly #minBackoffMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #maxPendingBytes: number;
+
+  #running = false;
+  #loggedState: "none" | "connected" | "disconnected" = "none";
+  #sessionLoop: Promise<void> | null = null;
+  #writer: RedisConnection | null = null;
+  #reader: RedisConnection | null = null;
+  #flushTimer: ReturnType<typeof setInterval> | undefined;
+  #sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  #wake: (() => void) | null = null;
+  #ready: (() => void) | null = null;
+  #publishing: Promise<void> | null = null;
+  readonly #pending: PendingBatch[] = [];
+  #pendingBytes = 0;
+  /** Redis's clock minus ours, in milliseconds, measured at connect. */
+  #redisClockOffsetMs = 0;
+  /** Own late batches published (or being published) and not yet read back. */
+  #lateUnread = 0;
+  /** performance.now() of the last reapplied own batch, and of the last flush. */
+  #lastReapplyAt = -Infinity;
+  #lastFlushAt = -Infinity;
+  /** Id of the last stream entry read; the next XREAD starts after it. */
+  #lastId = "0-0";
+  /** The `now` passed to the store for the batch being applied, and whether it is our own. */
+  #applyNow = 1;
+  #applyingOwn = false;
+  readonly #scratch = new Uint8Array(64);
+
+  constructor(options: ClusterSyncOptions) {
+    const url = parseClusterUrl(options.url);
+    if ("error" in url) throw new RangeError(url.error);
+    this.#url = url.url;
+    this.#redactedUrl = url.redacted;
+    this.#key = streamKey(options.name);
+    this.#nodeId = options.nodeId;
+    this.#peerTimeout = options.peerTimeout;
+    this.#store = options.store;
+    this.#clock = options.clock;
+    this.#log = options.log;
+    this.#flushIntervalMs = Math.min(1000, options.flushIntervalMs ?? 200);
+    this.#blockMs = options.blockMs ?? 1000;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? 3000;
+    this.#minBackoffMs = options.minBackoffMs ?? 250;
+    this.#maxBackoffMs = options.maxBackoffMs ?? 2000;
+    this.#maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    this.recorder = new ChangeRecorder(
+      options.nodeId,
+      options.recorderCapacity ?? 65536,
+      options.maxBatchRecords ?? 4096,
+    );
+  }
+
+  /** The stream this node publishes to and reads from. */
+  get streamKey(): string {
+    return this.#key;
+  }
+
+  /**
+   * Starts syncing. Resolves once the retained history has been applied, or once the first
+   * connection attempt has failed (then it keeps retrying in the background); never rejects.
+   */
+  start(): Promise<void> {
+    if (this.#running) return Promise.resolve();
+    this.#running = true;
+    const ready = new Promise<void>((resolve) => (this.#ready = resolve));
+    const flushTimer = setInterval(this.#flush, this.#flushIntervalMs);
+    Deno.unrefTimer(flushTimer);
+    this.#flushTimer = flushTimer;
+    this.#sessionLoop = this.#runSessions();
+    return ready;
+  }
+
+  /** Publishes what is pending (if connected, within the command timeout), then disconnects. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    clearInterval(this.#flushTimer);
+    this.#flush();
+    if (this.#publishing !== null) await this.#publishing;
+    this.#running = false;
+    this.#markReady();
+    if (this.#wake !== null) this.#wake();
+    this.#writer?.destroy();
+    this.#reader?.destroy();
+    await this.#sessionLoop;
+    this.#sessionLoop = null;
+  }
+
+  async #runSessions(): Promise<void> {
+    let backoff = this.#minBackoffMs;
+    while (this.#running) {
+      const writer = this.#connection();
+      const reader = this.#connection();
+      this.#writer = writer;
+      this.#reader = reader;
+      try {
+        await Promise.all([writer.connect(), reader.connect()]);
+        await this.#measureRedisClock(writer);
+        await this.#checkStreamTail(writer);
+        this.counters.connects++;
+        this.#setState("connected", "");
+        backoff = this.#minBackoffMs;
+        this.#publishPending();
+        await this.#readLoop(reader);
+      } catch (error) {
+        if (this.#running) this.#setState("disconnected", describe(error));
+      } finally {
+        this.#writer = null;
+        this.#reader = null;
+        writer.destroy();
+        reader.destroy();
+      }
+      this.#markReady();
+      if (!this.#running) break;
+      await this.#sleep(backoff * (0.8 + 0.4 * Math.random()));
+      backoff = Math.min(backoff * 2, this.#maxBackoffMs);
+    }
+    this.counters.state = "disconnected";
+  }
+
+  #connection(): RedisConnection {
+    const client = createClient({
+      url: this.#url,
+      RESP: 2,
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: false, connectTimeout: this.#commandTimeoutMs },
+      commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
+    }) as unknown as RedisConnection;
+    // Without a listener an "error" event would end the process. A socket error on either
+    // connection ends the session: destroying both makes the pending commands reject.
+    client.on("error", () => {
+      if (this.#writer === client || this.#reader === client) {
+        this.#writer?.destroy();
+        this.#reader?.destroy();
+      }
+    });
+    return client;
+  }
+
+  #setState(state: "connected" | "disconnected", reason: string): void {
+    this.counters.state = state;
+    if (state === this.#loggedState) return;
+    const before = this.#loggedState;
+    this.#loggedState = state;
+    if (state === "connected") {
+      this.#log(
+        `cluster: connected to ${this.#redactedUrl} as node ${this.#nodeId} (stream ${this.#key})`,
+      );
+    } else {
+      this.#log(
+        `cluster: ${before === "none" ? "cannot reach" : "lost"} Redis at ${this.#redactedUrl}` +
+          ` (${reason}); serving from the local store, retrying`,
+      );
+    }
+  }
+
+  #markReady(): void {
+    if (this.#ready === null) return;
+    this.#ready();
+    this.#ready = null;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = () => {
+        clearTimeout(this.#sleepTimer);
+        this.#wake = null;
+        resolve();
+      };
+      this.#sleepTimer = setTimeout(this.#wake, ms);
+    });
+  }
+
+  #redisNowMs(): number {
+    return Date.now() + this.#redisClockOffsetMs;
+  }
+
+  async #measureRedisClock(writer: RedisConnection): Promise<void> {
+    const sent = Date.now();
+    const reply = await writer.sendCommand(["TIME"], { timeout: this.#commandTimeoutMs });
+    const received = Date.now();
+    if (!Array.isArray(reply) || reply.length !== 2) throw new Error("unexpected TIME reply");
+    const redisMs = Number(String(reply[0])) * 1000 + Math.floor(Number(String(reply[1])) / 1000);
+    if (!Number.isFinite(redisMs)) throw new Error("unexpected TIME reply");
+    this.#redisClockOffsetMs = redisMs - (sent + received) / 2;
+  }
+
+  /**
+   * If the stream is gone or now ends before the last entry read (Redis restarted without its
+   * data, or another server took over), new entries may carry smaller ids: read it all again.
+   */
+  async #checkStreamTail(writer: RedisConnection): Promise<void> {
+    if (this.#lastId === "0-0") return;
+    const reply = await writer.sendCommand(["XREVRANGE", this.#key, "+", "-", "COUNT", "1"], {
+      timeout: this.#commandTimeoutMs,
+    });
+    if (!Array.isArray(reply)) throw new Error("unexpected XREVRANGE reply");
+    const tail = reply.length > 0 && Array.isArray(reply[0]) ? String(reply[0][0]) : "0-0";
+    if (compareStreamIds(tail, this.#lastId) >= 0) return;
+    this.#lastId = "0-0";
+    // Our late batches published to the lost stream will never come back.
+    this.#lateUnread = 0;
+    for (const pending of this.#pending) if (pending.late) this.#lateUnread++;
+  }
+
+  /** Takes the recorder's changes into the publish queue and starts publishing. */
+  #flush = (): void => {
+    const recorder = this.recorder;
+    if (recorder.dropped > 0) {
+      this.counters.droppedChanges += recorder.dropped;
+      recorder.dropped = 0;
+    }
+    const takenAtMs = Date.now();
+    const session = this.counters.state === "connected" ? this.counters.connects : -1;
+    const previousFlushAt = this.#lastFlushAt;
+    this.#lastFlushAt = performance.now();
+    for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
+      const count = batchRecordCount(batch);
+      this.#pending.push({ batch, count, takenAtMs, session, previousFlushAt, late: false });
+      this.#pendingBytes += batch.length;
+    }
+    while (this.#pendingBytes > this.#maxPendingBytes) this.#dropOldestPending();
+    this.#publishPending();
+  };
+
+  #dropOldestPending(): void {
+    const dropped = this.#pending.shift()!;
+    this.#pendingBytes -= dropped.batch.length;
+    if (dropped.late) this.#lateUnread = Math.max(0, this.#lateUnread - 1);
+    this.counters.droppedChanges += dropped.count;
+  }
+
+  #publishPending(): void {
+    const writer = this.#writer;
+    if (this.#publishing !== null || writer === null || this.counters.state !== "connected") return;
+    if (this.#pending.length === 0) return;
+    this.#publishing = this.#publishLoop(writer).finally(() => (this.#publishing = null));
+  }
+
+  async #publishLoop(writer: RedisConnection): Promise<void> {
+    try {
+      while (this.#pending.length > 0 && this.#writer === writer) {
+        const next = this.#pending[0];
+        const waitedSeconds = (Date.now() - next.takenAtMs) / 1000;
+        if (waitedSeconds >= this.#peerTimeout) {
+          this.#dropOldestPending();
+          continue;
+        }
+        if (
+          next.late || next.session !== this.counters.connects || this.#lateUnread > 0 ||
+          this.#lastReapplyAt >= next.previousFlushAt
+        ) {
+          if (!next.late) this.#lateUnread++;
+          next.late = true;
+          markLate(next.batch, waitedSeconds);
+        }
+        const minId = Math.max(0, Math.floor(this.#redisNowMs() - this.#peerTimeout * 1000));
+        const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
+        await writer.sendCommand(
+          ["XADD", this.#key, "MINID", "~", String(minId), "*", BATCH_FIELD, value],
+          { timeout: this.#commandTimeoutMs },
+        );
+        if (this.#pending[0] === next) {
+          this.#pending.shift();
+          this.#pendingBytes -= next.batch.length;
+        }
+        this.counters.published++;
+        this.counters.publishedChanges += next.count;
+      }
+    } catch {
+      // The session is broken; the read loop notices and reconnects. The batch stays queued.
+      if (this.#writer === writer) writer.destroy();
+      this.#reader?.destroy();
+    }
+  }
+
+  async #readLoop(reader: RedisConnection): Promise<void> {
+    let caughtUp = false;
+    const count = String(READ_COUNT);
+    const block = String(this.#blockMs);
+    const timeout = this.#blockMs + this.#commandTimeoutMs;
+    while (this.#running) {
+      const args = caughtUp
+        ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#lastId]
+        : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#lastId];
+      const reply = await reader.sendCommand(args, { timeout });
+      const entries = this.#applyReply(reply);
+      if (!caughtUp && entries < READ_COUNT) {
+        caughtUp = true;
+        this.#markReady();
+      }
+    }
+  }
+
+  /** Applies one XREAD reply; returns how many entries it held. */
+  #applyReply(reply: unknown): number {
+    if (reply === null) return 0;
+    if (!Array.isArray(reply) || reply.length !== 1 || !Array.isArray(reply[0])) {
+      throw new Error("unexpected XREAD reply");
+    }
+    const entries = reply[0][1];
+    if (!Array.isArray(entries)) throw new Error("unexpected XREAD reply");
+    const redisNowMs = this.#redisNowMs();
+    for (const entry of entries) {
+      if (!Array.isArray(entry) || entry.length !== 2) throw new Error("unexpected XREAD entry");
+      const id = String(entry[0]);
+      this.#lastId = id;
+      this.#applyEntry(id, entry[1], redisNowMs);
+    }
+    return entries.length;
+  }
+
+  #applyEntry(id: string, fields: unknown, redisNowMs: number): void {
+    if (
+      !Array.isArray(fields) || fields.length !== 2 || String(fields[0]) !== BATCH_FIELD ||
+      !(fields[1] instanceof Uint8Array)
+    ) {
+      this.counters.badBatches++;
+      return;
+    }
+    const batch: Uint8Array = fields[1];
+    const own = batchIsFrom(batch, this.recorder.instance);
+    if (own) {
+      this.counters.ownBatches++;
+      if (!batchIsLate(batch)) return;
+      this.#lateUnread = Math.max(0, this.#lateUnread - 1);
+    }
+    if (checkBatch(batch) !== null) {
+      this.counters.badBatches++;
+      return;
+    }
+    const idMs = Number.parseInt(id, 10);
+    const age = Math.max(0, Math.floor((redisNowMs - idMs) / 1000)) + batchDelay(batch);
+    if (age >= this.#peerTimeout) {
+      this.counters.staleBatches++;
+      return;
+    }
+    this.#applyNow = Math.max(1, this.#clock.now - age);
+    this.#applyingOwn = own;
+    // Validates again (a checksum pass per batch, cheap next to the store writes) so that
+    // nothing is applied from a batch that is not wholly sound.
+    if ("error" in decodeBatch(batch, this.#applyChange)) this.counters.badBatches++;
+    else if (!own) this.counters.appliedBatches++;
+    else this.#lastReapplyAt = performance.now();
+  }
+
+  #applyChange = (
+    op: number,
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+  ): void => {
+    // Our own completions were counted when they happened; applied again they only refresh.
+    const own = this.#applyingOwn;
+    const completed = op === OP_COMPLETED;
+    this.#store.announce(
+      infoHash,
+      hashOffset,
+      family,
+      address,
+      addressOffset,
+      port,
+      op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
+      completed || seeder,
+      0,
+      this.#applyNow,
+      this.#scratch,
+      0,
+    );
+    if (own) this.counters.reapplied++;
+    else this.counters.applied++;
+  };
+}
+
+/** Orders two stream ids `ms-seq`. */
+export function compareStreamIds(a: string, b: string): number {
+  const aDash = a.indexOf("-");
+  const bDash = b.indexOf("-");
+  const aMs = Number(aDash < 0 ? a : a.slice(0, aDash));
+  const bMs = Number(bDash < 0 ? b : b.slice(0, bDash));
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  const aSeq = aDash < 0 ? 0 : Number(a.slice(aDash + 1));
+  const bSeq = bDash < 0 ? 0 : Number(b.slice(bDash + 1));
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message || error.name : String(error);
+}
