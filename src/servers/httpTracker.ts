@@ -40,6 +40,8 @@ function plain(status: number, text: string): Response {
 export class HttpTracker {
   /** Routes besides announce and scrape (stats, metrics, …), by exact path. */
   readonly routes = new Map<string, RouteHandler>();
+  /** Answers `GET /scrape` without info_hash; null: refused with a failure reason. */
+  fullScrape: RouteHandler | null = null;
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);
@@ -173,13 +175,16 @@ export class HttpTracker {
 
   #scrape(
     query: string,
-    _request: Request,
-    _info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  ): Response {
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
     const tracker = this.#tracker;
     const parsed = parseScrapeQuery(query, this.#scrapeHashes);
     if (typeof parsed === "string") return this.#failure(ACTION_SCRAPE, parsed);
-    if (parsed === 0) return this.#failure(ACTION_SCRAPE, "full scrape is not enabled");
+    if (parsed === 0) {
+      if (this.fullScrape !== null) return this.fullScrape(request, info, query);
+      return this.#failure(ACTION_SCRAPE, "full scrape is not enabled");
+    }
     const store = tracker.store;
     const r = store.result;
     const counts = this.#scrapeCounts;

@@ -13,6 +13,7 @@ import { watchAccessList } from "../ops/accessListFile.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
+import { registerOperatorRoutes } from "./operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
 import { PortableUdpSocket } from "./udpPortableSocket.ts";
 
@@ -51,6 +52,7 @@ export async function startTracker(
   const tracker = new Tracker(store, clock, config);
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
+  const operator = registerOperatorRoutes(httpTracker, tracker, config);
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -60,7 +62,11 @@ export async function startTracker(
   const servers: Deno.HttpServer[] = [];
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
-  const cleaner = setInterval(() => store.clean(clock.now, CLEAN_BUDGET), CLEAN_INTERVAL_MS);
+  const cleaner = setInterval(() => {
+    const started = performance.now();
+    store.clean(clock.now, CLEAN_BUDGET);
+    operator.cleaning.add(performance.now() - started);
+  }, CLEAN_INTERVAL_MS);
 
   const stop = async () => {
     clearInterval(cleaner);

@@ -1,0 +1,168 @@
+/**
+ * `GET /metrics`: the tracker's figures in the Prometheus text exposition format (version 0.0.4),
+ * one HELP and TYPE line per family. Everything here is a counter or a value the store keeps up
+ * to date, so a scrape costs a few hundred bytes of string work and no walk over the store.
+ */
+import type { SwarmTable } from "../store/swarmTable.ts";
+import type { FullScrape } from "./fullScrape.ts";
+import {
+  ACTION_CONNECT,
+  ACTION_FULL_SCRAPE,
+  ACTION_NAMES,
+  PROTOCOL_HTTP,
+  PROTOCOL_NAMES,
+  PROTOCOL_UDP,
+  type RequestCounters,
+  RESULT_NAMES,
+} from "./requestCounters.ts";
+
+/** Time the cleaner spends; the server's clean timer adds to it. */
+export class CleaningTime {
+  steps = 0;
+  ms = 0;
+
+  add(ms: number): void {
+    this.steps++;
+    this.ms += ms;
+  }
+}
+
+export interface MetricsSources {
+  store: SwarmTable;
+  counters: RequestCounters;
+  fullScrape: FullScrape;
+  cleaning: CleaningTime;
+  /** Whole seconds since start. */
+  uptimeSeconds(): number;
+  version: string;
+}
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+class Exposition {
+  readonly lines: string[] = [];
+
+  family(name: string, type: "counter" | "gauge", help: string): this {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, value: number, labels = ""): this {
+    this.lines.push(`${name}${labels === "" ? "" : `{${labels}}`} ${formatValue(value)}`);
+    return this;
+  }
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+/** Renders every metric; label values are fixed names, so no escaping is needed. */
+export function renderMetrics(sources: MetricsSources): string {
+  const { store, counters, fullScrape, cleaning } = sources;
+  const out = new Exposition();
+
+  out.family(
+    "otter_requests_total",
+    "counter",
+    "Requests handled, by protocol, action and result (dropped: ignored without a reply).",
+  );
+  for (let p = 0; p < PROTOCOL_NAMES.length; p++) {
+    for (let a = 0; a < ACTION_NAMES.length; a++) {
+      // UDP has no full scrape, HTTP no connect: leave out series that can never move.
+      if (p === PROTOCOL_UDP && a === ACTION_FULL_SCRAPE) continue;
+      if (p === PROTOCOL_HTTP && a === ACTION_CONNECT) continue;
+      for (let r = 0; r < RESULT_NAMES.length; r++) {
+        out.sample(
+          "otter_requests_total",
+          counters.get(p, a, r),
+          `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",result="${RESULT_NAMES[r]}"`,
+        );
+      }
+    }
+  }
+
+  out.family("otter_torrents", "gauge", "Torrents held.")
+    .sample("otter_torrents", store.torrents);
+  out.family("otter_peers", "gauge", "Peers held (seeders included), by address family.")
+    .sample("otter_peers", store.peers4, `family="4"`)
+    .sample("otter_peers", store.peers6, `family="6"`);
+  out.family("otter_seeders", "gauge", "Seeders held, by address family.")
+    .sample("otter_seeders", store.seeders4, `family="4"`)
+    .sample("otter_seeders", store.seeders6, `family="6"`);
+
+  const last = fullScrape.last;
+  out.family("otter_full_scrape_builds_total", "counter", "Full scrape builds finished.")
+    .sample("otter_full_scrape_builds_total", fullScrape.builds);
+  out.family(
+    "otter_full_scrape_build_seconds_total",
+    "counter",
+    "Wall time of all full scrape builds (sliced, so the event loop kept running).",
+  ).sample("otter_full_scrape_build_seconds_total", fullScrape.buildMsTotal / 1000);
+  out.family(
+    "otter_full_scrape_last_build_seconds",
+    "gauge",
+    "Wall time of the last full scrape build (0 before the first).",
+  ).sample("otter_full_scrape_last_build_seconds", last === null ? 0 : last.buildMs / 1000);
+  out.family(
+    "otter_full_scrape_last_build_torrents",
+    "gauge",
+    "Torrents in the last full scrape build.",
+  ).sample("otter_full_scrape_last_build_torrents", last === null ? 0 : last.torrents);
+  out.family(
+    "otter_full_scrape_last_build_bytes",
+    "gauge",
+    "Size of the last full scrape build, by content encoding.",
+  )
+    .sample(
+      "otter_full_scrape_last_build_bytes",
+      last === null ? 0 : last.plainBytes,
+      `encoding="identity"`,
+    )
+    .sample(
+      "otter_full_scrape_last_build_bytes",
+      last === null ? 0 : last.gzipBytes,
+      `encoding="gzip"`,
+    );
+  out.family("otter_full_scrape_served_total", "counter", "Full scrapes served, by encoding.")
+    .sample("otter_full_scrape_served_total", fullScrape.servedPlain, `encoding="identity"`)
+    .sample("otter_full_scrape_served_total", fullScrape.servedGzip, `encoding="gzip"`);
+  out.family(
+    "otter_full_scrape_refused_total",
+    "counter",
+    "Full scrapes refused because full scrape is disabled.",
+  ).sample("otter_full_scrape_refused_total", fullScrape.refused);
+  out.family("otter_full_scrape_served_bytes_total", "counter", "Full scrape body bytes served.")
+    .sample("otter_full_scrape_served_bytes_total", fullScrape.bytesServed);
+
+  out.family("otter_clean_passes_total", "counter", "Completed passes of the expiry cleaner.")
+    .sample("otter_clean_passes_total", store.cleanPasses);
+  out.family("otter_clean_steps_total", "counter", "Timed steps of the expiry cleaner.")
+    .sample("otter_clean_steps_total", cleaning.steps);
+  out.family("otter_clean_seconds_total", "counter", "Time spent in the expiry cleaner.")
+    .sample("otter_clean_seconds_total", cleaning.ms / 1000);
+
+  const memory = Deno.memoryUsage();
+  out.family("otter_resident_memory_bytes", "gauge", "Resident set size of the process.")
+    .sample("otter_resident_memory_bytes", memory.rss);
+  out.family("otter_heap_used_bytes", "gauge", "V8 heap in use.")
+    .sample("otter_heap_used_bytes", memory.heapUsed);
+  out.family("otter_heap_total_bytes", "gauge", "V8 heap reserved.")
+    .sample("otter_heap_total_bytes", memory.heapTotal);
+  out.family(
+    "otter_external_memory_bytes",
+    "gauge",
+    "Memory outside the V8 heap held by JavaScript objects (typed arrays).",
+  ).sample("otter_external_memory_bytes", memory.external);
+  out.family("otter_store_bytes", "gauge", "Bytes of the peer store's typed arrays.")
+    .sample("otter_store_bytes", store.byteSize);
+
+  out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")
+    .sample("otter_uptime_seconds", sources.uptimeSeconds());
+  out.family("otter_build_info", "gauge", "Always 1; the version is a label.")
+    .sample("otter_build_info", 1, `version="${sources.version}"`);
+  return out.lines.join("\n") + "\n";
+}

@@ -1,0 +1,105 @@
+/**
+ * Plugs the operator features into the HTTP front end: the full scrape (`GET /scrape` without
+ * info_hash), `GET /stats` and `GET /metrics`. Stats and metrics answer only clients inside
+ * `--stats-from`, judged by the socket address (X-Forwarded-For is never trusted here: an
+ * outsider could write anything into it), others get 403.
+ */
+import type { Config } from "../ops/config.ts";
+import { CidrSet, parseIpAddress } from "../ops/cidr.ts";
+import { FullScrape } from "../ops/fullScrape.ts";
+import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
+import { statsResponse } from "../ops/stats.ts";
+import {
+  ACTION_FULL_SCRAPE,
+  ACTION_OTHER,
+  PROTOCOL_HTTP,
+  RESULT_ERROR,
+  RESULT_OK,
+} from "../ops/requestCounters.ts";
+import { VERSION } from "../version.ts";
+import type { HttpTracker } from "./httpTracker.ts";
+import type { Tracker } from "./tracker.ts";
+
+export interface OperatorRoutes {
+  readonly fullScrape: FullScrape;
+  /** The server's clean timer adds each clean step's duration here (for /metrics). */
+  readonly cleaning: CleaningTime;
+}
+
+const FORBIDDEN_TEXT = "forbidden: this page is served only to --stats-from networks\n";
+
+/**
+ * Registers the full scrape hook and the /stats and /metrics routes on `http`; follows SIGHUP
+ * reloads of --full-scrape-every, --no-full-scrape and --stats-from.
+ */
+export function registerOperatorRoutes(
+  http: HttpTracker,
+  tracker: Tracker,
+  config: Config,
+): OperatorRoutes {
+  const store = tracker.store;
+  const counters = tracker.counters;
+  const fullScrape = new FullScrape(store, {
+    everySeconds: config.fullScrapeEvery,
+    enabled: !config.noFullScrape,
+    extraLeechers: (hashes, offset, peers) => tracker.generatedPeersFor(hashes, offset, peers),
+  });
+  const cleaning = new CleaningTime();
+  let statsFrom = CidrSet.parse(config.statsFrom);
+  const peerTimeout = config.peerTimeout;
+  const address = new Uint8Array(16);
+  const uptimeSeconds = () => tracker.clock.now - 1;
+
+  const allowed = (info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
+    const family = parseIpAddress(info.remoteAddr.hostname, address);
+    return family !== 0 && statsFrom.contains(family, address, 0);
+  };
+  const forbidden = (): Response => {
+    counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_ERROR);
+    return new Response(FORBIDDEN_TEXT, {
+      status: 403,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    });
+  };
+
+  http.fullScrape = async (request) => {
+    const response = await fullScrape.respond(request);
+    counters.add(PROTOCOL_HTTP, ACTION_FULL_SCRAPE, response.ok ? RESULT_OK : RESULT_ERROR);
+    return response;
+  };
+
+  http.routes.set("/stats", async (_request, info, query) => {
+    if (!allowed(info)) return forbidden();
+    const response = await statsResponse(query, {
+      store,
+      counters,
+      fullScrape,
+      uptimeSeconds,
+      peerTimeout,
+      version: VERSION,
+    });
+    counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
+    return response;
+  });
+
+  http.routes.set("/metrics", (_request, info) => {
+    if (!allowed(info)) return forbidden();
+    const body = renderMetrics({
+      store,
+      counters,
+      fullScrape,
+      cleaning,
+      uptimeSeconds,
+      version: VERSION,
+    });
+    counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
+    return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
+  });
+
+  tracker.onSettings((next) => {
+    fullScrape.everySeconds = next.fullScrapeEvery;
+    fullScrape.enabled = !next.noFullScrape;
+    statsFrom = CidrSet.parse(next.statsFrom);
+  });
+  return { fullScrape, cleaning };
+}
