@@ -10,6 +10,7 @@ import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
+import { StateFile } from "../ops/stateFile.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
@@ -58,6 +59,13 @@ export async function startTracker(
   const accessWatch = accessListPath === ""
     ? null
     : await watchAccessList(accessListPath, tracker.access, log);
+  // Restored before any listener opens, so the first reply already sees the old swarms.
+  const state = config.state === "" ? null : await StateFile.open(config.state, store, clock, {
+    every: config.stateEvery,
+    peerTimeout: config.peerTimeout,
+    log,
+  });
+  if (state !== null) tracker.onSettings((settings) => state.setEvery(settings.stateEvery));
 
   const servers: Deno.HttpServer[] = [];
   const udpSockets: UdpListener[] = [];
@@ -75,6 +83,7 @@ export async function startTracker(
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
+    await state?.close();
   };
 
   const support = fastUdpSupport();
@@ -97,6 +106,7 @@ export async function startTracker(
       loops.push(socket.serve(udpTracker));
     }
   } catch (e) {
+    state?.abandon();
     await stop();
     throw e;
   }

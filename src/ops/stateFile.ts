@@ -1,0 +1,610 @@
+/**
+ * Warm restart without a database: the whole peer store written to one compact binary file on
+ * graceful stop and every `--state-every` seconds, and read back before the listeners open.
+ *
+ * Format (integers little-endian, addresses and ports in network order):
+ *
+ *   0   8  magic "OTTRSTAT"
+ *   8   4  version (1)
+ *   12  4  CRC-32 (IEEE) of every byte from offset 16 to the end
+ *   16  8  saved at: milliseconds since the Unix epoch (wall clock)
+ *   24  4  torrents          28  4  IPv4 peers          32  4  IPv6 peers          36  4  zero
+ *   40  …  torrents, each:
+ *          20 info hash, 4 downloaded, 4 seconds since its last activity,
+ *          4 IPv4 peer count, 4 IPv6 peer count, then the peers:
+ *          IPv4 4 address + 2 port + 2 flags, IPv6 16 address + 2 port + 2 flags,
+ *          flags = seeder << 15 | age in seconds (0..32767)
+ *
+ * Times are stored as ages relative to the save, because the store's clock counts from process
+ * start. On restore a peer's age grows by the wall-clock seconds the tracker was down, and peers
+ * that reached `--peer-timeout` meanwhile are dropped. The whole file is checked (magic,
+ * version, checksum, structure) before the first peer goes into the store: a damaged file is set
+ * aside (renamed to FILE.corrupt-<time>) and otter starts empty, never half-loaded.
+ *
+ * Writing goes FILE.tmp → fsync → rename, so a crash mid-save leaves the previous file intact.
+ * A periodic save walks the store in slices (SLICE_WORK, then a timer turn), ending each
+ * slice at an empty table slot, so announces keep flowing while it runs. Between slices rows only
+ * move by deletion's backward shift inside their cluster, which an empty slot bounds; a table
+ * resize restarts the walk. The save on stop runs after the listeners closed and is exact.
+ */
+import type { SwarmTable } from "../store/swarmTable.ts";
+import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
+import type { Clock } from "./clock.ts";
+
+export const STATE_VERSION = 1;
+const MAGIC = new TextEncoder().encode("OTTRSTAT");
+/** Bytes before the checksummed body. */
+const HEAD_BYTES = 16;
+/** Bytes of the body's fixed part (saved-at, counts). */
+const SUMMARY_BYTES = 24;
+const TORRENT_BYTES = 36;
+const PEER4_BYTES = 8;
+const PEER6_BYTES = 20;
+const MAX_AGE = 0x7fff;
+const SEEDER_FLAG = 0x8000;
+/** SwarmTable keeps a peerless torrent with a downloaded count this long after its activity. */
+const KEEP_DOWNLOADED_SECONDS = 86400;
+
+/** Work per slice of a periodic save before the event loop gets a turn: one unit per peer,
+ * TORRENT_WORK per torrent (a few milliseconds; see README for the measured pauses). */
+const SLICE_WORK = 16384;
+const TORRENT_WORK = 8;
+const CHUNK_BYTES = 1 << 20;
+/** Table resizes tolerated during one sliced save before it finishes in one go. */
+const MAX_RESTARTS = 3;
+
+// ---------------------------------------------------------------- CRC-32
+
+/** Slicing-by-4 tables for CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320). */
+const CRC_TABLE = (() => {
+  const t = new Int32Array(4 * 256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let s = 1; s < 4; s++) {
+      const prev = t[(s - 1) * 256 + n];
+      t[s * 256 + n] = t[prev & 0xff] ^ (prev >>> 8);
+    }
+  }
+  return t;
+})();
+
+/** CRC-32 of `bytes[from, to)`, continuing from `crc` (0 to start). */
+export function crc32(bytes: Uint8Array, crc = 0, from = 0, to = bytes.length): number {
+  const t = CRC_TABLE;
+  let c = ~crc;
+  let i = from;
+  for (; i + 4 <= to; i += 4) {
+    c ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    c = t[768 + (c & 0xff)] ^ t[512 + ((c >>> 8) & 0xff)] ^ t[256 + ((c >>> 16) & 0xff)] ^
+      t[c >>> 24];
+  }
+  for (; i < to; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+// ---------------------------------------------------------------- encoding
+
+/** Walks the store into body chunks; peer callbacks are fields so no closure is made per call. */
+class StateEncoder {
+  readonly chunks: Uint8Array[] = [];
+  torrents = 0;
+  peers4 = 0;
+  peers6 = 0;
+  #buf = new Uint8Array(CHUNK_BYTES);
+  #pos = 0;
+  #now = 0;
+  #count = 0;
+
+  constructor(readonly store: SwarmTable, now: number) {
+    this.#now = now;
+  }
+
+  #ensure(bytes: number): void {
+    if (this.#pos + bytes <= this.#buf.length) return;
+    this.seal();
+    this.#buf = new Uint8Array(bytes > CHUNK_BYTES ? bytes : CHUNK_BYTES);
+  }
+
+  /** Closes the current chunk (call once more at the end). */
+  seal(): void {
+    if (this.#pos > 0) this.chunks.push(this.#buf.subarray(0, this.#pos));
+    this.#buf = new Uint8Array(CHUNK_BYTES);
+    this.#pos = 0;
+  }
+
+  #writeTail(port: number, seeder: boolean, lastSeen: number): void {
+    const b = this.#buf;
+    const p = this.#pos;
+    let age = this.#now - lastSeen;
+    if (age < 0) age = 0;
+    else if (age > MAX_AGE) age = MAX_AGE;
+    const flags = seeder ? age | SEEDER_FLAG : age;
+    b[p] = port >>> 8;
+    b[p + 1] = port;
+    b[p + 2] = flags;
+    b[p + 3] = flags >>> 8;
+    this.#pos = p + 4;
+    this.#count++;
+  }
+
+  readonly #onPeer4 = (
+    address: Uint8Array,
+    offset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): void => {
+    const b = this.#buf;
+    const p = this.#pos;
+    for (let i = 0; i < 4; i++) b[p + i] = address[offset + i];
+    this.#pos = p + 4;
+    this.#writeTail(port, seeder, lastSeen);
+  };
+
+  readonly #onPeer6 = (
+    address: Uint8Array,
+    offset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): void => {
+    const b = this.#buf;
+    const p = this.#pos;
+    for (let i = 0; i < 16; i++) b[p + i] = address[offset + i];
+    this.#pos = p + 16;
+    this.#writeTail(port, seeder, lastSeen);
+  };
+
+  /** Writes one torrent (slot in use); returns the peers written. */
+  writeSlot(slot: number, rows: Uint32Array): number {
+    const store = this.store;
+    store.slotCounts(slot);
+    const result = store.result;
+    const peers = result.complete + result.incomplete;
+    this.#ensure(TORRENT_BYTES + peers * PEER6_BYTES);
+    const b = this.#buf;
+    const start = this.#pos;
+    store.copyInfoHash(slot, b, start);
+    const activity = rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
+    const idle = this.#now > activity ? this.#now - activity : 0;
+    writeU32(b, start + 20, result.downloaded);
+    writeU32(b, start + 24, idle);
+    this.#pos = start + TORRENT_BYTES;
+    this.#count = 0;
+    store.forEachPeer(slot, 4, this.#onPeer4);
+    const n4 = this.#count;
+    this.#count = 0;
+    store.forEachPeer(slot, 6, this.#onPeer6);
+    const n6 = this.#count;
+    writeU32(b, start + 28, n4);
+    writeU32(b, start + 32, n6);
+    this.torrents++;
+    this.peers4 += n4;
+    this.peers6 += n6;
+    return n4 + n6;
+  }
+}
+
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
+function readU32(b: Uint8Array, o: number): number {
+  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+}
+
+/** Resolves after one timer turn, so sockets and timers run between slices. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** One pass over the table; false if the table was resized under a paused walk. */
+async function walk(encoder: StateEncoder, pause: (() => Promise<void>) | null): Promise<boolean> {
+  const store = encoder.store;
+  const capacity = store.slotCount;
+  let rows = store.view().rows;
+  let budget = SLICE_WORK;
+  for (let slot = 0; slot < capacity; slot++) {
+    if (!store.slotInUse(slot)) {
+      if (budget <= 0 && pause !== null) {
+        await pause();
+        if (store.slotCount !== capacity) return false;
+        rows = store.view().rows;
+        budget = SLICE_WORK;
+      }
+      continue;
+    }
+    budget -= TORRENT_WORK + encoder.writeSlot(slot, rows);
+  }
+  return true;
+}
+
+export interface EncodedState {
+  /** The file's bytes in order: write them one after the other. */
+  chunks: Uint8Array[];
+  torrents: number;
+  peers4: number;
+  peers6: number;
+  bytes: number;
+}
+
+/**
+ * Encodes the store as a state file. `now` is the store's clock (`clock.now`), `savedAtMs` the
+ * wall clock at the same moment. With `pause`, the walk yields to it between slices (a running
+ * tracker); without, it runs in one go.
+ */
+export async function encodeState(
+  store: SwarmTable,
+  now: number,
+  savedAtMs: number,
+  pause: (() => Promise<void>) | null = null,
+): Promise<EncodedState> {
+  let encoder = new StateEncoder(store, now);
+  for (let attempt = 0;; attempt++) {
+    const usePause = attempt < MAX_RESTARTS ? pause : null;
+    if (await walk(encoder, usePause)) break;
+    encoder = new StateEncoder(store, now);
+  }
+  encoder.seal();
+  const head = new Uint8Array(HEAD_BYTES + SUMMARY_BYTES);
+  head.set(MAGIC, 0);
+  writeU32(head, 8, STATE_VERSION);
+  writeU32(head, 16, savedAtMs % 0x100000000);
+  writeU32(head, 20, Math.floor(savedAtMs / 0x100000000));
+  writeU32(head, 24, encoder.torrents);
+  writeU32(head, 28, encoder.peers4);
+  writeU32(head, 32, encoder.peers6);
+  let crc = crc32(head, 0, HEAD_BYTES);
+  let bytes = head.length;
+  for (const chunk of encoder.chunks) {
+    crc = crc32(chunk, crc);
+    bytes += chunk.length;
+    if (pause !== null) await pause();
+  }
+  writeU32(head, 12, crc);
+  return {
+    chunks: [head, ...encoder.chunks],
+    torrents: encoder.torrents,
+    peers4: encoder.peers4,
+    peers6: encoder.peers6,
+    bytes,
+  };
+}
+
+/** Concatenates encoded chunks (tests, small states). */
+export function joinChunks(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, o);
+    o += chunk.length;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- decoding
+
+export interface StateSummary {
+  savedAtMs: number;
+  torrents: number;
+  peers4: number;
+  peers6: number;
+}
+
+/**
+ * Checks a whole state file: magic, version, checksum, and that its torrents and peers fill it
+ * exactly as its header says. Returns the summary, or a sentence saying what is wrong.
+ */
+export function checkState(bytes: Uint8Array): StateSummary | string {
+  if (bytes.length < HEAD_BYTES + SUMMARY_BYTES) {
+    return `too short for a state file (${bytes.length} bytes)`;
+  }
+  for (let i = 0; i < MAGIC.length; i++) {
+    if (bytes[i] !== MAGIC[i]) return "not an otter state file (bad magic)";
+  }
+  const version = readU32(bytes, 8);
+  if (version !== STATE_VERSION) return `unsupported state file version ${version}`;
+  if (crc32(bytes, 0, HEAD_BYTES) !== readU32(bytes, 12)) {
+    return "checksum mismatch (damaged or truncated)";
+  }
+  const savedAtMs = readU32(bytes, 16) + readU32(bytes, 20) * 0x100000000;
+  const torrents = readU32(bytes, 24);
+  const peers4 = readU32(bytes, 28);
+  const peers6 = readU32(bytes, 32);
+  if (readU32(bytes, 36) !== 0) return "reserved header field is not zero";
+  let o = HEAD_BYTES + SUMMARY_BYTES;
+  let seen4 = 0;
+  let seen6 = 0;
+  const end = bytes.length;
+  for (let t = 0; t < torrents; t++) {
+    if (o + TORRENT_BYTES > end) return `truncated in torrent ${t + 1} of ${torrents}`;
+    const n4 = readU32(bytes, o + 28);
+    const n6 = readU32(bytes, o + 32);
+    o += TORRENT_BYTES;
+    if (n4 > peers4 - seen4 || n6 > peers6 - seen6) {
+      return `torrent ${t + 1} holds more peers than the header counts`;
+    }
+    if (o + n4 * PEER4_BYTES + n6 * PEER6_BYTES > end) {
+      return `truncated in torrent ${t + 1} of ${torrents}`;
+    }
+    for (let i = 0; i < n4; i++, o += PEER4_BYTES) {
+      if (bytes[o + 4] === 0 && bytes[o + 5] === 0) return `peer with port 0 in torrent ${t + 1}`;
+    }
+    for (let i = 0; i < n6; i++, o += PEER6_BYTES) {
+      if (bytes[o + 16] === 0 && bytes[o + 17] === 0) return `peer with port 0 in torrent ${t + 1}`;
+    }
+    seen4 += n4;
+    seen6 += n6;
+  }
+  if (seen4 !== peers4 || seen6 !== peers6) return "peer counts disagree with the header";
+  if (o !== end) return `${end - o} bytes after the last torrent`;
+  return { savedAtMs, torrents, peers4, peers6 };
+}
+
+export interface RestoreCounts {
+  torrents: number;
+  peers: number;
+  /** Peers left out because their age reached the peer timeout. */
+  expired: number;
+}
+
+/**
+ * Puts a checked state (checkState returned a summary) into the store. `downSeconds` is the
+ * wall-clock time since the save; each peer's age grows by it, and peers whose age reaches
+ * `peerTimeout` are dropped.
+ */
+export function restoreState(
+  bytes: Uint8Array,
+  store: SwarmTable,
+  now: number,
+  downSeconds: number,
+  peerTimeout: number,
+): RestoreCounts {
+  const torrents = readU32(bytes, 24);
+  const counts: RestoreCounts = { torrents: 0, peers: 0, expired: 0 };
+  let o = HEAD_BYTES + SUMMARY_BYTES;
+  for (let t = 0; t < torrents; t++) {
+    const hashAt = o;
+    const downloaded = readU32(bytes, o + 20);
+    const idle = readU32(bytes, o + 24) + downSeconds;
+    const n4 = readU32(bytes, o + 28);
+    const n6 = readU32(bytes, o + 32);
+    o += TORRENT_BYTES;
+    let kept = 0;
+    for (let i = 0; i < n4 + n6; i++) {
+      const v4 = i < n4;
+      const size = v4 ? 4 : 16;
+      const flags = bytes[o + size + 2] | (bytes[o + size + 3] << 8);
+      const age = (flags & MAX_AGE) + downSeconds;
+      if (age >= peerTimeout) {
+        counts.expired++;
+      } else {
+        const port = (bytes[o + size] << 8) | bytes[o + size + 1];
+        const seeder = (flags & SEEDER_FLAG) !== 0;
+        store.restorePeer(bytes, hashAt, v4 ? 4 : 6, bytes, o, port, seeder, now - age);
+        kept++;
+      }
+      o += size + 4;
+    }
+    // A peerless torrent is kept only for its downloaded count, and only as long as the store would.
+    const keptForDownloads = downloaded > 0 && idle <= KEEP_DOWNLOADED_SECONDS;
+    if (downloaded > 0 && (kept > 0 || keptForDownloads)) {
+      store.setDownloaded(bytes, hashAt, downloaded, now - idle);
+    }
+    if (kept > 0 || keptForDownloads) counts.torrents++;
+    counts.peers += kept;
+  }
+  return counts;
+}
+
+// ---------------------------------------------------------------- files
+
+/** Writes the chunks to `path` atomically: path.tmp, fsync, rename, fsync of the directory. */
+export async function writeStateFile(path: string, chunks: Uint8Array[]): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.length) done += await file.write(chunk.subarray(done));
+    }
+    await file.sync();
+  } catch (e) {
+    file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  file.close();
+  await Deno.rename(tmp, path);
+  try {
+    const dir = await Deno.open(directoryOf(path), { read: true });
+    try {
+      await dir.sync();
+    } finally {
+      dir.close();
+    }
+  } catch {
+    // Not every platform lets a directory be opened and synced; the rename is still atomic.
+  }
+}
+
+function directoryOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return e instanceof Error ? e.message.split("\n")[0] : String(e);
+}
+
+/** "20240102T030405Z": a file-name-safe UTC time stamp. */
+function stamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+}
+
+export interface StateFileOptions {
+  /** Seconds between periodic saves (`--state-every`). */
+  every: number;
+  /** `--peer-timeout`: restored peers this old are dropped. */
+  peerTimeout: number;
+  log: (line: string) => void;
+}
+
+/**
+ * The state file of a running tracker: `open` restores it into the (empty) store, then saves
+ * every `every` seconds; `close` stops the timer and makes the final save.
+ */
+export class StateFile {
+  readonly path: string;
+  readonly #store: SwarmTable;
+  readonly #clock: Clock;
+  readonly #log: (line: string) => void;
+  #every: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #saving: Promise<boolean> | null = null;
+  #closed = false;
+
+  private constructor(path: string, store: SwarmTable, clock: Clock, options: StateFileOptions) {
+    this.path = path;
+    this.#store = store;
+    this.#clock = clock;
+    this.#every = options.every;
+    this.#log = options.log;
+  }
+
+  /**
+   * Restores `path` into `store` (a missing file starts empty, a damaged one is renamed aside;
+   * both are logged) and starts the periodic saves. Throws only if the file exists but cannot be
+   * read, since saving would then fail too.
+   */
+  static async open(
+    path: string,
+    store: SwarmTable,
+    clock: Clock,
+    options: StateFileOptions,
+  ): Promise<StateFile> {
+    const state = new StateFile(path, store, clock, options);
+    await state.#restore(options.peerTimeout);
+    state.#schedule();
+    return state;
+  }
+
+  async #restore(peerTimeout: number): Promise<void> {
+    const started = performance.now();
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(this.path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        this.#log(`state ${this.path}: no such file yet; starting empty`);
+        return;
+      }
+      throw new Error(`cannot read state file ${this.path}: ${describe(e)}`);
+    }
+    const checked = checkState(bytes);
+    if (typeof checked === "string") {
+      const aside = `${this.path}.corrupt-${stamp(Date.now())}`;
+      let moved = `moved to ${aside}`;
+      try {
+        await Deno.rename(this.path, aside);
+      } catch (e) {
+        moved = `could not move it aside (${describe(e)})`;
+      }
+      this.#log(`state ${this.path}: ${checked}; ${moved}; starting empty`);
+      return;
+    }
+    const downSeconds = Math.max(0, Math.round((Date.now() - checked.savedAtMs) / 1000));
+    this.#clock.update();
+    const counts = restoreState(bytes, this.#store, this.#clock.now, downSeconds, peerTimeout);
+    const ms = Math.round(performance.now() - started);
+    this.#log(
+      `state ${this.path}: restored ${counts.torrents} torrents, ${counts.peers} peers ` +
+        `(${counts.expired} expired during ${downSeconds} s down) in ${ms} ms`,
+    );
+  }
+
+  /** Changes the period (SIGHUP); the next save is due `seconds` from now. */
+  setEvery(seconds: number): void {
+    if (seconds === this.#every) return;
+    this.#every = seconds;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#schedule();
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(async () => {
+      this.#timer = undefined;
+      await this.save(true);
+      this.#schedule();
+    }, this.#every * 1000);
+    Deno.unrefTimer(this.#timer);
+  }
+
+  /** Saves now (waiting for a save in progress first); resolves false if it failed (logged). */
+  async save(sliced = false): Promise<boolean> {
+    while (this.#saving !== null) await this.#saving;
+    this.#saving = this.#write(sliced);
+    try {
+      return await this.#saving;
+    } finally {
+      this.#saving = null;
+    }
+  }
+
+  async #write(sliced: boolean): Promise<boolean> {
+    const started = performance.now();
+    try {
+      this.#clock.update();
+      const encoded = await encodeState(
+        this.#store,
+        this.#clock.now,
+        Date.now(),
+        sliced ? nextTurn : null,
+      );
+      await writeStateFile(this.path, encoded.chunks);
+      const ms = Math.round(performance.now() - started);
+      this.#log(
+        `state ${this.path}: saved ${encoded.torrents} torrents, ` +
+          `${encoded.peers4 + encoded.peers6} peers (${encoded.bytes} bytes) in ${ms} ms`,
+      );
+      return true;
+    } catch (e) {
+      this.#log(`state ${this.path}: save failed: ${describe(e)}`);
+      return false;
+    }
+  }
+
+  /** Stops periodic saves and writes the final state (call after the listeners have closed). */
+  async close(): Promise<boolean> {
+    const abandoned = this.#closed;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (abandoned) {
+      while (this.#saving !== null) await this.#saving;
+      return false;
+    }
+    return await this.save(false);
+  }
+
+  /**
+   * Stops periodic saves, and `close` will not save: for a start that failed (a port in use,
+   * perhaps by another otter on the same file), which must not overwrite the file.
+   */
+  abandon(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
