@@ -234,6 +234,7 @@ async function sortByHash(n: number, hashes: Uint8Array, slicer: Slicer): Promis
         if (k - runStart > 1) pending.push(runStart, k, word + 1);
         runStart = k;
       }
+      if ((k & 4095) === 4095 && slicer.due()) await slicer.pause();
     }
     if (slicer.due()) await slicer.pause();
   }
