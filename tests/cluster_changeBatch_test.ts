@@ -4,6 +4,7 @@ import {
   batchDelay,
   batchIsFrom,
   batchIsLate,
+  batchIsQueued,
   batchRecordCount,
   ChangeRecorder,
   checkBatch,
@@ -211,13 +212,15 @@ Deno.test("the recorder rejects bad node ids and sizes", () => {
 
 Deno.test("markLate sets the flag and the delay and keeps the batch valid", () => {
   const { bytes, changes } = sampleBatch();
-  markLate(bytes, 12.7);
+  markLate(bytes, 12.7, false);
   assert.ok(batchIsLate(bytes));
+  assert.ok(!batchIsQueued(bytes));
   assert.equal(batchDelay(bytes), 12);
   assert.deepEqual(decodeAll(bytes).changes, changes);
-  markLate(bytes, 1e9);
+  markLate(bytes, 1e9, true);
+  assert.ok(batchIsQueued(bytes));
   assert.equal(batchDelay(bytes), 65535);
-  markLate(bytes, 0);
+  markLate(bytes, 0, true);
   assert.equal(batchDelay(bytes), 0);
   assert.ok(batchIsLate(bytes));
   assert.equal(checkBatch(bytes), null);
@@ -289,7 +292,7 @@ Deno.test("header checks come before the checksum and name the fault", () => {
   flipped[bytes.length - 1] ^= 1;
   assertRejected(flipped, "checksum mismatch");
   const unknownFlag = bytes.slice();
-  unknownFlag[9] = 2;
+  unknownFlag[9] = 4;
   assertRejected(reseal(unknownFlag), "unknown batch flags");
 });
 

@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { createClient } from "npm:@redis/client@6.3.1";
 import { crc32, opForEvent } from "../src/ops/cluster/changeBatch.ts";
 import { type ClusterStore, ClusterSync } from "../src/ops/cluster/redisCluster.ts";
+import { SwarmTable } from "../src/store/swarmTable.ts";
 
 async function haveRedisServer(): Promise<boolean> {
   try {
@@ -596,6 +597,105 @@ Deno.test({
       assert.ok(p50 < 500, `p50 ${p50} ms`);
     } finally {
       await stopAll(nodes, redis);
+    }
+  },
+});
+
+Deno.test({
+  name: "nodes over real SwarmTables agree on every scrape and total, a late node too",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const clock = { now: 1000 };
+    const tables: SwarmTable[] = [];
+    const syncs: ClusterSync[] = [];
+    const addNode = async () => {
+      const store = new SwarmTable({ peerTimeout: 600 });
+      const sync = new ClusterSync({
+        url: redis.url,
+        name: "real",
+        nodeId: `n${tables.length}`,
+        peerTimeout: 600,
+        store,
+        clock,
+        log: () => {},
+        flushIntervalMs: 100,
+      });
+      tables.push(store);
+      syncs.push(sync);
+      await sync.start();
+    };
+    try {
+      for (let i = 0; i < 3; i++) await addNode();
+      const random = (() => {
+        let x = 12345;
+        return () => ((x = (x * 1103515245 + 12345) >>> 0) / 4294967296);
+      })();
+      // Each peer talks to one node (as a client sticks to one tracker address); it starts,
+      // refreshes, completes and stops in random order.
+      const state = new Map<number, "leecher" | "seeder">();
+      const out = new Uint8Array(50 * 18);
+      for (let n = 0; n < 3000; n++) {
+        const peer = Math.floor(random() * 400);
+        const node = peer % 3;
+        const family = peer % 2 === 0 ? 4 : 6;
+        const address = family === 4 ? ipv4(peer) : ipv6(peer);
+        const hash = infoHash(peer % 10);
+        const now = state.get(peer);
+        const roll = random();
+        let event = 0;
+        if (now === undefined) event = 2;
+        else if (roll < 0.15) event = 3;
+        else if (roll < 0.3 && now === "leecher") event = 1;
+        const seeder = event === 1 || (event !== 2 && now === "seeder");
+        if (event === 3) state.delete(peer);
+        else state.set(peer, seeder ? "seeder" : "leecher");
+        tables[node].announce(
+          hash,
+          0,
+          family,
+          address,
+          0,
+          6881,
+          event,
+          seeder,
+          50,
+          clock.now,
+          out,
+          0,
+        );
+        syncs[node].recorder.record(opForEvent(event), hash, 0, family, address, 0, 6881, seeder);
+        if (n % 100 === 0) await sleep(1);
+      }
+      const summary = (table: SwarmTable) => {
+        const parts = [table.torrents, table.peers4, table.peers6, table.seeders4, table.seeders6];
+        for (let seed = 0; seed < 10; seed++) {
+          table.scrape(infoHash(seed), 0);
+          const { complete, incomplete, downloaded } = table.result;
+          parts.push(complete, incomplete, downloaded);
+        }
+        return parts.join(",");
+      };
+      await waitFor(
+        "all tables agree",
+        () => tables.every((table) => summary(table) === summary(tables[0])),
+        3000,
+      );
+      assert.equal(tables[0].peers4 + tables[0].peers6, state.size);
+      let downloaded = 0;
+      for (let seed = 0; seed < 10; seed++) {
+        tables[0].scrape(infoHash(seed), 0);
+        downloaded += tables[0].result.downloaded;
+      }
+      assert.ok(downloaded > 0);
+
+      await addNode();
+      assert.equal(summary(tables[3]), summary(tables[0]));
+      for (const sync of syncs) assert.equal(sync.counters.badBatches, 0);
+    } finally {
+      for (const sync of syncs) await sync.stop();
+      await redis.stop();
     }
   },
 });

@@ -14,7 +14,7 @@
  *   0  magic "OTCB"
  *   4  CRC-32 (IEEE) of every byte from offset 8 to the end
  *   8  version (1)
- *   9  flags: bit 0 "late" (queued across a reconnect, see `markLate`); other bits zero
+ *   9  flags: bit 0 "late" and bit 1 "queued" (see `markLate`); other bits zero
  *  10  delay: whole seconds the batch waited at its origin before it was published (u16)
  *  12  record count (u32)
  *  16  instance: 8 random bytes per recorder, so a node knows its own batches even when a
@@ -47,6 +47,7 @@ const FLAG_SEEDER = 8;
 const FLAGS_RESERVED = 0xf0;
 const CRC_START = 8;
 const BATCH_LATE = 1;
+const BATCH_QUEUED = 2;
 const INSTANCE_AT = 16;
 const ID_LENGTH_AT = 24;
 
@@ -218,14 +219,15 @@ export class ChangeRecorder {
 }
 
 /**
- * Marks a batch that is published in a later connection than the one it was taken in: sets
- * the late flag and the delay (whole seconds it waited, capped at 65535), and reseals it. Its
- * origin applies a late batch again when it reads it back, so that every node applies the
- * changes queued during an outage in the same (stream) order. The batch must come from `take`.
+ * Marks a batch late: its origin applies it again when it reads it back from the stream, so
+ * that changes queued during an outage end up applied in the same (stream) order on every node.
+ * `queued` says it was queued across a reconnect (rather than late only because it followed
+ * queued ones). Sets the delay (whole seconds it waited, capped at 65535) and reseals the batch,
+ * which must come from `take`.
  */
-export function markLate(batch: Uint8Array, waitedSeconds: number): void {
+export function markLate(batch: Uint8Array, waitedSeconds: number, queued: boolean): void {
   const delay = Math.max(0, Math.min(65535, Math.floor(waitedSeconds)));
-  batch[9] = BATCH_LATE;
+  batch[9] = queued ? BATCH_LATE | BATCH_QUEUED : BATCH_LATE;
   batch[10] = delay >>> 8;
   batch[11] = delay;
   writeU32(batch, 4, crc32(batch, CRC_START));
@@ -239,6 +241,11 @@ export function batchDelay(batch: Uint8Array): number {
 /** Whether a batch that `checkBatch` accepted is marked late. */
 export function batchIsLate(batch: Uint8Array): boolean {
   return (batch[9] & BATCH_LATE) !== 0;
+}
+
+/** Whether a batch that `checkBatch` accepted is marked queued (see `markLate`). */
+export function batchIsQueued(batch: Uint8Array): boolean {
+  return (batch[9] & BATCH_QUEUED) !== 0;
 }
 
 /** Whether the batch header carries `instance` (a recorder's); checks nothing else. */
@@ -266,7 +273,7 @@ export function checkBatch(bytes: Uint8Array): string | null {
     return "bad magic";
   }
   if (bytes[8] !== BATCH_VERSION) return `unsupported version ${bytes[8]}`;
-  if ((bytes[9] & ~BATCH_LATE) !== 0) return "unknown batch flags";
+  if ((bytes[9] & ~(BATCH_LATE | BATCH_QUEUED)) !== 0) return "unknown batch flags";
   const idLength = bytes[ID_LENGTH_AT];
   if (idLength < 1 || idLength > MAX_NODE_ID_BYTES) return "bad node id length";
   const recordsStart = HEADER_SIZE + idLength;

@@ -17,8 +17,9 @@
  * announces again or expires. Changes queued during an outage make that likely, so a node marks
  * the batches it publishes late (`markLate`) and applies them again when it reads them back:
  * then every node ends with the stream's last word on each peer. Reapplying an old change can
- * undo a newer local one, so a batch is late too while late batches are still unread or if a
- * reapply may have come after some of its changes; the late window closes once all are read.
+ * undo a newer local one, so batches taken while queued ones are unread, or before one was
+ * reapplied, are marked late too; the window closes one flush after the last queued batch is
+ * read back. (A peer changed twice within that last flush may still differ until it announces.)
  *
  * Time: a batch's age is taken from its stream id (Redis's clock at XADD) plus the delay its
  * origin stamped into it when it had to queue it, measured against Redis's clock (TIME at
@@ -34,6 +35,7 @@ import {
   batchDelay,
   batchIsFrom,
   batchIsLate,
+  batchIsQueued,
   batchRecordCount,
   ChangeRecorder,
   checkBatch,
@@ -133,8 +135,8 @@ interface PendingBatch {
   session: number;
   /** performance.now() of the flush before the one that took it: its changes came after. */
   previousFlushAt: number;
-  /** Marked late, and counted in #lateUnread. */
-  late: boolean;
+  /** How it is marked when published (see markLate); "queued" ones count in #queuedUnread. */
+  mark: "none" | "followUp" | "queued";
 }
 
 const READ_COUNT = 64;
@@ -185,11 +187,11 @@ export class ClusterSync {
   #pendingBytes = 0;
   /** Redis's clock minus ours, in milliseconds, measured at connect. */
   #redisClockOffsetMs = 0;
-  /** Own late batches published (or being published) and not yet read back. */
-  #lateUnread = 0;
-  /** performance.now() of the last reapplied own batch, and of the last flush. */
-  #lastReapplyAt = -Infinity;
-  #lastFlushAt = -Infinity;
+  /** Own queued batches marked for publishing and not yet read back. */
+  #queuedUnread = 0;
+  /** performance.now() when an own queued batch was last reapplied, and of the last flush. */
+  #lastQueuedReapplyAt = -1;
+  #lastFlushAt = 0;
   /** Id of the last stream entry read; the next XREAD starts after it. */
   #lastId = "0-0";
   /** The `now` passed to the store for the batch being applied, and whether it is our own. */
@@ -369,8 +371,8 @@ export class ClusterSync {
     if (compareStreamIds(tail, this.#lastId) >= 0) return;
     this.#lastId = "0-0";
     // Our late batches published to the lost stream will never come back.
-    this.#lateUnread = 0;
-    for (const pending of this.#pending) if (pending.late) this.#lateUnread++;
+    this.#queuedUnread = 0;
+    for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
   }
 
   /** Takes the recorder's changes into the publish queue and starts publishing. */
@@ -386,7 +388,7 @@ export class ClusterSync {
     this.#lastFlushAt = performance.now();
     for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
       const count = batchRecordCount(batch);
-      this.#pending.push({ batch, count, takenAtMs, session, previousFlushAt, late: false });
+      this.#pending.push({ batch, count, takenAtMs, session, previousFlushAt, mark: "none" });
       this.#pendingBytes += batch.length;
     }
     while (this.#pendingBytes > this.#maxPendingBytes) this.#dropOldestPending();
@@ -396,7 +398,7 @@ export class ClusterSync {
   #dropOldestPending(): void {
     const dropped = this.#pending.shift()!;
     this.#pendingBytes -= dropped.batch.length;
-    if (dropped.late) this.#lateUnread = Math.max(0, this.#lateUnread - 1);
+    if (dropped.mark === "queued") this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
     this.counters.droppedChanges += dropped.count;
   }
 
@@ -416,14 +418,16 @@ export class ClusterSync {
           this.#dropOldestPending();
           continue;
         }
-        if (
-          next.late || next.session !== this.counters.connects || this.#lateUnread > 0 ||
-          this.#lastReapplyAt >= next.previousFlushAt
+        if (next.mark !== "queued" && next.session !== this.counters.connects) {
+          next.mark = "queued";
+          this.#queuedUnread++;
+        } else if (
+          next.mark === "none" &&
+          (this.#queuedUnread > 0 || this.#lastQueuedReapplyAt >= next.previousFlushAt)
         ) {
-          if (!next.late) this.#lateUnread++;
-          next.late = true;
-          markLate(next.batch, waitedSeconds);
+          next.mark = "followUp";
         }
+        if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
         const minId = Math.max(0, Math.floor(this.#redisNowMs() - this.#peerTimeout * 1000));
         const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
         await writer.sendCommand(
@@ -493,7 +497,6 @@ export class ClusterSync {
     if (own) {
       this.counters.ownBatches++;
       if (!batchIsLate(batch)) return;
-      this.#lateUnread = Math.max(0, this.#lateUnread - 1);
     }
     if (checkBatch(batch) !== null) {
       this.counters.badBatches++;
@@ -511,7 +514,10 @@ export class ClusterSync {
     // nothing is applied from a batch that is not wholly sound.
     if ("error" in decodeBatch(batch, this.#applyChange)) this.counters.badBatches++;
     else if (!own) this.counters.appliedBatches++;
-    else this.#lastReapplyAt = performance.now();
+    else if (batchIsQueued(batch)) {
+      this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
+      this.#lastQueuedReapplyAt = performance.now();
+    }
   }
 
   #applyChange = (
