@@ -1,0 +1,202 @@
+/**
+ * `/metrics` over real sockets: the Prometheus text exposition is well formed (HELP and TYPE
+ * before each family's samples, valid names and values, no repeated series), its values match a
+ * known workload, and a client outside --stats-from gets 403.
+ */
+import assert from "node:assert/strict";
+import { startOtter } from "./support/otterProcess.ts";
+import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
+import { VERSION } from "../src/version.ts";
+
+function escape(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
+  return s;
+}
+
+function makeHash(seed: number): Uint8Array {
+  return new Uint8Array(20).map((_, i) => (seed * 53 + i * 7) & 0xff);
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const SAMPLE =
+  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$/;
+
+interface Exposition {
+  /** "name{labels}" → value */
+  samples: Map<string, number>;
+  types: Map<string, string>;
+}
+
+/** Parses and checks the text format; throws on anything malformed. */
+function parseExposition(text: string): Exposition {
+  assert.ok(text.endsWith("\n"), "exposition must end with a newline");
+  const samples = new Map<string, number>();
+  const types = new Map<string, string>();
+  const helped = new Set<string>();
+  for (const line of text.slice(0, -1).split("\n")) {
+    if (line.startsWith("# HELP ")) {
+      const name = line.split(" ")[2];
+      assert.match(name, NAME);
+      assert.ok(!helped.has(name), `second HELP for ${name}`);
+      helped.add(name);
+      continue;
+    }
+    if (line.startsWith("# TYPE ")) {
+      const [, , name, type] = line.split(" ");
+      assert.ok(helped.has(name), `TYPE before HELP for ${name}`);
+      assert.ok(["counter", "gauge"].includes(type), `type ${type}`);
+      assert.ok(!types.has(name), `second TYPE for ${name}`);
+      types.set(name, type);
+      continue;
+    }
+    const m = SAMPLE.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const [, name, labels = "", value] = m;
+    assert.ok(types.has(name), `sample before TYPE: ${line}`);
+    const number = Number(value);
+    assert.ok(!Number.isNaN(number), `bad value: ${line}`);
+    if (types.get(name) === "counter") assert.ok(number >= 0, `negative counter: ${line}`);
+    const key = name + labels;
+    assert.ok(!samples.has(key), `repeated series ${key}`);
+    samples.set(key, number);
+  }
+  return { samples, types };
+}
+
+function value(e: Exposition, key: string): number {
+  const v = e.samples.get(key);
+  assert.ok(v !== undefined, `no series ${key}`);
+  return v;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("metrics: well-formed exposition whose values match a known workload", async () => {
+  await using otter = await startOtter(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+  const base = otter.http[0];
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    const r = await fetch(`${base}${path}`, { headers, signal: AbortSignal.timeout(10_000) });
+    return { status: r.status, type: r.headers.get("content-type") ?? "", body: await r.text() };
+  };
+
+  // HTTP: 2 leechers and 1 seeder on one torrent, a bad announce, a scrape, two full scrapes
+  // (one gzip). UDP: a connect and one announce on a second torrent.
+  const hash = makeHash(1);
+  for (const [port, seeder] of [[8001, false], [8002, false], [8003, true]] as const) {
+    const r = await get(
+      `/announce?info_hash=${escape(hash)}&peer_id=-OT0001-${
+        String(port).padStart(12, "0")
+      }&port=${port}&left=${seeder ? 0 : 9}${seeder ? "&event=completed" : ""}`,
+    );
+    assert.equal(r.status, 200);
+  }
+  await get("/announce?port=5");
+  await get(`/scrape?info_hash=${escape(hash)}`);
+  await get("/scrape", { "accept-encoding": "identity" }); // fetch asks for gzip by default
+  await get("/scrape", { "accept-encoding": "gzip" });
+  const udp = new UdpTestClient(otter.udp[0].hostname, otter.udp[0].port);
+  try {
+    const id = await udp.connect();
+    const reply = await udp.request(
+      announcePacket({ connectionId: id, infoHash: makeHash(2), port: 8100 }),
+    );
+    assert.ok(reply !== null && reply.length >= 20);
+  } finally {
+    udp.close();
+  }
+  await sleep(400); // a few clean steps (every 100 ms) and, on a table this small, passes
+
+  const r = await get("/metrics");
+  assert.equal(r.status, 200);
+  assert.match(r.type, /^text\/plain; version=0\.0\.4/);
+  const e = parseExposition(r.body);
+  const requests = (protocol: string, action: string, result: string) =>
+    value(e, `otter_requests_total{protocol="${protocol}",action="${action}",result="${result}"}`);
+
+  assert.equal(e.types.get("otter_requests_total"), "counter");
+  assert.equal(requests("http", "announce", "ok"), 3);
+  assert.equal(requests("http", "announce", "error"), 1);
+  assert.equal(requests("http", "scrape", "ok"), 1);
+  assert.equal(requests("http", "full_scrape", "ok"), 2);
+  assert.equal(requests("http", "other", "ok"), 0); // this request counts once answered
+  assert.equal(requests("udp", "connect", "ok"), 1);
+  assert.equal(requests("udp", "announce", "ok"), 1);
+  assert.equal(requests("udp", "scrape", "ok"), 0);
+
+  assert.equal(e.types.get("otter_torrents"), "gauge");
+  assert.equal(value(e, "otter_torrents"), 2);
+  assert.equal(value(e, `otter_peers{family="4"}`), 4);
+  assert.equal(value(e, `otter_peers{family="6"}`), 0);
+  assert.equal(value(e, `otter_seeders{family="4"}`), 1);
+  assert.equal(value(e, `otter_seeders{family="6"}`), 0);
+
+  assert.equal(value(e, "otter_full_scrape_builds_total"), 1);
+  const buildSeconds = value(e, "otter_full_scrape_last_build_seconds");
+  assert.ok(buildSeconds > 0 && buildSeconds < 10, `last build ${buildSeconds} s`);
+  assert.ok(value(e, "otter_full_scrape_build_seconds_total") >= buildSeconds);
+  assert.equal(value(e, "otter_full_scrape_last_build_torrents"), 1);
+  const plainBytes = value(e, `otter_full_scrape_last_build_bytes{encoding="identity"}`);
+  const gzipBytes = value(e, `otter_full_scrape_last_build_bytes{encoding="gzip"}`);
+  assert.equal(
+    plainBytes,
+    "d5:filesd20:".length + 20 + "d8:completei1e10:downloadedi1e10:incompletei2eeee".length,
+  );
+  assert.ok(gzipBytes > 18, `gzip ${gzipBytes}`);
+  assert.equal(value(e, `otter_full_scrape_served_total{encoding="identity"}`), 1);
+  assert.equal(value(e, `otter_full_scrape_served_total{encoding="gzip"}`), 1);
+  assert.equal(value(e, "otter_full_scrape_served_bytes_total"), plainBytes + gzipBytes);
+  assert.equal(value(e, "otter_full_scrape_refused_total"), 0);
+
+  assert.ok(value(e, "otter_clean_steps_total") >= 1);
+  assert.ok(value(e, "otter_clean_passes_total") >= 1);
+  assert.ok(value(e, "otter_clean_seconds_total") > 0);
+  assert.ok(value(e, "otter_resident_memory_bytes") > 1e6);
+  assert.ok(value(e, "otter_heap_used_bytes") > 0);
+  assert.ok(value(e, "otter_store_bytes") > 0);
+  assert.ok(value(e, "otter_uptime_seconds") >= 0);
+  assert.equal(value(e, `otter_build_info{version="${VERSION}"}`), 1);
+
+  // The metrics request itself shows up in the next scrape.
+  const again = parseExposition((await get("/metrics")).body);
+  assert.equal(
+    value(again, `otter_requests_total{protocol="http",action="other",result="ok"}`),
+    1,
+  );
+});
+
+Deno.test("metrics: refused full scrapes are counted; outside --stats-from gets 403", async () => {
+  await using otter = await startOtter([
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--no-full-scrape",
+    "--stats-from",
+    "127.0.0.1/32",
+  ]);
+  const base = otter.http[0];
+  const full = await fetch(`${base}/scrape`);
+  assert.equal(full.status, 403);
+  await full.body?.cancel();
+  const ok = await fetch(`${base}/metrics`);
+  assert.equal(ok.status, 200);
+  const e = parseExposition(await ok.text());
+  assert.equal(value(e, "otter_full_scrape_refused_total"), 1);
+  assert.equal(
+    value(e, `otter_requests_total{protocol="http",action="full_scrape",result="error"}`),
+    1,
+  );
+
+  await using outside = await startOtter([
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--stats-from",
+    "10.0.0.0/8",
+  ]);
+  const refused = await fetch(`${outside.http[0]}/metrics`);
+  assert.equal(refused.status, 403);
+  assert.match(await refused.text(), /--stats-from/);
+});
