@@ -127,9 +127,24 @@ function reseal(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-Deno.test("crc32 matches the IEEE check value", () => {
+Deno.test("crc32 matches the IEEE check value and a bytewise reference", () => {
   assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
   assert.equal(crc32(new Uint8Array(0)), 0);
+  const reference = (bytes: Uint8Array, start: number, end: number) => {
+    let c = 0xffffffff;
+    for (let i = start; i < end; i++) {
+      c ^= bytes[i];
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    }
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const random = prng(5);
+  const bytes = Uint8Array.from({ length: 300 }, () => Math.floor(random() * 256));
+  for (let start = 0; start < 20; start++) {
+    for (let end = start; end <= 300; end += 1 + (end % 7)) {
+      assert.equal(crc32(bytes, start, end), reference(bytes, start, end), `${start}..${end}`);
+    }
+  }
 });
 
 Deno.test("opForEvent maps BEP 15 events to change ops", () => {

@@ -70,22 +70,38 @@ export function opForEvent(event: number): number {
   return event === 3 ? OP_STOPPED : event === 1 ? OP_COMPLETED : OP_ANNOUNCE;
 }
 
-const CRC_TABLE = makeCrcTable();
+/** Slicing-by-8 tables: entry 256 * k + n is the CRC of byte n followed by k zero bytes. */
+const CRC_TABLES = makeCrcTables();
 
-function makeCrcTable(): Int32Array {
-  const table = new Int32Array(256);
+function makeCrcTables(): Int32Array {
+  const tables = new Int32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c;
+    tables[n] = c;
   }
-  return table;
+  for (let n = 0; n < 256; n++) {
+    for (let k = 1; k < 8; k++) {
+      const previous = tables[256 * (k - 1) + n];
+      tables[256 * k + n] = (previous >>> 8) ^ tables[previous & 0xff];
+    }
+  }
+  return tables;
 }
 
 /** CRC-32 (IEEE 802.3, as in zlib) of `bytes[start, end)`, as an unsigned number. */
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  const t = CRC_TABLES;
   let c = -1;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  let i = start;
+  // Eight bytes per step: about four times faster than one table lookup per byte.
+  for (const last = end - 8; i <= last; i += 8) {
+    const a = c ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
+    c = t[1792 + (a & 0xff)] ^ t[1536 + ((a >>> 8) & 0xff)] ^ t[1280 + ((a >>> 16) & 0xff)] ^
+      t[1024 + (a >>> 24)] ^ t[768 + bytes[i + 4]] ^ t[512 + bytes[i + 5]] ^
+      t[256 + bytes[i + 6]] ^ t[bytes[i + 7]];
+  }
+  for (; i < end; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
 
@@ -310,7 +326,15 @@ function nodeIdOf(bytes: Uint8Array): string | null {
 export function decodeBatch(bytes: Uint8Array, apply: ApplyChange): DecodeResult {
   const error = checkBatch(bytes);
   if (error !== null) return { error };
-  const nodeId = nodeIdOf(bytes)!;
+  return { nodeId: nodeIdOf(bytes)!, count: applyCheckedBatch(bytes, apply) };
+}
+
+/**
+ * Passes each change of a batch that `checkBatch` has just accepted to `apply`, in recorded
+ * order, and returns their number. For callers that must look at a sound batch's header
+ * (origin, delay) before applying it, without a second checksum pass.
+ */
+export function applyCheckedBatch(bytes: Uint8Array, apply: ApplyChange): number {
   const count = readU32(bytes, 12);
   let at = HEADER_SIZE + bytes[ID_LENGTH_AT];
   for (let n = 0; n < count; n++) {
@@ -330,5 +354,5 @@ export function decodeBatch(bytes: Uint8Array, apply: ApplyChange): DecodeResult
     );
     at = portAt + 2;
   }
-  return { nodeId, count };
+  return count;
 }

@@ -32,6 +32,7 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient, RESP_TYPES } from "npm:@redis/client@6.3.1";
 import {
+  applyCheckedBatch,
   batchDelay,
   batchIsFrom,
   batchIsLate,
@@ -39,7 +40,6 @@ import {
   batchRecordCount,
   ChangeRecorder,
   checkBatch,
-  decodeBatch,
   markLate,
   OP_COMPLETED,
   OP_STOPPED,
@@ -510,10 +510,8 @@ export class ClusterSync {
     }
     this.#applyNow = Math.max(1, this.#clock.now - age);
     this.#applyingOwn = own;
-    // Validates again (a checksum pass per batch, cheap next to the store writes) so that
-    // nothing is applied from a batch that is not wholly sound.
-    if ("error" in decodeBatch(batch, this.#applyChange)) this.counters.badBatches++;
-    else if (!own) this.counters.appliedBatches++;
+    applyCheckedBatch(batch, this.#applyChange);
+    if (!own) this.counters.appliedBatches++;
     else if (batchIsQueued(batch)) {
       this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
       this.#lastQueuedReapplyAt = performance.now();
