@@ -343,6 +343,14 @@ Deno.test("writeStateFile: replaces the file whole and leaves no temporary file"
     assert.deepEqual(Array.from(await Deno.readFile(path)), [1, 2, 3]);
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["s"]);
     await assert.rejects(writeStateFile(`${dir}/missing/s`, [new Uint8Array(1)]));
+    await assert.rejects(
+      StateFile.open(`${dir}/missing/s`, new SwarmTable({ peerTimeout: 10 }), new Clock(), {
+        every: 60,
+        peerTimeout: 10,
+        log: () => {},
+      }),
+      /directory .*missing does not exist/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -504,6 +504,12 @@ export class StateFile {
       bytes = await Deno.readFile(this.path);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
+        // A typo in the directory would otherwise only show when the first save fails.
+        const dir = directoryOf(this.path);
+        const info = await Deno.stat(dir).catch(() => null);
+        if (info === null || !info.isDirectory) {
+          throw new Error(`state file ${this.path}: directory ${dir} does not exist`);
+        }
         this.#log(`state ${this.path}: no such file yet; starting empty`);
         return;
       }
