@@ -559,6 +559,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a key of the wrong type keeps a node out; refused writes are queued, logged once",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const a = makeNode("a", redis.url);
+    const b = makeNode("b", redis.url);
+    const nodes = [a, b];
+    const raw = createClient({ url: redis.url, RESP: 2 });
+    raw.on("error", () => {});
+    try {
+      await raw.connect();
+      await raw.sendCommand(["SET", a.sync.streamKey, "not a stream"]);
+      await a.sync.start();
+      assert.equal(a.sync.counters.state, "disconnected");
+      await sleep(600);
+      assert.deepEqual(a.logs.length, 1, a.logs.join("\n"));
+      assert.match(a.logs[0], /cannot reach Redis .*holds a string, not a stream/);
+      await raw.sendCommand(["DEL", a.sync.streamKey]);
+      await waitFor("connected", () => a.sync.counters.state === "connected", 3000);
+
+      await b.sync.start();
+      await raw.sendCommand(["CONFIG", "SET", "maxmemory", "1"]);
+      announce(a, infoHash(8), ipv4(8), 8888, 2, false);
+      await waitFor("refusal logged", () => a.logs.length === 3, 2000);
+      assert.match(a.logs[2], /^cluster: Redis refuses changes \(OOM/);
+      await sleep(500); // several more refused attempts
+      assert.equal(a.logs.length, 3, a.logs.join("\n"));
+      assert.equal(a.sync.counters.state, "connected");
+      assert.equal(b.store.peers.size, 0);
+      await raw.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
+      await waitFor("queued change arrives", () => b.store.peers.size === 1, 2000);
+      assert.equal(a.logs.length, 4);
+      assert.equal(a.logs[3], "cluster: Redis accepts changes again");
+      assert.equal(a.sync.counters.connects, 1);
+    } finally {
+      raw.destroy();
+      await stopAll(nodes, redis);
+    }
+  },
+});
+
+Deno.test({
   name: "propagation delay between two nodes (p50/p99)",
   ignore: !haveRedis,
   async fn() {

@@ -30,7 +30,7 @@
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
 // deno-lint-ignore no-import-prefix
-import { createClient, RESP_TYPES } from "npm:@redis/client@6.3.1";
+import { createClient, ErrorReply, RESP_TYPES } from "npm:@redis/client@6.3.1";
 import {
   applyCheckedBatch,
   batchDelay,
@@ -183,6 +183,8 @@ export class ClusterSync {
   #wake: (() => void) | null = null;
   #ready: (() => void) | null = null;
   #publishing: Promise<void> | null = null;
+  /** The error of the last refused XADD while Redis keeps refusing, else null. */
+  #publishRefused: string | null = null;
   readonly #pending: PendingBatch[] = [];
   #pendingBytes = 0;
   /** Redis's clock minus ours, in milliseconds, measured at connect. */
@@ -266,8 +268,9 @@ export class ClusterSync {
       this.#writer = writer;
       this.#reader = reader;
       try {
-        await Promise.all([writer.connect(), reader.connect()]);
+        await this.#withTimeout(Promise.all([writer.connect(), reader.connect()]));
         await this.#measureRedisClock(writer);
+        await this.#checkStreamKey(writer);
         await this.#checkStreamTail(writer);
         this.counters.connects++;
         this.#setState("connected", "");
@@ -341,6 +344,25 @@ export class ClusterSync {
       };
       this.#sleepTimer = setTimeout(this.#wake, ms);
     });
+  }
+
+  /** Rejects if `promise` takes longer than a command may (a handshake with a hung server). */
+  #withTimeout<T>(promise: Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("timed out")), 2 * this.#commandTimeoutMs);
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** A key of another type would fail every XADD and XREAD: refuse to start the session. */
+  async #checkStreamKey(writer: RedisConnection): Promise<void> {
+    const type = String(
+      await writer.sendCommand(["TYPE", this.#key], { timeout: this.#commandTimeoutMs }),
+    );
+    if (type !== "none" && type !== "stream") {
+      throw new Error(`key ${this.#key} holds a ${type}, not a stream`);
+    }
   }
 
   #redisNowMs(): number {
@@ -440,8 +462,21 @@ export class ClusterSync {
         }
         this.counters.published++;
         this.counters.publishedChanges += next.count;
+        if (this.#publishRefused !== null) {
+          this.#publishRefused = null;
+          this.#log("cluster: Redis accepts changes again");
+        }
       }
-    } catch {
+    } catch (error) {
+      if (error instanceof ErrorReply) {
+        // Redis answered but refused (out of memory, say): the connection is fine, so keep it
+        // and the batch, and try again at the next flush.
+        if (this.#publishRefused === null) {
+          this.#log(`cluster: Redis refuses changes (${error.message}); queueing, retrying`);
+        }
+        this.#publishRefused = error.message;
+        return;
+      }
       // The session is broken; the read loop notices and reconnects. The batch stays queued.
       if (this.#writer === writer) writer.destroy();
       this.#reader?.destroy();
