@@ -32,6 +32,13 @@ async function main(args: string[]): Promise<number> {
     await Deno.stdout.write(new TextEncoder().encode(defaultConfigToml()));
     return 0;
   }
+  // Listen for stop signals before any listener opens: a SIGTERM right after the
+  // "listening" lines must stop otter gracefully, not kill it.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
   const clock = new Clock();
   let running;
   try {
@@ -49,11 +56,6 @@ async function main(args: string[]): Promise<number> {
     const notes = outcome.ok ? tracker.applySettings(outcome.config) : [];
     settings = outcome.config;
     console.log([outcome.message, ...notes].join("; "));
-  });
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
   });
   await stopped;
   console.log("otter: stopping");
