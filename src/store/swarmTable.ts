@@ -342,6 +342,11 @@ export class SwarmTable {
     for (let i = 0; i < 20; i++) out[offset + i] = bytes[from + i];
   }
 
+  /** The slot's last activity time (0 for an empty slot), for the state file. */
+  slotLastActivity(slot: number): number {
+    return this.#rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
+  }
+
   slotCounts(slot: number): void {
     if (!this.slotInUse(slot)) this.#zeroResult();
     else this.#fillResult(slot * ROW_WORDS);
