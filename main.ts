@@ -40,23 +40,27 @@ async function main(args: string[]): Promise<number> {
     Deno.addSignalListener("SIGTERM", stop);
   });
   const clock = new Clock();
-  let running;
+  let running: Awaited<ReturnType<typeof startTracker>> | undefined;
+  let settings = parsed.config;
+  const flags = parsed.flags;
+  // Without a listener SIGHUP would end the process (also during a long state restore); with no
+  // --config it only logs that.
+  Deno.addSignalListener("SIGHUP", () => {
+    if (running === undefined) {
+      console.log("config: SIGHUP while starting; ignored");
+      return;
+    }
+    const outcome = reloadConfig(settings, flags);
+    const notes = outcome.ok ? running.tracker.applySettings(outcome.config) : [];
+    settings = outcome.config;
+    console.log([outcome.message, ...notes].join("; "));
+  });
   try {
     running = await startTracker(parsed.config, clock, (line) => console.log(line));
   } catch (e) {
     console.error(`otter: ${e instanceof Error ? e.message : e}`);
     return 1;
   }
-  let settings = parsed.config;
-  const flags = parsed.flags;
-  const tracker = running.tracker;
-  // Without a listener SIGHUP would end the process; with no --config it only logs that.
-  Deno.addSignalListener("SIGHUP", () => {
-    const outcome = reloadConfig(settings, flags);
-    const notes = outcome.ok ? tracker.applySettings(outcome.config) : [];
-    settings = outcome.config;
-    console.log([outcome.message, ...notes].join("; "));
-  });
   await stopped;
   console.log("otter: stopping");
   await running.stop();
