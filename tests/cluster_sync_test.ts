@@ -95,6 +95,11 @@ class RedisServer {
     }
   }
 
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the server: it keeps its port but stops answering. */
+  signal(signal: "SIGSTOP" | "SIGCONT"): void {
+    this.#child?.kill(signal);
+  }
+
   async stop(): Promise<void> {
     const child = this.#child;
     if (child === null) return;
@@ -149,7 +154,7 @@ class FakeStore implements ClusterStore {
     if (completedNow) this.downloaded.set(hash, (this.downloaded.get(hash) ?? 0) + 1);
     this.peers.set(key, {
       seeder,
-      lastSeen: Math.max(peer?.lastSeen ?? 0, now),
+      lastSeen: Math.max(peer?.lastSeen ?? -Infinity, now),
       completed: completedNow || peer?.completed === true,
     });
     return 0;
@@ -364,12 +369,13 @@ Deno.test({
       const publishedAt = performance.now();
 
       await sleep(1300);
-      const second = makeNode("second", redis.url, { peerTimeout: 3, now: 500 });
+      // A node younger than the change: its clock is at 1, the peer was seen before that.
+      const second = makeNode("second", redis.url, { peerTimeout: 3, now: 1 });
       nodes.push(second);
       await second.sync.start();
       const [peer] = second.store.peers.values();
       assert.ok(peer !== undefined, "replayed peer present");
-      assert.ok(peer.lastSeen === 499 || peer.lastSeen === 498, `lastSeen ${peer.lastSeen}`);
+      assert.ok(peer.lastSeen === 0 || peer.lastSeen === -1, `lastSeen ${peer.lastSeen}`);
 
       await sleep(Math.max(0, publishedAt + 3300 - performance.now()));
       const third = makeNode("third", redis.url, { peerTimeout: 3 });
@@ -522,6 +528,39 @@ Deno.test({
       await sleep(300);
       assert.deepEqual(nodes.map((node) => node.sync.counters.reapplied), reapplied);
     } finally {
+      await stopAll(nodes, redis);
+    }
+  },
+});
+
+Deno.test({
+  name: "a frozen Redis (accepts connections, never answers) counts as down until it thaws",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes = ["a", "b"].map((name) => makeNode(name, redis.url));
+    const [a, b] = nodes;
+    try {
+      await Promise.all(nodes.map((node) => node.sync.start()));
+      redis.signal("SIGSTOP");
+      announce(a, infoHash(4), ipv4(4), 4444, 2, false);
+      // XREAD waits blockMs + commandTimeoutMs (1.5 s here) before giving up.
+      await waitFor(
+        "both notice",
+        () => nodes.every((node) => node.sync.counters.state === "disconnected"),
+        4000,
+      );
+      await sleep(2500); // reconnect attempts hang in the handshake and time out
+      redis.signal("SIGCONT");
+      await waitFor("b has the peer", () => b.store.peers.size === 1, 6000);
+      for (const node of nodes) {
+        await waitFor("connected", () => node.sync.counters.state === "connected", 3000);
+        assert.equal(node.logs.length, 3, node.logs.join("\n"));
+        assert.match(node.logs[1], /^cluster: lost Redis/);
+      }
+    } finally {
+      redis.signal("SIGCONT");
       await stopAll(nodes, redis);
     }
   },

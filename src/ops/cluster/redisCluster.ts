@@ -24,8 +24,8 @@
  * Time: a batch's age is taken from its stream id (Redis's clock at XADD) plus the delay its
  * origin stamped into it when it had to queue it, measured against Redis's clock (TIME at
  * connect), so the nodes' own clocks may disagree. A change is applied as if seen `age` seconds
- * before the local `clock.now`, so it expires here when it expires at its origin; batches older
- * than the peer timeout are skipped.
+ * before the local `clock.now` (which may be below 1 on a node younger than the change), so it
+ * expires here when it expires at its origin; batches older than the peer timeout are skipped.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
@@ -119,10 +119,7 @@ export interface ClusterCounters {
 /** The slice of a node-redis client this module uses. */
 interface RedisConnection {
   connect(): Promise<unknown>;
-  sendCommand(
-    args: ReadonlyArray<string | Buffer>,
-    options?: { timeout?: number },
-  ): Promise<unknown>;
+  sendCommand(args: ReadonlyArray<string | Buffer>): Promise<unknown>;
   destroy(): void;
   on(event: "error", listener: (error: Error) => void): unknown;
 }
@@ -268,7 +265,8 @@ export class ClusterSync {
       this.#writer = writer;
       this.#reader = reader;
       try {
-        await this.#withTimeout(Promise.all([writer.connect(), reader.connect()]));
+        const handshake = Promise.all([writer.connect(), reader.connect()]);
+        await this.#withTimeout(handshake, this.#commandTimeoutMs, writer, reader);
         await this.#measureRedisClock(writer);
         await this.#checkStreamKey(writer);
         await this.#checkStreamTail(writer);
@@ -346,19 +344,34 @@ export class ClusterSync {
     });
   }
 
-  /** Rejects if `promise` takes longer than a command may (a handshake with a hung server). */
-  #withTimeout<T>(promise: Promise<T>): Promise<T> {
+  /**
+   * Rejects if `promise` takes longer than `ms`, and then destroys `connections`. (node-redis's
+   * own command timeout only covers the wait to be written, not the wait for the reply, so a
+   * server that accepts and never answers would hang us without this.)
+   */
+  #withTimeout<T>(promise: Promise<T>, ms: number, ...connections: RedisConnection[]): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("timed out")), 2 * this.#commandTimeoutMs);
+      timer = setTimeout(() => {
+        reject(new Error(`no reply within ${ms} ms`));
+        for (const connection of connections) connection.destroy();
+      }, ms);
     });
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  #send(
+    connection: RedisConnection,
+    args: ReadonlyArray<string | Buffer>,
+    ms = this.#commandTimeoutMs,
+  ) {
+    return this.#withTimeout(connection.sendCommand(args), ms, connection);
   }
 
   /** A key of another type would fail every XADD and XREAD: refuse to start the session. */
   async #checkStreamKey(writer: RedisConnection): Promise<void> {
     const type = String(
-      await writer.sendCommand(["TYPE", this.#key], { timeout: this.#commandTimeoutMs }),
+      await this.#send(writer, ["TYPE", this.#key]),
     );
     if (type !== "none" && type !== "stream") {
       throw new Error(`key ${this.#key} holds a ${type}, not a stream`);
@@ -371,7 +384,7 @@ export class ClusterSync {
 
   async #measureRedisClock(writer: RedisConnection): Promise<void> {
     const sent = Date.now();
-    const reply = await writer.sendCommand(["TIME"], { timeout: this.#commandTimeoutMs });
+    const reply = await this.#send(writer, ["TIME"]);
     const received = Date.now();
     if (!Array.isArray(reply) || reply.length !== 2) throw new Error("unexpected TIME reply");
     const redisMs = Number(String(reply[0])) * 1000 + Math.floor(Number(String(reply[1])) / 1000);
@@ -385,9 +398,7 @@ export class ClusterSync {
    */
   async #checkStreamTail(writer: RedisConnection): Promise<void> {
     if (this.#lastId === "0-0") return;
-    const reply = await writer.sendCommand(["XREVRANGE", this.#key, "+", "-", "COUNT", "1"], {
-      timeout: this.#commandTimeoutMs,
-    });
+    const reply = await this.#send(writer, ["XREVRANGE", this.#key, "+", "-", "COUNT", "1"]);
     if (!Array.isArray(reply)) throw new Error("unexpected XREVRANGE reply");
     const tail = reply.length > 0 && Array.isArray(reply[0]) ? String(reply[0][0]) : "0-0";
     if (compareStreamIds(tail, this.#lastId) >= 0) return;
@@ -452,10 +463,16 @@ export class ClusterSync {
         if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
         const minId = Math.max(0, Math.floor(this.#redisNowMs() - this.#peerTimeout * 1000));
         const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
-        await writer.sendCommand(
-          ["XADD", this.#key, "MINID", "~", String(minId), "*", BATCH_FIELD, value],
-          { timeout: this.#commandTimeoutMs },
-        );
+        await this.#send(writer, [
+          "XADD",
+          this.#key,
+          "MINID",
+          "~",
+          String(minId),
+          "*",
+          BATCH_FIELD,
+          value,
+        ]);
         if (this.#pending[0] === next) {
           this.#pending.shift();
           this.#pendingBytes -= next.batch.length;
@@ -492,7 +509,7 @@ export class ClusterSync {
       const args = caughtUp
         ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#lastId]
         : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#lastId];
-      const reply = await reader.sendCommand(args, { timeout });
+      const reply = await this.#send(reader, args, timeout);
       const entries = this.#applyReply(reply);
       if (!caughtUp && entries < READ_COUNT) {
         caughtUp = true;
@@ -543,7 +560,9 @@ export class ClusterSync {
       this.counters.staleBatches++;
       return;
     }
-    this.#applyNow = Math.max(1, this.#clock.now - age);
+    // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
+    // such a peer still expires on time (as restoreState relies on too).
+    this.#applyNow = this.#clock.now - age;
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.counters.appliedBatches++;
