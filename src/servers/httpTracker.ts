@@ -33,6 +33,21 @@ export type RouteHandler = (
 const TEXT_HEADERS: HeadersInit = { "content-type": "text/plain; charset=utf-8" };
 const BENCODE_HEADERS: HeadersInit = { "content-type": "text/plain" };
 
+/**
+ * What the wire server (httpWire.ts) knows about a request's sender, in one object it reuses.
+ * `get` has the shape of `Headers.get`, so both front ends share the proxy logic.
+ */
+export interface WireClient {
+  /** The socket peer's family. */
+  family: 4 | 6;
+  /** The socket peer's address at offset 0 (4 or 16 bytes) of a 16-byte array. */
+  address: Uint8Array;
+  /** A request header by lower-case name, or null; asked only of trusted proxies. */
+  get(name: string): string | null;
+}
+
+type HeaderSource = { get(name: string): string | null };
+
 function plain(status: number, text: string): Response {
   return new Response(text + "\n", { status, headers: TEXT_HEADERS });
 }
@@ -89,27 +104,50 @@ export class HttpTracker {
     return plain(404, "not found");
   }
 
-  #failure(action: number, reason: string): Response {
+  /**
+   * The wire server's entry point for GET/HEAD /announce (`scrape` false) and /scrape: writes the
+   * bencoded body (reply or failure) into `wireBody` and returns its length, or -1 when the
+   * request needs `handle()` instead (a full scrape).
+   */
+  answerWire(scrape: boolean, query: string, client: WireClient): number {
+    if (scrape) {
+      const n = this.#scrapeBody(query);
+      if (n >= 0 || this.fullScrape !== null) return n;
+      return this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled");
+    }
+    this.#address.set(client.address);
+    return this.#announceBody(query, client.family, client);
+  }
+
+  /** Where `answerWire` writes; valid until the next call. */
+  get wireBody(): Uint8Array {
+    return this.#out;
+  }
+
+  #failureBody(action: number, reason: string): number {
     this.#tracker.counters.add(PROTOCOL_HTTP, action, RESULT_ERROR);
-    const n = writeFailure(this.#out, reason);
-    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+    return writeFailure(this.#out, reason);
+  }
+
+  #bencoded(length: number): Response {
+    return new Response(this.#out.slice(0, length), { headers: BENCODE_HEADERS });
   }
 
   /**
-   * The client's address into #address: the socket's, or, when the socket's is a trusted proxy,
-   * the first X-Forwarded-For address (else X-Real-IP). Returns the family, 0 if unusable.
+   * The client's address into #address, which holds the socket peer's: kept, or, when the peer
+   * is a trusted proxy, replaced by the first X-Forwarded-For address (else X-Real-IP). Returns
+   * the family, 0 if unusable.
    */
-  #clientAddress(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): 0 | 4 | 6 {
+  #clientAddress(family: 0 | 4 | 6, headers: HeaderSource): 0 | 4 | 6 {
     const address = this.#address;
-    const family = parseIpAddress(info.remoteAddr.hostname, address);
     const proxies = this.#tracker.trustProxy;
     if (family === 0 || proxies === null || !proxies.contains(family, address, 0)) return family;
     const forwarded = this.#forwarded;
     let claimed: 0 | 4 | 6 = 0;
-    const xff = request.headers.get("x-forwarded-for");
+    const xff = headers.get("x-forwarded-for");
     if (xff !== null) claimed = parseForwardedFor(xff, forwarded);
     if (claimed === 0) {
-      const realIp = request.headers.get("x-real-ip");
+      const realIp = headers.get("x-real-ip");
       if (realIp !== null) claimed = parseIpAddress(realIp.trim(), forwarded);
     }
     if (claimed === 0) return family;
@@ -122,16 +160,22 @@ export class HttpTracker {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response {
+    const family = parseIpAddress(info.remoteAddr.hostname, this.#address);
+    return this.#bencoded(this.#announceBody(query, family, request.headers));
+  }
+
+  /** An announce's body into #out (#address holding the socket peer's); returns its length. */
+  #announceBody(query: string, peerFamily: 0 | 4 | 6, headers: HeaderSource): number {
     const tracker = this.#tracker;
     const q = this.#query;
     const problem = parseAnnounceQuery(query, q);
-    if (problem !== null) return this.#failure(ACTION_ANNOUNCE, problem);
+    if (problem !== null) return this.#failureBody(ACTION_ANNOUNCE, problem);
     if (!tracker.access.allows(q.infoHash, 0)) {
-      return this.#failure(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
+      return this.#failureBody(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
     }
     const address = this.#address;
-    const family = this.#clientAddress(request, info);
-    if (family === 0) return this.#failure(ACTION_ANNOUNCE, "unusable client address");
+    const family = this.#clientAddress(peerFamily, headers);
+    if (family === 0) return this.#failureBody(ACTION_ANNOUNCE, "unusable client address");
     const entry = family === 4 ? 6 : 18;
     const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);
     const store = tracker.store;
@@ -170,7 +214,7 @@ export class HttpTracker {
       family === 4 ? 4 : 16,
     );
     tracker.counters.add(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
-    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+    return n;
   }
 
   #scrape(
@@ -178,13 +222,18 @@ export class HttpTracker {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
+    const n = this.#scrapeBody(query);
+    if (n >= 0) return this.#bencoded(n);
+    if (this.fullScrape !== null) return this.fullScrape(request, info, query);
+    return this.#bencoded(this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled"));
+  }
+
+  /** A scrape's body into #out; returns its length, or -1 for a full scrape (no info_hash). */
+  #scrapeBody(query: string): number {
     const tracker = this.#tracker;
     const parsed = parseScrapeQuery(query, this.#scrapeHashes);
-    if (typeof parsed === "string") return this.#failure(ACTION_SCRAPE, parsed);
-    if (parsed === 0) {
-      if (this.fullScrape !== null) return this.fullScrape(request, info, query);
-      return this.#failure(ACTION_SCRAPE, "full scrape is not enabled");
-    }
+    if (typeof parsed === "string") return this.#failureBody(ACTION_SCRAPE, parsed);
+    if (parsed === 0) return -1;
     const store = tracker.store;
     const r = store.result;
     const counts = this.#scrapeCounts;
@@ -197,7 +246,7 @@ export class HttpTracker {
     }
     const n = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
     tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
-    return new Response(this.#out.slice(0, n), { headers: BENCODE_HEADERS });
+    return n;
   }
 }
 
