@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
 import { CidrSet } from "./cidr.ts";
+import { checkClusterName, checkNodeId, parseClusterUrl } from "./cluster/clusterOptions.ts";
 
 export type { ListenAddress };
 
@@ -452,6 +453,15 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
   if (result.whitelist !== "" && result.blacklist !== "") {
     throw new ConfigError("--whitelist and --blacklist cannot be used together");
   }
+  if (result.cluster !== "") {
+    const url = parseClusterUrl(result.cluster);
+    if ("error" in url) throw new ConfigError(url.error);
+  }
+  const nameProblem = checkClusterName(result.clusterName);
+  if (nameProblem !== null) throw new ConfigError(nameProblem);
+  // An empty node id means a random one, drawn when the cluster starts (not on every reload).
+  const idProblem = result.nodeId === "" ? null : checkNodeId(result.nodeId);
+  if (idProblem !== null) throw new ConfigError(idProblem);
   return result;
 }
 
