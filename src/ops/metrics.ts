@@ -5,6 +5,8 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
+import type { RateLimiter } from "./rateLimit.ts";
+import type { LoopLag } from "./loopLag.ts";
 import {
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
@@ -35,6 +37,10 @@ export interface MetricsSources {
   /** Whole seconds since start. */
   uptimeSeconds(): number;
   version: string;
+  /** `--rate-limit` state (UDP); its metrics are left out without it. */
+  rateLimit?: RateLimiter;
+  /** Event-loop pause monitor; its metrics are left out without it. */
+  loopLag?: LoopLag;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -159,6 +165,43 @@ export function renderMetrics(sources: MetricsSources): string {
   ).sample("otter_external_memory_bytes", memory.external);
   out.family("otter_store_bytes", "gauge", "Bytes of the peer store's typed arrays.")
     .sample("otter_store_bytes", store.byteSize);
+
+  const limiter = sources.rateLimit;
+  if (limiter !== undefined) {
+    out.family(
+      "otter_udp_rate_limited_total",
+      "counter",
+      "UDP datagrams dropped without a reply by --rate-limit.",
+    ).sample("otter_udp_rate_limited_total", limiter.limited);
+    out.family(
+      "otter_udp_rate_limit_shared_total",
+      "counter",
+      "UDP datagrams charged to another source's bucket because the bucket table set was busy.",
+    ).sample("otter_udp_rate_limit_shared_total", limiter.shared);
+    out.family(
+      "otter_udp_rate_limit_sources",
+      "gauge",
+      "Sources (IPv4 addresses, IPv6 /64s) whose bucket is not full: seen in about the last second.",
+    ).sample("otter_udp_rate_limit_sources", limiter.sources(performance.now()));
+    out.family(
+      "otter_udp_rate_limit_per_second",
+      "gauge",
+      "UDP requests per second allowed per source (0: no limit).",
+    ).sample("otter_udp_rate_limit_per_second", limiter.perSecond);
+  }
+  const loopLag = sources.loopLag;
+  if (loopLag !== undefined) {
+    out.family(
+      "otter_event_loop_lag_max_seconds",
+      "gauge",
+      "Longest event-loop pause since start (lateness of a 10 ms timer).",
+    ).sample("otter_event_loop_lag_max_seconds", loopLag.maxMs / 1000);
+    out.family(
+      "otter_event_loop_lag_recent_max_seconds",
+      "gauge",
+      "Longest event-loop pause in the last 60 seconds.",
+    ).sample("otter_event_loop_lag_recent_max_seconds", loopLag.recentMaxMs() / 1000);
+  }
 
   out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")
     .sample("otter_uptime_seconds", sources.uptimeSeconds());

@@ -15,6 +15,7 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
+import type { LoopLag } from "./loopLag.ts";
 import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 import {
   ACTION_ANNOUNCE,
@@ -44,6 +45,7 @@ export const STATS_MODES = [
   "top100",
   "renew",
   "completed",
+  "loop",
   "version",
   "everything",
   "statedump",
@@ -64,6 +66,8 @@ export interface StatsSources {
   /** Seconds a silent peer is kept (sets the renew histogram's length). */
   peerTimeout: number;
   version: string;
+  /** Event-loop pause monitor (mode loop); zeros without it. */
+  loopLag?: LoopLag;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -128,6 +132,8 @@ interface StatsData {
   downloaded: number;
   downloadedTorrents: number;
   renew: Float64Array;
+  loopMaxMs: number;
+  loopRecentMaxMs: number;
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -147,6 +153,8 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     downloaded: 0,
     downloadedTorrents: 0,
     renew: new Float64Array(0),
+    loopMaxMs: sources.loopLag?.maxMs ?? 0,
+    loopRecentMaxMs: sources.loopLag?.recentMaxMs() ?? 0,
   };
   const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
   if (needsTop > 0 || modes.includes("completed")) {
@@ -397,6 +405,13 @@ function text(mode: StatsMode, d: StatsData): string {
         up,
         `otter completed downloads (downloaded summed over the torrents held, torrents with any).`,
       );
+    case "loop":
+      return mrtg(
+        Math.round(d.loopMaxMs),
+        Math.round(d.loopRecentMaxMs),
+        up,
+        `otter event loop: longest pause since start, longest in the last minute (ms).`,
+      );
     case "top10":
     case "top100": {
       const lines = [
@@ -498,6 +513,8 @@ function json(mode: StatsMode, d: StatsData): unknown {
       return { minutes: Array.from(d.renew) };
     case "completed":
       return { downloaded: d.downloaded, torrents: d.downloadedTorrents };
+    case "loop":
+      return { maxSeconds: d.loopMaxMs / 1000, recentMaxSeconds: d.loopRecentMaxMs / 1000 };
     case "version":
       return { name: "otter", version: d.version };
     default:

@@ -9,6 +9,7 @@ import { CidrSet, parseIpAddress } from "../ops/cidr.ts";
 import { FullScrape } from "../ops/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
 import { statsResponse } from "../ops/stats.ts";
+import { LoopLag } from "../ops/loopLag.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
@@ -24,6 +25,8 @@ export interface OperatorRoutes {
   readonly fullScrape: FullScrape;
   /** The server's clean timer adds each clean step's duration here (for /metrics). */
   readonly cleaning: CleaningTime;
+  /** Event-loop pause monitor shown on /stats and /metrics; the server starts and stops it. */
+  readonly loopLag: LoopLag;
 }
 
 const FORBIDDEN_TEXT = "forbidden: this page is served only to --stats-from networks\n";
@@ -45,6 +48,7 @@ export function registerOperatorRoutes(
     extraLeechers: (hashes, offset, peers) => tracker.generatedPeersFor(hashes, offset, peers),
   });
   const cleaning = new CleaningTime();
+  const loopLag = new LoopLag();
   let statsFrom = CidrSet.parse(config.statsFrom);
   const peerTimeout = config.peerTimeout;
   const address = new Uint8Array(16);
@@ -77,6 +81,7 @@ export function registerOperatorRoutes(
       uptimeSeconds,
       peerTimeout,
       version: VERSION,
+      loopLag,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
@@ -91,6 +96,8 @@ export function registerOperatorRoutes(
       cleaning,
       uptimeSeconds,
       version: VERSION,
+      rateLimit: tracker.rateLimit,
+      loopLag,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
@@ -101,5 +108,5 @@ export function registerOperatorRoutes(
     fullScrape.enabled = !next.noFullScrape;
     statsFrom = CidrSet.parse(next.statsFrom);
   });
-  return { fullScrape, cleaning };
+  return { fullScrape, cleaning, loopLag };
 }

@@ -54,6 +54,7 @@ export async function startTracker(
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
+  operator.loopLag.start();
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -79,6 +80,8 @@ export async function startTracker(
   const stop = async () => {
     clearInterval(cleaner);
     clock.stop();
+    operator.loopLag.stop();
+    tracker.rateLimit.close();
     accessWatch?.close();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));

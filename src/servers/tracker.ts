@@ -10,6 +10,7 @@ import { RequestCounters } from "../ops/requestCounters.ts";
 import { AccessPolicy } from "../ops/accessList.ts";
 import { CidrSet } from "../ops/cidr.ts";
 import { DeniabilityMixer } from "../ops/deniability.ts";
+import { RateLimiter } from "../ops/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 
@@ -32,6 +33,8 @@ export class Tracker {
   /** Generated-peer mixing (`--deniability`); null when off. */
   deniability: DeniabilityMixer | null;
   readonly #deniabilityKey = randomKey();
+  /** Per-source UDP limit (`--rate-limit`); the UDP front end checks `enabled` first. */
+  readonly rateLimit: RateLimiter;
   #deniabilityState = 1;
 
   constructor(readonly store: SwarmTable, readonly clock: Clock, config: Config) {
@@ -48,10 +51,11 @@ export class Tracker {
     this.defaultNumwant = config.defaultNumwant;
     this.settings = config;
     this.#numwantCeiling = config.maxNumwant;
+    this.rateLimit = new RateLimiter(config.rateLimit);
   }
 
   /**
-   * Puts reloadable settings in force (SIGHUP): interval, numwant caps, trusted proxies,
+   * Puts reloadable settings in force (SIGHUP): interval, numwant caps, trusted proxies, rate limit,
    * deniability; then tells `onSettings` listeners. Returns notes on values it could not apply
    * as given (for the reload's log line).
    */
@@ -78,6 +82,7 @@ export class Tracker {
         ? new DeniabilityMixer(config.deniability, config.deniabilityMax, () => this.#seededNext())
         : null;
     }
+    if (config.rateLimit !== before.rateLimit) this.rateLimit.setRate(config.rateLimit);
     for (const listener of this.#settingsListeners) listener(config);
     return notes;
   }

@@ -3,6 +3,9 @@
  * Both UDP socket loops (the FFI fast path and the portable Deno.listenDatagram loop) call
  * `handle`; it does no I/O and nothing a packet holds can make it throw.
  *
+ * With `--rate-limit`, a datagram over its source's limit is dropped silently before anything
+ * else (src/ops/rateLimit.ts).
+ *
  * Policy for bad datagrams (see README "UDP and bad packets"):
  * - shorter than 16 bytes, a connect without the protocol magic, or an error packet (action 3)
  *   from a client: dropped silently;
@@ -70,6 +73,9 @@ export class UdpTracker {
     port: number,
     out: Uint8Array,
   ): number {
+    const limiter = this.#tracker.rateLimit;
+    // Before any work, and silently: a reply would let a spoofed flood still cost the victim.
+    if (limiter.enabled && !limiter.allow(family, address, addressOffset)) return 0;
     const counters = this.#tracker.counters;
     const action = classifyPacket(packet, length);
     const transactionId = readTransactionId(packet);
