@@ -53,7 +53,7 @@ import {
   TIME_MASK,
   TIME_PERIOD,
 } from "./layout.ts";
-import { allocWords, NO_WORDS } from "./memory.ts";
+import { allocGrowableWords, allocWords, NO_WORDS, resizeWords } from "./memory.ts";
 
 export interface SwarmTableOptions {
   /** Seconds a peer lives without re-announcing. Must be <= 16000 (15-bit time stamps). */
@@ -673,9 +673,8 @@ export class SwarmTable {
         Math.ceil((pool.length / bw) * GROWTH),
         Math.floor(MIN_POOL_WORDS / bw),
       );
-      const grown = allocWords(blocks * bw);
-      grown.set(pool.subarray(0, used * bw));
-      this.#pools[pi] = pool = grown;
+      pool = pool === NO_WORDS ? allocGrowableWords(blocks * bw) : resizeWords(pool, blocks * bw);
+      this.#pools[pi] = pool;
     }
     const start = used * bw;
     pool[start] = owner;
@@ -698,9 +697,7 @@ export class SwarmTable {
     this.#poolUsed[pi] = last;
     const blocks = pool.length / bw;
     if (last * 4 <= blocks && pool.length > MIN_POOL_WORDS) {
-      const shrunk = last === 0 ? NO_WORDS : allocWords(last * 2 * bw);
-      if (last > 0) shrunk.set(pool.subarray(0, last * bw));
-      this.#pools[pi] = shrunk;
+      resizeWords(pool, Math.max(last * 2 * bw, MIN_POOL_WORDS));
     }
   }
 
