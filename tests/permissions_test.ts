@@ -1,0 +1,171 @@
+/**
+ * otter under exactly the Deno permissions that `deno task start` and the compiled binary grant
+ * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, otter works
+ * with them (HTTP and UDP announces, config file, watched access list, state file), without ffi it
+ * falls back to the portable UDP path with one line saying why, and a missing permission is one
+ * clear line, not a stack trace.
+ */
+import assert from "node:assert/strict";
+import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
+import {
+  assertAnnounces,
+  httpAnnounce,
+  launchOtter,
+  permissionFlags,
+  randomHash,
+  REPO_ROOT,
+  runToEnd,
+  taskWords,
+} from "./support/otterCommand.ts";
+
+const DENO = Deno.execPath();
+const LISTEN = ["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
+/** Environment variables node-redis reads (a `--cluster` needs them, and nothing else does). */
+const REDIS_ENV = "--allow-env=REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS";
+/** ffi for glibc only: one or more absolute paths of libc.so.6, or (until libc.ts opens glibc by
+ * absolute path) unscoped. */
+const FFI = /^--allow-ffi(=\/[^,]+\/libc\.so\.6(,\/[^,]+\/libc\.so\.6)*)?$/;
+
+/** What the host's fast path can do in this (--allow-all) process. */
+const support = fastUdpSupport();
+
+/** `deno run <the start task's flags> main.ts`, without the words `drop` rejects. */
+function startArgs(drop: (word: string) => boolean = () => false): string[] {
+  const words = taskWords("start");
+  assert.equal(words[0], "deno");
+  assert.equal(words[1], "run");
+  assert.equal(words.at(-1), "main.ts");
+  return words.slice(1).filter((word) => !drop(word));
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("deno.json: start and compile grant the same minimal permissions", async () => {
+  const start = permissionFlags("start");
+  const compile = permissionFlags("compile");
+  assert.deepEqual([...compile].sort(), [...start].sort(), "compile and start differ");
+  const compileWords = taskWords("compile");
+  assert.deepEqual(compileWords.slice(0, 2), ["deno", "compile"]);
+  assert.deepEqual(compileWords.slice(-3), ["--output", "dist/otter", "main.ts"]);
+
+  // Does anything otter imports pull in node-redis? Then (and only then) it may read its two
+  // environment variables; nothing else in otter touches the environment.
+  const info = await runToEnd(DENO, ["info", "--json", "main.ts"], 30_000);
+  assert.equal(info.code, 0, info.stderr);
+  const graph = JSON.parse(info.stdout) as { modules: { specifier: string }[] };
+  const usesRedis = graph.modules.some((m) => m.specifier.includes("@redis/client"));
+
+  const required = ["--allow-net", "--allow-read", "--allow-write"];
+  for (const flag of required) assert.ok(start.includes(flag), `start lacks ${flag}`);
+  assert.equal(start.filter((flag) => FFI.test(flag)).length, 1, `one --allow-ffi: ${start}`);
+  if (usesRedis) assert.ok(start.includes(REDIS_ENV), `the Redis client needs ${REDIS_ENV}`);
+  for (const flag of start) {
+    const allowed = required.includes(flag) || FFI.test(flag) || (usesRedis && flag === REDIS_ENV);
+    assert.ok(allowed, `start grants ${flag}, which otter does not need`);
+  }
+  assert.equal(new Set(start).size, start.length, `a flag twice: ${start}`);
+});
+
+Deno.test("the start task's exact permissions: announces, config, access list, state file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otter-perm-" });
+  try {
+    const listed = [randomHash(), randomHash()];
+    const list = `${dir}/whitelist`;
+    const config = `${dir}/otter.toml`;
+    const state = `${dir}/state`;
+    await Deno.writeTextFile(list, listed.map(hex).join("\n") + "\n");
+    await Deno.writeTextFile(config, "interval = 900\n");
+    const args = [
+      ...startArgs(),
+      ...LISTEN,
+      "--config",
+      config,
+      "--whitelist",
+      list,
+      "--state",
+      state,
+    ];
+
+    {
+      await using otter = await launchOtter(DENO, args);
+      const expectedIo = support.ok ? "fast" : "portable";
+      assert.equal(otter.udp[0].io, expectedIo, otter.log());
+      const fallback = otter.lines.filter((line) => /fast path/i.test(line));
+      assert.equal(fallback.length, support.ok ? 0 : 1, otter.log());
+
+      await assertAnnounces(otter, { http: listed[0], udp: listed[1] });
+      const refused = await httpAnnounce(otter.http[0], randomHash(), 40003);
+      assert.ok(refused["failure reason"], "a hash off the whitelist is refused");
+
+      otter.signal("SIGHUP");
+      await otter.waitForLine(/^config .*otter\.toml: reloaded/);
+      // Replace the list the way deploy tools do (rename into place): needs the directory watch.
+      await Deno.writeTextFile(`${list}.new`, [...listed, randomHash()].map(hex).join("\n"));
+      await Deno.rename(`${list}.new`, list);
+      await otter.waitForLine(/^access list .*: 3 info hashes in force/);
+
+      const stopped = await otter.stop();
+      assert.equal(stopped.code, 0, otter.log());
+      assert.ok(
+        otter.lines.some((l) => /^state .*: saved 2 torrents, 4 peers/.test(l)),
+        otter.log(),
+      );
+      assert.equal(stopped.stderr, "");
+    }
+    {
+      await using again = await launchOtter(DENO, args);
+      assert.ok(again.lines.some((l) => /^state .*: restored 2 torrents, 4 peers/.test(l)));
+      assert.equal((await again.stop()).code, 0, again.log());
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without --allow-ffi: the portable UDP path, and one line says why", async () => {
+  const args = [
+    ...startArgs((word) => word.startsWith("--allow-ffi")),
+    ...LISTEN,
+    "--udp",
+    "127.0.0.1:0",
+  ];
+  await using otter = await launchOtter(DENO, args);
+  assert.deepEqual(otter.udp.map((l) => l.io), ["portable", "portable"], otter.log());
+  const why = otter.lines.filter((line) => /fast path|ffi/i.test(line));
+  assert.equal(why.length, 1, otter.log());
+  assert.match(why[0], /^UDP fast path unavailable \(.+\); using the portable path$/);
+  if (support.ok) assert.match(why[0], /ffi permission/);
+  await assertAnnounces(otter);
+  const stopped = await otter.stop();
+  assert.equal(stopped.code, 0);
+  assert.equal(stopped.stderr, "");
+});
+
+Deno.test("--udp-io fast without --allow-ffi: one line, exit 1", async () => {
+  const args = [...startArgs((w) => w.startsWith("--allow-ffi")), ...LISTEN, "--udp-io", "fast"];
+  const r = await runToEnd(DENO, args);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, /^otter: --udp-io fast is not available here: /);
+  if (support.ok) assert.match(r.stderr, /ffi permission not granted/);
+});
+
+Deno.test("a missing net or read permission: one clear line, no stack trace", async () => {
+  const noNet = await runToEnd(DENO, [...startArgs((w) => w === "--allow-net"), ...LISTEN]);
+  assert.equal(noNet.code, 1, noNet.stderr);
+  assert.equal(noNet.stderr.trim().split("\n").length, 1, noNet.stderr);
+  assert.match(noNet.stderr, /^otter: cannot listen on .*net access/);
+
+  const config = `${REPO_ROOT}deno.json`;
+  const noRead = await runToEnd(DENO, [
+    ...startArgs((w) => w === "--allow-read"),
+    ...LISTEN,
+    "--config",
+    config,
+  ]);
+  assert.equal(noRead.code, 2, noRead.stderr);
+  assert.equal(noRead.stderr.trim().split("\n").length, 1, noRead.stderr);
+  assert.match(noRead.stderr, /^otter: --config .*read access/);
+});
