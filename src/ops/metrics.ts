@@ -7,6 +7,7 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { RateLimiter } from "./rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
+import type { ClusterCounters } from "./cluster/redisCluster.ts";
 import {
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
@@ -41,6 +42,8 @@ export interface MetricsSources {
   rateLimit?: RateLimiter;
   /** Event-loop pause monitor; its metrics are left out without it. */
   loopLag?: LoopLag;
+  /** The cluster link (`--cluster`); its metrics are left out when standalone. */
+  cluster?: ClusterCounters | null;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -201,6 +204,27 @@ export function renderMetrics(sources: MetricsSources): string {
       "gauge",
       "Longest event-loop pause in the last 60 seconds.",
     ).sample("otter_event_loop_lag_recent_max_seconds", loopLag.recentMaxMs() / 1000);
+  }
+  const cluster = sources.cluster;
+  if (cluster !== undefined && cluster !== null) {
+    out.family("otter_cluster_connected", "gauge", "1 while the Redis link is up, else 0.")
+      .sample("otter_cluster_connected", cluster.state === "connected" ? 1 : 0);
+    out.family("otter_cluster_published_changes_total", "counter", "Local changes published.")
+      .sample("otter_cluster_published_changes_total", cluster.publishedChanges);
+    out.family("otter_cluster_applied_changes_total", "counter", "Other nodes' changes applied.")
+      .sample("otter_cluster_applied_changes_total", cluster.applied);
+    out.family(
+      "otter_cluster_bad_batches_total",
+      "counter",
+      "Stream entries skipped as malformed.",
+    ).sample("otter_cluster_bad_batches_total", cluster.badBatches);
+    out.family(
+      "otter_cluster_dropped_changes_total",
+      "counter",
+      "Local changes dropped because the queue was full during an outage.",
+    ).sample("otter_cluster_dropped_changes_total", cluster.droppedChanges);
+    out.family("otter_cluster_connects_total", "counter", "Connections made to Redis.")
+      .sample("otter_cluster_connects_total", cluster.connects);
   }
 
   out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")

@@ -6,6 +6,7 @@
  * request line over 8 KiB 414.
  */
 import { EVENT_STOPPED } from "../protocol/events.ts";
+import { opForEvent } from "../ops/cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
 import { parseForwardedFor, parseIpAddress } from "../ops/cidr.ts";
@@ -194,6 +195,16 @@ export class HttpTracker {
       0,
     );
     const r = store.result;
+    tracker.changes?.record(
+      opForEvent(q.event),
+      q.infoHash,
+      0,
+      family,
+      address,
+      0,
+      q.port,
+      q.leftIsZero,
+    );
     let shown = count;
     const generated = tracker.generatedPeersFor(q.infoHash, 0, r.complete + r.incomplete);
     if (generated > 0) {

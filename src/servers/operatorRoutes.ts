@@ -98,6 +98,7 @@ export function registerOperatorRoutes(
       version: VERSION,
       rateLimit: tracker.rateLimit,
       loopLag,
+      cluster: tracker.cluster,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });

@@ -11,6 +11,8 @@ import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
 import { StateFile } from "../ops/stateFile.ts";
+import { ClusterSync } from "../ops/cluster/redisCluster.ts";
+import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
@@ -67,6 +69,22 @@ export async function startTracker(
     log,
   });
   if (state !== null) tracker.onSettings((settings) => state.setEvery(settings.stateEvery));
+  // Joined before any listener opens, so a (re)started node serves the cluster's swarms at once.
+  // Redis is never on the announce path: the servers only record changes into a ring buffer.
+  const cluster = config.cluster === "" ? null : new ClusterSync({
+    url: config.cluster,
+    name: config.clusterName,
+    nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
+    peerTimeout: config.peerTimeout,
+    store,
+    clock,
+    log,
+  });
+  if (cluster !== null) {
+    await cluster.start();
+    tracker.changes = cluster.recorder;
+    tracker.cluster = cluster.counters;
+  }
 
   const servers: Deno.HttpServer[] = [];
   const udpSockets: UdpListener[] = [];
@@ -86,6 +104,7 @@ export async function startTracker(
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
+    await cluster?.stop();
     await state?.close();
   };
 

@@ -10,6 +10,8 @@ import { RequestCounters } from "../ops/requestCounters.ts";
 import { AccessPolicy } from "../ops/accessList.ts";
 import { CidrSet } from "../ops/cidr.ts";
 import { DeniabilityMixer } from "../ops/deniability.ts";
+import type { ChangeRecorder } from "../ops/cluster/changeBatch.ts";
+import type { ClusterCounters } from "../ops/cluster/redisCluster.ts";
 import { RateLimiter } from "../ops/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
@@ -30,6 +32,10 @@ export class Tracker {
   access: AccessPolicy;
   /** Networks whose X-Forwarded-For / X-Real-IP headers we believe; null: none. */
   trustProxy: CidrSet | null;
+  /** Where the servers record announces for the cluster (`--cluster`); null when standalone. */
+  changes: ChangeRecorder | null = null;
+  /** The cluster link's counters for stats and metrics; null when standalone. */
+  cluster: ClusterCounters | null = null;
   /** Generated-peer mixing (`--deniability`); null when off. */
   deniability: DeniabilityMixer | null;
   readonly #deniabilityKey = randomKey();

@@ -17,6 +17,7 @@
  * connection id, so otter cannot amplify spoofed traffic.
  */
 import { EVENT_STOPPED } from "../protocol/events.ts";
+import { opForEvent } from "../ops/cluster/changeBatch.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import {
   ACTION_ERROR,
@@ -143,6 +144,16 @@ export class UdpTracker {
       ANNOUNCE_REPLY_HEADER,
     );
     const r = store.result;
+    tracker.changes?.record(
+      opForEvent(a.event),
+      packet,
+      a.infoHashOffset,
+      family,
+      address,
+      addressOffset,
+      a.port,
+      a.leftIsZero,
+    );
     let shown = peers;
     const generated = tracker.generatedPeersFor(
       packet,

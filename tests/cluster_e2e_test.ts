@@ -1,0 +1,190 @@
+/**
+ * Three otter processes and one redis-server: announces on one instance reach the others' replies
+ * within 2 s, stops remove peers everywhere, scrape counts agree, a late node serves the swarms at
+ * once, and a 5 s Redis outage under traffic costs clients nothing.
+ */
+import assert from "node:assert/strict";
+import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
+import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import {
+  announcePacket,
+  announcePeers,
+  readU32,
+  scrapePacket,
+  UdpTestClient,
+} from "./support/udpClient.ts";
+
+const haveRedis = await haveRedisServer();
+if (!haveRedis) console.log("cluster_e2e_test: skipped, no redis-server binary on PATH");
+
+function hash(seed: number): Uint8Array {
+  return new Uint8Array(20).map((_, i) => (seed * 29 + i * 5 + 3) & 0xff);
+}
+
+/** One UDP client per instance, connected. */
+class Node {
+  readonly client: UdpTestClient;
+  id: Uint8Array = new Uint8Array(8);
+  constructor(readonly otter: OtterProcess) {
+    this.client = new UdpTestClient("127.0.0.1", otter.udp[0].port);
+  }
+  async connect(): Promise<void> {
+    this.id = await this.client.connect();
+  }
+  async announce(infoHash: Uint8Array, port: number, event = 0, left = 100): Promise<Uint8Array> {
+    const reply = await this.client.request(
+      announcePacket({ connectionId: this.id, infoHash, port, event, left, transactionId: port }),
+    );
+    assert.ok(reply, "announce reply");
+    assert.equal(readU32(reply, 0), 1, "an announce reply, not an error");
+    return reply;
+  }
+  async scrape(infoHash: Uint8Array): Promise<number[]> {
+    const reply = await this.client.request(scrapePacket(this.id, [infoHash]));
+    assert.ok(reply);
+    assert.equal(readU32(reply, 0), 2);
+    return [readU32(reply, 8), readU32(reply, 12), readU32(reply, 16)];
+  }
+}
+
+async function eventually<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+) {
+  const deadline = performance.now() + ms;
+  let last: T;
+  do {
+    last = await probe();
+    if (ok(last)) return performance.now();
+    await new Promise((r) => setTimeout(r, 50));
+  } while (performance.now() < deadline);
+  throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
+}
+
+function otterArgs(redis: RedisServer, name: string): string[] {
+  return [
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--cluster",
+    redis.url,
+    "--cluster-name",
+    "e2e",
+    "--node-id",
+    name,
+  ];
+}
+
+Deno.test({
+  name: "cluster: three instances share swarms through Redis",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes: Node[] = [];
+    try {
+      for (const name of ["a", "b", "c"]) {
+        nodes.push(new Node(await startOtter(otterArgs(redis, name))));
+      }
+      await Promise.all(nodes.map((n) => n.connect()));
+      const [a, b, c] = nodes;
+      const infoHash = hash(1);
+
+      // A peer announcing to A shows up in B's and C's replies within 2 s.
+      const started = performance.now();
+      await a.announce(infoHash, 6001, 2);
+      for (const node of [b, c]) {
+        await eventually("peer from A seen", 2000, async () => {
+          const reply = await node.announce(infoHash, 7000 + nodes.indexOf(node), 0);
+          return announcePeers(reply, 4);
+        }, (peers) => peers.includes("127.0.0.1:6001"));
+      }
+      console.log(`propagation A → B, C: ${Math.round(performance.now() - started)} ms`);
+
+      // A seeder completing on C counts once everywhere; scrapes agree on all three.
+      await c.announce(infoHash, 6002, 1, 0);
+      const expected = [1, 1, 3]; // seeder 6002; leechers 6001, 7001, 7002
+      for (const node of nodes) {
+        await eventually(
+          "scrape agrees",
+          2000,
+          () => node.scrape(infoHash),
+          (v) => JSON.stringify(v) === JSON.stringify(expected),
+        );
+      }
+
+      // A stop on B removes the peer everywhere.
+      await b.announce(infoHash, 6001, 3);
+      for (const node of nodes) {
+        await eventually("stop propagated", 2000, () => node.scrape(infoHash), (v) => v[2] === 2);
+      }
+
+      // A node started after the others serves the existing swarm at once.
+      const late = new Node(await startOtter(otterArgs(redis, "d")));
+      nodes.push(late);
+      await late.connect();
+      const first = await late.announce(infoHash, 6100, 2);
+      assert.ok(announcePeers(first, 4).length >= 3, "the late node's first reply has the swarm");
+      assert.deepEqual((await late.scrape(infoHash)).slice(0, 2), [1, 1], "downloaded came along");
+
+      // The link shows on /metrics.
+      const metrics = await (await fetch(`${a.otter.http[0]}/metrics`)).text();
+      assert.match(metrics, /^otter_cluster_connected 1$/m);
+      assert.match(metrics, /^otter_cluster_applied_changes_total [1-9]/m);
+    } finally {
+      for (const node of nodes) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: a 5 s Redis outage under traffic costs clients nothing, then instances converge",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes: Node[] = [];
+    try {
+      for (const name of ["x", "y"]) nodes.push(new Node(await startOtter(otterArgs(redis, name))));
+      await Promise.all(nodes.map((n) => n.connect()));
+      const [x, y] = nodes;
+      const infoHash = hash(2);
+      await x.announce(infoHash, 8000, 2);
+      await eventually("initial sync", 2000, () => y.scrape(infoHash), (v) => v[2] === 1);
+
+      await redis.stop();
+      // Traffic during the outage: every announce is answered normally by both instances.
+      const outageEnd = performance.now() + 5000;
+      let port = 8001;
+      while (performance.now() < outageEnd) {
+        await x.announce(infoHash, port++, 2);
+        await y.announce(hash(3), port++, 2);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await redis.start();
+      // After Redis returns, both instances converge on the same swarms.
+      for (const h of [infoHash, hash(3)]) {
+        await eventually("converged after outage", 10000, async () => {
+          const [sx, sy] = [await x.scrape(h), await y.scrape(h)];
+          return [sx, sy];
+        }, ([sx, sy]) => JSON.stringify(sx) === JSON.stringify(sy) && sx[2] > 10);
+      }
+      for (const node of nodes) {
+        assert.doesNotMatch(node.otter.stderr, /Uncaught|error:/i);
+      }
+    } finally {
+      for (const node of nodes) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await redis.stop();
+    }
+  },
+});
