@@ -993,6 +993,28 @@ export class SwarmTable {
     let written = 0;
     let q = outOffset;
     const skip = seeder ? SEEDER_BIT : 0;
+    if (R === RECORD_WORDS_V4) {
+      for (let p = base + i * 2; steps > 0; steps--) {
+        const tail = pool[p + 1];
+        if (tail !== 0 && i !== self && (tail & skip) === 0) {
+          const word = pool[p];
+          out[q] = word >>> 24;
+          out[q + 1] = word >>> 16;
+          out[q + 2] = word >>> 8;
+          out[q + 3] = word;
+          out[q + 4] = tail >>> 24;
+          out[q + 5] = tail >>> 16;
+          q += 6;
+          if (++written === want) break;
+        }
+        p += 2;
+        if (++i === n) {
+          i = 0;
+          p = base;
+        }
+      }
+      return written;
+    }
     for (; steps > 0; steps--) {
       const p = base + i * R;
       const tail = pool[p + R - 1];
