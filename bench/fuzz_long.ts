@@ -1,0 +1,180 @@
+/**
+ * The long fuzz run (`deno task fuzz`): the in-process UDP and HTTP fuzzers of the test suite
+ * (tests/support/fuzzTrackers.ts) fed at least 10 million inputs each, every reply checked, the
+ * store's invariants checked every 100 000 inputs and at the end of each job. Jobs of 1M inputs
+ * cycle through the fuzz profiles, each on a fresh tracker with its own seed, spread over worker
+ * threads. Prints per-job lines and a summary (inputs, seconds, failures); exits 1 on a failure.
+ *
+ *   deno task fuzz                                   # 10M UDP + 10M HTTP
+ *   deno task fuzz -- --udp 2000000 --http 0 --seed 7 --workers 1
+ *
+ * A failure prints the job's seed and profile and the failing input's number; replay it with
+ * `--seed S` and the same job layout, or in a test with `new UdpFuzzer(S, profile).run(...)`.
+ */
+import { parseArgs } from "node:util";
+import {
+  describeKinds,
+  FuzzFailure,
+  HttpFuzzer,
+  PROFILES,
+  UdpFuzzer,
+} from "../tests/support/fuzzTrackers.ts";
+
+const JOB_INPUTS = 1_000_000;
+const CHECK_EVERY = 100_000;
+
+interface Job {
+  protocol: "udp" | "http";
+  index: number;
+  seed: number;
+  profile: number;
+  inputs: number;
+}
+
+interface JobResult {
+  job: Job;
+  inputs: number;
+  ms: number;
+  invariantChecks: number;
+  kinds: [string, number][];
+  /** The failure message, or null. */
+  failure: string | null;
+  /** True when the failure was an exception out of otter's code, not a wrong reply. */
+  threw: boolean;
+}
+
+async function runJob(job: Job): Promise<JobResult> {
+  const profile = PROFILES[job.profile];
+  const start = performance.now();
+  const fuzzer = job.protocol === "udp"
+    ? new UdpFuzzer(job.seed, profile, { checkEvery: CHECK_EVERY })
+    : new HttpFuzzer(job.seed, profile, { checkEvery: CHECK_EVERY });
+  let failure: string | null = null;
+  try {
+    if (fuzzer instanceof UdpFuzzer) fuzzer.run(Infinity, job.inputs);
+    else await fuzzer.run(Infinity, job.inputs);
+  } catch (e) {
+    failure = e instanceof FuzzFailure ? e.message : `fuzzer crashed: ${(e as Error)?.stack ?? e}`;
+  }
+  return {
+    job,
+    inputs: fuzzer.tally.inputs,
+    ms: performance.now() - start,
+    invariantChecks: fuzzer.world.invariantChecks,
+    kinds: [...fuzzer.tally.kinds],
+    failure,
+    threw: failure !== null && / threw /.test(failure.split("\n")[0]),
+  };
+}
+
+// ------------------------------------------------------------------ worker side
+
+declare const self: {
+  onmessage: ((event: MessageEvent<Job>) => void) | null;
+  postMessage(message: JobResult): void;
+};
+const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
+  "undefined";
+
+if (inWorker) {
+  self.onmessage = async (event) => self.postMessage(await runJob(event.data));
+}
+
+// ------------------------------------------------------------------ main side
+
+function plan(protocol: "udp" | "http", total: number, seed: number): Job[] {
+  const jobs: Job[] = [];
+  for (let done = 0, i = 0; done < total; i++) {
+    const inputs = Math.min(JOB_INPUTS, total - done);
+    jobs.push({
+      protocol,
+      index: i,
+      seed: (seed + (protocol === "udp" ? 0 : 0x10000) + i) >>> 0,
+      profile: i % PROFILES.length,
+      inputs,
+    });
+    done += inputs;
+  }
+  return jobs;
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(1);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      udp: { type: "string", default: "10000000" },
+      http: { type: "string", default: "10000000" },
+      seed: { type: "string", default: Deno.env.get("OTTER_FUZZ_SEED") ?? "20240601" },
+      workers: { type: "string", default: String(Math.min(4, navigator.hardwareConcurrency)) },
+    },
+  });
+  const seed = Number(values.seed) >>> 0;
+  const workers = Math.max(1, Number(values.workers));
+  const jobs = [
+    ...plan("udp", Number(values.udp), seed),
+    ...plan("http", Number(values.http), seed),
+  ];
+  console.log(
+    `otter long fuzz: seed ${seed}, ${values.udp} UDP + ${values.http} HTTP inputs, ` +
+      `${jobs.length} jobs on ${workers} workers, profiles: ${
+        PROFILES.map((p) => p.name).join("; ")
+      }`,
+  );
+  const started = performance.now();
+  const results: JobResult[] = [];
+  const queue = [...jobs];
+  const pool = Array.from(
+    { length: workers },
+    () => new Worker(import.meta.url, { type: "module" }),
+  );
+  await Promise.all(pool.map(async (worker) => {
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+      const result = await new Promise<JobResult>((resolve, reject) => {
+        worker.onmessage = (event: MessageEvent<JobResult>) => resolve(event.data);
+        worker.onerror = (event) => {
+          event.preventDefault();
+          reject(new Error(`worker died: ${event.message}`));
+        };
+        worker.postMessage(job);
+      });
+      results.push(result);
+      const j = result.job;
+      console.log(
+        `  ${j.protocol} job ${j.index} (seed ${j.seed}, ${PROFILES[j.profile].name}): ` +
+          `${result.inputs} inputs in ${seconds(result.ms)} s, ${result.invariantChecks} ` +
+          `invariant checks, ${result.failure === null ? "ok" : "FAILED"}`,
+      );
+      if (result.failure !== null) console.log(`    ${result.failure.replaceAll("\n", "\n    ")}`);
+    }
+    worker.terminate();
+  }));
+  const wall = performance.now() - started;
+
+  let failed = 0;
+  console.log(`\nsummary (wall time ${seconds(wall)} s on ${workers} workers):`);
+  for (const protocol of ["udp", "http"] as const) {
+    const mine = results.filter((r) => r.job.protocol === protocol);
+    if (mine.length === 0) continue;
+    const inputs = mine.reduce((n, r) => n + r.inputs, 0);
+    const busy = mine.reduce((n, r) => n + r.ms, 0);
+    const checks = mine.reduce((n, r) => n + r.invariantChecks, 0);
+    const failures = mine.filter((r) => r.failure !== null);
+    const crashes = failures.filter((r) => r.threw).length;
+    failed += failures.length;
+    const kinds = new Map<string, number>();
+    for (const r of mine) for (const [k, n] of r.kinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
+    console.log(
+      `  ${protocol.toUpperCase()}: ${inputs} inputs, ${seconds(busy)} s of fuzzing ` +
+        `(${(inputs / (busy / 1000)).toFixed(0)} inputs/s per worker), ${checks} invariant ` +
+        `checks, ${failures.length} failures, ${crashes} exceptions out of otter`,
+    );
+    console.log(`    replies: ${describeKinds({ inputs, kinds })}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+if (!inWorker && import.meta.main) Deno.exit(await main());
