@@ -85,18 +85,25 @@ export interface SwarmTableView {
 }
 
 /**
- * Slots the server should pass to clean() every CLEAN_INTERVAL_MS. At 40960 slots a second a
- * full pass over a table holding 1M torrents (about 1.7M slots) takes about 40 s; a clean step
- * of this budget measured well under 10 ms with 1M peers stored (bench/store_bench.ts).
+ * Slots the server should pass to clean() every CLEAN_INTERVAL_MS: 40960 slots a second, so a
+ * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s. Besides the
+ * slot budget a step stops after WORK_PER_SLOT * budget work units (records looked at, removals,
+ * shifted rows), finishing a huge list over several steps. Measured with 1M peers stored
+ * (bench/store_bench.ts report): at most ~4 ms of CPU per step while nothing expires and at most
+ * ~8 ms while half or all of the peers expire. The one step that can exceed that is the table
+ * shrink at the end of a pass after most torrents vanished: it rehashes the survivors out of the
+ * old table (~10 ns per old slot) unless none survived.
  *
- * The 15-bit time stamps need every record examined within 32768 - peerTimeout seconds (at
- * least 16768 s, since peerTimeout <= 16000) of its last announce; a record can miss at most one
- * pass (when the table is resized under the cursor), so the bound is 2 * pass length <
- * 32768 - peerTimeout, which holds with a ~400x margin. As a safety net, clean() ignores its
- * budget and finishes the pass once a pass has run for (32768 - peerTimeout) / 4 seconds.
+ * Time stamp bound: records carry lastSeen mod 32768, so each one must be examined within
+ * 32768 - peerTimeout seconds (>= 16768 s, as peerTimeout <= 16000) of its last announce, or its
+ * age wraps and it looks fresh. A pass visits every record it finds in place; a record can miss
+ * one pass only when a table resize or a list rebuild moves it under the cursor, so the
+ * requirement is 2 * pass length < 32768 - peerTimeout: 80 s against 16768 s here. As a safety
+ * net clean() ignores its budget and finishes the pass once that pass has been running for
+ * (32768 - peerTimeout) / 4 seconds.
  */
-export const CLEAN_BUDGET = 4096;
-export const CLEAN_INTERVAL_MS = 100;
+export const CLEAN_BUDGET = 2048;
+export const CLEAN_INTERVAL_MS = 50;
 
 const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
@@ -108,7 +115,7 @@ const GROWTH = 1.5;
 const SHRINK_LOAD = 0.2;
 /** Work units per budget slot: one per slot or record looked at, DELETE_WORK per removal. */
 const WORK_PER_SLOT = 32;
-const DELETE_WORK = 8;
+const DELETE_WORK = 16;
 /** clean() leaves shrinking lists larger than this to announces, to keep clean steps short. */
 const CLEAN_REBUILD_LIMIT = 1 << 15;
 /** A seeder asking for leechers in a big set walks at most this many slots. */
@@ -156,13 +163,20 @@ export class SwarmTable {
 
   /** Latest `now` seen; restore and iteration use it to turn 15-bit stamps back into times. */
   #latest = 1;
+  /**
+   * Clean passes walk the table downwards from an empty slot, so the rows a backward-shift
+   * deletion moves (those above the hole, up to the next empty slot) are always ones the pass
+   * has already visited: nothing is skipped and nothing needs a second look.
+   */
   #cursor = 0;
-  /** Where a clean step stopped inside a big list: family (0/1) and record index. */
+  /** Slots left to visit in the current pass (0: start a new pass). */
+  #passLeft = 0;
+  /** Where a clean step stopped inside a big set: family (0/1), record, records left. */
   #cleanFamily = 0;
   #cleanRecord = 0;
+  #cleanLeft = 0;
   #passStart = 0;
   #passes = 0;
-  #slotDeleted = false;
   #slotFinished = true;
   #work = 0;
 
@@ -277,13 +291,12 @@ export class SwarmTable {
     this.#work = 0;
     let visited = 0;
     while ((finishPass || visited < budget) && this.#work < workLimit) {
+      if (this.#passLeft === 0) this.#startPass(now);
       visited++;
       this.#cleanSlot(this.#cursor, now, workLimit);
       if (!this.#slotFinished) break;
-      if (this.#slotDeleted) continue; // a shifted row may now sit in this slot
-      this.#cleanFamily = 0;
-      this.#cleanRecord = 0;
-      if (++this.#cursor >= this.#capacity) {
+      this.#stepCursor();
+      if (this.#passLeft === 0) {
         this.#endPass(now);
         if (finishPass) break;
       }
@@ -291,19 +304,14 @@ export class SwarmTable {
     return visited;
   }
 
-  /** A full pass from slot 0, at any cost (tests, shutdown, state save). */
+  /** A full pass over every slot, at any cost (tests, shutdown, state save). */
   cleanAll(now: number): void {
     if (now > this.#latest) this.#latest = now;
-    this.#cursor = 0;
-    this.#cleanFamily = 0;
-    this.#cleanRecord = 0;
-    for (;;) {
+    this.#startPass(now);
+    while (this.#passLeft > 0) {
       this.#work = 0;
       this.#cleanSlot(this.#cursor, now, Infinity);
-      if (this.#slotDeleted) continue;
-      this.#cleanFamily = 0;
-      this.#cleanRecord = 0;
-      if (++this.#cursor >= this.#capacity) break;
+      this.#stepCursor();
     }
     this.#endPass(now);
   }
@@ -586,15 +594,10 @@ export class SwarmTable {
       const oj = j * ROW_WORDS;
       if (rows[oj + ROW_LAST_ACTIVITY] === 0) break;
       const home = this.#homeOfRow(j);
+      this.#work += 2;
       if ((j - home + cap) % cap >= (j - hole + cap) % cap) {
         rows.copyWithin(hole * ROW_WORDS, oj, oj + ROW_WORDS);
         this.#repointBlocks(hole);
-        if (hole < this.#cursor && j >= this.#cursor) {
-          // The row jumped back over the clean cursor: step the cursor back so it is not skipped.
-          this.#cursor = hole;
-          this.#cleanFamily = 0;
-          this.#cleanRecord = 0;
-        }
         hole = j;
       }
     }
@@ -627,7 +630,9 @@ export class SwarmTable {
     this.#rowBytes = new Uint8Array(rows.buffer);
     this.#capacity = newCapacity;
     this.#maxTorrents = Math.floor(newCapacity * MAX_LOAD);
-    for (let s = 0; s < oldCapacity; s++) {
+    // An empty table has nothing to move (the common shrink after everything expired).
+    const moving = this.#counters[COUNTER_TORRENTS] > 0 ? oldCapacity : 0;
+    for (let s = 0; s < moving; s++) {
       const os = s * ROW_WORDS;
       if (old[os + ROW_LAST_ACTIVITY] === 0) continue;
       let t = rangeOf(hashBytes(this.#k0, this.#k1, oldBytes, os * 4, 20), newCapacity);
@@ -636,9 +641,13 @@ export class SwarmTable {
       for (let w = 0; w < ROW_WORDS; w++) rows[ot + w] = old[os + w];
       this.#repointBlocks(t);
     }
-    this.#cursor = Math.floor(this.#cursor * newCapacity / oldCapacity);
+    // Rows keep their place in hash order, so scaling keeps the pass roughly where it was; rows
+    // it misses are visited next pass.
+    this.#cursor = Math.min(newCapacity - 1, Math.floor(this.#cursor * newCapacity / oldCapacity));
+    this.#passLeft = Math.min(newCapacity, Math.ceil(this.#passLeft * newCapacity / oldCapacity));
     this.#cleanFamily = 0;
     this.#cleanRecord = 0;
+    this.#cleanLeft = 0;
   }
 
   #fillResult(o: number): void {
@@ -1040,11 +1049,11 @@ export class SwarmTable {
   // ---------------------------------------------------------------- cleaning
 
   /**
-   * Expires one slot's peers, resuming inside a big list where the last step stopped. Sets
-   * #slotFinished (false if the work limit ran out inside a list) and #slotDeleted.
+   * Expires one slot's peers, resuming inside a big set where the last step stopped, and frees
+   * the torrent if the rules say so. Sets #slotFinished to false if the work limit ran out
+   * inside a list.
    */
   #cleanSlot(slot: number, now: number, workLimit: number): void {
-    this.#slotDeleted = false;
     this.#slotFinished = true;
     this.#work += 1;
     const rows = this.#rows;
@@ -1056,7 +1065,7 @@ export class SwarmTable {
         if (!this.#slotFinished) return;
       }
       this.#cleanFamily = 1;
-      this.#cleanRecord = 0;
+      this.#cleanLeft = 0;
     }
     if (rows[o + ROW_V6 + LIST_META] !== 0) {
       this.#cleanList(slot, ROW_V6, CLASS_COUNT, RECORD_WORDS_V6, now, workLimit);
@@ -1069,11 +1078,16 @@ export class SwarmTable {
       ) {
         this.#deleteTorrent(slot);
         this.#work += DELETE_WORK;
-        this.#slotDeleted = true;
-        this.#cleanFamily = 0;
-        this.#cleanRecord = 0;
       }
     }
+  }
+
+  /** Moves the cursor one slot down (wrapping) and forgets any position inside a list. */
+  #stepCursor(): void {
+    this.#cursor = this.#cursor === 0 ? this.#capacity - 1 : this.#cursor - 1;
+    this.#passLeft--;
+    this.#cleanFamily = 0;
+    this.#cleanLeft = 0;
   }
 
   #cleanList(slot: number, F: number, fp: number, R: number, now: number, workLimit: number) {
@@ -1100,9 +1114,18 @@ export class SwarmTable {
       }
       this.#work += before;
     } else {
+      // Downwards from an empty slot, like the table pass: a removal's backward shift only
+      // moves records already looked at. A paused walk resumes where it stopped.
       const cap = CLASS_CAPACITY[c];
-      let i = this.#cleanRecord < cap ? this.#cleanRecord : cap;
-      while (i < cap) {
+      let i = this.#cleanRecord;
+      let left = this.#cleanLeft;
+      if (left === 0 || i >= cap) {
+        let empty = 0;
+        while (pool[base + empty * R + R - 1] !== 0) empty++;
+        i = empty === 0 ? cap - 1 : empty - 1;
+        left = cap - 1;
+      }
+      for (; left > 0; left--) {
         if (this.#work >= workLimit) {
           this.#slotFinished = false;
           break;
@@ -1111,16 +1134,14 @@ export class SwarmTable {
         const tail = pool[base + i * R + R - 1];
         if (tail !== 0 && ((now - tail) & TIME_MASK) > timeout) {
           if ((tail & SEEDER_BIT) !== 0) seedersGone++;
-          // Backward shift may pull a later record into i: look at i again.
           this.#removeRecord(pool, base, c, count, R, i);
           this.#work += DELETE_WORK;
-          count--;
-          if (count === 0) break;
-        } else {
-          i++;
+          if (--count === 0) break;
         }
+        i = i === 0 ? cap - 1 : i - 1;
       }
       this.#cleanRecord = i;
+      this.#cleanLeft = left;
     }
     const removed = before - count;
     if (removed === 0) return;
@@ -1134,15 +1155,26 @@ export class SwarmTable {
     }
   }
 
-  #endPass(now: number): void {
-    this.#cursor = 0;
+  /** Starts a pass just below an empty slot (there always is one: load <= MAX_LOAD). */
+  #startPass(now: number): void {
+    const rows = this.#rows;
+    let empty = 0;
+    while (rows[empty * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0) empty++;
+    this.#cursor = empty === 0 ? this.#capacity - 1 : empty - 1;
+    this.#passLeft = this.#capacity;
     this.#cleanFamily = 0;
-    this.#cleanRecord = 0;
+    this.#cleanLeft = 0;
+    this.#passStart = now;
+  }
+
+  #endPass(now: number): void {
     this.#passes++;
+    this.#passLeft = 0;
     this.#passStart = now;
     const torrents = this.#counters[COUNTER_TORRENTS];
     if (this.#capacity > MIN_CAPACITY && torrents < this.#capacity * SHRINK_LOAD) {
       this.#resize(Math.max(MIN_CAPACITY, Math.ceil(torrents / (MAX_LOAD / GROWTH))));
+      this.#passLeft = 0;
     }
   }
 }
