@@ -45,7 +45,21 @@ export interface Config {
   nodeId: string;
 }
 
-export class ConfigError extends Error {}
+/**
+ * A bad flag, key or value. Its message is printed as one line, so control characters from the
+ * offending value (a line break inside a TOML string, say) are shown escaped.
+ */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(
+      message.replace(
+        // deno-lint-ignore no-control-regex
+        /[\u0000-\u001f\u007f\u2028\u2029]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+      ),
+    );
+  }
+}
 
 export type OptionKind =
   | "list"
