@@ -37,34 +37,56 @@ interface JobResult {
   ms: number;
   invariantChecks: number;
   kinds: [string, number][];
-  /** The failure message, or null. */
-  failure: string | null;
-  /** True when the failure was an exception out of otter's code, not a wrong reply. */
-  threw: boolean;
+  /** Failures: how many, and the first messages (after one, a fresh tracker goes on). */
+  failed: number;
+  failures: string[];
+  /** Failures that were exceptions out of otter's code rather than wrong replies. */
+  exceptions: number;
 }
+
+/** Failures kept per job; later ones are only counted. */
+const KEEP_FAILURES = 3;
 
 async function runJob(job: Job): Promise<JobResult> {
   const profile = PROFILES[job.profile];
   const start = performance.now();
-  const fuzzer = job.protocol === "udp"
-    ? new UdpFuzzer(job.seed, profile, { checkEvery: CHECK_EVERY })
-    : new HttpFuzzer(job.seed, profile, { checkEvery: CHECK_EVERY });
-  let failure: string | null = null;
-  try {
-    if (fuzzer instanceof UdpFuzzer) fuzzer.run(Infinity, job.inputs);
-    else await fuzzer.run(Infinity, job.inputs);
-  } catch (e) {
-    failure = e instanceof FuzzFailure ? e.message : `fuzzer crashed: ${(e as Error)?.stack ?? e}`;
-  }
-  return {
+  const result: JobResult = {
     job,
-    inputs: fuzzer.tally.inputs,
-    ms: performance.now() - start,
-    invariantChecks: fuzzer.world.invariantChecks,
-    kinds: [...fuzzer.tally.kinds],
-    failure,
-    threw: failure !== null && / threw /.test(failure.split("\n")[0]),
+    inputs: 0,
+    ms: 0,
+    invariantChecks: 0,
+    kinds: [],
+    failed: 0,
+    failures: [],
+    exceptions: 0,
   };
+  const kinds = new Map<string, number>();
+  for (let restart = 0; result.inputs < job.inputs; restart++) {
+    // After a failure the tracker's state is suspect: go on with a fresh one and a new seed.
+    const seed = (job.seed + restart * 0x9e3779b9) >>> 0;
+    const fuzzer = job.protocol === "udp"
+      ? new UdpFuzzer(seed, profile, { checkEvery: CHECK_EVERY })
+      : new HttpFuzzer(seed, profile, { checkEvery: CHECK_EVERY });
+    const left = job.inputs - result.inputs;
+    try {
+      if (fuzzer instanceof UdpFuzzer) fuzzer.run(Infinity, left);
+      else await fuzzer.run(Infinity, left);
+    } catch (e) {
+      const message = e instanceof FuzzFailure
+        ? e.message
+        : `fuzzer crashed: ${(e as Error)?.stack ?? e}`;
+      result.failed++;
+      if (result.failures.length < KEEP_FAILURES) result.failures.push(message);
+      if (/ threw /.test(message.split("\n")[0])) result.exceptions++;
+    }
+    // At least one input per attempt, so a tracker failing at once cannot loop forever.
+    result.inputs += Math.max(1, fuzzer.tally.inputs);
+    result.invariantChecks += fuzzer.world.invariantChecks;
+    for (const [k, n] of fuzzer.tally.kinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
+  }
+  result.ms = performance.now() - start;
+  result.kinds = [...kinds];
+  return result;
 }
 
 // ------------------------------------------------------------------ worker side
@@ -146,9 +168,11 @@ async function main(): Promise<number> {
       console.log(
         `  ${j.protocol} job ${j.index} (seed ${j.seed}, ${PROFILES[j.profile].name}): ` +
           `${result.inputs} inputs in ${seconds(result.ms)} s, ${result.invariantChecks} ` +
-          `invariant checks, ${result.failure === null ? "ok" : "FAILED"}`,
+          `invariant checks, ${result.failed === 0 ? "ok" : `${result.failed} FAILURES`}`,
       );
-      if (result.failure !== null) console.log(`    ${result.failure.replaceAll("\n", "\n    ")}`);
+      for (const failure of result.failures) {
+        console.log(`    ${failure.replaceAll("\n", "\n    ")}`);
+      }
     }
     worker.terminate();
   }));
@@ -162,15 +186,15 @@ async function main(): Promise<number> {
     const inputs = mine.reduce((n, r) => n + r.inputs, 0);
     const busy = mine.reduce((n, r) => n + r.ms, 0);
     const checks = mine.reduce((n, r) => n + r.invariantChecks, 0);
-    const failures = mine.filter((r) => r.failure !== null);
-    const crashes = failures.filter((r) => r.threw).length;
-    failed += failures.length;
+    const failures = mine.reduce((n, r) => n + r.failed, 0);
+    const crashes = mine.reduce((n, r) => n + r.exceptions, 0);
+    failed += failures;
     const kinds = new Map<string, number>();
     for (const r of mine) for (const [k, n] of r.kinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
     console.log(
       `  ${protocol.toUpperCase()}: ${inputs} inputs, ${seconds(busy)} s of fuzzing ` +
         `(${(inputs / (busy / 1000)).toFixed(0)} inputs/s per worker), ${checks} invariant ` +
-        `checks, ${failures.length} failures, ${crashes} exceptions out of otter`,
+        `checks, ${failures} failures, ${crashes} exceptions out of otter`,
     );
     console.log(`    replies: ${describeKinds({ inputs, kinds })}`);
   }

@@ -652,7 +652,7 @@ export interface HttpInput {
   forwardedAddress: number[];
   /** An announce with every parameter chosen valid and nothing mutated: it must succeed. */
   valid: boolean;
-  /** The port announced (when valid). */
+  /** The port announced, when known (not mutated). */
   port: number | null;
 }
 
@@ -857,7 +857,8 @@ export class HttpRequestMaker {
       forwarded: h.forwarded,
       forwardedAddress: h.forwardedAddress,
       valid: valid && !mutated,
-      port,
+      // A mutation may have changed the port's digits: then it is not known.
+      port: mutated ? null : port,
     };
   }
 }
