@@ -1,12 +1,14 @@
 /**
  * otter under exactly the Deno permissions that `deno task start` and the compiled binary grant
  * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, otter works
- * with them (HTTP and UDP announces, config file, watched access list, state file), without ffi it
+ * with them (HTTP and UDP announces, config file, watched access list, state file, a Redis cluster),
+ * without ffi it
  * falls back to the portable UDP path with one line saying why, and a missing permission is one
  * clear line, not a stack trace.
  */
 import assert from "node:assert/strict";
 import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
+import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
   assertAnnounces,
   httpAnnounce,
@@ -28,6 +30,7 @@ const FFI = /^--allow-ffi(=\/[^,]+\/libc\.so\.6(,\/[^,]+\/libc\.so\.6)*)?$/;
 
 /** What the host's fast path can do in this (--allow-all) process. */
 const support = fastUdpSupport();
+const haveRedis = await haveRedisServer();
 
 /** `deno run <the start task's flags> main.ts`, without the words `drop` rejects. */
 function startArgs(drop: (word: string) => boolean = () => false): string[] {
@@ -122,6 +125,31 @@ Deno.test("the start task's exact permissions: announces, config, access list, s
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "the start task's exact permissions: --cluster joins Redis" +
+    (haveRedis ? "" : " (skipped: no redis-server binary on PATH)"),
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    try {
+      await using otter = await launchOtter(DENO, [
+        ...startArgs(),
+        ...LISTEN,
+        "--cluster",
+        redis.url,
+      ]);
+      assert.ok(otter.lines.some((line) => /^cluster: connected to /.test(line)), otter.log());
+      await assertAnnounces(otter);
+      const stopped = await otter.stop();
+      assert.equal(stopped.code, 0, otter.log());
+      assert.equal(stopped.stderr, "");
+    } finally {
+      await redis.stop();
+    }
+  },
 });
 
 Deno.test("without --allow-ffi: the portable UDP path, and one line says why", async () => {
