@@ -2,9 +2,8 @@
  * otter under exactly the Deno permissions that `deno task start` and the compiled binary grant
  * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, otter works
  * with them (HTTP and UDP announces, config file, watched access list, state file, a Redis cluster),
- * without ffi it
- * falls back to the portable UDP path with one line saying why, and a missing permission is one
- * clear line, not a stack trace.
+ * without ffi it falls back to the portable UDP path with one line saying why, and a missing
+ * permission is one clear line, not a stack trace.
  */
 import assert from "node:assert/strict";
 import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
