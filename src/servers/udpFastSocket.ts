@@ -7,9 +7,13 @@
  * then synchronous `recvmmsg(MSG_DONTWAIT)` batches of 64 are drained, at most 16 per wake-up so
  * other work on the isolate is not starved, and each batch's replies go out in one `sendmmsg`.
  *
- * Memory: everything the kernel reads or writes lives in one ArrayBuffer per socket, allocated
- * once at open and never moved (its backing store is off the V8 heap). Its layout, for LP64
- * little-endian Linux (x86_64, aarch64), offsets in bytes:
+ * The batch core is shared with the multi-core path (udpWorkerPool.ts, udpIoWorker.ts):
+ * `openUdpFd` binds a socket (SO_REUSEPORT on request), and a `BatchArena` receives a batch,
+ * answers it in place and sends the replies. `FastUdpSocket` runs all three steps on one isolate.
+ *
+ * Memory: everything the kernel reads or writes for a batch lives in one arena, allocated once
+ * and never moved (an ArrayBuffer or SharedArrayBuffer backing store is off the V8 heap). Its
+ * layout, for LP64 little-endian Linux (x86_64, aarch64), offsets in bytes:
  *
  * | region      | offset  | size          | contents                                               |
  * | ----------- | ------- | ------------- | ------------------------------------------------------ |
@@ -20,7 +24,6 @@
  * | send iovecs | 9216    | 64 × 16       |                                                        |
  * | names       | 10240   | 64 × 32       | sender `sockaddr_in` (16) or `sockaddr_in6` (28)        |
  * | pollfd      | 12288   | 8             | fd@0 events@4 revents@6                                 |
- * | scratch     | 12352   | 64            | sockaddr, socklen and option values for set-up calls   |
  * | packets     | 16384   | 64 × 2048     | receive slots                                          |
  * | replies     | 147456  | 64 × 4096     | reply slots                                            |
  *
@@ -122,12 +125,10 @@ const RECV_IOVS = SEND_HDRS + BATCH * HDR_SIZE;
 const SEND_IOVS = RECV_IOVS + BATCH * IOV_SIZE;
 const NAMES = SEND_IOVS + BATCH * IOV_SIZE;
 const POLLFD = NAMES + BATCH * NAME_SIZE;
-const SCRATCH = POLLFD + 64;
-const SCRATCH_SOCKLEN = SCRATCH + 32;
-const SCRATCH_VALUE = SCRATCH + 36;
 const PACKETS = 16384;
 const REPLIES = PACKETS + BATCH * PACKET_CAPACITY;
-const ARENA_SIZE = REPLIES + BATCH * REPLY_CAPACITY;
+/** Bytes of one batch arena (the table above); a multiple of 4096. */
+export const ARENA_SIZE = REPLIES + BATCH * REPLY_CAPACITY;
 
 // u32 word indexes of header fields, relative to a header's first word.
 const W_NAME_LO = 0;
@@ -156,6 +157,311 @@ export function fastUdpSupport(): { ok: true } | { ok: false; reason: string } {
   }
 }
 
+/** Counters `BatchArena.answer` keeps. */
+export interface AnswerCounters {
+  truncated: number;
+  handlerErrors: number;
+}
+
+/** Counters `BatchArena.send` keeps. */
+export interface SendCounters {
+  sent: number;
+  sendDropped: number;
+}
+
+/**
+ * One batch's worth of kernel-visible memory (the table above) at `byteOffset` of an ArrayBuffer
+ * or SharedArrayBuffer the caller keeps alive and never transfers, and the three steps of a batch:
+ * `receive` (recvmmsg), `answer` (the handler, in place), `send` (sendmmsg). Every pointer inside
+ * the arena is written by the constructor; the same bytes seen from another thread (a Worker
+ * sharing the SharedArrayBuffer) hold the same addresses, so one thread may receive and send while
+ * another answers, as long as they hand the arena over with Atomics (udpWorkerPool.ts).
+ */
+export class BatchArena {
+  /** Sender name slot capacity: sockaddr_in6 on an AF_INET6 socket, sockaddr_in otherwise. */
+  readonly nameCapacity: number;
+  readonly #dualStack: boolean;
+  readonly #bytes: Uint8Array;
+  readonly #words: Uint32Array;
+  readonly #recvHdrs: Deno.PointerObject;
+  readonly #pollfd: Deno.PointerObject;
+  /** Pointers to send header j, for partial-send retries. */
+  readonly #sendHdrs: Deno.PointerObject[] = [];
+  readonly #packets: Uint8Array[] = [];
+  readonly #replies: Uint8Array[] = [];
+  readonly #names: Uint8Array[] = [];
+  /** Address of name slot i as two u32 halves, written into send headers. */
+  readonly #nameLo = new Uint32Array(BATCH);
+  readonly #nameHi = new Uint32Array(BATCH);
+  /** The last error a handler threw (or a RangeError for a bad reply length), for diagnosis. */
+  lastHandlerError: unknown = undefined;
+
+  /** `family` is the socket's: 6 for AF_INET6 (dual-stack), 4 for AF_INET. */
+  constructor(buffer: ArrayBufferLike, byteOffset: number, family: 4 | 6) {
+    if (byteOffset % 8 !== 0 || byteOffset + ARENA_SIZE > buffer.byteLength) {
+      throw new RangeError(`no room for a batch arena at ${byteOffset}`);
+    }
+    this.nameCapacity = family === 6 ? SOCKADDR_IN6_SIZE : SOCKADDR_IN_SIZE;
+    this.#dualStack = family === 6;
+    this.#bytes = new Uint8Array(buffer, byteOffset, ARENA_SIZE);
+    this.#words = new Uint32Array(buffer, byteOffset, ARENA_SIZE >> 2);
+    const base = pointerOf(this.#bytes);
+    this.#recvHdrs = offsetPointer(base, RECV_HDRS);
+    this.#pollfd = offsetPointer(base, POLLFD);
+    const view = new DataView(buffer, byteOffset, ARENA_SIZE);
+    const baseAddress = Deno.UnsafePointer.value(base);
+    for (let i = 0; i < BATCH; i++) {
+      const recvHdr = RECV_HDRS + i * HDR_SIZE;
+      const sendHdr = SEND_HDRS + i * HDR_SIZE;
+      const recvIov = RECV_IOVS + i * IOV_SIZE;
+      const sendIov = SEND_IOVS + i * IOV_SIZE;
+      const name = NAMES + i * NAME_SIZE;
+      const packet = PACKETS + i * PACKET_CAPACITY;
+      const reply = REPLIES + i * REPLY_CAPACITY;
+      view.setBigUint64(recvHdr, baseAddress + BigInt(name), true);
+      view.setUint32(recvHdr + 8, this.nameCapacity, true);
+      view.setBigUint64(recvHdr + 16, baseAddress + BigInt(recvIov), true);
+      view.setBigUint64(recvHdr + 24, 1n, true);
+      view.setBigUint64(recvIov, baseAddress + BigInt(packet), true);
+      view.setBigUint64(recvIov + 8, BigInt(PACKET_CAPACITY), true);
+      // msg_name and namelen of send headers are filled per reply; the iovec length too.
+      view.setBigUint64(sendHdr + 16, baseAddress + BigInt(sendIov), true);
+      view.setBigUint64(sendHdr + 24, 1n, true);
+      view.setBigUint64(sendIov, baseAddress + BigInt(reply), true);
+      const nameAddress = baseAddress + BigInt(name);
+      this.#nameLo[i] = Number(nameAddress & 0xffffffffn);
+      this.#nameHi[i] = Number(nameAddress >> 32n);
+      this.#sendHdrs.push(offsetPointer(base, sendHdr));
+      this.#packets.push(this.#bytes.subarray(packet, packet + PACKET_CAPACITY));
+      this.#replies.push(this.#bytes.subarray(reply, reply + REPLY_CAPACITY));
+      this.#names.push(this.#bytes.subarray(name, name + NAME_SIZE));
+    }
+  }
+
+  /** The arena's `pollfd`, set up for POLLIN on `fd`, for `poll(pollfd, 1, timeout)`. */
+  pollFor(fd: number): Deno.PointerObject {
+    const view = new DataView(this.#bytes.buffer, this.#bytes.byteOffset + POLLFD, 8);
+    view.setInt32(0, fd, true);
+    view.setUint16(4, POLLIN, true);
+    view.setUint16(6, 0, true);
+    return this.#pollfd;
+  }
+
+  /** One `recvmmsg(MSG_DONTWAIT)` of up to BATCH datagrams into the packet slots. Returns how many
+   *  arrived, 0 when the queue is empty, or minus the errno of another failure (-EINTR: retry). */
+  receive(lib: Libc, fd: number): number {
+    const words = this.#words;
+    const nameCapacity = this.nameCapacity;
+    // msg_namelen is value-result: the kernel shrinks it to the sender's size.
+    for (let i = 0; i < BATCH; i++) {
+      words[((RECV_HDRS + i * HDR_SIZE) >> 2) + W_NAMELEN] = nameCapacity;
+    }
+    const received = lib.recvmmsg(fd, this.#recvHdrs, BATCH, MSG_DONTWAIT, null);
+    if (received >= 0) return received;
+    const errno = lastErrno();
+    return errno === EAGAIN ? 0 : -Math.max(errno, 1);
+  }
+
+  /** Runs `handler` on the first `received` datagrams, writing each reply into a reply slot and a
+   *  send header aimed at its sender's own `sockaddr`. Returns the number of replies to send. */
+  answer(received: number, handler: DatagramHandler, counters: AnswerCounters): number {
+    const words = this.#words;
+    const bytes = this.#bytes;
+    const packets = this.#packets;
+    const replies = this.#replies;
+    const names = this.#names;
+    const nameLo = this.#nameLo;
+    const nameHi = this.#nameHi;
+    const dualStack = this.#dualStack;
+    let sends = 0;
+    for (let i = 0; i < received; i++) {
+      const header = (RECV_HDRS + i * HDR_SIZE) >> 2;
+      const length = words[header + W_LEN];
+      if ((words[header + W_FLAGS] & MSG_TRUNC) !== 0 || length > PACKET_CAPACITY) {
+        counters.truncated++;
+        continue;
+      }
+      const name = NAMES + i * NAME_SIZE;
+      let family: 4 | 6 = 4;
+      let addressOffset = 4;
+      if (dualStack) {
+        const nameWord = name >> 2;
+        // ::ffff:a.b.c.d: bytes 8..19 of sockaddr_in6 are 0×10, 0xff, 0xff (u32 LE reads).
+        if (
+          words[nameWord + 2] === 0 && words[nameWord + 3] === 0 &&
+          words[nameWord + 4] === 0xffff0000
+        ) {
+          addressOffset = 20;
+        } else {
+          family = 6;
+          addressOffset = 8;
+        }
+      }
+      const port = (bytes[name + 2] << 8) | bytes[name + 3];
+      let replyLength: number;
+      try {
+        replyLength = handler.handle(
+          packets[i],
+          length,
+          family,
+          names[i],
+          addressOffset,
+          port,
+          replies[sends],
+        );
+      } catch (error) {
+        counters.handlerErrors++;
+        this.lastHandlerError = error;
+        continue;
+      }
+      if (replyLength === 0) continue;
+      if (
+        !(replyLength > 0 && replyLength <= REPLY_CAPACITY && (replyLength | 0) === replyLength)
+      ) {
+        counters.handlerErrors++;
+        this.lastHandlerError = new RangeError(`handler returned reply length ${replyLength}`);
+        continue;
+      }
+      const send = (SEND_HDRS + sends * HDR_SIZE) >> 2;
+      words[send + W_NAME_LO] = nameLo[i];
+      words[send + W_NAME_HI] = nameHi[i];
+      words[send + W_NAMELEN] = words[header + W_NAMELEN];
+      words[((SEND_IOVS + sends * IOV_SIZE) >> 2) + 2] = replyLength;
+      sends++;
+    }
+    return sends;
+  }
+
+  /** Sends the first `count` prepared replies with `sendmmsg`, retrying after partial sends. */
+  send(lib: Libc, fd: number, count: number, counters: SendCounters): void {
+    let done = 0;
+    while (done < count) {
+      const sent = lib.sendmmsg(fd, this.#sendHdrs[done], count - done, MSG_DONTWAIT);
+      if (sent > 0) {
+        counters.sent += sent;
+        done += sent;
+        continue;
+      }
+      const errno = sent < 0 ? lastErrno() : EAGAIN;
+      if (errno === EINTR) continue;
+      if (errno === EAGAIN) {
+        // Send buffer full: drop the rest, the clients will retry.
+        counters.sendDropped += count - done;
+        return;
+      }
+      // sendmmsg reports an error only for the first message of a call: skip that one.
+      counters.sendDropped++;
+      done++;
+    }
+  }
+}
+
+/** A bound UDP socket's file descriptor and what `getsockname` says about it. */
+export interface BoundUdpFd {
+  fd: number;
+  /** The bound port (after port 0). */
+  port: number;
+  family: 4 | 6;
+  /** SO_RCVBUF as the kernel reports it (twice the usable size, by Linux convention). */
+  receiveBufferBytes: number;
+}
+
+/** Set-up calls' sockaddr, socklen and option values; big enough to live off the V8 heap. */
+let scratchBuffer: ArrayBuffer | undefined;
+
+/**
+ * Opens a non-blocking UDP socket bound to hostname:port (a literal address; "::" is dual-stack
+ * with IPV6_V6ONLY=0), with SO_REUSEPORT when asked and SO_RCVBUF best effort. Throws a clear
+ * Error (with errno text, e.g. "address in use") when it cannot; the fd is closed then.
+ */
+export function openUdpFd(
+  hostname: string,
+  port: number,
+  options: FastUdpOptions = {},
+): BoundUdpFd {
+  const reason = libcSupport();
+  if (reason !== undefined) throw new Error(`UDP fast path unavailable: ${reason}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`invalid UDP port ${port}`);
+  }
+  const wantedBuffer = options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER;
+  if (!Number.isInteger(wantedBuffer) || wantedBuffer < 0 || wantedBuffer > 0x3fffffff) {
+    throw new RangeError(`invalid receiveBufferBytes ${wantedBuffer}`);
+  }
+  const ip = parseIpLiteral(hostname);
+  if (ip === undefined) {
+    throw new TypeError(
+      `not a literal IP address: "${hostname}" (the UDP fast path does not resolve names)`,
+    );
+  }
+  const lib = libc();
+  const family = ip.family;
+  const where = family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
+  scratchBuffer ??= new ArrayBuffer(256);
+  const bytes = new Uint8Array(scratchBuffer);
+  const view = new DataView(scratchBuffer);
+  const sockaddr = pointerOf(bytes);
+  const socklen = offsetPointer(sockaddr, 32);
+  const value = offsetPointer(sockaddr, 36);
+
+  const fd = lib.socket(
+    family === 6 ? AF_INET6 : AF_INET,
+    SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    0,
+  );
+  if (fd < 0) throw socketError(`socket() for ${where}`, lastErrno());
+  const setIntOption = (level: number, name: number, v: number): number => {
+    view.setInt32(36, v, true);
+    return lib.setsockopt(fd, level, name, value, 4);
+  };
+  try {
+    if (family === 6 && setIntOption(IPPROTO_IPV6, IPV6_V6ONLY, 0) < 0) {
+      throw socketError(`IPV6_V6ONLY=0 on ${where}`, lastErrno());
+    }
+    if (options.reusePort && setIntOption(SOL_SOCKET, SO_REUSEPORT, 1) < 0) {
+      throw socketError(`SO_REUSEPORT on ${where}`, lastErrno());
+    }
+    // Best effort: FORCE needs CAP_NET_ADMIN, plain RCVBUF is capped by net.core.rmem_max.
+    if (wantedBuffer > 0 && setIntOption(SOL_SOCKET, SO_RCVBUFFORCE, wantedBuffer) < 0) {
+      setIntOption(SOL_SOCKET, SO_RCVBUF, wantedBuffer);
+    }
+
+    bytes.fill(0, 0, 32);
+    let addressLength: number;
+    if (family === 6) {
+      view.setUint16(0, AF_INET6, true);
+      view.setUint16(2, port, false);
+      bytes.set(ip.bytes, 8);
+      addressLength = SOCKADDR_IN6_SIZE;
+    } else {
+      view.setUint16(0, AF_INET, true);
+      view.setUint16(2, port, false);
+      bytes.set(ip.bytes, 4);
+      addressLength = SOCKADDR_IN_SIZE;
+    }
+    if (lib.bind(fd, sockaddr, addressLength) < 0) {
+      throw socketError(`bind UDP ${where}`, lastErrno());
+    }
+
+    bytes.fill(0, 0, 32);
+    view.setUint32(32, NAME_SIZE, true);
+    if (lib.getsockname(fd, sockaddr, socklen) < 0) {
+      throw socketError(`getsockname on ${where}`, lastErrno());
+    }
+    const boundPort = view.getUint16(2, false);
+
+    view.setUint32(32, 4, true);
+    view.setInt32(36, 0, true);
+    const receiveBufferBytes = lib.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, value, socklen) < 0
+      ? 0
+      : view.getInt32(36, true);
+    return { fd, port: boundPort, family, receiveBufferBytes };
+  } catch (error) {
+    lib.close(fd);
+    throw error;
+  }
+}
+
 export class FastUdpSocket {
   /** The bound port (after port 0). */
   readonly port: number;
@@ -173,101 +479,40 @@ export class FastUdpSocket {
     handlerErrors: 0,
     receiveErrors: 0,
   };
-  /** The last error a handler threw (or a RangeError for a bad reply length), for diagnosis. */
-  lastHandlerError: unknown = undefined;
 
   readonly #lib: Libc;
   #fd: number;
-  readonly #arena: ArrayBuffer;
-  readonly #bytes: Uint8Array;
-  readonly #words: Uint32Array;
-  readonly #recvHdrs: Deno.PointerObject;
+  readonly #buffer: ArrayBuffer;
+  readonly #arena: BatchArena;
   readonly #pollfd: Deno.PointerObject;
-  /** Pointers to send header j, for partial-send retries. */
-  readonly #sendHdrs: Deno.PointerObject[];
-  readonly #packets: Uint8Array[];
-  readonly #replies: Uint8Array[];
-  readonly #names: Uint8Array[];
-  /** Address of name slot i as two u32 halves, written into send headers. */
-  readonly #nameLo: Uint32Array;
-  readonly #nameHi: Uint32Array;
-  readonly #nameCapacity: number;
   readonly #batchesPerWake: number;
   #serving = false;
   #stopping = false;
   #served: Promise<void> | undefined;
 
-  private constructor(
-    lib: Libc,
-    fd: number,
-    arena: ArrayBuffer,
-    hostname: string,
-    port: number,
-    family: 4 | 6,
-    receiveBufferBytes: number,
-    batchesPerWake: number,
-  ) {
+  private constructor(lib: Libc, bound: BoundUdpFd, hostname: string, batchesPerWake: number) {
     this.#lib = lib;
-    this.#fd = fd;
-    this.#arena = arena;
+    this.#fd = bound.fd;
     this.hostname = hostname;
-    this.port = port;
-    this.family = family;
-    this.receiveBufferBytes = receiveBufferBytes;
+    this.port = bound.port;
+    this.family = bound.family;
+    this.receiveBufferBytes = bound.receiveBufferBytes;
     this.#batchesPerWake = batchesPerWake;
-    this.#nameCapacity = family === 6 ? SOCKADDR_IN6_SIZE : SOCKADDR_IN_SIZE;
-    this.#bytes = new Uint8Array(arena);
-    this.#words = new Uint32Array(arena);
-    const base = pointerOf(this.#bytes);
-    this.#recvHdrs = offsetPointer(base, RECV_HDRS);
-    this.#pollfd = offsetPointer(base, POLLFD);
-    this.#sendHdrs = [];
-    this.#packets = [];
-    this.#replies = [];
-    this.#names = [];
-    this.#nameLo = new Uint32Array(BATCH);
-    this.#nameHi = new Uint32Array(BATCH);
-    const view = new DataView(arena);
-    const baseAddress = Deno.UnsafePointer.value(base);
-    for (let i = 0; i < BATCH; i++) {
-      const recvHdr = RECV_HDRS + i * HDR_SIZE;
-      const sendHdr = SEND_HDRS + i * HDR_SIZE;
-      const recvIov = RECV_IOVS + i * IOV_SIZE;
-      const sendIov = SEND_IOVS + i * IOV_SIZE;
-      const name = NAMES + i * NAME_SIZE;
-      const packet = PACKETS + i * PACKET_CAPACITY;
-      const reply = REPLIES + i * REPLY_CAPACITY;
-      view.setBigUint64(recvHdr, baseAddress + BigInt(name), true);
-      view.setUint32(recvHdr + 8, this.#nameCapacity, true);
-      view.setBigUint64(recvHdr + 16, baseAddress + BigInt(recvIov), true);
-      view.setBigUint64(recvHdr + 24, 1n, true);
-      view.setBigUint64(recvIov, baseAddress + BigInt(packet), true);
-      view.setBigUint64(recvIov + 8, BigInt(PACKET_CAPACITY), true);
-      // msg_name and namelen of send headers are filled per reply; the iovec length too.
-      view.setBigUint64(sendHdr + 16, baseAddress + BigInt(sendIov), true);
-      view.setBigUint64(sendHdr + 24, 1n, true);
-      view.setBigUint64(sendIov, baseAddress + BigInt(reply), true);
-      const nameAddress = baseAddress + BigInt(name);
-      this.#nameLo[i] = Number(nameAddress & 0xffffffffn);
-      this.#nameHi[i] = Number(nameAddress >> 32n);
-      this.#sendHdrs.push(offsetPointer(base, sendHdr));
-      this.#packets.push(new Uint8Array(arena, packet, PACKET_CAPACITY));
-      this.#replies.push(new Uint8Array(arena, reply, REPLY_CAPACITY));
-      this.#names.push(new Uint8Array(arena, name, NAME_SIZE));
-    }
-    view.setInt32(POLLFD, fd, true);
-    view.setUint16(POLLFD + 4, POLLIN, true);
+    this.#buffer = new ArrayBuffer(ARENA_SIZE);
+    this.#arena = new BatchArena(this.#buffer, 0, bound.family);
+    this.#pollfd = this.#arena.pollFor(bound.fd);
+    liveArenas.add(this.#buffer);
+  }
+
+  /** The last error a handler threw (or a RangeError for a bad reply length), for diagnosis. */
+  get lastHandlerError(): unknown {
+    return this.#arena.lastHandlerError;
   }
 
   /** Binds hostname:port ("0.0.0.0", "127.0.0.1", "::" dual-stack with IPV6_V6ONLY=0, "::1", …). Options:
    *  reusePort (SO_REUSEPORT, for several workers on one port), receiveBufferBytes (SO_RCVBUF; default 4 MiB,
    *  best effort). Throws a clear Error (with errno text, e.g. "address in use") when bind fails. */
   static open(hostname: string, port: number, options: FastUdpOptions = {}): FastUdpSocket {
-    const reason = libcSupport();
-    if (reason !== undefined) throw new Error(`UDP fast path unavailable: ${reason}`);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new RangeError(`invalid UDP port ${port}`);
-    }
     const batchesPerWake = options.batchesPerWake ?? MAX_BATCHES_PER_WAKE;
     if (
       !Number.isInteger(batchesPerWake) || batchesPerWake < 1 ||
@@ -275,94 +520,8 @@ export class FastUdpSocket {
     ) {
       throw new RangeError(`batchesPerWake must be 1..${MAX_BATCHES_PER_WAKE}`);
     }
-    const wantedBuffer = options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER;
-    if (!Number.isInteger(wantedBuffer) || wantedBuffer < 0 || wantedBuffer > 0x3fffffff) {
-      throw new RangeError(`invalid receiveBufferBytes ${wantedBuffer}`);
-    }
-    const ip = parseIpLiteral(hostname);
-    if (ip === undefined) {
-      throw new TypeError(
-        `not a literal IP address: "${hostname}" (the UDP fast path does not resolve names)`,
-      );
-    }
-    const lib = libc();
-    const family = ip.family;
-    const where = family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
-    const arena = new ArrayBuffer(ARENA_SIZE);
-    const bytes = new Uint8Array(arena);
-    const view = new DataView(arena);
-    const base = pointerOf(bytes);
-    const scratch = offsetPointer(base, SCRATCH);
-    const socklen = offsetPointer(base, SCRATCH_SOCKLEN);
-    const value = offsetPointer(base, SCRATCH_VALUE);
-
-    const fd = lib.socket(
-      family === 6 ? AF_INET6 : AF_INET,
-      SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-      0,
-    );
-    if (fd < 0) throw socketError(`socket() for ${where}`, lastErrno());
-    const setIntOption = (level: number, name: number, v: number): number => {
-      view.setInt32(SCRATCH_VALUE, v, true);
-      return lib.setsockopt(fd, level, name, value, 4);
-    };
-    try {
-      if (family === 6 && setIntOption(IPPROTO_IPV6, IPV6_V6ONLY, 0) < 0) {
-        throw socketError(`IPV6_V6ONLY=0 on ${where}`, lastErrno());
-      }
-      if (options.reusePort && setIntOption(SOL_SOCKET, SO_REUSEPORT, 1) < 0) {
-        throw socketError(`SO_REUSEPORT on ${where}`, lastErrno());
-      }
-      // Best effort: FORCE needs CAP_NET_ADMIN, plain RCVBUF is capped by net.core.rmem_max.
-      if (wantedBuffer > 0 && setIntOption(SOL_SOCKET, SO_RCVBUFFORCE, wantedBuffer) < 0) {
-        setIntOption(SOL_SOCKET, SO_RCVBUF, wantedBuffer);
-      }
-
-      bytes.fill(0, SCRATCH, SCRATCH + 32);
-      let addressLength: number;
-      if (family === 6) {
-        view.setUint16(SCRATCH, AF_INET6, true);
-        view.setUint16(SCRATCH + 2, port, false);
-        bytes.set(ip.bytes, SCRATCH + 8);
-        addressLength = SOCKADDR_IN6_SIZE;
-      } else {
-        view.setUint16(SCRATCH, AF_INET, true);
-        view.setUint16(SCRATCH + 2, port, false);
-        bytes.set(ip.bytes, SCRATCH + 4);
-        addressLength = SOCKADDR_IN_SIZE;
-      }
-      if (lib.bind(fd, scratch, addressLength) < 0) {
-        throw socketError(`bind UDP ${where}`, lastErrno());
-      }
-
-      bytes.fill(0, SCRATCH, SCRATCH + 32);
-      view.setUint32(SCRATCH_SOCKLEN, NAME_SIZE, true);
-      if (lib.getsockname(fd, scratch, socklen) < 0) {
-        throw socketError(`getsockname on ${where}`, lastErrno());
-      }
-      const boundPort = view.getUint16(SCRATCH + 2, false);
-
-      view.setUint32(SCRATCH_SOCKLEN, 4, true);
-      view.setInt32(SCRATCH_VALUE, 0, true);
-      const receiveBuffer = lib.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, value, socklen) < 0
-        ? 0
-        : view.getInt32(SCRATCH_VALUE, true);
-
-      liveArenas.add(arena);
-      return new FastUdpSocket(
-        lib,
-        fd,
-        arena,
-        hostname,
-        boundPort,
-        family,
-        receiveBuffer,
-        batchesPerWake,
-      );
-    } catch (error) {
-      lib.close(fd);
-      throw error;
-    }
+    const bound = openUdpFd(hostname, port, options);
+    return new FastUdpSocket(libc(), bound, hostname, batchesPerWake);
   }
 
   /** Runs the receive → handle → sendmmsg loop until close(); poll mode as recommended in the notes (nonblocking FFI
@@ -409,122 +568,29 @@ export class FastUdpSocket {
     if (this.#fd < 0) return;
     this.#lib.close(this.#fd);
     this.#fd = -1;
-    liveArenas.delete(this.#arena);
+    liveArenas.delete(this.#buffer);
   }
 
   /** Receives and answers up to `batchesPerWake` batches, stopping early once the queue is empty. */
   #drain(handler: DatagramHandler): void {
     const lib = this.#lib;
     const fd = this.#fd;
-    const words = this.#words;
-    const bytes = this.#bytes;
+    const arena = this.#arena;
     const counters = this.counters;
-    const packets = this.#packets;
-    const replies = this.#replies;
-    const names = this.#names;
-    const nameLo = this.#nameLo;
-    const nameHi = this.#nameHi;
-    const nameCapacity = this.#nameCapacity;
-    const dualStack = this.family === 6;
     for (let batch = 0; batch < this.#batchesPerWake; batch++) {
-      for (let i = 0; i < BATCH; i++) {
-        words[((RECV_HDRS + i * HDR_SIZE) >> 2) + W_NAMELEN] = nameCapacity;
-      }
-      const received = lib.recvmmsg(fd, this.#recvHdrs, BATCH, MSG_DONTWAIT, null);
+      const received = arena.receive(lib, fd);
       if (received <= 0) {
-        if (received === 0) return;
-        const errno = lastErrno();
-        if (errno === EINTR) continue;
-        if (errno !== EAGAIN) counters.receiveErrors++;
+        if (received === -EINTR) continue;
+        if (received < 0) counters.receiveErrors++;
         return;
       }
       counters.batches++;
       counters.received += received;
-      let sends = 0;
-      for (let i = 0; i < received; i++) {
-        const header = (RECV_HDRS + i * HDR_SIZE) >> 2;
-        const length = words[header + W_LEN];
-        if ((words[header + W_FLAGS] & MSG_TRUNC) !== 0 || length > PACKET_CAPACITY) {
-          counters.truncated++;
-          continue;
-        }
-        const name = NAMES + i * NAME_SIZE;
-        let family: 4 | 6 = 4;
-        let addressOffset = 4;
-        if (dualStack) {
-          const nameWord = name >> 2;
-          // ::ffff:a.b.c.d: bytes 8..19 of sockaddr_in6 are 0×10, 0xff, 0xff (u32 LE reads).
-          if (
-            words[nameWord + 2] === 0 && words[nameWord + 3] === 0 &&
-            words[nameWord + 4] === 0xffff0000
-          ) {
-            addressOffset = 20;
-          } else {
-            family = 6;
-            addressOffset = 8;
-          }
-        }
-        const port = (bytes[name + 2] << 8) | bytes[name + 3];
-        let replyLength: number;
-        try {
-          replyLength = handler.handle(
-            packets[i],
-            length,
-            family,
-            names[i],
-            addressOffset,
-            port,
-            replies[sends],
-          );
-        } catch (error) {
-          counters.handlerErrors++;
-          this.lastHandlerError = error;
-          continue;
-        }
-        if (replyLength === 0) continue;
-        if (
-          !(replyLength > 0 && replyLength <= REPLY_CAPACITY && (replyLength | 0) === replyLength)
-        ) {
-          counters.handlerErrors++;
-          this.lastHandlerError = new RangeError(`handler returned reply length ${replyLength}`);
-          continue;
-        }
-        const send = (SEND_HDRS + sends * HDR_SIZE) >> 2;
-        words[send + W_NAME_LO] = nameLo[i];
-        words[send + W_NAME_HI] = nameHi[i];
-        words[send + W_NAMELEN] = words[header + W_NAMELEN];
-        words[((SEND_IOVS + sends * IOV_SIZE) >> 2) + 2] = replyLength;
-        sends++;
-      }
-      if (sends > 0) this.#send(sends);
+      const sends = arena.answer(received, handler, counters);
+      if (sends > 0) arena.send(lib, fd, sends, counters);
       // A short batch means the queue was empty a moment ago: let poll() say when there is more,
       // instead of paying a recvmmsg that returns EAGAIN.
       if (received < BATCH) return;
-    }
-  }
-
-  /** Sends the first `count` prepared replies, retrying after partial sends. */
-  #send(count: number): void {
-    const lib = this.#lib;
-    const counters = this.counters;
-    let done = 0;
-    while (done < count) {
-      const sent = lib.sendmmsg(this.#fd, this.#sendHdrs[done], count - done, MSG_DONTWAIT);
-      if (sent > 0) {
-        counters.sent += sent;
-        done += sent;
-        continue;
-      }
-      const errno = sent < 0 ? lastErrno() : EAGAIN;
-      if (errno === EINTR) continue;
-      if (errno === EAGAIN) {
-        // Send buffer full: drop the rest, the clients will retry.
-        counters.sendDropped += count - done;
-        return;
-      }
-      // sendmmsg reports an error only for the first message of a call: skip that one.
-      counters.sendDropped++;
-      done++;
     }
   }
 }
