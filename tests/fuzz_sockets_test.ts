@@ -284,6 +284,10 @@ function parseResponses(
     }
     let p = end + 4;
     let body: Uint8Array;
+    if (m[1].startsWith("1")) {
+      at = p; // 100 Continue and the like: the real response follows
+      continue;
+    }
     if (head(out.length)) {
       body = new Uint8Array(0);
     } else if (headers.has("content-length")) {
