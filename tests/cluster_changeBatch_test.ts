@@ -1,5 +1,6 @@
 /** Change batches: recording, the wire format, and rejection of every kind of bad batch. */
 import assert from "node:assert/strict";
+import { crc32 } from "../src/hash/crc32.ts";
 import {
   batchDelay,
   batchIsFrom,
@@ -8,7 +9,6 @@ import {
   batchRecordCount,
   ChangeRecorder,
   checkBatch,
-  crc32,
   decodeBatch,
   encodeNodeId,
   HEADER_SIZE,

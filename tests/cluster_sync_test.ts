@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
-import { crc32, opForEvent } from "../src/ops/cluster/changeBatch.ts";
+import { crc32 } from "../src/hash/crc32.ts";
+import { opForEvent } from "../src/ops/cluster/changeBatch.ts";
 import { type ClusterStore, ClusterSync } from "../src/ops/cluster/redisCluster.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";

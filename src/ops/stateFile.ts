@@ -27,6 +27,7 @@
  * move by deletion's backward shift inside their cluster, which an empty slot bounds; a table
  * resize restarts the walk. The save on stop runs after the listeners closed and is exact.
  */
+import { crc32 } from "../hash/crc32.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
 import type { Clock } from "./clock.ts";
@@ -52,39 +53,6 @@ const TORRENT_WORK = 8;
 const CHUNK_BYTES = 1 << 20;
 /** Table resizes tolerated during one sliced save before it finishes in one go. */
 const MAX_RESTARTS = 3;
-
-// ---------------------------------------------------------------- CRC-32
-
-/** Slicing-by-4 tables for CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320). */
-const CRC_TABLE = (() => {
-  const t = new Int32Array(4 * 256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  for (let n = 0; n < 256; n++) {
-    for (let s = 1; s < 4; s++) {
-      const prev = t[(s - 1) * 256 + n];
-      t[s * 256 + n] = t[prev & 0xff] ^ (prev >>> 8);
-    }
-  }
-  return t;
-})();
-
-/** CRC-32 of `bytes[from, to)`, continuing from `crc` (0 to start). */
-export function crc32(bytes: Uint8Array, crc = 0, from = 0, to = bytes.length): number {
-  const t = CRC_TABLE;
-  let c = ~crc;
-  let i = from;
-  for (; i + 4 <= to; i += 4) {
-    c ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
-    c = t[768 + (c & 0xff)] ^ t[512 + ((c >>> 8) & 0xff)] ^ t[256 + ((c >>> 16) & 0xff)] ^
-      t[c >>> 24];
-  }
-  for (; i < to; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
 
 // ---------------------------------------------------------------- encoding
 
@@ -261,10 +229,10 @@ export async function encodeState(
   writeU32(head, 24, encoder.torrents);
   writeU32(head, 28, encoder.peers4);
   writeU32(head, 32, encoder.peers6);
-  let crc = crc32(head, 0, HEAD_BYTES);
+  let crc = crc32(head, HEAD_BYTES);
   let bytes = head.length;
   for (const chunk of encoder.chunks) {
-    crc = crc32(chunk, crc);
+    crc = crc32(chunk, 0, chunk.length, crc);
     bytes += chunk.length;
     if (pause !== null) await pause();
   }
@@ -311,7 +279,7 @@ export function checkState(bytes: Uint8Array): StateSummary | string {
   }
   const version = readU32(bytes, 8);
   if (version !== STATE_VERSION) return `unsupported state file version ${version}`;
-  if (crc32(bytes, 0, HEAD_BYTES) !== readU32(bytes, 12)) {
+  if (crc32(bytes, HEAD_BYTES) !== readU32(bytes, 12)) {
     return "checksum mismatch (damaged or truncated)";
   }
   const savedAtMs = readU32(bytes, 16) + readU32(bytes, 20) * 0x100000000;
