@@ -21,6 +21,8 @@ export interface Config {
   maxNumwant: number;
   defaultNumwant: number;
   udpIo: "auto" | "fast" | "portable";
+  /** UDP I/O Workers of the fast path (0: one per core; 1: none, the main isolate does the I/O). */
+  workers: number;
   fullScrapeEvery: number;
   noFullScrape: boolean;
   statsFrom: string[];
@@ -160,6 +162,17 @@ export const OPTIONS: readonly OptionSpec[] = [
       "or auto (fast where available)",
     defaultValue: "auto",
     choices: ["auto", "fast", "portable"],
+  },
+  {
+    name: "workers",
+    kind: "integer",
+    key: "workers",
+    valueName: "N",
+    help: "UDP fast path I/O threads, each with its own SO_REUSEPORT socket; the store stays on " +
+      "the main thread (1 = none, the main thread does the I/O; 0 = one per core)",
+    defaultValue: "1",
+    min: 0,
+    max: 256,
   },
   {
     name: "full-scrape-every",

@@ -8,7 +8,8 @@
  * `--allow-ffi` is harmless.
  *
  * `poll` is the only `nonblocking` symbol: it runs on a pool thread, so its errno is lost, and the
- * caller must treat its failure as harmless. Every other call is synchronous, and its errno is read
+ * caller must treat its failure as harmless. `pollBlocking` is the same libc function called
+ * synchronously, for Workers whose thread does nothing else. Every other call is synchronous, and its errno is read
  * with `lastErrno()` right after it fails, before any other call can overwrite it.
  */
 
@@ -44,6 +45,8 @@ const SYMBOLS = {
   recvmmsg: { parameters: ["i32", "pointer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
   poll: { parameters: ["pointer", "u64", "i32"], result: "i32", nonblocking: true },
+  // The same call, blocking the calling thread: only for dedicated I/O Workers (udpIoWorker.ts).
+  pollBlocking: { name: "poll", parameters: ["pointer", "u64", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   // Only glibc has it: opening fails on a libc.so.6 that is something else.

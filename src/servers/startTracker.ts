@@ -19,6 +19,7 @@ import { HttpTracker } from "./httpTracker.ts";
 import { registerOperatorRoutes } from "./operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
 import { PortableUdpSocket } from "./udpPortableSocket.ts";
+import { addWorkerMetrics, UdpWorkerPool } from "./udpWorkerPool.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -116,6 +117,11 @@ export async function startTracker(
   if (config.udpIo === "auto" && !support.ok && config.udp.length > 0) {
     log(`UDP fast path unavailable (${support.reason}); using the portable path`);
   }
+  // Only the fast path has I/O Workers (udpWorkerPool.ts); the store stays on this isolate.
+  const workers = config.workers === 0 ? navigator.hardwareConcurrency : config.workers;
+  if (!useFast && workers > 1 && config.udp.length > 0) {
+    log(`--workers ${config.workers}: only the UDP fast path has workers; using one thread`);
+  }
 
   try {
     for (const address of config.http) {
@@ -123,10 +129,14 @@ export async function startTracker(
       servers.push(server);
     }
     for (const address of config.udp) {
-      const socket = openUdp(address, useFast, log);
+      const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
       loops.push(socket.serve(udpTracker));
     }
+    const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);
+    addWorkerMetrics(httpTracker, pools);
+    // Datagrams wait in the sockets meanwhile; a worker that cannot start fails the start.
+    await Promise.all(pools.map((pool) => pool.ready));
   } catch (e) {
     state?.abandon();
     await stop();
@@ -188,18 +198,21 @@ function listenHttp(
 function openUdp(
   address: ListenAddress,
   fast: boolean,
+  workers: number,
   log: (line: string) => void,
 ): UdpListener {
   return withIpv4Fallback(
     address,
     (hostname) => {
-      const socket = fast
-        ? FastUdpSocket.open(hostname, address.port)
-        : PortableUdpSocket.open(hostname, address.port);
+      const socket = !fast
+        ? PortableUdpSocket.open(hostname, address.port)
+        : workers > 1
+        ? UdpWorkerPool.open(hostname, address.port, workers, { log })
+        : FastUdpSocket.open(hostname, address.port);
       log(
         `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
           fast ? "fast" : "portable"
-        })`,
+        }${workers > 1 ? `, workers: ${workers}` : ""})`,
       );
       return socket;
     },

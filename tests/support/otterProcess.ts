@@ -23,6 +23,8 @@ export interface UdpListener {
   port: number;
   /** The UDP I/O path otter reported: "fast" (FFI) or "portable". */
   io: string;
+  /** I/O workers otter reported (`--workers`); 1 when the line names none. */
+  workers: number;
 }
 
 export interface StartOptions {
@@ -55,7 +57,8 @@ export interface OtterProcess extends AsyncDisposable {
 }
 
 const HTTP_LINE = /^HTTP listening on (http:\/\/(?:\[[^\]]+\]|[^/:]+):\d+)\/announce$/;
-const UDP_LINE = /^UDP listening on udp:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\/announce \(io: (\w+)\)$/;
+const UDP_LINE =
+  /^UDP listening on udp:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\/announce \(io: (\w+)(?:, workers: (\d+))?\)$/;
 
 /** Spawns otter with `args` and resolves once all its listeners are up; throws (with otter's
  * output) if they are not up within the timeout or otter exits first. */
@@ -78,7 +81,14 @@ export async function startOtter(
         const h = HTTP_LINE.exec(line);
         if (h) http.push(h[1]);
         const u = UDP_LINE.exec(line);
-        if (u) udp.push({ hostname: u[1].replace(/^\[|\]$/g, ""), port: Number(u[2]), io: u[3] });
+        if (u) {
+          udp.push({
+            hostname: u[1].replace(/^\[|\]$/g, ""),
+            port: Number(u[2]),
+            io: u[3],
+            workers: u[4] === undefined ? 1 : Number(u[4]),
+          });
+        }
       },
     },
   );

@@ -1,0 +1,120 @@
+/**
+ * One UDP I/O Worker of the multi-core fast path (udpWorkerPool.ts explains the design): it owns
+ * one SO_REUSEPORT socket (opened by the main isolate, whose fd it is given) and does only its
+ * syscalls. It receives a batch into a free arena, publishes it to the main isolate and rings the
+ * doorbell, then sends the replies of the arena it published before, once answered. So while the
+ * main isolate answers batch k, this thread sends batch k-1 and receives batch k+1.
+ *
+ * Its thread does nothing else, so it blocks: in `poll` (≤ 100 ms) when the socket is empty and
+ * in `Atomics.wait` (≤ 100 ms at a time) for an answer; both bounds are how fast it notices a stop
+ * request. A receive error that means the socket is gone (EBADF, ENOTSOCK) is thrown: the Worker
+ * dies, and the pool logs it and closes the socket.
+ */
+/// <reference lib="deno.worker" />
+import { ARENA_SIZE, BatchArena, type SendCounters } from "./udpFastSocket.ts";
+import { EINTR, errnoText, libc } from "./libc.ts";
+import {
+  ARENA_FREE,
+  ARENA_FULL,
+  ARENAS_OFFSET,
+  C_COUNT,
+  C_PHASE,
+  C_SENDS,
+  C_STATE,
+  C_STOP,
+  CONTROL_WORDS,
+  type IoWorkerStart,
+  PHASE_RUNNING,
+  PHASE_STOPPED,
+  S_BATCHES,
+  S_RECEIVE_ERRORS,
+  S_RECEIVED,
+  S_SEND_DROPPED,
+  S_SENT,
+  STATS_OFFSET,
+  STATS_SLOTS,
+  STOP_FAIL,
+  STOP_RUN,
+} from "./udpWorkerPool.ts";
+
+const WAIT_MS = 100;
+const EBADF = 9;
+const ENOTSOCK = 88;
+
+self.onmessage = (event: MessageEvent<IoWorkerStart>) => {
+  self.onmessage = null;
+  run(event.data);
+  self.postMessage("stopped");
+};
+
+function run(start: IoWorkerStart): void {
+  const lib = libc();
+  const { fd, shared } = start;
+  const control = new Int32Array(shared, 0, CONTROL_WORDS);
+  const stats = new Float64Array(shared, STATS_OFFSET, STATS_SLOTS);
+  const doorbell = new Int32Array(start.doorbell);
+  const arenas = [
+    new BatchArena(shared, ARENAS_OFFSET, start.family),
+    new BatchArena(shared, ARENAS_OFFSET + ARENA_SIZE, start.family),
+  ] as const;
+  const pollfd = arenas[0].pollFor(fd);
+  const sendCounters: SendCounters = { sent: 0, sendDropped: 0 };
+  let received = 0;
+  let batches = 0;
+  let receiveErrors = 0;
+
+  /** Waits until the main isolate answered `slot`, sends its replies, frees it. False: stop. */
+  const finish = (slot: 0 | 1): boolean => {
+    while (Atomics.load(control, C_STATE + slot) === ARENA_FULL) {
+      if (Atomics.load(control, C_STOP) !== STOP_RUN) return false;
+      Atomics.wait(control, C_STATE + slot, ARENA_FULL, WAIT_MS);
+    }
+    arenas[slot].send(lib, fd, control[C_SENDS + slot], sendCounters);
+    stats[S_SENT] = sendCounters.sent;
+    stats[S_SEND_DROPPED] = sendCounters.sendDropped;
+    Atomics.store(control, C_STATE + slot, ARENA_FREE);
+    return true;
+  };
+
+  Atomics.store(control, C_PHASE, PHASE_RUNNING);
+  self.postMessage("running");
+  let current: 0 | 1 = 0;
+  let pending: 0 | 1 | -1 = -1;
+  for (;;) {
+    const stop = Atomics.load(control, C_STOP);
+    if (stop === STOP_FAIL) throw new Error("failed on purpose (test)");
+    if (stop !== STOP_RUN) break;
+    const count = arenas[current].receive(lib, fd);
+    if (count > 0) {
+      received += count;
+      batches++;
+      stats[S_RECEIVED] = received;
+      stats[S_BATCHES] = batches;
+      control[C_COUNT + current] = count;
+      Atomics.store(control, C_STATE + current, ARENA_FULL);
+      Atomics.add(doorbell, 0, 1);
+      Atomics.notify(doorbell, 0);
+      if (pending !== -1 && !finish(pending)) continue;
+      pending = current;
+      current = current === 0 ? 1 : 0;
+      continue;
+    }
+    if (count === -EINTR) continue;
+    if (count < 0) {
+      const errno = -count;
+      if (errno === EBADF || errno === ENOTSOCK) {
+        throw new Error(`recvmmsg on fd ${fd}: ${errnoText(errno)}`);
+      }
+      stats[S_RECEIVE_ERRORS] = ++receiveErrors;
+    }
+    // The queue is empty: answer the batch in flight before sleeping, so replies never wait for
+    // the next datagram.
+    if (pending !== -1) {
+      if (!finish(pending)) continue;
+      pending = -1;
+      continue;
+    }
+    lib.pollBlocking(pollfd, 1n, WAIT_MS);
+  }
+  Atomics.store(control, C_PHASE, PHASE_STOPPED);
+}

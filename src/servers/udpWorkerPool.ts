@@ -1,0 +1,487 @@
+/**
+ * The multi-core UDP fast path (`--workers N`, N > 1): N I/O Workers, each with its own UDP socket
+ * bound with SO_REUSEPORT to the same address and port, do the syscalls (poll, recvmmsg,
+ * sendmmsg); the main isolate keeps the one peer store and answers every datagram.
+ *
+ * Why this scales: per announce the server spends about 1 µs in JavaScript (parse, store, reply)
+ * and about 4–5 µs in the kernel receiving and sending. The kernel part runs on the Workers'
+ * threads, one socket each, and the kernel spreads client flows (by address and port hash) over
+ * the sockets; the main thread runs only `UdpTracker.handle`. So throughput grows with cores
+ * until the main thread is busy answering, about 1M announces/s; beyond that the store itself
+ * would have to be sharded (by info hash) over several threads.
+ *
+ * Hand-over, without copying: per Worker one SharedArrayBuffer holds a control block and two
+ * batch arenas (udpFastSocket.ts's `BatchArena`, whose pointers are the same in every thread).
+ * Arena states, in the control block: FREE (the Worker's: it receives into it) → FULL (the main
+ * isolate's: it answers, writing replies and send headers in place) → ANSWERED (the Worker's
+ * again: it sends, then FREE). A Worker receives into one arena while the main isolate answers
+ * the other, and publishes arenas strictly alternately, so the main isolate takes them in order.
+ * The Worker rings one doorbell word per pool after publishing and sleeps in `Atomics.wait`
+ * for the answer; the main isolate sleeps in `Atomics.waitAsync` on the doorbell, so it stays
+ * free for HTTP and timers, and after 16 batches in a row it yields one event-loop turn.
+ *
+ * Control block (Int32 words): 0 stop request (1 stop, 2 fail on purpose, for tests),
+ * 1–2 arena states, 3–4 datagrams received per arena, 5–6 replies per arena, 7 the Worker's phase
+ * (0 starting, 1 running, 2 stopped). Then Float64 statistics the Worker writes (read racily,
+ * for metrics only). Arenas start at byte 4096.
+ */
+import {
+  type AnswerCounters,
+  ARENA_SIZE,
+  BatchArena,
+  type DatagramHandler,
+  type FastUdpOptions,
+  openUdpFd,
+} from "./udpFastSocket.ts";
+import { libc } from "./libc.ts";
+import type { HttpTracker } from "./httpTracker.ts";
+
+export const C_STOP = 0;
+export const C_STATE = 1;
+export const C_COUNT = 3;
+export const C_SENDS = 5;
+export const C_PHASE = 7;
+export const CONTROL_WORDS = 32;
+export const STATS_OFFSET = CONTROL_WORDS * 4;
+export const S_RECEIVED = 0;
+export const S_SENT = 1;
+export const S_SEND_DROPPED = 2;
+export const S_BATCHES = 3;
+export const S_RECEIVE_ERRORS = 4;
+export const STATS_SLOTS = 8;
+export const ARENAS_OFFSET = 4096;
+export const SHARED_SIZE = ARENAS_OFFSET + 2 * ARENA_SIZE;
+
+export const STOP_RUN = 0;
+export const STOP_NOW = 1;
+export const STOP_FAIL = 2;
+export const ARENA_FREE = 0;
+export const ARENA_FULL = 1;
+export const ARENA_ANSWERED = 2;
+export const PHASE_RUNNING = 1;
+export const PHASE_STOPPED = 2;
+
+/** What the main isolate sends a Worker once, to start it. */
+export interface IoWorkerStart {
+  index: number;
+  fd: number;
+  family: 4 | 6;
+  shared: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+}
+
+/** One Worker's figures. */
+export interface UdpWorkerStats {
+  /** Datagrams its socket received. */
+  received: number;
+  /** Replies the kernel accepted. */
+  sent: number;
+  /** Replies not sent (send buffer full or a send error). */
+  sendDropped: number;
+  /** `recvmmsg` calls that returned datagrams. */
+  batches: number;
+  receiveErrors: number;
+  /** False once the Worker died (its socket is closed then, so the kernel steers its flows to
+   *  the others). */
+  alive: boolean;
+}
+
+export interface UdpWorkerPoolOptions extends Omit<FastUdpOptions, "reusePort" | "batchesPerWake"> {
+  /** Where a Worker's death is reported, one line. */
+  log?: (line: string) => void;
+}
+
+/** Batches answered in a row before the main isolate yields an event-loop turn. */
+const YIELD_EVERY_BATCHES = 16;
+/** Longest doorbell wait; bounds how late a close() is noticed if a wake-up is missed. */
+const DOORBELL_WAIT_MS = 250;
+/** How long close() waits for the Workers to say they stopped (their waits are ≤ 100 ms). */
+const STOP_DEADLINE_MS = 1000;
+
+interface IoWorker {
+  readonly index: number;
+  readonly fd: number;
+  readonly worker: Worker;
+  readonly control: Int32Array;
+  readonly stats: Float64Array;
+  readonly arenas: readonly [BatchArena, BatchArena];
+  /** The arena the Worker publishes next; it alternates. */
+  next: 0 | 1;
+  alive: boolean;
+  fdOpen: boolean;
+  readonly stopped: Promise<void>;
+  readonly running: Promise<void>;
+}
+
+export class UdpWorkerPool {
+  readonly hostname: string;
+  /** The bound port (after port 0), shared by every Worker's socket. */
+  readonly port: number;
+  /** 4 for AF_INET sockets, 6 for AF_INET6 (dual-stack). */
+  readonly family: 4 | 6;
+  readonly receiveBufferBytes: number;
+  /** Counted while answering, on the main isolate. */
+  readonly counters: AnswerCounters = { truncated: 0, handlerErrors: 0 };
+  /** Resolves once every Worker runs its loop (module loaded; until then datagrams wait in the
+   *  sockets); rejects if one dies first. */
+  readonly ready: Promise<void>;
+
+  readonly #workers: IoWorker[];
+  readonly #doorbell: Int32Array;
+  readonly #log: (line: string) => void;
+  #serving = false;
+  #stopping = false;
+  #served: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+  #yieldChannel: MessageChannel | undefined;
+  #yieldResolve: (() => void) | undefined;
+
+  private constructor(
+    hostname: string,
+    port: number,
+    family: 4 | 6,
+    receiveBufferBytes: number,
+    fds: number[],
+    log: (line: string) => void,
+  ) {
+    this.hostname = hostname;
+    this.port = port;
+    this.family = family;
+    this.receiveBufferBytes = receiveBufferBytes;
+    this.#log = log;
+    const doorbell = new SharedArrayBuffer(64);
+    this.#doorbell = new Int32Array(doorbell);
+    this.#workers = fds.map((fd, index) => this.#startWorker(index, fd, doorbell));
+    this.ready = Promise.all(this.#workers.map((w) => w.running)).then(() => {});
+    // Awaiting it is optional: a rejection nobody awaits must not end the process.
+    this.ready.catch(() => {});
+  }
+
+  /**
+   * Binds `workers` (≥ 1) UDP sockets with SO_REUSEPORT on hostname:port (a literal address; port
+   * 0: one free port for all) and starts one I/O Worker per socket; throws like
+   * `FastUdpSocket.open` (nothing stays open then). The Workers start receiving at once;
+   * datagrams wait for `serve`.
+   */
+  static open(
+    hostname: string,
+    port: number,
+    workers: number,
+    options: UdpWorkerPoolOptions = {},
+  ): UdpWorkerPool {
+    if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
+      throw new RangeError(`invalid worker count ${workers}`);
+    }
+    const socketOptions: FastUdpOptions = {
+      reusePort: true,
+      receiveBufferBytes: options.receiveBufferBytes,
+    };
+    const lib = libc();
+    const fds: number[] = [];
+    try {
+      let bound = port === 0
+        ? bindFreeReusePort(hostname, socketOptions)
+        : openUdpFd(hostname, port, socketOptions);
+      fds.push(bound.fd);
+      const first = bound;
+      while (fds.length < workers) {
+        bound = openUdpFd(hostname, first.port, socketOptions);
+        fds.push(bound.fd);
+      }
+      return new UdpWorkerPool(
+        hostname,
+        first.port,
+        first.family,
+        first.receiveBufferBytes,
+        fds,
+        options.log ?? ((line) => console.error(line)),
+      );
+    } catch (error) {
+      for (const fd of fds) lib.close(fd);
+      throw error;
+    }
+  }
+
+  /** Number of Workers started. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /** Workers still running. */
+  get aliveWorkers(): number {
+    let alive = 0;
+    for (const w of this.#workers) if (w.alive) alive++;
+    return alive;
+  }
+
+  /** The last error a handler threw (or a RangeError for a bad reply length), for diagnosis. */
+  get lastHandlerError(): unknown {
+    let last: unknown = undefined;
+    for (const w of this.#workers) {
+      last = w.arenas[0].lastHandlerError ?? w.arenas[1].lastHandlerError ?? last;
+    }
+    return last;
+  }
+
+  /** Worker `index`'s figures (a new object; for metrics and tests, not per packet). */
+  workerStats(index: number): UdpWorkerStats {
+    const w = this.#workers[index];
+    const s = w.stats;
+    return {
+      received: s[S_RECEIVED],
+      sent: s[S_SENT],
+      sendDropped: s[S_SEND_DROPPED],
+      batches: s[S_BATCHES],
+      receiveErrors: s[S_RECEIVE_ERRORS],
+      alive: w.alive,
+    };
+  }
+
+  /** Answers the Workers' batches with `handler` until close(); resolves when closed. */
+  serve(handler: DatagramHandler): Promise<void> {
+    if (this.#stopping) return Promise.reject(new Error("socket is closed"));
+    if (this.#serving) return Promise.reject(new Error("socket is already serving"));
+    this.#serving = true;
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => this.#yieldResolve?.();
+    this.#yieldChannel = channel;
+    const served = this.#loop(handler);
+    this.#served = served.then(() => {}, () => {});
+    return served;
+  }
+
+  /** Stops the Workers (a flag in each control block; each notices it within ~100 ms), waits for
+   *  them at most 1 s, terminates them, and closes the sockets. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  /** For tests: makes Worker `index` throw, as a crash would. */
+  failWorkerForTest(index: number): void {
+    const control = this.#workers[index].control;
+    Atomics.store(control, C_STOP, STOP_FAIL);
+    Atomics.notify(control, C_STATE);
+    Atomics.notify(control, C_STATE + 1);
+  }
+
+  async #close(): Promise<void> {
+    this.#stopping = true;
+    Atomics.add(this.#doorbell, 0, 1);
+    Atomics.notify(this.#doorbell, 0);
+    for (const w of this.#workers) {
+      Atomics.store(w.control, C_STOP, STOP_NOW);
+      Atomics.notify(w.control, C_STATE);
+      Atomics.notify(w.control, C_STATE + 1);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, STOP_DEADLINE_MS);
+    });
+    await Promise.race([Promise.all(this.#workers.map((w) => w.stopped)), deadline]);
+    clearTimeout(timer);
+    if (this.#served !== undefined) await this.#served;
+    for (const w of this.#workers) this.#retire(w);
+    this.#yieldChannel?.port1.close();
+    this.#yieldChannel?.port2.close();
+  }
+
+  /** Ends a Worker and closes its socket (once it can no longer be inside a call on it). */
+  #retire(w: IoWorker): void {
+    w.alive = false;
+    w.worker.terminate();
+    if (w.fdOpen) {
+      w.fdOpen = false;
+      libc().close(w.fd);
+    }
+  }
+
+  #startWorker(index: number, fd: number, doorbell: SharedArrayBuffer): IoWorker {
+    const shared = new SharedArrayBuffer(SHARED_SIZE);
+    const worker = new Worker(new URL("./udpIoWorker.ts", import.meta.url), { type: "module" });
+    let stoppedResolve!: () => void;
+    const stopped = new Promise<void>((resolve) => stoppedResolve = resolve);
+    let runningResolve!: () => void;
+    let runningReject!: (error: Error) => void;
+    const running = new Promise<void>((resolve, reject) => {
+      runningResolve = resolve;
+      runningReject = reject;
+    });
+    running.catch(() => {});
+    const w: IoWorker = {
+      index,
+      fd,
+      worker,
+      control: new Int32Array(shared, 0, CONTROL_WORDS),
+      stats: new Float64Array(shared, STATS_OFFSET, STATS_SLOTS),
+      arenas: [
+        new BatchArena(shared, ARENAS_OFFSET, this.family),
+        new BatchArena(shared, ARENAS_OFFSET + ARENA_SIZE, this.family),
+      ],
+      next: 0,
+      alive: true,
+      fdOpen: true,
+      stopped,
+      running,
+    };
+    worker.onmessage = (event: MessageEvent) => {
+      if (event.data === "running") runningResolve();
+      if (event.data === "stopped") stoppedResolve();
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      // Handled here: otherwise a Worker's uncaught error would end the whole process.
+      event.preventDefault();
+      stoppedResolve();
+      runningReject(new Error(`UDP I/O worker ${index} failed: ${event.message}`));
+      if (!w.alive || this.#stopping) return;
+      // The thread is out of its loop, so no call can be using the fd: close it, and the
+      // kernel spreads this socket's flows over the remaining ones.
+      this.#retire(w);
+      this.#log(
+        `UDP ${this.#where()}: I/O worker ${index} died (${event.message}); ` +
+          `${this.aliveWorkers} of ${this.#workers.length} left`,
+      );
+    };
+    const start: IoWorkerStart = { index, fd, family: this.family, shared, doorbell };
+    worker.postMessage(start);
+    return w;
+  }
+
+  #where(): string {
+    const host = this.family === 6 && !this.hostname.startsWith("[")
+      ? `[${this.hostname}]`
+      : this.hostname;
+    return `udp://${host}:${this.port}`;
+  }
+
+  async #loop(handler: DatagramHandler): Promise<void> {
+    const doorbell = this.#doorbell;
+    const workers = this.#workers;
+    let streak = 0;
+    while (!this.#stopping) {
+      const rung = Atomics.load(doorbell, 0);
+      let answered = 0;
+      for (let i = 0; i < workers.length; i++) {
+        const w = workers[i];
+        if (w.alive) answered += this.#answerWorker(w, handler);
+      }
+      if (answered > 0) {
+        streak += answered;
+        if (streak >= YIELD_EVERY_BATCHES) {
+          streak = 0;
+          await this.#yieldTurn();
+        }
+        continue;
+      }
+      streak = 0;
+      const wait = Atomics.waitAsync(doorbell, 0, rung, DOORBELL_WAIT_MS);
+      if (wait.async) await wait.value;
+    }
+  }
+
+  /** Answers the Worker's published arenas, oldest first (at most both). */
+  #answerWorker(w: IoWorker, handler: DatagramHandler): number {
+    const control = w.control;
+    let answered = 0;
+    while (answered < 2) {
+      const slot = w.next;
+      if (Atomics.load(control, C_STATE + slot) !== ARENA_FULL) break;
+      const received = control[C_COUNT + slot];
+      control[C_SENDS + slot] = w.arenas[slot].answer(received, handler, this.counters);
+      Atomics.store(control, C_STATE + slot, ARENA_ANSWERED);
+      Atomics.notify(control, C_STATE + slot);
+      w.next = slot === 0 ? 1 : 0;
+      answered++;
+    }
+    return answered;
+  }
+
+  /** One event-loop turn (a MessageChannel round trip: a few µs, where a timer would be ≥ 1 ms). */
+  #yieldTurn(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#yieldResolve = resolve;
+      this.#yieldChannel!.port2.postMessage(null);
+    });
+  }
+}
+
+/** A port that was free for every socket a moment ago, bound with SO_REUSEPORT. Port 0 with
+ *  SO_REUSEPORT could pick a port another SO_REUSEPORT socket of this user holds (Linux does not
+ *  count those as in use), and this pool would then share its traffic; a probe without the
+ *  option finds a port nobody holds. */
+function bindFreeReusePort(hostname: string, options: FastUdpOptions) {
+  const lib = libc();
+  for (let attempt = 0;; attempt++) {
+    const probe = openUdpFd(hostname, 0, { receiveBufferBytes: 0 });
+    lib.close(probe.fd);
+    try {
+      return openUdpFd(hostname, probe.port, options);
+    } catch (error) {
+      // Someone took it in between: try another one.
+      if (!(error instanceof Deno.errors.AddrInUse) || attempt >= 10) throw error;
+    }
+  }
+}
+
+/** Prometheus lines for the pools' Workers (appended to /metrics), or "" without pools. */
+export function renderWorkerMetrics(pools: readonly UdpWorkerPool[]): string {
+  if (pools.length === 0) return "";
+  const families: [string, string, string, (s: UdpWorkerStats) => number][] = [
+    [
+      "otter_udp_worker_packets_total",
+      "counter",
+      "UDP datagrams received by each I/O worker's socket.",
+      (s) => s.received,
+    ],
+    [
+      "otter_udp_worker_replies_total",
+      "counter",
+      "UDP replies sent by each I/O worker.",
+      (s) => s.sent,
+    ],
+    [
+      "otter_udp_worker_send_dropped_total",
+      "counter",
+      "UDP replies an I/O worker could not send (send buffer full or a send error).",
+      (s) => s.sendDropped,
+    ],
+    [
+      "otter_udp_worker_batches_total",
+      "counter",
+      "recvmmsg batches each I/O worker received.",
+      (s) => s.batches,
+    ],
+    [
+      "otter_udp_worker_up",
+      "gauge",
+      "1 while the I/O worker runs, 0 once it died.",
+      (s) => s.alive ? 1 : 0,
+    ],
+  ];
+  const lines: string[] = [];
+  for (const [name, type, help, value] of families) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const pool of pools) {
+      const host = pool.family === 6 && !pool.hostname.startsWith("[")
+        ? `[${pool.hostname}]`
+        : pool.hostname;
+      for (let i = 0; i < pool.size; i++) {
+        const labels = `listener="udp://${host}:${pool.port}",worker="${i}"`;
+        lines.push(`${name}{${labels}} ${value(pool.workerStats(i))}`);
+      }
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
+export function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
+  const metrics = http.routes.get("/metrics");
+  if (metrics === undefined || pools.length === 0) return;
+  http.routes.set("/metrics", async (request, info, query) => {
+    const response = await metrics(request, info, query);
+    if (response.status !== 200) return response;
+    const body = (await response.text()) + renderWorkerMetrics(pools);
+    return new Response(body, { status: 200, headers: response.headers });
+  });
+}
