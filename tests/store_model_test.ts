@@ -19,6 +19,8 @@ const PEER_TIMEOUT = 900;
 const KEEP_DOWNLOADED = 2500;
 const PORTS = [1, 2, 6881, 65535];
 const MAX_NUMWANT = 30;
+/** Bounds each property (search and shrinking) in time; running out counts as a failure. */
+const TIME_LIMIT = { interruptAfterTimeLimit: 60_000, markInterruptAsFailure: true };
 
 interface ModelPeer {
   seeder: boolean;
@@ -446,7 +448,7 @@ Deno.test("store matches the reference model on random workloads", () => {
       fc.nat(),
       (ops, key, seed) => run(ops, key, seed),
     ),
-    { seed: 20240601, numRuns: 120 },
+    { seed: 20240601, numRuns: 120, ...TIME_LIMIT },
   );
 });
 
@@ -482,7 +484,7 @@ Deno.test("store matches the model with long single-torrent workloads (big sets)
       fc.nat(),
       (ops, key, seed) => run(ops, key, seed),
     ),
-    { seed: 77, numRuns: 12 },
+    { seed: 77, numRuns: 12, ...TIME_LIMIT },
   );
 });
 
@@ -526,6 +528,6 @@ Deno.test("store matches the model with many torrents (table growth, shifts, shr
       fc.nat(),
       (ops, key, seed) => run(ops, key, seed),
     ),
-    { seed: 4242, numRuns: 8 },
+    { seed: 4242, numRuns: 8, ...TIME_LIMIT },
   );
 });

@@ -291,12 +291,12 @@ export class SwarmTable {
     this.#work = 0;
     let visited = 0;
     while ((finishPass || visited < budget) && this.#work < workLimit) {
-      if (this.#passLeft === 0) this.#startPass(now);
+      if (this.#passLeft <= 0) this.#startPass(now);
       visited++;
       this.#cleanSlot(this.#cursor, now, workLimit);
       if (!this.#slotFinished) break;
       this.#stepCursor();
-      if (this.#passLeft === 0) {
+      if (this.#passLeft <= 0) {
         this.#endPass(now);
         if (finishPass) break;
       }
