@@ -181,7 +181,7 @@ Deno.test(`fuzz access lists in process (seed ${SEED})`, () => {
     i++;
   });
   console.log(`  ${ran + fixed.length} lists, ${problems} with malformed lines`);
-  assert.ok(ran >= 500, `only ${ran} lists`);
+  assert.ok(ran >= 200, `only ${ran} lists`);
   assert.ok(problems > ran / 10 && problems < ran * 0.95, "mutations too tame or too wild");
 });
 
