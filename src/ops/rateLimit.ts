@@ -24,22 +24,19 @@
  *   flood of more sources than slots stays bounded in total; the price is that under such a flood
  *   (over ~2^18 sources active within one second) a colliding source may share a bucket and be
  *   limited together with another. Two sources with the same 32-bit hash always share one.
- * - Time: a 10 ms timer (only while the limit is on) sets `nowMs` from performance.now(), so the
- *   hot path reads a field. Time that runs late (a blocked event loop) only refills later, it never
- *   lets more through.
+ * - Time: performance.now() is read once per synchronous run of datagrams (a microtask marks the
+ *   reading stale when the run ends), so a batch of 64 costs one reading and no timer is needed.
+ *   Time read a little early only refills later; it never lets more through.
  */
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 
 export const RATE_LIMIT_SLOTS = 1 << 18;
-const TICK_MS = 10;
 
 export interface RateLimiterOptions {
   /** Bucket slots, a power of two >= 2; default RATE_LIMIT_SLOTS. */
   slots?: number;
   /** HalfSipHash key; default random. */
   key?: Uint32Array;
-  /** Run the 10 ms time ticker (default true); tests pass false and call `allowAt`. */
-  ticking?: boolean;
 }
 
 export class RateLimiter {
@@ -49,8 +46,6 @@ export class RateLimiter {
   limited = 0;
   /** Datagrams charged to another source's bucket because both slots of their set were busy. */
   shared = 0;
-  /** performance.now() as of the last tick. */
-  nowMs = 0;
   #perSecond = 0;
   #intervalMs = 0;
   #toleranceMs = 0;
@@ -58,10 +53,14 @@ export class RateLimiter {
   readonly #setMask: number;
   readonly #k0: number;
   readonly #k1: number;
-  readonly #ticking: boolean;
   #tags: Uint32Array | null = null;
   #tat: Float64Array | null = null;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  /** performance.now() read for the current synchronous run of datagrams. */
+  #nowMs = 0;
+  #nowFresh = false;
+  readonly #markStale = () => {
+    this.#nowFresh = false;
+  };
 
   constructor(perSecond: number, options: RateLimiterOptions = {}) {
     const slots = options.slots ?? RATE_LIMIT_SLOTS;
@@ -73,7 +72,6 @@ export class RateLimiter {
     const key = options.key ?? randomKey();
     this.#k0 = key[0];
     this.#k1 = key[1];
-    this.#ticking = options.ticking ?? true;
     this.setRate(perSecond);
   }
 
@@ -85,9 +83,8 @@ export class RateLimiter {
   /** Changes the limit; 0 turns it off (the table and counters stay for a later turn-on). */
   setRate(perSecond: number): void {
     this.#perSecond = perSecond;
-    if (perSecond <= 0) {
+    if (!(perSecond > 0)) {
       this.enabled = false;
-      this.#stopTicker();
       return;
     }
     this.#intervalMs = 1000 / perSecond;
@@ -97,20 +94,17 @@ export class RateLimiter {
       this.#tags = new Uint32Array(this.#slots);
       this.#tat = new Float64Array(this.#slots);
     }
-    this.nowMs = performance.now();
-    if (this.#ticking && this.#timer === undefined) {
-      const timer = setInterval(() => {
-        this.nowMs = performance.now();
-      }, TICK_MS);
-      Deno.unrefTimer(timer);
-      this.#timer = timer;
-    }
     this.enabled = true;
   }
 
-  /** Charges one request from the source to its bucket at the ticker's time; false: drop it. */
+  /** Charges one request from the source to its bucket, now; false: drop it. */
   allow(family: 4 | 6, address: Uint8Array, offset: number): boolean {
-    return this.allowAt(family, address, offset, this.nowMs);
+    if (!this.#nowFresh) {
+      this.#nowMs = performance.now();
+      this.#nowFresh = true;
+      queueMicrotask(this.#markStale);
+    }
+    return this.allowAt(family, address, offset, this.#nowMs);
   }
 
   /** `allow` at time `nowMs` (a performance.now() reading; must not go backwards by much). */
@@ -143,7 +137,7 @@ export class RateLimiter {
   }
 
   /** Sources (IPv6: /64s) whose bucket is not full, i.e. that sent within about the last second. */
-  sources(nowMs = this.nowMs): number {
+  sources(nowMs = performance.now()): number {
     const tat = this.#tat;
     if (tat === null) return 0;
     let n = 0;
@@ -154,15 +148,5 @@ export class RateLimiter {
   /** Bytes of the bucket table (0 until the limit is first turned on). */
   get byteSize(): number {
     return this.#tags === null ? 0 : this.#tags.byteLength + this.#tat!.byteLength;
-  }
-
-  /** Stops the ticker (the process stays free to exit either way: the timer is unref'd). */
-  close(): void {
-    this.#stopTicker();
-  }
-
-  #stopTicker(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
   }
 }

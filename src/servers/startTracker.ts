@@ -100,7 +100,6 @@ export async function startTracker(
     clearInterval(cleaner);
     clock.stop();
     operator.loopLag.stop();
-    tracker.rateLimit.close();
     accessWatch?.close();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
