@@ -354,7 +354,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "rate",
     key: "rateLimit",
     valueName: "N/s",
-    help: "UDP requests per second allowed per source address (0 = off)",
+    help: "UDP requests per second allowed per source address, IPv6 per /64 (0 = off)",
     defaultValue: "0/s",
     reloadable: true,
   },
