@@ -5,10 +5,12 @@
  * the store's own counts; the clock moves on and clean() runs between inputs so expiry mixes in;
  * the store's invariant checker (counts equal a recount) runs periodically and at the end.
  *
- * HTTP requests are mostly plain `{ url, method, headers }` objects standing in for a Request:
- * the handler reads only those three, and a raw URL string reaches it unnormalised (as Deno.serve
- * passes request lines through) where `new Request` would percent-encode it first. A quarter are
- * real Request objects. Failures throw FuzzFailure naming the profile, seed and input number.
+ * HTTP announces and scrapes go half through `HttpTracker.answerWire` (the wire server's byte
+ * path: the query as text, the body in `wireBody`) and half, with everything else, through
+ * `handle`: mostly as plain `{ url, method, headers }` objects standing in for a Request (the
+ * handler reads only those three, and a raw URL reaches it unnormalised, as a server passes
+ * request lines through, where `new Request` would percent-encode it first), a quarter as real
+ * Request objects. Failures throw FuzzFailure naming the profile, seed and input number.
  */
 import { parseCommandLine } from "../../src/ops/config.ts";
 import type { Config } from "../../src/ops/config.ts";
@@ -19,7 +21,7 @@ import { checkInvariants } from "../../src/store/invariants.ts";
 import { ConnectionIds } from "../../src/protocol/connectionId.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
 import { UdpTracker } from "../../src/servers/udpTracker.ts";
-import { HttpTracker } from "../../src/servers/httpTracker.ts";
+import { HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "../../src/servers/httpTracker.ts";
 import { PROTOCOL_UDP } from "../../src/ops/requestCounters.ts";
 import {
   classifyHttpBody,
@@ -863,6 +865,26 @@ export class HttpRequestMaker {
   }
 }
 
+/** The wire server's route for a target and method, or null when it would use `handle`. */
+function wireRoute(target: string, method: string): "announce" | "scrape" | null {
+  if (method !== "GET" && method !== "HEAD") return null;
+  // The wire server refuses a head over 8 KiB itself (414/431) before routing.
+  if (target.length > MAX_REQUEST_BYTES - 64) return null;
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  return path === "/announce" ? "announce" : path === "/scrape" ? "scrape" : null;
+}
+
+/** What httpWire.ts hands `answerWire`: the socket peer and the request's headers. */
+class FuzzWireClient implements WireClient {
+  family: 4 | 6 = 4;
+  readonly address = new Uint8Array(16);
+  headers: Headers = NO_HEADERS;
+  get(name: string): string | null {
+    return this.headers.get(name);
+  }
+}
+
 export class HttpFuzzer {
   readonly world: FuzzWorld;
   readonly tally: FuzzTally = { inputs: 0, kinds: new Map() };
@@ -870,18 +892,22 @@ export class HttpFuzzer {
   readonly #clients: HttpClient[] = [];
   readonly #proxies: boolean;
   readonly checkEvery: number;
-  /** Share of requests built as real Request objects. */
+  /** Share of requests built as real Request objects (of those going through `handle`). */
   readonly realRequests: number;
+  /** Share of announces and scrapes answered through `answerWire` (the wire server's path). */
+  readonly wireRequests: number;
   readonly #make: HttpRequestMaker;
+  readonly #wireClient = new FuzzWireClient();
 
   constructor(
     seed: number,
     profile: FuzzProfile,
-    options: { checkEvery?: number; realRequests?: number } = {},
+    options: { checkEvery?: number; realRequests?: number; wireRequests?: number } = {},
   ) {
     this.world = new FuzzWorld(seed, profile);
     this.checkEvery = options.checkEvery ?? 2000;
     this.realRequests = options.realRequests ?? 0.25;
+    this.wireRequests = options.wireRequests ?? 0.5;
     this.#http = new HttpTracker(this.world.tracker);
     this.#proxies = this.world.config.trustProxy.length > 0;
     const rng = this.world.rng;
@@ -917,13 +943,18 @@ export class HttpFuzzer {
     }
   }
 
-  /** One request: build, maybe mutate, handle, check. */
+  /** One request: build, maybe mutate, answer through either entry point, check. */
   async step(): Promise<void> {
     const rng = this.world.rng;
     const c = this.#clients[rng.int(this.#clients.length)];
     const input = this.#make.make();
     const url = rng.pick(HOSTS) + input.target;
     const { method, headers } = input;
+    const wire = wireRoute(input.target, method);
+    if (wire !== null && c.family !== 0 && rng.chance(this.wireRequests)) {
+      this.#checkWire(c, input, url, wire);
+      return;
+    }
     let request = { url, method, headers } as Request;
     if (rng.chance(this.realRequests)) {
       try {
@@ -933,109 +964,153 @@ export class HttpFuzzer {
       }
     }
     // A real Request normalises its URL: then it is no longer the announce that was built.
-    await this.#check(c, request, input.valid && request.url === url, input.port, input);
+    await this.#checkHandle(c, request, input.valid && request.url === url, input.port, input);
   }
 
-  async #check(
+  /** The wire server's path: `answerWire` with the query as text, the body in `wireBody`. */
+  #checkWire(c: HttpClient, input: HttpInput, url: string, route: "announce" | "scrape"): void {
+    const client = this.#wireClient;
+    client.family = c.family as 4 | 6;
+    client.address.fill(0);
+    client.address.set(c.address);
+    client.headers = input.headers;
+    const q = input.target.indexOf("?");
+    const query = q < 0 ? "" : input.target.slice(q + 1);
+    const what = () => `answerWire(${route}) for ${shown(input.method)} ${shown(url, 600)}`;
+    let length: number;
+    try {
+      length = this.#http.answerWire(route === "scrape", query, client);
+    } catch (e) {
+      this.#fail(what(), `answerWire threw ${(e as Error)?.stack ?? e}`);
+    }
+    this.tally.inputs++;
+    if (length < 0) this.#fail(what(), `answerWire returned ${length} (full scrape is off)`);
+    const body = this.#http.wireBody.slice(0, length);
+    this.#checkBody(c, route, body, input.valid, input.port, input, what, "wire ");
+    this.#afterInput();
+  }
+
+  /** The Request path: `handle`, then status, headers and body. */
+  async #checkHandle(
     c: HttpClient,
     request: Request,
     valid: boolean,
     port: number | null,
     h: { forwarded: 0 | 4 | 6 | null; forwardedAddress: number[] },
   ): Promise<void> {
-    const world = this.world;
     const expect = expectHttpStatus(request.url, request.method);
+    const what = () => `${shown(request.method)} ${shown(request.url, 600)}`;
     let response: Response;
     let body: Uint8Array;
     try {
       response = await this.#http.handle(request, c.info);
       body = await response.bytes();
     } catch (e) {
-      this.#fail(request, `handle threw ${(e as Error)?.stack ?? e}`);
+      this.#fail(what(), `handle threw ${(e as Error)?.stack ?? e}`);
     }
     const tally = this.tally;
     tally.inputs++;
     if (response.status !== expect.status) {
       this.#fail(
-        request,
+        what(),
         `status ${response.status}, expected ${expect.status}: ${shown(decoder.decode(body))}`,
       );
     }
     if (expect.route === "other") {
       const type = response.headers.get("content-type") ?? "";
       if (!type.startsWith("text/plain") || body.length === 0) {
-        this.#fail(request, `${response.status} with content-type '${type}', ${body.length} bytes`);
+        this.#fail(what(), `${response.status} with content-type '${type}', ${body.length} bytes`);
       }
       if (response.status === 405 && !response.headers.has("allow")) {
-        this.#fail(request, "405 without an Allow header");
+        this.#fail(what(), "405 without an Allow header");
       }
       countKind(tally, String(response.status));
     } else {
-      let family = c.family;
-      let address: Uint8Array | null = c.address;
-      if (c.trusted && h.forwarded !== null && h.forwarded !== 0) {
-        family = h.forwarded;
-        address = Uint8Array.from(h.forwardedAddress);
-      }
-      const limits = {
-        family: family === 6 ? 6 as const : 4 as const,
-        address,
-        port,
-        maxPeers: world.config.maxNumwant,
-        interval: world.tracker.interval,
-        minInterval: world.tracker.minInterval,
-      };
-      const reply = classifyHttpBody(body, expect.route, limits);
-      countKind(tally, `${expect.route} ${reply.kind}`);
-      if (reply.kind === "bad") this.#fail(request, `${reply.problem}: ${shown(latin1(body))}`);
-      if (expect.route === "announce" && family === 0 && reply.kind !== "failure") {
-        this.#fail(request, "announce from an unusable address succeeded");
-      }
-      if (expect.route === "announce" && valid && family !== 0) {
-        const infoHash = this.#make.infoHash;
-        const allowed = world.tracker.access.allows(infoHash, 0);
-        if (allowed && reply.kind !== "announce") {
-          this.#fail(request, `valid announce refused: ${shown(latin1(body))}`);
-        }
-        if (!allowed && (reply.kind !== "failure" || reply.reason !== ACCESS_DENIED_REASON)) {
-          this.#fail(request, `announce of a refused info hash answered: ${shown(latin1(body))}`);
-        }
-        if (reply.kind === "announce") {
-          const d = reply.dict;
-          const problem = world.countsProblem(
-            infoHash,
-            0,
-            d.get("complete") as number,
-            d.get("downloaded") as number,
-            d.get("incomplete") as number,
-          );
-          if (problem !== null) this.#fail(request, problem);
-        }
-      }
-      if (reply.kind === "scrape") {
-        const key = new Uint8Array(20);
-        for (const [k, entry] of reply.files) {
-          for (let i = 0; i < 20; i++) key[i] = k.charCodeAt(i);
-          const problem = world.countsProblem(
-            key,
-            0,
-            entry.get("complete") as number,
-            entry.get("downloaded") as number,
-            entry.get("incomplete") as number,
-          );
-          if (problem !== null) this.#fail(request, `scrape of ${hex(key)}: ${problem}`);
-        }
-      }
+      this.#checkBody(c, expect.route, body, valid, port, h, what, "");
     }
-    if ((tally.inputs & 63) === 0) world.tick();
-    if (tally.inputs % this.checkEvery === 0) world.checkStore(`after HTTP input ${tally.inputs}`);
+    this.#afterInput();
   }
 
-  #fail(request: Request, problem: string): never {
+  #afterInput(): void {
+    const inputs = this.tally.inputs;
+    if ((inputs & 63) === 0) this.world.tick();
+    if (inputs % this.checkEvery === 0) this.world.checkStore(`after HTTP input ${inputs}`);
+  }
+
+  /** Checks a 200 body from /announce or /scrape against the request and the store. */
+  #checkBody(
+    c: HttpClient,
+    route: "announce" | "scrape",
+    body: Uint8Array,
+    valid: boolean,
+    port: number | null,
+    h: { forwarded: 0 | 4 | 6 | null; forwardedAddress: number[] },
+    what: () => string,
+    kindPrefix: string,
+  ): void {
+    const world = this.world;
+    let family = c.family;
+    let address: Uint8Array | null = c.address;
+    if (c.trusted && h.forwarded !== null && h.forwarded !== 0) {
+      family = h.forwarded;
+      address = Uint8Array.from(h.forwardedAddress);
+    }
+    const limits = {
+      family: family === 6 ? 6 as const : 4 as const,
+      address,
+      port,
+      maxPeers: world.config.maxNumwant,
+      interval: world.tracker.interval,
+      minInterval: world.tracker.minInterval,
+    };
+    const reply = classifyHttpBody(body, route, limits);
+    countKind(this.tally, `${kindPrefix}${route} ${reply.kind}`);
+    if (reply.kind === "bad") this.#fail(what(), `${reply.problem}: ${shown(latin1(body))}`);
+    if (route === "announce" && family === 0 && reply.kind !== "failure") {
+      this.#fail(what(), "announce from an unusable address succeeded");
+    }
+    if (route === "announce" && valid && family !== 0) {
+      const infoHash = this.#make.infoHash;
+      const allowed = world.tracker.access.allows(infoHash, 0);
+      if (allowed && reply.kind !== "announce") {
+        this.#fail(what(), `valid announce refused: ${shown(latin1(body))}`);
+      }
+      if (!allowed && (reply.kind !== "failure" || reply.reason !== ACCESS_DENIED_REASON)) {
+        this.#fail(what(), `announce of a refused info hash answered: ${shown(latin1(body))}`);
+      }
+      if (reply.kind === "announce") {
+        const d = reply.dict;
+        const problem = world.countsProblem(
+          infoHash,
+          0,
+          d.get("complete") as number,
+          d.get("downloaded") as number,
+          d.get("incomplete") as number,
+        );
+        if (problem !== null) this.#fail(what(), problem);
+      }
+    }
+    if (reply.kind === "scrape") {
+      const key = new Uint8Array(20);
+      for (const [k, entry] of reply.files) {
+        for (let i = 0; i < 20; i++) key[i] = k.charCodeAt(i);
+        const problem = world.countsProblem(
+          key,
+          0,
+          entry.get("complete") as number,
+          entry.get("downloaded") as number,
+          entry.get("incomplete") as number,
+        );
+        if (problem !== null) this.#fail(what(), `scrape of ${hex(key)}: ${problem}`);
+      }
+    }
+  }
+
+  #fail(what: string, problem: string): never {
     const w = this.world;
     throw new FuzzFailure(
       `HTTP input ${this.tally.inputs} (profile '${w.profile.name}', seed ${w.seed}, clock ` +
-        `${w.clock.now}): ${problem}\n  ${shown(request.method)} ${shown(request.url, 600)}`,
+        `${w.clock.now}): ${problem}\n  ${what}`,
     );
   }
 
