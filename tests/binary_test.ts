@@ -115,6 +115,22 @@ Deno.test({
         assert.ok(otter.lines.some((l) => /^state .*: restored 2 torrents, 4 peers/.test(l)));
         assert.equal((await otter.stop()).code, 0, otter.log());
       });
+
+      // The I/O Workers run a module of their own, which the binary must carry (--include).
+      await t.step({
+        name: "--workers 2: UDP through I/O Workers",
+        ignore: !fastUdpSupport().ok,
+        fn: async () => {
+          const listen = ["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--workers", "2"];
+          await using otter = await launchOtter(binary, listen);
+          assert.equal(otter.udp[0].io, "fast", otter.log());
+          assert.ok(otter.lines.some((l) => /workers: 2\)$/.test(l)), otter.log());
+          await assertAnnounces(otter);
+          const stopped = await otter.stop();
+          assert.equal(stopped.code, 0, otter.log());
+          assert.equal(stopped.stderr, "");
+        },
+      });
     } finally {
       await Deno.remove(dir, { recursive: true });
       await built.cleanup();

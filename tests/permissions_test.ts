@@ -157,6 +157,20 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "the start task's exact permissions: --workers 2 answers UDP through I/O Workers" +
+    (support.ok ? "" : " (skipped: no UDP fast path here)"),
+  ignore: !support.ok,
+  async fn() {
+    await using otter = await launchOtter(DENO, [...startArgs(), ...LISTEN, "--workers", "2"]);
+    assert.ok(otter.lines.some((line) => /\(io: fast, workers: 2\)$/.test(line)), otter.log());
+    await assertAnnounces(otter);
+    const stopped = await otter.stop();
+    assert.equal(stopped.code, 0, otter.log());
+    assert.equal(stopped.stderr, "");
+  },
+});
+
 Deno.test("without --allow-ffi: the portable UDP path, and one line says why", async () => {
   const args = [
     ...startArgs((word) => word.startsWith("--allow-ffi")),

@@ -48,7 +48,8 @@ export interface LaunchedOtter extends AsyncDisposable {
 }
 
 const HTTP_LINE = /^HTTP listening on (http:\/\/(?:\[[^\]]+\]|[^/:]+):\d+)\/announce$/;
-const UDP_LINE = /^UDP listening on udp:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\/announce \(io: (\w+)\)$/;
+const UDP_LINE =
+  /^UDP listening on udp:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\/announce \(io: (\w+)(?:, workers: \d+)?\)$/;
 
 /**
  * Spawns `command args` from the repository root and waits (at most `timeoutMs`) for one listener
