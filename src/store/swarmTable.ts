@@ -89,10 +89,11 @@ export interface SwarmTableView {
  * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s. Besides the
  * slot budget a step stops after WORK_PER_SLOT * budget work units (records looked at, removals,
  * shifted rows), finishing a huge list over several steps. Measured with 1M peers stored
- * (bench/store_bench.ts report): at most ~4 ms of CPU per step while nothing expires and at most
- * ~8 ms while half or all of the peers expire. The one step that can exceed that is the table
- * shrink at the end of a pass after most torrents vanished: it rehashes the survivors out of the
- * old table (~10 ns per old slot) unless none survived.
+ * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max under
+ * 10 ms of process CPU per step, including steps where half or all of the peers expire. To keep steps short, a step gives back
+ * at most 2 MB of pool memory, and shrinks the table at the end of a pass only if it has at most
+ * SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans every old slot); cleanAll() shrinks
+ * any table.
  *
  * Time stamp bound: records carry lastSeen mod 32768, so each one must be examined within
  * 32768 - peerTimeout seconds (>= 16768 s, as peerTimeout <= 16000) of its last announce, or its
@@ -102,8 +103,8 @@ export interface SwarmTableView {
  * net clean() ignores its budget and finishes the pass once that pass has been running for
  * (32768 - peerTimeout) / 4 seconds.
  */
-export const CLEAN_BUDGET = 2048;
-export const CLEAN_INTERVAL_MS = 50;
+export const CLEAN_BUDGET = 1024;
+export const CLEAN_INTERVAL_MS = 25;
 
 const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
@@ -123,6 +124,10 @@ const SEEDER_WALK_LIMIT = 4096;
 const MAX_PEER_TIMEOUT = 16000;
 /** Pools start at (and are not shrunk below) about this many words. */
 const MIN_POOL_WORDS = 4096;
+/** Pool words a clean step may give back (2 MB). */
+const TRIM_WORDS = 1 << 19;
+/** clean() shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
+const SHRINK_SCAN_LIMIT = 1 << 18;
 
 function xorshift32(): () => number {
   let s = crypto.getRandomValues(new Uint32Array(1))[0] | 1;
@@ -178,6 +183,7 @@ export class SwarmTable {
   #passStart = 0;
   #passes = 0;
   #slotFinished = true;
+  #trimCursor = 0;
   #work = 0;
 
   // Scratch for the key being worked on.
@@ -297,10 +303,11 @@ export class SwarmTable {
       if (!this.#slotFinished) break;
       this.#stepCursor();
       if (this.#passLeft <= 0) {
-        this.#endPass(now);
+        this.#endPass(now, false);
         if (finishPass) break;
       }
     }
+    this.#trimPools(TRIM_WORDS);
     return visited;
   }
 
@@ -313,7 +320,8 @@ export class SwarmTable {
       this.#cleanSlot(this.#cursor, now, Infinity);
       this.#stepCursor();
     }
-    this.#endPass(now);
+    this.#endPass(now, true);
+    this.#trimPools(Infinity);
   }
 
   get torrents(): number {
@@ -704,9 +712,23 @@ export class SwarmTable {
       this.#rows[owner * ROW_WORDS + (pi < CLASS_COUNT ? ROW_V4 : ROW_V6) + LIST_BLOCK] = b;
     }
     this.#poolUsed[pi] = last;
-    const blocks = pool.length / bw;
-    if (last * 4 <= blocks && pool.length > MIN_POOL_WORDS) {
-      resizeWords(pool, Math.max(last * 2 * bw, MIN_POOL_WORDS));
+  }
+
+  /**
+   * Gives back the unused tail of pools that are at most a quarter full, down to twice their
+   * use, releasing at most `words` words (decommitting pages costs ~1 ms per 2 MB here).
+   */
+  #trimPools(words: number): void {
+    for (let n = 0; n < this.#pools.length && words > 0; n++) {
+      const pi = this.#trimCursor;
+      this.#trimCursor = pi + 1 === this.#pools.length ? 0 : pi + 1;
+      const pool = this.#pools[pi];
+      const bw = BLOCK_WORDS[pi];
+      const used = this.#poolUsed[pi] * bw;
+      if (used * 4 > pool.length || pool.length <= MIN_POOL_WORDS) continue;
+      const length = Math.max(used * 2, MIN_POOL_WORDS, pool.length - words);
+      words -= pool.length - length;
+      resizeWords(pool, length);
     }
   }
 
@@ -1167,12 +1189,14 @@ export class SwarmTable {
     this.#passStart = now;
   }
 
-  #endPass(now: number): void {
+  /** Ends a pass; shrinks a mostly empty table if that is cheap enough (or `anyCost`). */
+  #endPass(now: number, anyCost: boolean): void {
     this.#passes++;
     this.#passLeft = 0;
     this.#passStart = now;
     const torrents = this.#counters[COUNTER_TORRENTS];
-    if (this.#capacity > MIN_CAPACITY && torrents < this.#capacity * SHRINK_LOAD) {
+    const cheap = anyCost || torrents === 0 || this.#capacity <= SHRINK_SCAN_LIMIT;
+    if (cheap && this.#capacity > MIN_CAPACITY && torrents < this.#capacity * SHRINK_LOAD) {
       this.#resize(Math.max(MIN_CAPACITY, Math.ceil(torrents / (MAX_LOAD / GROWTH))));
       this.#passLeft = 0;
     }
