@@ -86,22 +86,22 @@ export interface SwarmTableView {
 
 /**
  * Slots the server should pass to clean() every CLEAN_INTERVAL_MS: 40960 slots a second, so a
- * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s. Besides the
- * slot budget a step stops after WORK_PER_SLOT * budget work units (records looked at, removals,
- * shifted rows), finishing a huge list over several steps. Measured with 1M peers stored
- * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max under
- * 10 ms of process CPU per step, including steps where half or all of the peers expire. To keep steps short, a step gives back
- * at most 2 MB of pool memory, and shrinks the table at the end of a pass only if it has at most
- * SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans every old slot); cleanAll() shrinks
- * any table.
+ * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s, up to ~80 s
+ * while most of it expires. Besides the slot budget a step stops after WORK_PER_SLOT * budget
+ * work units (records looked at, removals, shifted rows), finishing a huge list over several
+ * steps. It also gives back at most 2 MB of pool memory, and shrinks the table at the end of a
+ * pass only if the table has at most SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans
+ * every old slot); cleanAll() shrinks any table. Measured with 1M peers stored
+ * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max
+ * under 10 ms of process CPU per step, including steps where half or all of the peers expire.
  *
  * Time stamp bound: records carry lastSeen mod 32768, so each one must be examined within
  * 32768 - peerTimeout seconds (>= 16768 s, as peerTimeout <= 16000) of its last announce, or its
  * age wraps and it looks fresh. A pass visits every record it finds in place; a record can miss
  * one pass only when a table resize or a list rebuild moves it under the cursor, so the
- * requirement is 2 * pass length < 32768 - peerTimeout: 80 s against 16768 s here. As a safety
- * net clean() ignores its budget and finishes the pass once that pass has been running for
- * (32768 - peerTimeout) / 4 seconds.
+ * requirement is 2 * pass length < 32768 - peerTimeout: at most 160 s against 16768 s here. As
+ * a safety net clean() ignores its budget and finishes the pass once that pass has been running
+ * for (32768 - peerTimeout) / 4 seconds.
  */
 export const CLEAN_BUDGET = 1024;
 export const CLEAN_INTERVAL_MS = 25;
