@@ -610,3 +610,27 @@ Deno.test("otter: SIGHUP with a new state-every reschedules the periodic save", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("otter --state without write permission: one clear line at start, exit 1", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-ffi",
+      new URL("../main.ts", import.meta.url).pathname,
+      ...LISTEN,
+      "--state",
+      `${dir}/otter.state`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20000),
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  assert.equal(out.code, 1, stderr);
+  assert.equal(stderr.split("\n").length, 1, stderr);
+  assert.match(stderr, /^otter: cannot write state file .*otter\.state/);
+  await Deno.remove(dir, { recursive: true });
+});

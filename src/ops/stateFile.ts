@@ -461,8 +461,23 @@ export class StateFile {
   ): Promise<StateFile> {
     const state = new StateFile(path, store, clock, options);
     await state.#restore(options.peerTimeout);
+    await state.#checkWritable();
     state.#schedule();
     return state;
+  }
+
+  /**
+   * Fails at start, with one clear line, when the state could never be saved (no write
+   * permission for Deno or the OS, a read-only file system), instead of a failed save later.
+   */
+  async #checkWritable(): Promise<void> {
+    const probe = `${this.path}.tmp`;
+    try {
+      await Deno.writeFile(probe, new Uint8Array(0));
+      await Deno.remove(probe);
+    } catch (e) {
+      throw new Error(`cannot write state file ${this.path}: ${describe(e)}`);
+    }
   }
 
   async #restore(peerTimeout: number): Promise<void> {
