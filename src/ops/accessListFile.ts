@@ -137,7 +137,12 @@ export async function watchAccessList(
   }
 
   const directory = dirname(absolute);
-  const watcher = Deno.watchFs(directory, { recursive: false });
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(directory, { recursive: false });
+  } catch (e) {
+    throw new Error(`access list ${path}: cannot watch ${directory}: ${describe(e)}`);
+  }
   (async () => {
     try {
       for await (const event of watcher) {
