@@ -227,6 +227,13 @@ export class SwarmTable {
 
   // ---------------------------------------------------------------- public API
 
+  /**
+   * Applies one announce and writes up to `numwant` compact peers (6 bytes for family 4:
+   * address + port big-endian; 18 for 6) of the requester's family into out[outOffset..]; out
+   * must have room for them. Returns the number of peers written. `result` gets the torrent's
+   * counts after applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
+   * `seeder` is left == 0.
+   */
   announce(
     infoHash: Uint8Array,
     hashOffset: number,
@@ -242,6 +249,9 @@ export class SwarmTable {
     outOffset: number,
   ): number {
     if (now > this.#latest) this.#latest = now;
+    // Port 0 marks empty records; callers reject it, so one arriving here is a caller bug that
+    // must not corrupt the table: store nothing, answer like a scrape.
+    if ((port & 0xffff) === 0) event = EVENT_STOPPED;
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
@@ -277,6 +287,7 @@ export class SwarmTable {
     return written;
   }
 
+  /** Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown. */
   scrape(infoHash: Uint8Array, hashOffset: number): boolean {
     this.#readInfoHash(infoHash, hashOffset);
     const slot = this.#findTorrent(hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20));
@@ -288,11 +299,17 @@ export class SwarmTable {
     return true;
   }
 
+  /**
+   * Incremental expiry: visits up to `budget` torrent slots from a moving cursor (fewer if a
+   * step's work limit runs out), removing peers silent for more than peerTimeout and freeing
+   * torrents the rules let go. Returns slots visited. Call with CLEAN_BUDGET every
+   * CLEAN_INTERVAL_MS.
+   */
   clean(now: number, budget: number): number {
     if (now > this.#latest) this.#latest = now;
     let workLimit = budget * WORK_PER_SLOT;
     // Falling behind the time-stamp bound: finish this pass whatever it costs.
-    const finishPass = now - this.#passStart > this.#maxPassSeconds;
+    const finishPass = this.#passLeft > 0 && now - this.#passStart > this.#maxPassSeconds;
     if (finishPass) workLimit = Infinity;
     this.#work = 0;
     let visited = 0;
@@ -344,6 +361,7 @@ export class SwarmTable {
     return this.#passes;
   }
 
+  /** Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). */
   get slotCount(): number {
     return this.#capacity;
   }
@@ -368,7 +386,10 @@ export class SwarmTable {
     else this.#fillResult(slot * ROW_WORDS);
   }
 
-  /** Calls fn for each stored peer; the address bytes are reused scratch. fn must not modify the table. */
+  /**
+   * Calls fn for each stored peer of the slot's list; the address bytes are reused scratch and
+   * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
+   */
   forEachPeer(
     slot: number,
     family: 4 | 6,
@@ -429,7 +450,7 @@ export class SwarmTable {
     lastSeen: number,
   ): void {
     if (lastSeen > this.#latest) this.#latest = lastSeen;
-    if (this.#latest - lastSeen > this.#peerTimeout) return;
+    if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return;
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
@@ -463,6 +484,7 @@ export class SwarmTable {
     }
   }
 
+  /** Longest probe run in the torrent table (diagnostic). */
   maxProbeLength(): number {
     const rows = this.#rows;
     const cap = this.#capacity;
@@ -475,12 +497,14 @@ export class SwarmTable {
     return longest;
   }
 
+  /** Bytes held by all typed arrays of the store. */
   get byteSize(): number {
     let bytes = this.#rows.byteLength + this.#poolUsed.byteLength + this.#counters.byteLength;
     for (const pool of this.#pools) bytes += pool.byteLength;
     return bytes;
   }
 
+  /** The raw arrays, for the invariant checker and diagnostics; valid until the next call. */
   view(): SwarmTableView {
     return {
       rows: this.#rows,
