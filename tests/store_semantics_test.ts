@@ -234,6 +234,17 @@ Deno.test("clean respects its budget and finishes passes", () => {
   assert.equal(table.peers4, 1000, "nothing expired yet");
 });
 
+Deno.test("port 0 (a caller bug) stores nothing and corrupts nothing", () => {
+  const table = new SwarmTable({ peerTimeout: 100 });
+  announce(table, 1, 4, 1, STARTED, true, 1, 0);
+  assert.equal(announce(table, 1, 4, 2, STARTED, false, 1, 50, 0), 0);
+  assert.deepEqual(counts(table), [1, 0, 0]);
+  assert.equal(announce(table, 2, 6, 2, STARTED, false, 1, 50, 0), 0);
+  table.restorePeer(hashOf(3), 0, 4, v4(1), 0, 0, false, 1);
+  assert.deepEqual([table.torrents, table.peers4, table.peers6], [1, 1, 0]);
+  assertInvariants(table);
+});
+
 Deno.test("bad peerTimeout is a construction error", () => {
   assert.throws(() => new SwarmTable({ peerTimeout: 16001 }), RangeError);
   assert.throws(() => new SwarmTable({ peerTimeout: 0 }), RangeError);
