@@ -16,6 +16,7 @@ import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
+import { HttpWireServer } from "./httpWire.ts";
 import { registerOperatorRoutes } from "./operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
 import { PortableUdpSocket } from "./udpPortableSocket.ts";
@@ -87,7 +88,7 @@ export async function startTracker(
     tracker.cluster = cluster.counters;
   }
 
-  const servers: Deno.HttpServer[] = [];
+  const servers: HttpWireServer[] = [];
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
   const cleaner = setInterval(() => {
@@ -124,7 +125,7 @@ export async function startTracker(
 
   try {
     for (const address of config.http) {
-      const server = listenHttp(address, httpTracker, log);
+      const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
     }
     for (const address of config.udp) {
@@ -174,19 +175,24 @@ function withIpv4Fallback<T>(
 function listenHttp(
   address: ListenAddress,
   handler: HttpTracker,
+  config: Config,
   log: (line: string) => void,
-): Deno.HttpServer {
+): HttpWireServer {
   return withIpv4Fallback(
     address,
     (hostname) => {
-      const server = Deno.serve({
-        hostname,
-        port: address.port,
-        onListen: (addr) => {
-          log(`HTTP listening on http://${formatHostPort(addr.hostname, addr.port)}/announce`);
-        },
-        onError: () => new Response("internal error\n", { status: 500 }),
-      }, (request, info) => handler.handle(request, info));
+      // otter's own HTTP/1.1 server, not Deno.serve: only it can bound connections and time out
+      // slow or idle clients (httpWire.ts; measured in the README's design notes).
+      const server = HttpWireServer.listen(hostname, address.port, handler, {
+        maxConnections: config.maxConnections,
+        headerTimeoutMs: config.headerTimeout * 1000,
+        idleTimeoutMs: config.idleTimeout * 1000,
+      });
+      log(
+        `HTTP listening on http://${
+          formatHostPort(server.addr.hostname, server.addr.port)
+        }/announce`,
+      );
       return server;
     },
     "HTTP",
