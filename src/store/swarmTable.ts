@@ -124,8 +124,14 @@ const SEEDER_WALK_LIMIT = 4096;
 const MAX_PEER_TIMEOUT = 16000;
 /** Pools start at (and are not shrunk below) about this many words. */
 const MIN_POOL_WORDS = 4096;
-/** Pool words a clean step may give back (2 MB). */
+/**
+ * Giving pool pages back costs ~1 ms per 2 MB here, so it is rationed: announces earn
+ * TRIM_EARNED words of allowance each (up to TRIM_WORDS, 2 MB), a freed block may trim its pool
+ * by up to FREE_TRIM_WORDS (256 KB) of it, and each clean step may spend TRIM_WORDS.
+ */
 const TRIM_WORDS = 1 << 19;
+const FREE_TRIM_WORDS = 1 << 16;
+const TRIM_EARNED = 64;
 /** clean() shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
 const SHRINK_SCAN_LIMIT = 1 << 18;
 
@@ -184,6 +190,7 @@ export class SwarmTable {
   #passes = 0;
   #slotFinished = true;
   #trimCursor = 0;
+  #trimAllowance = TRIM_WORDS;
   #work = 0;
 
   // Scratch for the key being worked on.
@@ -252,6 +259,7 @@ export class SwarmTable {
     // Port 0 marks empty records; callers reject it, so one arriving here is a caller bug that
     // must not corrupt the table: store nothing, answer like a scrape.
     if ((port & 0xffff) === 0) event = EVENT_STOPPED;
+    if (this.#trimAllowance < TRIM_WORDS) this.#trimAllowance += TRIM_EARNED;
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
@@ -311,6 +319,7 @@ export class SwarmTable {
     // Falling behind the time-stamp bound: finish this pass whatever it costs.
     const finishPass = this.#passLeft > 0 && now - this.#passStart > this.#maxPassSeconds;
     if (finishPass) workLimit = Infinity;
+    if (this.#trimAllowance < TRIM_WORDS) this.#trimAllowance = TRIM_WORDS;
     this.#work = 0;
     let visited = 0;
     while ((finishPass || visited < budget) && this.#work < workLimit) {
@@ -324,13 +333,14 @@ export class SwarmTable {
         if (finishPass) break;
       }
     }
-    this.#trimPools(TRIM_WORDS);
+    this.#trimPools();
     return visited;
   }
 
   /** A full pass over every slot, at any cost (tests, shutdown, state save). */
   cleanAll(now: number): void {
     if (now > this.#latest) this.#latest = now;
+    this.#trimAllowance = Infinity;
     this.#startPass(now);
     while (this.#passLeft > 0) {
       this.#work = 0;
@@ -338,7 +348,8 @@ export class SwarmTable {
       this.#stepCursor();
     }
     this.#endPass(now, true);
-    this.#trimPools(Infinity);
+    this.#trimPools();
+    this.#trimAllowance = TRIM_WORDS;
   }
 
   get torrents(): number {
@@ -451,6 +462,7 @@ export class SwarmTable {
   ): void {
     if (lastSeen > this.#latest) this.#latest = lastSeen;
     if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return;
+    if (this.#trimAllowance < TRIM_WORDS) this.#trimAllowance += TRIM_EARNED;
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
@@ -736,23 +748,31 @@ export class SwarmTable {
       this.#rows[owner * ROW_WORDS + (pi < CLASS_COUNT ? ROW_V4 : ROW_V6) + LIST_BLOCK] = b;
     }
     this.#poolUsed[pi] = last;
+    if (this.#trimAllowance > 0) {
+      this.#trimAllowance -= this.#trimPool(pi, Math.min(this.#trimAllowance, FREE_TRIM_WORDS));
+    }
   }
 
   /**
-   * Gives back the unused tail of pools that are at most a quarter full, down to twice their
-   * use, releasing at most `words` words (decommitting pages costs ~1 ms per 2 MB here).
+   * Gives back the unused tail of pool `pi` if it is at most a quarter full, down to twice its
+   * use, releasing at most `words` words. Returns the words released.
    */
-  #trimPools(words: number): void {
-    for (let n = 0; n < this.#pools.length && words > 0; n++) {
+  #trimPool(pi: number, words: number): number {
+    const pool = this.#pools[pi];
+    const used = this.#poolUsed[pi] * BLOCK_WORDS[pi];
+    if (used * 4 > pool.length || pool.length <= MIN_POOL_WORDS) return 0;
+    const length = Math.max(used * 2, MIN_POOL_WORDS, pool.length - words);
+    const released = pool.length - length;
+    resizeWords(pool, length);
+    return released;
+  }
+
+  /** Spends the trim allowance on sparse pools, round-robin. */
+  #trimPools(): void {
+    for (let n = 0; n < this.#pools.length && this.#trimAllowance > 0; n++) {
       const pi = this.#trimCursor;
       this.#trimCursor = pi + 1 === this.#pools.length ? 0 : pi + 1;
-      const pool = this.#pools[pi];
-      const bw = BLOCK_WORDS[pi];
-      const used = this.#poolUsed[pi] * bw;
-      if (used * 4 > pool.length || pool.length <= MIN_POOL_WORDS) continue;
-      const length = Math.max(used * 2, MIN_POOL_WORDS, pool.length - words);
-      words -= pool.length - length;
-      resizeWords(pool, length);
+      this.#trimAllowance -= this.#trimPool(pi, this.#trimAllowance);
     }
   }
 
