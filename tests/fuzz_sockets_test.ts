@@ -523,8 +523,11 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
       fetched++;
       const why = `${req.method} ${shown(sent, 400)} -> ${response.status} ${shown(latin1(body))}`;
       assert.ok(serverStatusOk(response.status), why);
-      const nearLimit = Math.abs(base.length + sent.length - 8192) < 64;
-      if (!(nearLimit && [200, 404, 414].includes(response.status))) {
+      // The server caps the whole head at 8 KiB: a URL a little under the 414 limit plus
+      // fetch's headers gets 431, one a little over it may be measured either way.
+      const nearLimit = base.length + sent.length > 8192 - 1024 &&
+        base.length + sent.length < 8192 + 64;
+      if (!(nearLimit && [200, 404, 414, 431].includes(response.status))) {
         if (expect.route === "other" && expect.status === 404) {
           // Operator routes (stats, metrics) may answer other paths; never with a 500.
           if (!/^\/(stats|metrics)/.test(sent)) assert.equal(response.status, 404, why);
