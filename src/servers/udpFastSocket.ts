@@ -556,7 +556,11 @@ export class FastUdpSocket {
           await new Promise((resolve) => setTimeout(resolve, 1));
           continue;
         }
-        if (ready > 0) this.#drain(handler);
+        if (ready > 0 && this.#drain(handler)) {
+          // The queue still had datagrams after a full drain: give timers (clock, cleaning,
+          // state saves) and HTTP a turn before the next one, or a flood would starve them.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
       }
     } finally {
       this.#serving = false;
@@ -571,8 +575,11 @@ export class FastUdpSocket {
     liveArenas.delete(this.#buffer);
   }
 
-  /** Receives and answers up to `batchesPerWake` batches, stopping early once the queue is empty. */
-  #drain(handler: DatagramHandler): void {
+  /**
+   * Receives and answers up to `batchesPerWake` batches, stopping early once the queue is empty.
+   * Returns true when it stopped at the cap with datagrams possibly still queued.
+   */
+  #drain(handler: DatagramHandler): boolean {
     const lib = this.#lib;
     const fd = this.#fd;
     const arena = this.#arena;
@@ -582,7 +589,7 @@ export class FastUdpSocket {
       if (received <= 0) {
         if (received === -EINTR) continue;
         if (received < 0) counters.receiveErrors++;
-        return;
+        return false;
       }
       counters.batches++;
       counters.received += received;
@@ -590,8 +597,9 @@ export class FastUdpSocket {
       if (sends > 0) arena.send(lib, fd, sends, counters);
       // A short batch means the queue was empty a moment ago: let poll() say when there is more,
       // instead of paying a recvmmsg that returns EAGAIN.
-      if (received < BATCH) return;
+      if (received < BATCH) return false;
     }
+    return true;
   }
 }
 
