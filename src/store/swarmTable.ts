@@ -16,6 +16,11 @@
  *
  * Nothing here allocates per announce: inputs are bytes plus offsets, peers are written into the
  * caller's buffer, counts go into the reused `result`, and per-call scratch lives in fields.
+ *
+ * Caps (`maxTorrents`, `maxPeers`) bound memory whatever clients send: past a cap a new torrent
+ * or peer is refused, or (`whenFull: "evict"`) the least recently announced torrents are evicted
+ * to make room, chosen by sampling (see EVICTION_SAMPLES). Refreshes and stops of stored peers
+ * always work. Below the caps the checks cost one comparison per announce.
  */
 
 import { hashBytes, hashWords, randomKey } from "../hash/halfSipHash.ts";
@@ -64,12 +69,37 @@ export interface SwarmTableOptions {
   random?: () => number;
   /** 2-word HalfSipHash key; default randomKey(). */
   hashKey?: Uint32Array;
+  /** Most torrents held at once (default: no cap). */
+  maxTorrents?: number;
+  /** Most peers held at once, both families together (default: no cap). */
+  maxPeers?: number;
+  /**
+   * What a new torrent or peer past a cap gets: "refuse" (default) stores nothing and announce()
+   * returns -1; "evict" drops the least recently announced torrents (approximately) to make room.
+   */
+  whenFull?: "refuse" | "evict";
+}
+
+/** `AnnounceResult.refused` bits: which cap a refused announce hit. */
+export const REFUSED_TORRENTS = 1;
+export const REFUSED_PEERS = 2;
+
+/** The failure text both protocols send for a refused announce (`refused` bits). */
+export function refusedReason(refused: number): string {
+  return (refused & REFUSED_TORRENTS) !== 0
+    ? "tracker is full: too many torrents"
+    : "tracker is full: too many peers";
 }
 
 export class AnnounceResult {
   complete = 0;
   incomplete = 0;
   downloaded = 0;
+  /**
+   * Set when announce() returns -1: REFUSED_TORRENTS and/or REFUSED_PEERS. Stale otherwise (not
+   * reset per announce, to keep the hot path as it was).
+   */
+  refused = 0;
 }
 
 /** Read-only handle on the raw arrays, for the invariant checker and diagnostics. */
@@ -134,6 +164,25 @@ const FREE_TRIM_WORDS = 1 << 16;
 const TRIM_EARNED = 64;
 /** clean() shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
 const SHRINK_SCAN_LIMIT = 1 << 18;
+/**
+ * Eviction is Redis-style approximated LRU: it looks at this many random occupied slots and
+ * evicts the one announced least recently. No list to keep in order and nothing allocated; the
+ * victim is older than a random torrent with probability 16/17 on average, and it is among the
+ * newer half of all torrents with probability 2^-16 (every sample would have to be).
+ */
+const EVICTION_SAMPLES = 16;
+/**
+ * Most torrents one announce may evict; past it the announce is refused. Only the peer cap can
+ * need more than one (a victim holds few peers or none), so this bounds an announce's cost.
+ */
+const MAX_EVICTIONS = 64;
+
+/** A cap option: a positive whole number, or Infinity when not given. */
+function capOption(name: string, value: number | undefined): number {
+  if (value === undefined) return Infinity;
+  if (!(value >= 1)) throw new RangeError(`${name} must be at least 1, got ${value}`);
+  return Math.floor(value);
+}
 
 function xorshift32(): () => number {
   let s = crypto.getRandomValues(new Uint32Array(1))[0] | 1;
@@ -163,11 +212,18 @@ export class SwarmTable {
   readonly #peerTimeout: number;
   readonly #keepDownloadedFor: number;
   readonly #maxPassSeconds: number;
+  readonly #torrentCap: number;
+  readonly #peerCap: number;
+  readonly #evict: boolean;
+  #refusedTorrents = 0;
+  #refusedPeers = 0;
+  #evicted = 0;
+  #restoreSkipped = 0;
 
   #rows: Uint32Array;
   #rowBytes: Uint8Array;
   #capacity: number;
-  #maxTorrents: number;
+  #growAt: number;
   readonly #pools: Uint32Array[];
   readonly #poolUsed: Uint32Array;
   readonly #counters: Uint32Array;
@@ -223,8 +279,11 @@ export class SwarmTable {
     this.#hashKey = Uint32Array.from(key);
     this.#k0 = key[0] | 0;
     this.#k1 = key[1] | 0;
+    this.#torrentCap = capOption("maxTorrents", options.maxTorrents);
+    this.#peerCap = capOption("maxPeers", options.maxPeers);
+    this.#evict = options.whenFull === "evict";
     this.#capacity = MIN_CAPACITY;
-    this.#maxTorrents = Math.floor(MIN_CAPACITY * MAX_LOAD);
+    this.#growAt = Math.floor(MIN_CAPACITY * MAX_LOAD);
     this.#rows = allocWords(MIN_CAPACITY * ROW_WORDS);
     this.#rowBytes = new Uint8Array(this.#rows.buffer);
     this.#pools = Array.from({ length: 2 * CLASS_COUNT }, () => NO_WORDS);
@@ -239,7 +298,9 @@ export class SwarmTable {
    * address + port big-endian; 18 for 6) of the requester's family into out[outOffset..]; out
    * must have room for them. Returns the number of peers written. `result` gets the torrent's
    * counts after applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
-   * `seeder` is left == 0.
+   * `seeder` is left == 0. Returns -1, storing nothing, when a new torrent or peer is refused
+   * at a cap (`result.refused` says which); with whenFull "evict" that only happens if evicting
+   * MAX_EVICTIONS torrents (never the requester's) did not make room.
    */
   announce(
     infoHash: Uint8Array,
@@ -263,14 +324,27 @@ export class SwarmTable {
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
+    this.#readAddress(family, address, addressOffset, port);
+    const counters = this.#counters;
     if (slot < 0) {
       if (event === EVENT_STOPPED) return this.#zeroResult();
+      if (
+        counters[COUNTER_TORRENTS] >= this.#torrentCap ||
+        counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] >= this.#peerCap
+      ) {
+        if (this.#makeRoom(hash, -1) === -2) return -1;
+      }
       slot = this.#insertTorrent(hash);
+    } else if (
+      counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] >= this.#peerCap &&
+      event !== EVENT_STOPPED && !this.#hasScratchPeer(slot, family)
+    ) {
+      slot = this.#makeRoom(hash, slot);
+      if (slot === -2) return -1;
     }
     const rows = this.#rows;
     const o = slot * ROW_WORDS;
     rows[o + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
-    this.#readAddress(family, address, addressOffset, port);
     let written = 0;
     if (event === EVENT_STOPPED) {
       this.#removePeer(slot, family);
@@ -371,6 +445,29 @@ export class SwarmTable {
   get cleanPasses(): number {
     return this.#passes;
   }
+  /** Announces refused because the torrent cap was reached (a new torrent at maxTorrents). */
+  get refusedTorrents(): number {
+    return this.#refusedTorrents;
+  }
+  /** Announces refused because of the peer cap alone (a new peer at maxPeers). */
+  get refusedPeers(): number {
+    return this.#refusedPeers;
+  }
+  /** Torrents evicted to make room (whenFull "evict"). */
+  get evictedTorrents(): number {
+    return this.#evicted;
+  }
+  /** Peers restorePeer skipped, and peerless torrents setDownloaded skipped, at a cap. */
+  get restoreSkipped(): number {
+    return this.#restoreSkipped;
+  }
+  /** The caps in force (Infinity: none). */
+  get maxTorrents(): number {
+    return this.#torrentCap;
+  }
+  get maxPeers(): number {
+    return this.#peerCap;
+  }
 
   /** Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). */
   get slotCount(): number {
@@ -448,7 +545,9 @@ export class SwarmTable {
   /**
    * Restores a peer as it was (warm restart / cluster sync). A peer already older than
    * peerTimeout is skipped; an existing record is replaced only by a newer one. Does not touch
-   * downloaded.
+   * downloaded. A new torrent or peer past a cap is skipped (never evicting: what is restored is
+   * older than what clients announce later) and counted in `restoreSkipped`; returns whether the
+   * peer was kept.
    */
   restorePeer(
     infoHash: Uint8Array,
@@ -459,22 +558,36 @@ export class SwarmTable {
     port: number,
     seeder: boolean,
     lastSeen: number,
-  ): void {
+  ): boolean {
     if (lastSeen > this.#latest) this.#latest = lastSeen;
-    if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return;
+    if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
     if (this.#trimAllowance < TRIM_WORDS) this.#trimAllowance += TRIM_EARNED;
     this.#readInfoHash(infoHash, hashOffset);
     const hash = hashBytes(this.#k0, this.#k1, infoHash, hashOffset, 20);
     let slot = this.#findTorrent(hash);
-    if (slot < 0) slot = this.#insertTorrent(hash);
+    this.#readAddress(family, address, addressOffset, port);
+    const counters = this.#counters;
+    const peersFull = counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] >= this.#peerCap;
+    if (slot < 0) {
+      if (peersFull || counters[COUNTER_TORRENTS] >= this.#torrentCap) {
+        this.#restoreSkipped++;
+        return false;
+      }
+      slot = this.#insertTorrent(hash);
+    } else if (peersFull && !this.#hasScratchPeer(slot, family)) {
+      this.#restoreSkipped++;
+      return false;
+    }
     const o = slot * ROW_WORDS;
     const active = lastSeen > 1 ? lastSeen : 1;
     if (this.#rows[o + ROW_LAST_ACTIVITY] < active) this.#rows[o + ROW_LAST_ACTIVITY] = active;
-    this.#readAddress(family, address, addressOffset, port);
-    this.#upsertPeer(slot, family, seeder, false, lastSeen & TIME_MASK, true);
+    return this.#upsertPeer(slot, family, seeder, false, lastSeen & TIME_MASK, true) >= 0;
   }
 
-  /** Sets a torrent's downloaded count, creating a peerless torrent if needed (state restore). */
+  /**
+   * Sets a torrent's downloaded count, creating a peerless torrent if needed (state restore);
+   * a new one past the torrent cap is skipped (counted in `restoreSkipped`).
+   */
   setDownloaded(infoHash: Uint8Array, hashOffset: number, downloaded: number, now: number): void {
     if (now > this.#latest) this.#latest = now;
     this.#readInfoHash(infoHash, hashOffset);
@@ -482,6 +595,10 @@ export class SwarmTable {
     let slot = this.#findTorrent(hash);
     if (slot < 0) {
       if (downloaded <= 0) return;
+      if (this.#counters[COUNTER_TORRENTS] >= this.#torrentCap) {
+        this.#restoreSkipped++;
+        return;
+      }
       slot = this.#insertTorrent(hash);
     }
     const rows = this.#rows;
@@ -603,7 +720,7 @@ export class SwarmTable {
 
   /** Creates a row for the scratch info hash (not present) and returns its slot. */
   #insertTorrent(hash: number): number {
-    if (this.#counters[COUNTER_TORRENTS] + 1 > this.#maxTorrents) {
+    if (this.#counters[COUNTER_TORRENTS] + 1 > this.#growAt) {
       this.#resize(Math.ceil(this.#capacity * GROWTH));
       this.#findTorrent(hash);
     }
@@ -673,7 +790,7 @@ export class SwarmTable {
     this.#rows = rows;
     this.#rowBytes = new Uint8Array(rows.buffer);
     this.#capacity = newCapacity;
-    this.#maxTorrents = Math.floor(newCapacity * MAX_LOAD);
+    this.#growAt = Math.floor(newCapacity * MAX_LOAD);
     // An empty table has nothing to move (the common shrink after everything expired).
     const moving = this.#counters[COUNTER_TORRENTS] > 0 ? oldCapacity : 0;
     for (let s = 0; s < moving; s++) {
@@ -711,6 +828,104 @@ export class SwarmTable {
     result.incomplete = 0;
     result.downloaded = 0;
     return 0;
+  }
+
+  // ---------------------------------------------------------------- caps
+
+  /** Whether the scratch peer is stored in the slot's list of its family. */
+  #hasScratchPeer(slot: number, family: 4 | 6): boolean {
+    const o = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const meta = this.#rows[o + LIST_META];
+    if (meta === 0) return false;
+    const c = meta >>> CLASS_SHIFT;
+    const pi = (family === 4 ? 0 : CLASS_COUNT) + c;
+    const base = this.#rows[o + LIST_BLOCK] * BLOCK_WORDS[pi] + BLOCK_HEADER_WORDS;
+    const R = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    return this.#findPeer(this.#pools[pi], base, c, meta & COUNT_MASK, R) >= 0;
+  }
+
+  /**
+   * A new peer (in the torrent at `slot`, or in a new torrent when slot is -1) hit a cap. Evicts
+   * the oldest of sampled torrents, never the one at `slot`, until there is room, if the policy
+   * says so. Returns the requester's slot (rows move when others are deleted; for a new torrent
+   * -1, with #emptySlot fresh for #insertTorrent), or -2 after counting a refusal in `result`.
+   */
+  #makeRoom(hash: number, slot: number): number {
+    const counters = this.#counters;
+    let evictions = 0;
+    for (;;) {
+      let full = 0;
+      if (slot < 0 && counters[COUNTER_TORRENTS] >= this.#torrentCap) full |= REFUSED_TORRENTS;
+      if (counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] >= this.#peerCap) {
+        full |= REFUSED_PEERS;
+      }
+      if (full === 0) break;
+      const victim = this.#evict && evictions < MAX_EVICTIONS ? this.#oldestSampled(slot) : -1;
+      if (victim < 0) {
+        if ((full & REFUSED_TORRENTS) !== 0) this.#refusedTorrents++;
+        else this.#refusedPeers++;
+        this.#zeroResult();
+        this.result.refused = full;
+        return -2;
+      }
+      this.#evictTorrent(victim);
+      evictions++;
+      slot = this.#findTorrent(hash);
+    }
+    return slot;
+  }
+
+  /**
+   * Of EVICTION_SAMPLES random occupied slots other than `exclude`, the least recently active;
+   * -1 if no other torrent exists. A sample is the first occupied slot at or after a random slot.
+   */
+  #oldestSampled(exclude: number): number {
+    const torrents = this.#counters[COUNTER_TORRENTS];
+    if (torrents === 0 || (torrents === 1 && exclude >= 0)) return -1;
+    const rows = this.#rows;
+    const cap = this.#capacity;
+    let best = -1;
+    let bestTime = Infinity;
+    for (let k = 0; k < EVICTION_SAMPLES; k++) {
+      let s = rangeOf(this.#random() >>> 0, cap);
+      while (rows[s * ROW_WORDS + ROW_LAST_ACTIVITY] === 0 || s === exclude) {
+        if (++s === cap) s = 0;
+      }
+      const time = rows[s * ROW_WORDS + ROW_LAST_ACTIVITY];
+      if (time < bestTime) {
+        best = s;
+        bestTime = time;
+      }
+    }
+    return best;
+  }
+
+  /** Drops a torrent with all its peers. */
+  #evictTorrent(slot: number): void {
+    const rows = this.#rows;
+    const o = slot * ROW_WORDS;
+    for (let f = 0; f < 2; f++) {
+      const F = o + (f === 0 ? ROW_V4 : ROW_V6);
+      const meta = rows[F + LIST_META];
+      if (meta === 0) continue;
+      this.#counters[f === 0 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= meta & COUNT_MASK;
+      this.#counters[f === 0 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] -= rows[F + LIST_SEEDERS];
+      this.#freeBlock(f * CLASS_COUNT + (meta >>> CLASS_SHIFT), rows[F + LIST_BLOCK]);
+      rows[F + LIST_BLOCK] = 0;
+      rows[F + LIST_META] = 0;
+      rows[F + LIST_SEEDERS] = 0;
+    }
+    // A clean step paused inside a list of the row at the cursor must not resume in whatever
+    // row the deletion's backward shift puts there.
+    const cursorRow = this.#cursor * ROW_WORDS;
+    const w0 = rows[cursorRow];
+    const w1 = rows[cursorRow + 1];
+    this.#deleteTorrent(slot);
+    if (this.#rows[cursorRow] !== w0 || this.#rows[cursorRow + 1] !== w1) {
+      this.#cleanFamily = 0;
+      this.#cleanLeft = 0;
+    }
+    this.#evicted++;
   }
 
   // ---------------------------------------------------------------- block pools
