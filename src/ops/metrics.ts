@@ -168,6 +168,18 @@ export function renderMetrics(sources: MetricsSources): string {
   ).sample("otter_external_memory_bytes", memory.external);
   out.family("otter_store_bytes", "gauge", "Bytes of the peer store's typed arrays.")
     .sample("otter_store_bytes", store.byteSize);
+  out.family(
+    "otter_store_refused_total",
+    "counter",
+    "Announces refused at --max-torrents or --max-peers (--when-full refuse), by the cap hit.",
+  )
+    .sample("otter_store_refused_total", store.refusedTorrents, `reason="torrents"`)
+    .sample("otter_store_refused_total", store.refusedPeers, `reason="peers"`);
+  out.family(
+    "otter_store_evicted_torrents_total",
+    "counter",
+    "Torrents evicted to make room at --max-torrents or --max-peers (--when-full evict).",
+  ).sample("otter_store_evicted_torrents_total", store.evictedTorrents);
 
   const limiter = sources.rateLimit;
   if (limiter !== undefined) {

@@ -19,6 +19,7 @@ import {
   RESULT_ERROR,
   RESULT_OK,
 } from "../ops/requestCounters.ts";
+import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 
 /** Longest request URL we read; longer requests are refused without parsing. */
@@ -195,6 +196,8 @@ export class HttpTracker {
       0,
     );
     const r = store.result;
+    // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
+    if (count < 0) return this.#failureBody(ACTION_ANNOUNCE, refusedReason(r.refused));
     tracker.changes?.record(
       opForEvent(q.event),
       q.infoHash,

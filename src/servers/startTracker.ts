@@ -53,7 +53,12 @@ export async function startTracker(
 ): Promise<RunningTracker> {
   clock.update();
   clock.start();
-  const store = new SwarmTable({ peerTimeout: config.peerTimeout });
+  const store = new SwarmTable({
+    peerTimeout: config.peerTimeout,
+    maxTorrents: config.maxTorrents,
+    maxPeers: config.maxPeers,
+    whenFull: config.whenFull,
+  });
   const tracker = new Tracker(store, clock, config);
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
@@ -71,6 +76,12 @@ export async function startTracker(
     log,
   });
   if (state !== null) tracker.onSettings((settings) => state.setEvery(settings.stateEvery));
+  if (store.restoreSkipped > 0) {
+    log(
+      `state ${config.state}: ${store.restoreSkipped} peers and peerless torrents not restored: ` +
+        `over --max-torrents ${config.maxTorrents} / --max-peers ${config.maxPeers}`,
+    );
+  }
   // Joined before any listener opens, so a (re)started node serves the cluster's swarms at once.
   // Redis is never on the announce path: the servers only record changes into a ring buffer.
   const cluster = config.cluster === "" ? null : new ClusterSync({

@@ -12,7 +12,8 @@
  * - announce or scrape with a connection id we did not issue to this address and port, or one that
  *   has expired: BEP 15 error "invalid connection id";
  * - a short announce, a bad scrape length, an unknown action, an out-of-range event, port 0:
- *   a BEP 15 error saying what is wrong.
+ *   a BEP 15 error saying what is wrong; so is a new torrent or peer past the store's caps
+ *   ("tracker is full: …").
  * No reply is ever longer than the request unless the sender proved its address with a valid
  * connection id, so otter cannot amplify spoofed traffic.
  */
@@ -48,6 +49,7 @@ import {
   RESULT_OK,
 } from "../ops/requestCounters.ts";
 import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
+import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 
 const ANNOUNCE_REPLY_HEADER = ANNOUNCE_REPLY_HEADER_LENGTH;
@@ -144,6 +146,11 @@ export class UdpTracker {
       ANNOUNCE_REPLY_HEADER,
     );
     const r = store.result;
+    if (peers < 0) {
+      // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
+      tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
+      return writeError(out, a.transactionId, refusedReason(r.refused), this.#replyCapacity);
+    }
     tracker.changes?.record(
       opForEvent(a.event),
       packet,
