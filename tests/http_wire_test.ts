@@ -245,6 +245,18 @@ Deno.test("wire: bodies are skipped, methods refused, bad heads answered 400 and
     assert.equal((await client.response()).status, 404);
   }
   {
+    // Expect: 100-continue: we answer at once and never say continue, so the body may never
+    // come; the connection ends instead of reading the next request as that body.
+    await using client = await wire.connect();
+    await client.send(
+      "POST /announce HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    const r = await client.response();
+    assert.equal(r.status, 405);
+    assert.equal(r.headers.get("connection"), "close");
+    assert.equal(await client.closesWithin(2000), true);
+  }
+  {
     await using client = await wire.connect();
     await client.send("CONNECT example.com:443 HTTP/1.1\r\n\r\n");
     assert.equal((await client.response()).status, 405);

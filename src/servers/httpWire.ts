@@ -172,6 +172,8 @@ class RequestHead implements WireClient {
   /** -1 when absent. */
   contentLength = -1;
   transferEncoding = false;
+  /** An Expect header: the client may hold its body back until told to go on, which we never do. */
+  expect = false;
   xffStart = -1;
   xffEnd = -1;
   realIpStart = -1;
@@ -281,6 +283,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
   let keepAlive = false;
   h.contentLength = -1;
   h.transferEncoding = false;
+  h.expect = false;
   h.xffStart =
     h.xffEnd =
     h.realIpStart =
@@ -312,6 +315,9 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
     while (valueEnd > valueStart && (b[valueEnd - 1] === SP || b[valueEnd - 1] === HT)) valueEnd--;
     for (let i = valueStart; i < valueEnd; i++) if (b[i] === CR) return 400;
     switch (nameEnd - nameStart) {
+      case 6:
+        if (nameIs(b, nameStart, nameEnd, "expect")) h.expect = true;
+        break;
       case 9:
         if (h.realIpStart < 0 && nameIs(b, nameStart, nameEnd, "x-real-ip")) {
           h.realIpStart = valueStart;
@@ -685,8 +691,10 @@ export class HttpWireServer {
       c.answered = true;
       start = c.start = end;
       let keepAlive = head.keepAlive && !this.#stopping;
-      if (head.transferEncoding || head.contentLength > MAX_SKIPPED_BODY) keepAlive = false;
-      else if (head.contentLength > 0) c.skip = head.contentLength;
+      if (head.transferEncoding || head.contentLength > MAX_SKIPPED_BODY || head.expect) {
+        // A body we cannot delimit, will not wait for, or that may never come: no next request.
+        keepAlive = false;
+      } else if (head.contentLength > 0) c.skip = head.contentLength;
       const route = head.route();
       let length = -1;
       if (route !== ROUTE_OTHER) {
