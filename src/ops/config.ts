@@ -294,8 +294,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "maxTorrents",
     valueName: "N",
-    help: "most torrents held at once",
-    defaultValue: "4000000",
+    help: "most torrents held at once (the default keeps otter within 1 GiB; README " +
+      '"Bounded resources")',
+    defaultValue: "2000000",
     min: 1,
     max: 100000000,
   },
@@ -304,8 +305,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "maxPeers",
     valueName: "N",
-    help: "most peers held at once",
-    defaultValue: "16000000",
+    help: "most peers held at once, IPv4 and IPv6 together",
+    defaultValue: "8000000",
     min: 1,
     max: 500000000,
   },
@@ -314,8 +315,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "choice",
     key: "whenFull",
     valueName: "POLICY",
-    help: "at --max-torrents/--max-peers: refuse new ones, or evict the least recently " +
-      "announced torrent",
+    help: 'at --max-torrents/--max-peers: refuse new torrents and peers ("tracker is full"), ' +
+      "or evict the least recently announced torrents (approximately) to make room",
     defaultValue: "refuse",
     choices: ["refuse", "evict"],
   },
