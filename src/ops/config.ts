@@ -294,8 +294,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "maxTorrents",
     valueName: "N",
-    help: "most torrents held at once (the default keeps otter within 1 GiB; README " +
-      '"Bounded resources")',
+    help: "most torrents held at once (the defaults of this and --max-peers keep otter within " +
+      "1 GiB)",
     defaultValue: "2000000",
     min: 1,
     max: 100000000,
