@@ -23,6 +23,7 @@ export const SO_REUSEADDR = 2;
 export const SO_RCVBUF = 8;
 export const SO_REUSEPORT = 15;
 export const SO_RCVBUFFORCE = 33;
+export const SO_ATTACH_REUSEPORT_CBPF = 51;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 export const MSG_TRUNC = 0x20;
