@@ -114,7 +114,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "interval",
     valueName: "SECONDS",
-    help: "announce interval sent to clients, jittered by ±10% per reply",
+    help: "announce interval sent to clients, jittered by ±10% per reply; min interval is half",
     defaultValue: "1800",
     min: 10,
     max: 86400,
