@@ -1,7 +1,7 @@
 /**
  * `--max-torrents`, `--max-peers` and `--when-full` over real sockets: a refused announce gets the
  * documented failure text over HTTP and UDP, eviction serves the newcomer and drops an old torrent,
- * and a UDP flood of distinct random info hashes keeps the store within its caps and otter's RSS
+ * a warm restart under lower caps restores up to them and logs the rest, and a UDP flood of distinct random info hashes keeps the store within its caps and otter's RSS
  * within a budget computed from them.
  */
 import assert from "node:assert/strict";
@@ -179,6 +179,27 @@ Deno.test("evict: a new torrent is served and an old one disappears from scrape"
   assert.equal(await metric(base, "otter_torrents"), 100);
   assert.equal(await metric(base, "otter_store_evicted_torrents_total"), 20);
   assert.equal(await metric(base, 'otter_store_refused_total{reason="torrents"}'), 0);
+});
+
+Deno.test("a warm restart under lower caps restores up to them and says how many it skipped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otter-caps-" });
+  try {
+    const state = `${dir}/state`;
+    const listeners = ["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--state", state];
+    const first = await startOtter(listeners);
+    for (let i = 0; i < 30; i++) await httpAnnounce(first.http[0], hash(i), 1000 + i, "started");
+    assert.equal((await first.stop()).code, 0);
+    await using second = await startOtter([...listeners, "--max-torrents", "10"]);
+    assert.equal(await metric(second.http[0], "otter_torrents"), 10);
+    const line = second.stdout.find((l) => l.includes("not restored"));
+    assert.equal(
+      line,
+      `state ${state}: 20 peers and peerless torrents not restored: over --max-torrents 10 / ` +
+        "--max-peers 8000000",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /** Resident and peak resident bytes of a process (Linux /proc). */
