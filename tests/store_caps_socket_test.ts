@@ -1,8 +1,9 @@
 /**
  * `--max-torrents`, `--max-peers` and `--when-full` over real sockets: a refused announce gets the
  * documented failure text over HTTP and UDP, eviction serves the newcomer and drops an old torrent,
- * a warm restart under lower caps restores up to them and logs the rest, and a UDP flood of distinct random info hashes keeps the store within its caps and otter's RSS
- * within a budget computed from them.
+ * a warm restart under lower caps restores up to them and logs the rest, and a UDP flood of
+ * distinct random info hashes keeps the store within its caps and otter's RSS within a budget
+ * computed from them.
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
