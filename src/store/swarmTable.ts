@@ -877,7 +877,9 @@ export class SwarmTable {
 
   /**
    * Of EVICTION_SAMPLES random occupied slots other than `exclude`, the least recently active;
-   * -1 if no other torrent exists. A sample is the first occupied slot at or after a random slot.
+   * -1 if no other torrent exists. A sample is the first occupied slot at or after a random slot:
+   * a step or two at the table's usual 20-80 % load; longer only in a table left sparse by mass
+   * expiry, which the end of the clean pass shrinks.
    */
   #oldestSampled(exclude: number): number {
     const torrents = this.#counters[COUNTER_TORRENTS];
