@@ -14,8 +14,10 @@
 import { ARENA_SIZE, BatchArena, type SendCounters } from "./udpFastSocket.ts";
 import { EINTR, errnoText, libc } from "./libc.ts";
 import {
+  ARENA_ANSWERED,
   ARENA_FREE,
   ARENA_FULL,
+  ARENAS,
   ARENAS_OFFSET,
   C_COUNT,
   C_PHASE,
@@ -53,65 +55,63 @@ function run(start: IoWorkerStart): void {
   const control = new Int32Array(shared, 0, CONTROL_WORDS);
   const stats = new Float64Array(shared, STATS_OFFSET, STATS_SLOTS);
   const doorbell = new Int32Array(start.doorbell);
-  const arenas = [
-    new BatchArena(shared, ARENAS_OFFSET, start.family),
-    new BatchArena(shared, ARENAS_OFFSET + ARENA_SIZE, start.family),
-  ] as const;
+  const arenas = Array.from(
+    { length: ARENAS },
+    (_, i) => new BatchArena(shared, ARENAS_OFFSET + i * ARENA_SIZE, start.family),
+  );
   const pollfd = arenas[0].pollFor(fd);
   const sendCounters: SendCounters = { sent: 0, sendDropped: 0 };
   let received = 0;
   let batches = 0;
   let receiveErrors = 0;
-
-  /** Waits until the main isolate answered `slot`, sends its replies, frees it. False: stop. */
-  const finish = (slot: 0 | 1): boolean => {
-    while (Atomics.load(control, C_STATE + slot) === ARENA_FULL) {
-      if (Atomics.load(control, C_STOP) !== STOP_RUN) return false;
-      Atomics.wait(control, C_STATE + slot, ARENA_FULL, WAIT_MS);
-    }
-    arenas[slot].send(lib, fd, control[C_SENDS + slot], sendCounters);
-    stats[S_SENT] = sendCounters.sent;
-    stats[S_SEND_DROPPED] = sendCounters.sendDropped;
-    Atomics.store(control, C_STATE + slot, ARENA_FREE);
-    return true;
-  };
+  /** The arena to receive into next, the oldest one in flight, and how many are in flight. */
+  let head = 0;
+  let tail = 0;
+  let inFlight = 0;
 
   Atomics.store(control, C_PHASE, PHASE_RUNNING);
   self.postMessage("running");
-  let current: 0 | 1 = 0;
-  let pending: 0 | 1 | -1 = -1;
   for (;;) {
     const stop = Atomics.load(control, C_STOP);
     if (stop === STOP_FAIL) throw new Error("failed on purpose (test)");
     if (stop !== STOP_RUN) break;
-    const count = arenas[current].receive(lib, fd);
-    if (count > 0) {
-      received += count;
-      batches++;
-      stats[S_RECEIVED] = received;
-      stats[S_BATCHES] = batches;
-      control[C_COUNT + current] = count;
-      Atomics.store(control, C_STATE + current, ARENA_FULL);
-      Atomics.add(doorbell, 0, 1);
-      Atomics.notify(doorbell, 0);
-      if (pending !== -1 && !finish(pending)) continue;
-      pending = current;
-      current = current === 0 ? 1 : 0;
-      continue;
+    // Replies first, oldest first: the main isolate answers in publishing order.
+    while (inFlight > 0 && Atomics.load(control, C_STATE + tail) === ARENA_ANSWERED) {
+      arenas[tail].send(lib, fd, control[C_SENDS + tail], sendCounters);
+      Atomics.store(control, C_STATE + tail, ARENA_FREE);
+      tail = tail + 1 === ARENAS ? 0 : tail + 1;
+      inFlight--;
+      stats[S_SENT] = sendCounters.sent;
+      stats[S_SEND_DROPPED] = sendCounters.sendDropped;
     }
-    if (count === -EINTR) continue;
-    if (count < 0) {
-      const errno = -count;
-      if (errno === EBADF || errno === ENOTSOCK) {
-        throw new Error(`recvmmsg on fd ${fd}: ${errnoText(errno)}`);
+    if (inFlight < ARENAS) {
+      const count = arenas[head].receive(lib, fd);
+      if (count > 0) {
+        received += count;
+        batches++;
+        stats[S_RECEIVED] = received;
+        stats[S_BATCHES] = batches;
+        control[C_COUNT + head] = count;
+        Atomics.store(control, C_STATE + head, ARENA_FULL);
+        Atomics.add(doorbell, 0, 1);
+        Atomics.notify(doorbell, 0);
+        head = head + 1 === ARENAS ? 0 : head + 1;
+        inFlight++;
+        continue;
       }
-      stats[S_RECEIVE_ERRORS] = ++receiveErrors;
+      if (count === -EINTR) continue;
+      if (count < 0) {
+        const errno = -count;
+        if (errno === EBADF || errno === ENOTSOCK) {
+          throw new Error(`recvmmsg on fd ${fd}: ${errnoText(errno)}`);
+        }
+        stats[S_RECEIVE_ERRORS] = ++receiveErrors;
+      }
     }
-    // The queue is empty: answer the batch in flight before sleeping, so replies never wait for
-    // the next datagram.
-    if (pending !== -1) {
-      if (!finish(pending)) continue;
-      pending = -1;
+    if (inFlight > 0) {
+      // Nothing to receive (or every arena is with the main isolate): wait for the oldest
+      // answer before sleeping in poll, so replies never wait for the next datagram.
+      Atomics.wait(control, C_STATE + tail, ARENA_FULL, WAIT_MS);
       continue;
     }
     lib.pollBlocking(pollfd, 1n, WAIT_MS);

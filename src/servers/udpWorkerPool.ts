@@ -33,15 +33,17 @@ import {
   type FastUdpOptions,
   openUdpFd,
 } from "./udpFastSocket.ts";
-import { libc } from "./libc.ts";
+import { errnoText, lastErrno, libc, SO_ATTACH_REUSEPORT_CBPF, SOL_SOCKET } from "./libc.ts";
 import type { HttpTracker } from "./httpTracker.ts";
 
+/** Batch arenas per Worker: a ring, so a Worker can receive ahead while the main isolate answers. */
+export const ARENAS = 4;
 export const C_STOP = 0;
-export const C_STATE = 1;
-export const C_COUNT = 3;
-export const C_SENDS = 5;
-export const C_PHASE = 7;
-export const CONTROL_WORDS = 32;
+export const C_PHASE = 1;
+export const C_STATE = 8;
+export const C_COUNT = C_STATE + ARENAS;
+export const C_SENDS = C_COUNT + ARENAS;
+export const CONTROL_WORDS = C_SENDS + ARENAS;
 export const STATS_OFFSET = CONTROL_WORDS * 4;
 export const S_RECEIVED = 0;
 export const S_SENT = 1;
@@ -50,7 +52,7 @@ export const S_BATCHES = 3;
 export const S_RECEIVE_ERRORS = 4;
 export const STATS_SLOTS = 8;
 export const ARENAS_OFFSET = 4096;
-export const SHARED_SIZE = ARENAS_OFFSET + 2 * ARENA_SIZE;
+export const SHARED_SIZE = ARENAS_OFFSET + ARENAS * ARENA_SIZE;
 
 export const STOP_RUN = 0;
 export const STOP_NOW = 1;
@@ -104,9 +106,9 @@ interface IoWorker {
   readonly worker: Worker;
   readonly control: Int32Array;
   readonly stats: Float64Array;
-  readonly arenas: readonly [BatchArena, BatchArena];
-  /** The arena the Worker publishes next; it alternates. */
-  next: 0 | 1;
+  readonly arenas: readonly BatchArena[];
+  /** The arena the Worker publishes next (it goes round the ring in order). */
+  next: number;
   alive: boolean;
   fdOpen: boolean;
   readonly stopped: Promise<void>;
@@ -188,13 +190,18 @@ export class UdpWorkerPool {
         bound = openUdpFd(hostname, first.port, socketOptions);
         fds.push(bound.fd);
       }
+      const log = options.log ?? ((line: string) => console.error(line));
+      const refused = spreadEvenly(fds[0], fds.length);
+      if (refused !== undefined) {
+        log(`UDP port ${first.port}: datagrams go to workers by flow, not evenly: ${refused}`);
+      }
       return new UdpWorkerPool(
         hostname,
         first.port,
         first.family,
         first.receiveBufferBytes,
         fds,
-        options.log ?? ((line) => console.error(line)),
+        log,
       );
     } catch (error) {
       for (const fd of fds) lib.close(fd);
@@ -218,7 +225,7 @@ export class UdpWorkerPool {
   get lastHandlerError(): unknown {
     let last: unknown = undefined;
     for (const w of this.#workers) {
-      last = w.arenas[0].lastHandlerError ?? w.arenas[1].lastHandlerError ?? last;
+      for (const arena of w.arenas) last = arena.lastHandlerError ?? last;
     }
     return last;
   }
@@ -261,8 +268,7 @@ export class UdpWorkerPool {
   failWorkerForTest(index: number): void {
     const control = this.#workers[index].control;
     Atomics.store(control, C_STOP, STOP_FAIL);
-    Atomics.notify(control, C_STATE);
-    Atomics.notify(control, C_STATE + 1);
+    wakeWorker(control);
   }
 
   async #close(): Promise<void> {
@@ -271,8 +277,7 @@ export class UdpWorkerPool {
     Atomics.notify(this.#doorbell, 0);
     for (const w of this.#workers) {
       Atomics.store(w.control, C_STOP, STOP_NOW);
-      Atomics.notify(w.control, C_STATE);
-      Atomics.notify(w.control, C_STATE + 1);
+      wakeWorker(w.control);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((resolve) => {
@@ -314,10 +319,10 @@ export class UdpWorkerPool {
       worker,
       control: new Int32Array(shared, 0, CONTROL_WORDS),
       stats: new Float64Array(shared, STATS_OFFSET, STATS_SLOTS),
-      arenas: [
-        new BatchArena(shared, ARENAS_OFFSET, this.family),
-        new BatchArena(shared, ARENAS_OFFSET + ARENA_SIZE, this.family),
-      ],
+      arenas: Array.from(
+        { length: ARENAS },
+        (_, i) => new BatchArena(shared, ARENAS_OFFSET + i * ARENA_SIZE, this.family),
+      ),
       next: 0,
       alive: true,
       fdOpen: true,
@@ -335,8 +340,10 @@ export class UdpWorkerPool {
       runningReject(new Error(`UDP I/O worker ${index} failed: ${event.message}`));
       if (!w.alive || this.#stopping) return;
       // The thread is out of its loop, so no call can be using the fd: close it, and the
-      // kernel spreads this socket's flows over the remaining ones.
+      // kernel spreads this socket's share over the remaining ones.
       this.#retire(w);
+      const survivor = this.#workers.find((other) => other.alive);
+      if (survivor !== undefined) spreadEvenly(survivor.fd, this.aliveWorkers);
       this.#log(
         `UDP ${this.#where()}: I/O worker ${index} died (${event.message}); ` +
           `${this.aliveWorkers} of ${this.#workers.length} left`,
@@ -379,18 +386,18 @@ export class UdpWorkerPool {
     }
   }
 
-  /** Answers the Worker's published arenas, oldest first (at most both). */
+  /** Answers the Worker's published arenas, oldest first (at most one round of the ring). */
   #answerWorker(w: IoWorker, handler: DatagramHandler): number {
     const control = w.control;
     let answered = 0;
-    while (answered < 2) {
+    while (answered < ARENAS) {
       const slot = w.next;
       if (Atomics.load(control, C_STATE + slot) !== ARENA_FULL) break;
       const received = control[C_COUNT + slot];
       control[C_SENDS + slot] = w.arenas[slot].answer(received, handler, this.counters);
       Atomics.store(control, C_STATE + slot, ARENA_ANSWERED);
       Atomics.notify(control, C_STATE + slot);
-      w.next = slot === 0 ? 1 : 0;
+      w.next = slot + 1 === ARENAS ? 0 : slot + 1;
       answered++;
     }
     return answered;
@@ -403,6 +410,48 @@ export class UdpWorkerPool {
       this.#yieldChannel!.port2.postMessage(null);
     });
   }
+}
+
+/** Program and `sock_fprog` for `spreadEvenly`; off the V8 heap, used by synchronous calls only. */
+let steeringBuffer: ArrayBuffer | undefined;
+
+/**
+ * Makes the kernel give each datagram for the port to a random socket of its SO_REUSEPORT group
+ * (a classic BPF program: `A = random; A %= sockets; return A`), instead of hashing each flow to
+ * one socket: a few heavy flows (one big NAT, a load generator's few sockets) would otherwise
+ * load the Workers unevenly. BEP 15 is stateless per datagram, so nothing needs flow affinity.
+ * Returns an errno text when the kernel refuses (then flows stay hashed), else undefined.
+ */
+export function spreadEvenly(fd: number, sockets: number): string | undefined {
+  steeringBuffer ??= new ArrayBuffer(64);
+  const view = new DataView(steeringBuffer);
+  const BPF_LD_W_ABS = 0x20;
+  const BPF_ALU_MOD_K = 0x94;
+  const BPF_RET_A = 0x16;
+  const SKF_AD_RANDOM = -0x1000 + 56;
+  const program: [number, number][] = [
+    [BPF_LD_W_ABS, SKF_AD_RANDOM >>> 0],
+    [BPF_ALU_MOD_K, sockets],
+    [BPF_RET_A, 0],
+  ];
+  // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; } from byte 16;
+  // struct sock_fprog { u16 len; (6 bytes padding) struct sock_filter *filter; } at byte 0.
+  program.forEach(([code, k], i) => {
+    view.setUint16(16 + i * 8, code, true);
+    view.setUint16(16 + i * 8 + 2, 0, true);
+    view.setUint32(16 + i * 8 + 4, k, true);
+  });
+  const base = Deno.UnsafePointer.of(new Uint8Array(steeringBuffer))!;
+  view.setUint16(0, program.length, true);
+  view.setBigUint64(8, Deno.UnsafePointer.value(base) + 16n, true);
+  const lib = libc();
+  if (lib.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, base, 16) === 0) return undefined;
+  return `SO_ATTACH_REUSEPORT_CBPF: ${errnoText(lastErrno())}`;
+}
+
+/** Wakes a Worker sleeping in `Atomics.wait` on any arena state. */
+function wakeWorker(control: Int32Array): void {
+  for (let i = 0; i < ARENAS; i++) Atomics.notify(control, C_STATE + i);
 }
 
 /** A port that was free for every socket a moment ago, bound with SO_REUSEPORT. Port 0 with
