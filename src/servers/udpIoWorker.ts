@@ -1,13 +1,13 @@
 /**
  * One UDP I/O Worker of the multi-core fast path (udpWorkerPool.ts explains the design): it owns
  * one SO_REUSEPORT socket (opened by the main isolate, whose fd it is given) and does only its
- * syscalls. It receives a batch into a free arena, publishes it to the main isolate and rings the
- * doorbell, then sends the replies of the arena it published before, once answered. So while the
- * main isolate answers batch k, this thread sends batch k-1 and receives batch k+1.
+ * syscalls. Round a ring of arenas: it sends every arena the main isolate has answered (oldest
+ * first), receives a batch into the next free arena, publishes it and rings the doorbell. So while
+ * the main isolate answers batch k, this thread sends earlier batches and receives later ones.
  *
- * Its thread does nothing else, so it blocks: in `poll` (≤ 100 ms) when the socket is empty and
- * in `Atomics.wait` (≤ 100 ms at a time) for an answer; both bounds are how fast it notices a stop
- * request. A receive error that means the socket is gone (EBADF, ENOTSOCK) is thrown: the Worker
+ * Its thread does nothing else, so it blocks: in `Atomics.wait` (≤ 100 ms at a time) for the
+ * oldest answer when its socket is empty or every arena is out, and in `poll` (≤ 100 ms) when
+ * nothing is out either; both bounds are how fast it notices a stop request. A receive error that means the socket is gone (EBADF, ENOTSOCK) is thrown: the Worker
  * dies, and the pool logs it and closes the socket.
  */
 /// <reference lib="deno.worker" />
