@@ -188,6 +188,11 @@ Deno.test("wire: routes get a Request and their Response is framed for the clien
     remote: "127.0.0.1",
   });
 
+  // A Host that is not a plain host[:port] cannot move the path a route sees.
+  await client.send("GET /single HTTP/1.1\r\nHost: evil/stats?\r\n\r\n");
+  assert.equal((await client.response()).status, 200);
+  assert.equal(new URL(seen[1].url).pathname, "/single");
+
   await client.send(get("/stream") + get("/sized") + get("/empty") + get("/single"));
   const chunked = await client.response();
   assert.equal(chunked.chunked, true);

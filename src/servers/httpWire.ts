@@ -133,6 +133,7 @@ const REASONS: Record<number, string> = {
 };
 
 const utf8 = new TextDecoder();
+const HOST = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 const encoder = new TextEncoder();
 
 /** True if b[start, end) equals `name` compared ASCII-case-insensitively (`name` lower case). */
@@ -781,7 +782,9 @@ export class HttpWireServer {
     const target = utf8.decode(b.subarray(head.targetStart, head.targetEnd));
     let url: string;
     if (target.charCodeAt(0) === SLASH) {
-      const host = headers.get("host") ?? hostOf(this.addr);
+      // Only a plain host[:port] may shape the URL: "a/b?" would move the path routes see.
+      const given = headers.get("host");
+      const host = given !== null && HOST.test(given) ? given : hostOf(this.addr);
       url = `http://${host}${target}`;
     } else if (/^https?:\/\//i.test(target)) {
       url = target;
