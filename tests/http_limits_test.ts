@@ -42,7 +42,7 @@ Deno.test("limits: half a head, a trickle, or silence is cut after the header ti
   const request = get(ANNOUNCE);
   let sent = 0;
   let trickleCut = -1;
-  while (performance.now() - started < 3000 && trickleCut < 0) {
+  while (performance.now() - started < 4000 && trickleCut < 0) {
     try {
       await trickle.send(request[sent++ % (request.length - 4)]);
     } catch {
@@ -51,11 +51,11 @@ Deno.test("limits: half a head, a trickle, or silence is cut after the header ti
     }
     if (await trickle.closesWithin(200)) trickleCut = performance.now() - started;
   }
-  assert.ok(trickleCut >= 700 && trickleCut < 2500, `trickle cut after ${trickleCut} ms`);
+  assert.ok(trickleCut >= 700 && trickleCut < 3000, `trickle cut after ${trickleCut} ms`);
   assert.equal(await half.closesWithin(2000), true);
   assert.equal(await silent.closesWithin(2000), true);
   const elapsed = performance.now() - started;
-  assert.ok(elapsed < 3500, `cut after ${elapsed} ms`);
+  assert.ok(elapsed < 4500, `cut after ${elapsed} ms`);
   assert.ok(wire.server.counters.timedOut >= 3);
   // A prompt client is still served.
   await using prompt = await wire.connect();
@@ -76,7 +76,7 @@ Deno.test("limits: an idle keep-alive connection is closed after the idle timeou
   const again = performance.now();
   assert.equal(await client.closesWithin(3000), true);
   const idle = performance.now() - again;
-  assert.ok(idle >= 700 && idle < 2000, `closed after ${idle} ms idle`);
+  assert.ok(idle >= 700 && idle < 3000, `closed after ${idle} ms idle`);
   assert.ok(performance.now() - answered > 1200);
 });
 
@@ -186,7 +186,7 @@ Deno.test("limits: --max-connections, --header-timeout and --idle-timeout reach 
   assert.equal(await c.closesWithin(2000), true);
   // b sent half a head: cut after about 1 s; a is idle: cut after about 2 s.
   assert.equal(await b.closesWithin(3000), true);
-  assert.equal(await a.closesWithin(4000), true);
+  assert.equal(await a.closesWithin(5000), true);
   const idle = performance.now() - answered;
-  assert.ok(idle >= 1500 && idle < 3500, `idle connection closed after ${idle} ms`);
+  assert.ok(idle >= 1500 && idle < 4500, `idle connection closed after ${idle} ms`);
 });
