@@ -16,8 +16,8 @@
  * a close. A request body (only methods that get 405 have one) is skipped when it is small and
  * declared with Content-Length; otherwise the connection closes after the reply.
  *
- * Timeouts are checked by one timer per server every quarter second, against a clock that timer
- * keeps: a new connection and a started request must deliver a whole head within
+ * Timeouts are checked by one timer per server every quarter second, against a clock read once
+ * per accept, per read and per tick: a new connection and a started request must deliver a whole head within
  * `headerTimeoutMs`; a connection waiting between requests, or a client not taking our reply, is
  * closed after `idleTimeoutMs`. Beyond `maxConnections`, new connections are accepted and closed
  * at once.
@@ -573,6 +573,7 @@ export class HttpWireServer {
         }
         continue;
       }
+      this.#now = performance.now();
       const input = this.#smallInputs.pop() ?? new Uint8Array(SMALL_INPUT);
       const c = new Connection(conn, input, this.#now + this.#limits.headerTimeoutMs);
       this.#connections.add(c);
@@ -587,6 +588,8 @@ export class HttpWireServer {
         if (c.filled === c.input.length) this.#growInput(c);
         const n = await c.conn.read(c.filled === 0 ? c.input : c.input.subarray(c.filled));
         if (n === null) break;
+        // One clock read a read: the sweeper's tick alone goes stale when timers run late.
+        this.#now = performance.now();
         if (c.idle) {
           c.idle = false;
           c.deadline = this.#now + this.#limits.headerTimeoutMs;
