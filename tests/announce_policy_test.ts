@@ -69,7 +69,11 @@ Deno.test("whitelist: listed hashes served, others refused over HTTP and UDP; re
     "--whitelist",
     list,
   ]);
-  assert.match(otter.stdout.join("\n") + otter.stderr, /whitelist\.txt:3: /, "malformed line reported with its number");
+  assert.match(
+    otter.stdout.join("\n") + otter.stderr,
+    /whitelist\.txt:3: /,
+    "malformed line reported with its number",
+  );
   const base = otter.http[0];
   assert.equal(failure(await httpAnnounce(base, allowed, 1000)), undefined);
   assert.match(failure(await httpAnnounce(base, other, 1000)) ?? "", /not authorized/);
