@@ -68,5 +68,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // `deno task start -- --flag` passes the `--` through; it separates nothing here.
+  const args = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
+  Deno.exit(await main(args));
 }

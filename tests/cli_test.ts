@@ -109,3 +109,22 @@ Deno.test("a port in use: one clear line, exit 1", async () => {
     udp.close();
   }
 });
+
+Deno.test("deno task start -- FLAGS reaches otter's flags (the README's form)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      "start",
+      "--",
+      "--version",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20000),
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.match(stdout, /^otter \d+\.\d+\.\d+$/m);
+});
