@@ -145,6 +145,7 @@ async function runUdp(o: Options, tally: Tally): Promise<void> {
   const packets = Array.from({ length: o.window }, () => new Uint8Array(98));
   const views = packets.map(view);
 
+  let closed = false;
   const send = async (slot: number) => {
     const packet = packets[slot];
     const pv = views[slot];
@@ -178,7 +179,12 @@ async function runUdp(o: Options, tally: Tally): Promise<void> {
     pv.setUint32(12, txid);
     pending[slot] = txid;
     sentAt[slot] = performance.now();
-    await conn.send(packet.subarray(0, length), target);
+    if (closed) return;
+    try {
+      await conn.send(packet.subarray(0, length), target);
+    } catch (e) {
+      if (!closed) throw e; // the run ended while this send was under way
+    }
   };
 
   const buffer = new Uint8Array(65536);
@@ -246,6 +252,7 @@ async function runUdp(o: Options, tally: Tally): Promise<void> {
   for (let slot = 1; slot < o.window; slot++) await send(slot);
   await new Promise((r) => setTimeout(r, Math.max(0, deadline - performance.now())));
   clearInterval(watchdog);
+  closed = true;
   conn.close();
   await receiver;
 }
