@@ -457,7 +457,9 @@ Deno.test("full scrape builder: 200k torrents, correct and sorted, in short slic
     } ms; plain ${build.plainBytes} B, gzip ${build.gzipBytes} B`;
   console.log(report);
   assert.ok(slicer.walls.length > 5, "the build was not sliced");
-  assert.ok(Math.max(...held) < SLICE_MS + 8, `a slice held the event loop too long: ${report}`);
+  // The worst slice may also carry a GC pause or, under `deno test --parallel`, other test files'
+  // threads in the process CPU figure: allow that, while an unsliced build (hundreds of ms) fails.
+  assert.ok(Math.max(...held) < SLICE_MS + 40, `a slice held the event loop too long: ${report}`);
   assert.ok(percentile(held, 0.5) < SLICE_MS + 4, report);
   assert.ok(ms < 30_000, report);
 });
