@@ -215,7 +215,9 @@ Deno.test("clean finishes a pass that has fallen behind the time-stamp bound", (
   assert.ok(visited >= table.slotCount - 1, `visited ${visited} of ${table.slotCount}`);
   assert.equal(table.cleanPasses, passes + 1);
   assert.ok(table.peers4 <= 1, `${table.peers4} peers left`);
-  table.clean(20001, 1);
+  // The one peer a finished pass may leave (its slot depends on the random hash key) goes within
+  // the next pass of budget-1 steps.
+  for (let step = 0; step <= table.slotCount && table.peers4 > 0; step++) table.clean(20001, 1);
   assert.equal(table.peers4, 0);
 });
 
