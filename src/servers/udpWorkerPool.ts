@@ -36,6 +36,8 @@ import {
   type DatagramHandler,
   type FastUdpOptions,
   openUdpFd,
+  TimerStarvationGuard,
+  timerTurn,
 } from "./udpFastSocket.ts";
 import { errnoText, lastErrno, libc, SO_ATTACH_REUSEPORT_CBPF, SOL_SOCKET } from "./libc.ts";
 import type { HttpTracker } from "./httpTracker.ts";
@@ -97,11 +99,8 @@ export interface UdpWorkerPoolOptions extends Omit<FastUdpOptions, "reusePort" |
   log?: (line: string) => void;
 }
 
-/** Batches answered in a row between checks of the heartbeat. */
+/** Batches answered in a row between checks for starved timers. */
 const CHECK_EVERY_BATCHES = 16;
-/** Heartbeat timer period, and how late it may be before the answering loop yields to timers. */
-const HEARTBEAT_MS = 10;
-const STARVED_MS = 25;
 /** Longest doorbell wait; bounds how late a close() is noticed if a wake-up is missed. */
 const DOORBELL_WAIT_MS = 250;
 /** How long close() waits for the Workers to say they stopped (their waits are ≤ 100 ms). */
@@ -142,9 +141,7 @@ export class UdpWorkerPool {
   #stopping = false;
   #served: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
-  /** When the heartbeat timer last ran: timers (and so HTTP) got a turn then. */
-  #heartbeat = 0;
-  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #timers = new TimerStarvationGuard();
 
   private constructor(
     hostname: string,
@@ -257,10 +254,7 @@ export class UdpWorkerPool {
     if (this.#stopping) return Promise.reject(new Error("socket is closed"));
     if (this.#serving) return Promise.reject(new Error("socket is already serving"));
     this.#serving = true;
-    this.#heartbeat = performance.now();
-    const heartbeat = setInterval(() => this.#heartbeat = performance.now(), HEARTBEAT_MS);
-    Deno.unrefTimer(heartbeat);
-    this.#heartbeatTimer = heartbeat;
+    this.#timers.start();
     const served = this.#loop(handler);
     this.#served = served.then(() => {}, () => {});
     return served;
@@ -296,7 +290,7 @@ export class UdpWorkerPool {
     clearTimeout(timer);
     if (this.#served !== undefined) await this.#served;
     for (const w of this.#workers) this.#retire(w);
-    clearInterval(this.#heartbeatTimer);
+    this.#timers.stop();
   }
 
   /** Ends a Worker and closes its socket (once it can no longer be inside a call on it). */
@@ -387,7 +381,7 @@ export class UdpWorkerPool {
         streak += answered;
         if (streak >= CHECK_EVERY_BATCHES) {
           streak = 0;
-          if (performance.now() - this.#heartbeat > STARVED_MS) await timerTurn();
+          if (this.#timers.starved) await timerTurn();
         }
         continue;
       }
@@ -413,11 +407,6 @@ export class UdpWorkerPool {
     }
     return answered;
   }
-}
-
-/** One event-loop turn in which due timers run (about 1 ms). */
-function timerTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** Program and `sock_fprog` for `spreadEvenly`; off the V8 heap, used by synchronous calls only. */
