@@ -3,25 +3,9 @@
  * a port in use (exit 1, one line), and one start-up line per listener.
  */
 import assert from "node:assert/strict";
+import { runOtter } from "./support/otterProcess.ts";
 import { parseCommandLine } from "../src/ops/config.ts";
 import { parseListenAddress } from "../src/ops/listenAddress.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function runOtter(args: string[], timeoutMs = 15000) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  }).spawn();
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 Deno.test("listen addresses: host:port, [v6]:port, bare port, and bad ones", () => {
   assert.deepEqual(parseListenAddress("127.0.0.1:6969"), { hostname: "127.0.0.1", port: 6969 });

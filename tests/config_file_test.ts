@@ -13,25 +13,8 @@ import {
   parseConfigText,
   reloadConfig,
 } from "../src/ops/configFile.ts";
-import { startOtter } from "./support/otterProcess.ts";
+import { runOtter, startOtter } from "./support/otterProcess.ts";
 import { bdecode, type Decoded } from "./support/bencode.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function runOtter(args: string[], timeoutMs = 15000) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  }).spawn();
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 function configError(f: () => unknown): string {
   try {

@@ -15,11 +15,10 @@ import { Clock } from "../src/ops/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { fuzzLoop, fuzzSeed, mutateText, oddChar, Rng, shown } from "./support/fuzz.ts";
-import { startOtter } from "./support/otterProcess.ts";
+import { runOtter, startOtter } from "./support/otterProcess.ts";
 import { bdecode } from "./support/bencode.ts";
 
 const SEED = fuzzSeed(0x0dd5eed);
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const PATH = "fuzz.toml";
 
 /** Sets every key a file may set, to valid values (whitelist and blacklist exclude each other). */
@@ -375,21 +374,6 @@ Deno.test(`fuzz config files in process (seed ${SEED})`, () => {
   assert.ok(ran >= 200, `only ${ran} texts`);
   assert.ok((kinds.get("ok") ?? 0) > ran / 20, "too few mutations load: the fuzz is too blunt");
 });
-
-async function runOtter(args: string[], timeoutMs = 15000) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  }).spawn();
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 Deno.test(`fuzz config files: bad files exit 2 with one line (seed ${SEED})`, async () => {
   const rng = new Rng(SEED ^ 0x5a5a);

@@ -161,3 +161,21 @@ export function freeTcpUdpPort(hostname = "127.0.0.1"): number {
   }
   throw new Error(`no port free for both TCP and UDP on ${hostname}`);
 }
+
+/** Runs otter to its end (for flags that exit: --help, bad values, …) and returns its output. */
+export async function runOtter(
+  args: string[],
+  timeoutMs = 15000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", mainPath, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
