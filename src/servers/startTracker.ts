@@ -11,7 +11,6 @@ import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
 import { StateFile } from "../ops/stateFile.ts";
-import { ClusterSync } from "../ops/cluster/redisCluster.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
@@ -84,19 +83,24 @@ export async function startTracker(
   }
   // Joined before any listener opens, so a (re)started node serves the cluster's swarms at once.
   // Redis is never on the announce path: the servers only record changes into a ring buffer.
-  const cluster = config.cluster === "" ? null : new ClusterSync({
-    url: config.cluster,
-    name: config.clusterName,
-    nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
-    peerTimeout: config.peerTimeout,
-    store,
-    clock,
-    log,
-  });
-  if (cluster !== null) {
-    await cluster.start();
-    tracker.changes = cluster.recorder;
-    tracker.cluster = cluster.counters;
+  // The Redis client (and the Node compatibility layer under it) is loaded only with --cluster:
+  // importing it costs about 25 MB of RSS, more than half of an idle otter.
+  let cluster: { stop(): Promise<void> } | null = null;
+  if (config.cluster !== "") {
+    const { ClusterSync } = await import("../ops/cluster/redisCluster.ts");
+    const sync = new ClusterSync({
+      url: config.cluster,
+      name: config.clusterName,
+      nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
+      peerTimeout: config.peerTimeout,
+      store,
+      clock,
+      log,
+    });
+    await sync.start();
+    tracker.changes = sync.recorder;
+    tracker.cluster = sync.counters;
+    cluster = sync;
   }
 
   const servers: HttpWireServer[] = [];
