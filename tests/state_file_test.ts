@@ -146,6 +146,7 @@ Deno.test("state format: round trip restores every torrent, peer, seeder and cou
   assert.equal(counts.torrents, store.torrents);
   assert.equal(counts.peers, store.peers4 + store.peers6);
   assert.equal(counts.expired, 0);
+  assert.equal(counts.refused, 0);
   const shift = (s: string) => s.replace(/@(\d+)/g, (_, n) => `@${Number(n) + 860}`);
   const before = new Map([...snapshot(store)].map(([k, v]) => [k, shift(v)]));
   assert.deepEqual(snapshot(fresh), before);
@@ -165,7 +166,7 @@ Deno.test("state format: downtime ages peers; those reaching peer-timeout are dr
   const fresh = new SwarmTable({ peerTimeout: 100 });
   // Down 40 s: ages become 40, 70, 100, 130 → the last two are gone, and all of torrent 2.
   const counts = restoreState(bytes, fresh, 5, 40, 100);
-  assert.deepEqual(counts, { torrents: 1, peers: 2, expired: 3 });
+  assert.deepEqual(counts, { torrents: 1, peers: 2, expired: 3, refused: 0 });
   const seen = [...snapshot(fresh).values()][0];
   assert.match(seen, /10\.0\.0\.0:2000 @-35/);
   assert.match(seen, /10\.0\.0\.1:2001 @-65/);
@@ -176,6 +177,51 @@ Deno.test("state format: downtime ages peers; those reaching peer-timeout are dr
   assert.equal(fresh.peers4, 1);
   fresh.cleanAll(66);
   assert.equal(fresh.torrents, 0);
+});
+
+Deno.test("state restore: counts only the peers and torrents a capped store accepts", async () => {
+  // Torrent 1: 4 peers (one a seeder), torrent 2: 3 peers, torrent 3: none, downloaded 2.
+  const store = new SwarmTable({ peerTimeout: 2700 });
+  for (let p = 0; p < 4; p++) {
+    store.announce(
+      hashOf(1),
+      0,
+      4,
+      v4(p),
+      0,
+      1000 + p,
+      p === 0 ? 1 : 2,
+      p === 0,
+      0,
+      50,
+      NO_PEERS,
+      0,
+    );
+  }
+  for (let p = 0; p < 3; p++) {
+    store.announce(hashOf(2), 0, 6, v6(p), 0, 2000 + p, 2, false, 0, 50, NO_PEERS, 0);
+  }
+  store.announce(hashOf(3), 0, 4, v4(9), 0, 3000, 1, true, 0, 50, NO_PEERS, 0);
+  store.announce(hashOf(3), 0, 4, v4(9), 0, 3000, 3, true, 0, 50, NO_PEERS, 0);
+  const bytes = await encoded(store, 60);
+
+  // --max-peers 5: five of the seven peers fit, whichever torrent the file lists first, and both
+  // torrents get some; the peerless one is not a peer.
+  const capped = new SwarmTable({ peerTimeout: 2700, maxPeers: 5 });
+  const counts = restoreState(bytes, capped, 100, 0, 2700);
+  assert.deepEqual(counts, { torrents: 3, peers: 5, expired: 0, refused: 2 });
+  assert.deepEqual([capped.torrents, capped.peers4 + capped.peers6], [3, 5]);
+  assert.equal(capped.restoreSkipped, 2);
+
+  // --max-torrents 1: the first torrent in the file and its peers; the other torrent's peers and
+  // the peerless torrent are refused, and none of them is counted.
+  const oneTorrent = new SwarmTable({ peerTimeout: 2700, maxTorrents: 1 });
+  const one = restoreState(bytes, oneTorrent, 100, 0, 2700);
+  assert.equal(oneTorrent.torrents, 1);
+  assert.equal(one.torrents, 1);
+  assert.equal(one.peers, oneTorrent.peers4 + oneTorrent.peers6);
+  assert.ok(one.peers === 4 || one.peers === 3 || one.peers === 0, `${one.peers} peers`);
+  assert.equal(one.peers + one.refused, 7);
 });
 
 Deno.test("state format: every flipped byte and every truncation is refused", async () => {
@@ -334,6 +380,34 @@ Deno.test("StateFile: missing file starts empty, corrupt file is set aside, good
   }
 });
 
+Deno.test("StateFile: the restore line counts only the peers a --max-peers store took", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otter-state-" });
+  const path = `${dir}/state.bin`;
+  try {
+    const full = new SwarmTable({ peerTimeout: 2700 });
+    for (let p = 0; p < 6; p++) {
+      full.announce(hashOf(7), 0, 4, v4(p), 0, 4000 + p, 2, false, 0, 20, NO_PEERS, 0);
+    }
+    await writeStateFile(path, (await encodeState(full, 20, Date.now())).chunks);
+    const lines: string[] = [];
+    const capped = new SwarmTable({ peerTimeout: 2700, maxPeers: 4 });
+    const state = await StateFile.open(path, capped, new Clock(), {
+      every: 3600,
+      peerTimeout: 2700,
+      log: (line) => lines.push(line),
+    });
+    state.abandon();
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(
+      lines[0],
+      /: restored 1 torrents, 4 peers \(0 expired during \d+ s down, 2 refused by the store\) in/,
+    );
+    assert.equal(capped.peers4, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("writeStateFile: replaces the file whole and leaves no temporary file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "otter-state-" });
   try {
@@ -466,6 +540,43 @@ Deno.test("otter --state: swarms and downloaded counts survive a SIGTERM restart
       const http = await httpAnnounce(otter.http[0], httpHash, 7002, 10);
       assert.deepEqual(compactPorts(http.peers), [7000, 7001]);
       assert.equal(http.downloaded, 1);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("otter --state with a lower --max-peers: the restore line counts only peers kept", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otter-state-" });
+  const path = `${dir}/otter.state`;
+  const hash = hashOf(8);
+  try {
+    {
+      await using otter = await startOtter([...LISTEN, "--state", path]);
+      const client = new UdpTestClient(otter.udp[0].hostname, otter.udp[0].port);
+      try {
+        for (let p = 0; p < 6; p++) await udpAnnounce(client, hash, 6600 + p);
+      } finally {
+        client.close();
+      }
+      assert.equal((await otter.stop()).code, 0);
+      assert.match(stateLines(otter.stdout).at(-1)!, /saved 1 torrents, 6 peers/);
+    }
+    {
+      await using otter = await startOtter([...LISTEN, "--state", path, "--max-peers", "4"]);
+      const lines = stateLines(otter.stdout);
+      assert.equal(lines.length, 2, lines.join("\n"));
+      assert.match(
+        lines[0],
+        /restored 1 torrents, 4 peers \(0 expired during \d+ s down, 2 refused by the store\)/,
+      );
+      assert.match(lines[1], /2 peers and peerless torrents not restored: over .*--max-peers 4/);
+      const client = new UdpTestClient(otter.udp[0].hostname, otter.udp[0].port);
+      try {
+        assert.deepEqual(await udpScrape(client, [hash]), [[0, 0, 4]]);
+      } finally {
+        client.close();
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -317,10 +317,14 @@ export function checkState(bytes: Uint8Array): StateSummary | string {
 }
 
 export interface RestoreCounts {
+  /** Torrents now in the store because of the file. */
   torrents: number;
+  /** Peers the store accepted. */
   peers: number;
   /** Peers left out because their age reached the peer timeout. */
   expired: number;
+  /** Peers the store refused: over --max-peers/--max-torrents (it logs those), or invalid. */
+  refused: number;
 }
 
 /**
@@ -336,7 +340,7 @@ export function restoreState(
   peerTimeout: number,
 ): RestoreCounts {
   const torrents = readU32(bytes, 24);
-  const counts: RestoreCounts = { torrents: 0, peers: 0, expired: 0 };
+  const counts: RestoreCounts = { torrents: 0, peers: 0, expired: 0, refused: 0 };
   let o = HEAD_BYTES + SUMMARY_BYTES;
   for (let t = 0; t < torrents; t++) {
     const hashAt = o;
@@ -356,17 +360,25 @@ export function restoreState(
       } else {
         const port = (bytes[o + size] << 8) | bytes[o + size + 1];
         const seeder = (flags & SEEDER_FLAG) !== 0;
-        store.restorePeer(bytes, hashAt, v4 ? 4 : 6, bytes, o, port, seeder, now - age);
-        kept++;
+        // Only what the store took counts: at a cap it refuses, and the log must not claim more.
+        if (store.restorePeer(bytes, hashAt, v4 ? 4 : 6, bytes, o, port, seeder, now - age)) {
+          kept++;
+        } else {
+          counts.refused++;
+        }
       }
       o += size + 4;
     }
     // A peerless torrent is kept only for its downloaded count, and only as long as the store would.
     const keptForDownloads = downloaded > 0 && idle <= KEEP_DOWNLOADED_SECONDS;
+    let stored = kept > 0;
     if (downloaded > 0 && (kept > 0 || keptForDownloads)) {
+      // setDownloaded counts a peerless torrent it refuses at --max-torrents in restoreSkipped.
+      const skipped = store.restoreSkipped;
       store.setDownloaded(bytes, hashAt, downloaded, now - idle);
+      if (!stored) stored = store.restoreSkipped === skipped;
     }
-    if (kept > 0 || keptForDownloads) counts.torrents++;
+    if (stored) counts.torrents++;
     counts.peers += kept;
   }
   return counts;
@@ -514,9 +526,11 @@ export class StateFile {
     this.#clock.update();
     const counts = restoreState(bytes, this.#store, this.#clock.now, downSeconds, peerTimeout);
     const ms = Math.round(performance.now() - started);
+    // Restored + expired + refused = the file's peers (refusals are caps; startTracker says which).
+    const refused = counts.refused > 0 ? `, ${counts.refused} refused by the store` : "";
     this.#log(
       `state ${this.path}: restored ${counts.torrents} torrents, ${counts.peers} peers ` +
-        `(${counts.expired} expired during ${downSeconds} s down) in ${ms} ms`,
+        `(${counts.expired} expired during ${downSeconds} s down${refused}) in ${ms} ms`,
     );
   }
 
