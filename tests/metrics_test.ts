@@ -1,10 +1,12 @@
 /**
  * `/metrics` over real sockets: the Prometheus text exposition is well formed (HELP and TYPE
  * before each family's samples, valid names and values, no repeated series), its values match a
- * known workload, and a client outside --stats-from gets 403.
+ * known workload, the HTTP server's refused connections, timeouts and turned-away heads move
+ * when provoked over raw sockets, and a client outside --stats-from gets 403.
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
+import { RawClient } from "./support/rawHttp.ts";
 import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
 import { VERSION } from "../src/version.ts";
 
@@ -199,4 +201,120 @@ Deno.test("metrics: refused full scrapes are counted; outside --stats-from gets 
   const refused = await fetch(`${outside.http[0]}/metrics`);
   assert.equal(refused.status, 403);
   assert.match(await refused.text(), /--stats-from/);
+});
+
+Deno.test("metrics: HTTP connections refused at the cap, timed out, and heads turned away", async () => {
+  await using otter = await startOtter([
+    "--http",
+    "127.0.0.1:0",
+    "--udp",
+    "127.0.0.1:0",
+    "--max-connections",
+    "3",
+    "--header-timeout",
+    "1",
+    "--idle-timeout",
+    "2",
+  ]);
+  const port = Number(new URL(otter.http[0]).port);
+  const announce = `/announce?info_hash=${escape(makeHash(3))}&peer_id=-OT0001-000000000001&port=1`;
+  const request = (path: string, headers = "") =>
+    `GET ${path} HTTP/1.1\r\nHost: t\r\n${headers}\r\n`;
+  // Connections our own reads found closed at accept (all slots taken for a moment).
+  let readsRefused = 0;
+  /** GET `path` on a fresh connection closed by the server after the reply. */
+  const read = async (path: string): Promise<string> => {
+    const deadline = performance.now() + 5000;
+    for (;;) {
+      await using client = await RawClient.connect(port);
+      try {
+        await client.send(request(path, "Connection: close\r\n"));
+        const r = await client.response();
+        assert.equal(r.status, 200);
+        return new TextDecoder().decode(r.body);
+      } catch (error) {
+        if (performance.now() > deadline) throw error;
+        readsRefused++;
+        await sleep(50);
+      }
+    }
+  };
+  const turnedAway = async (bytes: string, status: number) => {
+    await using client = await RawClient.connect(port);
+    await client.send(bytes);
+    const r = await client.response();
+    assert.equal(r.status, status, bytes.slice(0, 40));
+    assert.equal(await client.closesWithin(2000), true);
+  };
+
+  const before = parseExposition(await read("/metrics"));
+  assert.equal(before.types.get("otter_http_connections"), "gauge");
+  assert.equal(value(before, "otter_http_connections"), 1); // this read
+  for (
+    const name of [
+      "otter_http_connections_refused_total",
+      "otter_http_connections_timed_out_total",
+      "otter_http_rejected_requests_total",
+    ]
+  ) {
+    assert.equal(before.types.get(name), "counter", name);
+  }
+  for (const [key, v] of before.samples) {
+    if (key.startsWith("otter_http_") && key !== "otter_http_connections") {
+      assert.equal(v, 0, key);
+    }
+  }
+
+  // Heads turned away: request line and head over 8 KiB, garbage, HTTP/2.
+  await turnedAway(request(`${announce}&key=${"a".repeat(9000)}`), 414);
+  await turnedAway(request(announce, `X-Filler: ${"b".repeat(9000)}\r\n`), 431);
+  await turnedAway("NOT HTTP AT ALL\r\n\r\n", 400);
+  await turnedAway("GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505);
+
+  // The cap: three keep-alive clients hold every slot, a fourth is closed unanswered.
+  const held: RawClient[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const client = await RawClient.connect(port);
+      held.push(client);
+      await client.send(request(announce));
+      assert.equal((await client.response()).status, 200);
+    }
+    await using extra = await RawClient.connect(port);
+    await extra.send(request(announce)).catch(() => {});
+    assert.equal(await extra.closesWithin(2000), true);
+    assert.equal(extra.pending, 0);
+  } finally {
+    for (const client of held) client.close();
+  }
+
+  // A silent connection meets the header timeout (1 s), an idle keep-alive one the idle one (2 s).
+  await using silent = await RawClient.connect(port);
+  await using idle = await RawClient.connect(port);
+  await idle.send(request(announce));
+  assert.equal((await idle.response()).status, 200);
+  assert.equal(await silent.closesWithin(4000), true);
+  assert.equal(await idle.closesWithin(5000), true);
+
+  const after = parseExposition(await read("/metrics"));
+  assert.equal(value(after, "otter_http_connections"), 1);
+  assert.equal(value(after, "otter_http_connections_refused_total"), 1 + readsRefused);
+  assert.equal(value(after, `otter_http_connections_timed_out_total{reason="header"}`), 1);
+  assert.equal(value(after, `otter_http_connections_timed_out_total{reason="idle"}`), 1);
+  const rejected = (status: number) =>
+    value(after, `otter_http_rejected_requests_total{status="${status}"}`);
+  assert.deepEqual(
+    [400, 405, 414, 431, 500, 505].map(rejected),
+    [1, 0, 1, 1, 0, 1],
+  );
+
+  // /stats JSON (tcp4) shows the same figures.
+  const stats = JSON.parse(await read("/stats?mode=tcp4&format=json")).tcp4;
+  assert.deepEqual(stats.connections, {
+    open: 1,
+    refused: 1 + readsRefused,
+    headerTimeouts: 1,
+    idleTimeouts: 1,
+  });
+  assert.deepEqual(stats.rejected, { 400: 1, 405: 0, 414: 1, 431: 1, 500: 0, 505: 1 });
 });

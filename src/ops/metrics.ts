@@ -8,6 +8,7 @@ import type { FullScrape } from "./fullScrape.ts";
 import type { RateLimiter } from "./rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "./cluster/redisCluster.ts";
+import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import {
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
@@ -44,6 +45,8 @@ export interface MetricsSources {
   loopLag?: LoopLag;
   /** The cluster link (`--cluster`); its metrics are left out when standalone. */
   cluster?: ClusterCounters | null;
+  /** What the HTTP servers turned away (all listeners); its metrics are left out without it. */
+  http?: HttpServerCounters;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -181,6 +184,38 @@ export function renderMetrics(sources: MetricsSources): string {
     "Torrents evicted to make room at --max-torrents or --max-peers (--when-full evict).",
   ).sample("otter_store_evicted_torrents_total", store.evictedTorrents);
 
+  const http = sources.http;
+  if (http !== undefined) {
+    out.family("otter_http_connections", "gauge", "HTTP connections open.")
+      .sample("otter_http_connections", http.open);
+    out.family(
+      "otter_http_connections_refused_total",
+      "counter",
+      "HTTP connections closed at accept, unanswered, because --max-connections were open.",
+    ).sample("otter_http_connections_refused_total", http.refused);
+    out.family(
+      "otter_http_connections_timed_out_total",
+      "counter",
+      "HTTP connections closed by a timeout: header (--header-timeout, no whole request head in " +
+        "time) or idle (--idle-timeout, idle between requests or not taking a reply).",
+    )
+      .sample("otter_http_connections_timed_out_total", http.headerTimeouts, `reason="header"`)
+      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`);
+    out.family(
+      "otter_http_rejected_requests_total",
+      "counter",
+      "HTTP requests answered with an error and a close before the tracker saw them, by status: " +
+        "400 malformed head, 405 CONNECT/TRACE, 414 request line over 8 KiB, 431 head over " +
+        "8 KiB, 505 HTTP/2 or later, 500 a route failed.",
+    );
+    for (const status of REJECT_STATUSES) {
+      out.sample(
+        "otter_http_rejected_requests_total",
+        http.rejectedWith(status),
+        `status="${status}"`,
+      );
+    }
+  }
   const limiter = sources.rateLimit;
   if (limiter !== undefined) {
     out.family(

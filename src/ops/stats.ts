@@ -16,6 +16,7 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
+import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 import {
   ACTION_ANNOUNCE,
@@ -68,6 +69,8 @@ export interface StatsSources {
   version: string;
   /** Event-loop pause monitor (mode loop); zeros without it. */
   loopLag?: LoopLag;
+  /** What the HTTP servers turned away (mode tcp4, JSON); left out without it. */
+  http?: HttpServerCounters;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -134,6 +137,7 @@ interface StatsData {
   renew: Float64Array;
   loopMaxMs: number;
   loopRecentMaxMs: number;
+  http: HttpServerCounters | null;
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -155,6 +159,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     renew: new Float64Array(0),
     loopMaxMs: sources.loopLag?.maxMs ?? 0,
     loopRecentMaxMs: sources.loopLag?.recentMaxMs() ?? 0,
+    http: sources.http ?? null,
   };
   const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
   if (needsTop > 0 || modes.includes("completed")) {
@@ -436,6 +441,22 @@ function text(mode: StatsMode, d: StatsData): string {
   }
 }
 
+/** The HTTP servers' connection figures and turned-away requests (by status), for tcp4. */
+function httpServerJson(http: HttpServerCounters | null): Record<string, unknown> {
+  if (http === null) return {};
+  const rejected: Record<string, number> = {};
+  for (const status of REJECT_STATUSES) rejected[status] = http.rejectedWith(status);
+  return {
+    connections: {
+      open: http.open,
+      refused: http.refused,
+      headerTimeouts: http.headerTimeouts,
+      idleTimeouts: http.idleTimeouts,
+    },
+    rejected,
+  };
+}
+
 function mrtgServing(first: number, second: number, torrents: number): string {
   return `${first}\n${second}\notter serving ${torrents} torrents\notter`;
 }
@@ -480,6 +501,7 @@ function json(mode: StatsMode, d: StatsData): unknown {
         scrapes: sumOf(c, PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK),
         fullScrapes: sumOf(c, PROTOCOL_HTTP, ACTION_FULL_SCRAPE, RESULT_OK),
         errors: sumOf(c, PROTOCOL_HTTP, -1, RESULT_ERROR),
+        ...httpServerJson(d.http),
       };
     case "scrp":
       return {

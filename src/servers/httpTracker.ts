@@ -19,6 +19,7 @@ import {
   RESULT_ERROR,
   RESULT_OK,
 } from "../ops/requestCounters.ts";
+import { HttpServerCounters } from "../ops/httpServerCounters.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 
@@ -59,6 +60,9 @@ export class HttpTracker {
   readonly routes = new Map<string, RouteHandler>();
   /** Answers `GET /scrape` without info_hash; null: refused with a failure reason. */
   fullScrape: RouteHandler | null = null;
+  /** What the HTTP servers in front of this tracker (httpWire.ts) count: refused and timed-out
+   * connections, requests turned away before they reach it. */
+  readonly serverCounters = new HttpServerCounters();
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);

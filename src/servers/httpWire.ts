@@ -20,10 +20,12 @@
  * per accept, per read and per tick: a new connection and a started request must deliver a whole head within
  * `headerTimeoutMs`; a connection waiting between requests, or a client not taking our reply, is
  * closed after `idleTimeoutMs`. Beyond `maxConnections`, new connections are accepted and closed
- * at once.
+ * at once. Each of these, and every request turned away, is counted in the HttpTracker's
+ * `serverCounters` (for /metrics and /stats).
  */
 import { writeDecimal } from "../protocol/httpReply.ts";
 import { parseIpAddress } from "../ops/cidr.ts";
+import type { HttpServerCounters } from "../ops/httpServerCounters.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
 
 export interface HttpLimits {
@@ -33,16 +35,6 @@ export interface HttpLimits {
   headerTimeoutMs: number;
   /** A connection with no request in progress is closed after this many ms. */
   idleTimeoutMs: number;
-}
-
-/** Counts for tests and operators. */
-export interface HttpWireCounters {
-  /** Connections closed at accept because `maxConnections` were open. */
-  refused: number;
-  /** Connections closed by the header or idle timeout. */
-  timedOut: number;
-  /** Requests refused as malformed or oversized (400, 414, 431, 505). */
-  rejected: number;
 }
 
 const SWEEP_MS = 250;
@@ -471,7 +463,9 @@ function completion(remoteAddr: Deno.NetAddr): Completion {
 
 export class HttpWireServer {
   readonly addr: Deno.NetAddr;
-  readonly counters: HttpWireCounters = { refused: 0, timedOut: 0, rejected: 0 };
+  /** Refused and timed-out connections, turned-away requests: the HttpTracker's, so shared by
+   * every server over it (/metrics shows one total). */
+  readonly counters: HttpServerCounters;
   readonly #listener: Deno.TcpListener;
   readonly #tracker: HttpTracker;
   readonly #limits: HttpLimits;
@@ -503,6 +497,7 @@ export class HttpWireServer {
     this.#listener = listener;
     this.addr = listener.addr;
     this.#tracker = tracker;
+    this.counters = tracker.serverCounters;
     this.#limits = limits;
     this.#replyRoom = HEAD_ROOM + tracker.wireBody.length;
     this.#outCapacity = Math.max(16384, 2 * this.#replyRoom);
@@ -546,7 +541,10 @@ export class HttpWireServer {
     const now = this.#now = performance.now();
     for (const c of this.#connections) {
       if (c.deadline <= now && !c.closed) {
-        this.counters.timedOut++;
+        // Waiting for a head (new, or mid-request) is the header timeout; idle between requests
+        // or busy writing a reply the client does not take is the idle one.
+        if (c.idle || c.busy) this.counters.idleTimeouts++;
+        else this.counters.headerTimeouts++;
         c.close();
       }
     }
@@ -577,6 +575,7 @@ export class HttpWireServer {
       const input = this.#smallInputs.pop() ?? new Uint8Array(SMALL_INPUT);
       const c = new Connection(conn, input, this.#now + this.#limits.headerTimeoutMs);
       this.#connections.add(c);
+      this.counters.open++;
       this.#serve(c);
     }
   }
@@ -642,7 +641,7 @@ export class HttpWireServer {
 
   #release(c: Connection): void {
     c.close();
-    this.#connections.delete(c);
+    if (this.#connections.delete(c)) this.counters.open--;
     const input = c.input;
     this.#give(input.length === SMALL_INPUT ? this.#smallInputs : this.#largeInputs, input);
     if (this.#stopping && this.#connections.size === 0) this.#drained?.();
@@ -751,7 +750,7 @@ export class HttpWireServer {
 
   /** Puts a refusal (400, 414, 431, 505, …) into `out`; the connection closes after it. */
   #refusal(out: OutBuffer, status: number): number {
-    this.counters.rejected++;
+    this.counters.reject(status);
     const bytes = REFUSALS.get(status) ?? REFUSALS.get(400)!;
     out.bytes.set(bytes, out.length);
     out.length += bytes.length;
@@ -815,7 +814,7 @@ export class HttpWireServer {
       response = await this.#tracker.handle(request, done.info);
     } catch (error) {
       done.reject(error);
-      this.counters.rejected++;
+      this.counters.reject(500);
       await writeAll(c.conn, REFUSALS.get(500)!);
       return false;
     }

@@ -82,6 +82,7 @@ export function registerOperatorRoutes(
       peerTimeout,
       version: VERSION,
       loopLag,
+      http: http.serverCounters,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
@@ -99,6 +100,7 @@ export function registerOperatorRoutes(
       rateLimit: tracker.rateLimit,
       loopLag,
       cluster: tracker.cluster,
+      http: http.serverCounters,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
