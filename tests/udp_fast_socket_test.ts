@@ -1,8 +1,8 @@
 /**
  * The FFI UDP fast path over real loopback sockets: sender addresses (v4, v6, dual-stack), bursts,
- * oversized datagrams, silent and failing handlers, SO_REUSEPORT, bind errors, close, and the
- * support check without --allow-ffi. Clients are Deno.listenDatagram sockets; every wait has a
- * deadline.
+ * oversized datagrams, silent and failing handlers, SO_REUSEPORT, bind errors, close, the
+ * support check without --allow-ffi, and both fast paths under ffi scoped to glibc's paths. Clients
+ * are Deno.listenDatagram sockets; every wait has a deadline.
  */
 
 import assert from "node:assert/strict";
@@ -13,9 +13,18 @@ import {
   parseIpLiteral,
   REPLY_CAPACITY,
 } from "../src/servers/udpFastSocket.ts";
+import { LIBC_PATHS } from "../src/servers/libc.ts";
 
 const supported = fastUdpSupport().ok;
 const ignore = !supported;
+/** Whether glibc is at one of the paths a scoped grant names (else only unscoped ffi finds it). */
+const libcAtKnownPath = LIBC_PATHS.some((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
 
 /** Whether ::1 can be bound here (IPv6 may be disabled on a CI host). */
 function ipv6Loopback(): boolean {
@@ -210,6 +219,97 @@ console.log(JSON.stringify({ support: fastUdpSupport(), openError }));
       assert.match(result.support.reason, /ffi/);
       assert.ok(!result.support.reason.includes("\n"), "one-line reason");
       assert.match(result.openError, /unavailable.*ffi/);
+    } finally {
+      await Deno.remove(script);
+    }
+  },
+});
+
+Deno.test({
+  name: "--allow-ffi scoped to LIBC_PATHS: one socket and a worker pool echo, errno and its text",
+  ignore: ignore || !libcAtKnownPath,
+  async fn() {
+    const script = await Deno.makeTempFile({ suffix: ".ts" });
+    try {
+      const module = (name: string) =>
+        JSON.stringify(new URL(`../src/servers/${name}`, import.meta.url).href);
+      // Deno refuses its pointer helpers under a scoped grant: every call below would throw if
+      // the fast path still used them (opening, the arenas, errno, steering, the Workers).
+      await Deno.writeTextFile(
+        script,
+        `import { FastUdpSocket } from ${module("udpFastSocket.ts")};
+import { UdpWorkerPool } from ${module("udpWorkerPool.ts")};
+const handler = {
+  handle(packet, length, _family, _address, _offset, _port, out) {
+    out.set(packet.subarray(0, length));
+    out[0] ^= 0xff;
+    return length;
+  },
+};
+async function echo(port) {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  let timer;
+  try {
+    await conn.send(new Uint8Array([1, 2, 3]), { transport: "udp", hostname: "127.0.0.1", port });
+    const late = new Promise((resolve) => timer = setTimeout(() => resolve(undefined), 5000));
+    const reply = await Promise.race([conn.receive().then(([bytes]) => bytes), late]);
+    return reply === undefined ? "no reply" : Array.from(reply);
+  } finally {
+    clearTimeout(timer);
+    conn.close();
+  }
+}
+const result = { unscoped: Deno.permissions.querySync({ name: "ffi" }).state };
+const socket = FastUdpSocket.open("127.0.0.1", 0);
+const served = socket.serve(handler);
+result.port = socket.port;
+result.single = await echo(socket.port);
+try {
+  FastUdpSocket.open("127.0.0.1", socket.port);
+} catch (error) {
+  result.inUse = { name: error.constructor.name, message: error.message };
+}
+await socket.close();
+await served;
+const logged = [];
+const pool = UdpWorkerPool.open("127.0.0.1", 0, 2, { log: (line) => logged.push(line) });
+const poolServed = pool.serve(handler);
+await pool.ready;
+result.pool = await echo(pool.port);
+result.alive = pool.aliveWorkers;
+await pool.close();
+await poolServed;
+result.logged = logged;
+console.log(JSON.stringify(result));
+`,
+      );
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--no-prompt",
+          "--unstable-net",
+          "--allow-read",
+          "--allow-net",
+          `--allow-ffi=${LIBC_PATHS.join(",")}`,
+          script,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(30_000),
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 0, stderr);
+      const result = JSON.parse(new TextDecoder().decode(output.stdout).trim());
+      assert.notEqual(result.unscoped, "granted", "the child's ffi grant is scoped");
+      assert.deepEqual(result.single, [0xfe, 2, 3]);
+      // errno read through memcpy, its text through strerror, strlen and memcpy.
+      assert.deepEqual(result.inUse, {
+        name: "AddrInUse",
+        message: `bind UDP 127.0.0.1:${result.port} failed: Address already in use (errno 98)`,
+      });
+      assert.deepEqual(result.pool, [0xfe, 2, 3]);
+      assert.equal(result.alive, 2);
+      assert.deepEqual(result.logged, [], "the steering program was attached");
     } finally {
       await Deno.remove(script);
     }

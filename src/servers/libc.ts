@@ -7,10 +7,22 @@
  * anything is opened; nothing is loaded at import time, so importing this module without
  * `--allow-ffi` is harmless.
  *
+ * Scoped ffi: glibc is opened by absolute path, the first of `LIBC_PATHS` the ffi permission
+ * covers that opens, so deno.json's tasks grant ffi for libc alone
+ * (`--allow-ffi=<LIBC_PATHS joined by commas>`; Deno accepts paths that do not exist). Under such
+ * a grant Deno refuses its pointer helpers (`Deno.UnsafePointer.of/offset/value`,
+ * `Deno.UnsafePointerView`), so nothing here or in the callers uses them: memory libc reads or
+ * writes is passed as a `"buffer"` (a typed array view), and addresses are `"usize"` numbers.
+ * `addressOf` gives a view's address (libc's `memset(p, 0, 0)` returns `p`) for pointers stored
+ * inside structures; take it only of memory that never moves (an ArrayBuffer or
+ * SharedArrayBuffer, not a small typed array made with a length, which V8 may keep on its heap)
+ * and that stays referenced while the kernel may use the address.
+ *
  * `poll` is the only `nonblocking` symbol: it runs on a pool thread, so its errno is lost, and the
  * caller must treat its failure as harmless. `pollBlocking` is the same libc function called
- * synchronously, for Workers whose thread does nothing else. Every other call is synchronous, and its errno is read
- * with `lastErrno()` right after it fails, before any other call can overwrite it.
+ * synchronously, for Workers whose thread does nothing else. Every other call is synchronous, and
+ * its errno is read with `lastErrno()` right after it fails, before any other call can overwrite
+ * it.
  */
 
 export const AF_INET = 2;
@@ -36,28 +48,47 @@ export const EACCES = 13;
 export const EADDRINUSE = 98;
 export const EADDRNOTAVAIL = 99;
 
+/** Where glibc's libc.so.6 lives: Debian and Ubuntu (x86_64, aarch64), then Fedora, RHEL and
+ *  openSUSE, then Arch. Keep in step with `--allow-ffi=` in deno.json's start and compile tasks. */
+export const LIBC_PATHS = [
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+  "/lib64/libc.so.6",
+  "/usr/lib/libc.so.6",
+] as const;
+
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  setsockopt: { parameters: ["i32", "i32", "i32", "pointer", "u32"], result: "i32" },
-  getsockopt: { parameters: ["i32", "i32", "i32", "pointer", "pointer"], result: "i32" },
-  bind: { parameters: ["i32", "pointer", "u32"], result: "i32" },
-  getsockname: { parameters: ["i32", "pointer", "pointer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  recvmmsg: { parameters: ["i32", "pointer", "u32", "i32", "pointer"], result: "i32" },
-  sendmmsg: { parameters: ["i32", "pointer", "u32", "i32"], result: "i32" },
-  poll: { parameters: ["pointer", "u64", "i32"], result: "i32", nonblocking: true },
+  // The timeout pointer is always NULL: 0.
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "usize"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  // The pollfd by address: a pool thread reads it while the promise is pending.
+  poll: { parameters: ["usize", "u64", "i32"], result: "i32", nonblocking: true },
   // The same call, blocking the calling thread: only for dedicated I/O Workers (udpIoWorker.ts).
-  pollBlocking: { name: "poll", parameters: ["pointer", "u64", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
+  pollBlocking: { name: "poll", parameters: ["usize", "u64", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "usize" },
+  strerror: { parameters: ["i32"], result: "usize" },
+  strlen: { parameters: ["usize"], result: "usize" },
+  // memset(p, 0, 0) writes nothing and returns p: `addressOf`.
+  memset: { parameters: ["buffer", "i32", "usize"], result: "usize" },
+  // Reads memory libc owns (errno, strerror's text) into a view; "void" spares a BigInt.
+  memcpy: { parameters: ["buffer", "usize", "usize"], result: "void" },
   // Only glibc has it: opening fails on a libc.so.6 that is something else.
-  gnu_get_libc_version: { parameters: [], result: "pointer" },
+  gnu_get_libc_version: { parameters: [], result: "usize" },
 } as const;
 
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let library: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-let errnoView: Deno.UnsafePointerView | undefined;
+/** This thread's `&errno` (each Worker opens the library itself, so it has its own). */
+let errnoAddress = 0n;
+/** Where `lastErrno` copies errno to; an ArrayBuffer's store is off the V8 heap. */
+const errnoValue = new Int32Array(new ArrayBuffer(8), 0, 1);
 
 /** Why libc cannot be used here, or undefined when it can (the library is then open). Never throws. */
 export function libcSupport(): string | undefined {
@@ -65,27 +96,40 @@ export function libcSupport(): string | undefined {
   if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") {
     return `unsupported architecture ${Deno.build.arch}`;
   }
-  let state: string;
+  if (library !== undefined) return undefined;
+  let candidates: string[];
   try {
-    state = Deno.permissions.querySync({ name: "ffi" }).state;
+    candidates = LIBC_PATHS.filter((path) =>
+      Deno.permissions.querySync({ name: "ffi", path }).state === "granted"
+    );
+    // Unscoped --allow-ffi: the soname too, for a glibc outside the usual places.
+    if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") {
+      candidates.push("libc.so.6");
+    }
   } catch (error) {
     return `cannot query the ffi permission: ${error instanceof Error ? error.message : error}`;
   }
-  if (state !== "granted") return `ffi permission not granted (--allow-ffi; state ${state})`;
-  if (library !== undefined) return undefined;
-  try {
-    const opened = Deno.dlopen("libc.so.6", SYMBOLS);
-    const errnoPointer = opened.symbols.__errno_location();
-    if (errnoPointer === null) {
-      opened.close();
-      return "__errno_location() returned NULL";
-    }
-    errnoView = new Deno.UnsafePointerView(errnoPointer);
-    library = opened;
-  } catch (error) {
-    return `cannot open glibc libc.so.6: ${error instanceof Error ? error.message : error}`;
+  if (candidates.length === 0) {
+    return `ffi permission not granted for glibc (--allow-ffi=${LIBC_PATHS.join(",")})`;
   }
-  return undefined;
+  let why = "";
+  for (const path of candidates) {
+    try {
+      const opened = Deno.dlopen(path, SYMBOLS);
+      const address = opened.symbols.__errno_location();
+      if (address === 0n) {
+        opened.close();
+        return "__errno_location() returned NULL";
+      }
+      errnoAddress = address;
+      library = opened;
+      return undefined;
+    } catch (error) {
+      // Missing here, another architecture's, or not glibc: try the next one.
+      why ||= error instanceof Error ? error.message.split("\n")[0] : String(error);
+    }
+  }
+  return `cannot open glibc at ${candidates.join(", ")}: ${why}`;
 }
 
 /** The libc functions; throws when `libcSupport()` gives a reason. */
@@ -97,11 +141,23 @@ export function libc(): Libc {
 
 /** The calling thread's errno. Call it right after a synchronous call returned -1. */
 export function lastErrno(): number {
-  return errnoView === undefined ? 0 : errnoView.getInt32(0);
+  if (library === undefined) return 0;
+  library.symbols.memcpy(errnoValue, errnoAddress, 4n);
+  return errnoValue[0];
+}
+
+/** The address of `bytes[0]`, for pointers written into structures the kernel reads and for
+ *  `poll`. See the module notes on which memory qualifies. */
+export function addressOf(bytes: Uint8Array<ArrayBufferLike>): bigint {
+  return libc().memset(bytes, 0, 0n);
 }
 
 /** The C library's text for an errno value, e.g. "Address already in use". */
 export function errnoText(code: number): string {
-  const pointer = libc().strerror(code);
-  return pointer === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(pointer);
+  const lib = libc();
+  const address = lib.strerror(code);
+  if (address === 0n) return `errno ${code}`;
+  const text = new Uint8Array(new ArrayBuffer(Number(lib.strlen(address))));
+  lib.memcpy(text, address, BigInt(text.length));
+  return new TextDecoder().decode(text);
 }

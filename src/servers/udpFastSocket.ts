@@ -37,6 +37,7 @@
  */
 
 import {
+  addressOf,
   AF_INET,
   AF_INET6,
   EACCES,
@@ -149,8 +150,9 @@ const liveArenas = new Set<ArrayBuffer>();
 
 const SUPPORTED = { ok: true } as const;
 
-/** Whether the fast path can run here: Linux, glibc libc.so.6, x86_64 or aarch64, ffi permission granted
- *  (Deno.permissions.querySync({name:"ffi"})). Never throws; gives a one-line reason when not. */
+/** Whether the fast path can run here: Linux, x86_64 or aarch64, glibc's libc.so.6 opened under
+ *  an ffi grant (for one of `LIBC_PATHS`, or unscoped). Never throws; gives a one-line reason
+ *  when not. */
 export function fastUdpSupport(): { ok: true } | { ok: false; reason: string } {
   try {
     const reason = libcSupport();
@@ -218,10 +220,11 @@ export class BatchArena {
   readonly #dualStack: boolean;
   readonly #bytes: Uint8Array;
   readonly #words: Uint32Array;
-  readonly #recvHdrs: Deno.PointerObject;
-  readonly #pollfd: Deno.PointerObject;
-  /** Pointers to send header j, for partial-send retries. */
-  readonly #sendHdrs: Deno.PointerObject[] = [];
+  readonly #recvHdrs: Uint8Array<ArrayBufferLike>;
+  /** The pollfd's address (`poll` runs on a pool thread, so it takes an address, not a view). */
+  readonly #pollfd: bigint;
+  /** The send headers from header j on, for partial-send retries. */
+  readonly #sendHdrs: Uint8Array<ArrayBufferLike>[] = [];
   readonly #packets: Uint8Array[] = [];
   readonly #replies: Uint8Array[] = [];
   readonly #names: Uint8Array[] = [];
@@ -240,11 +243,11 @@ export class BatchArena {
     this.#dualStack = family === 6;
     this.#bytes = new Uint8Array(buffer, byteOffset, ARENA_SIZE);
     this.#words = new Uint32Array(buffer, byteOffset, ARENA_SIZE >> 2);
-    const base = pointerOf(this.#bytes);
-    this.#recvHdrs = offsetPointer(base, RECV_HDRS);
-    this.#pollfd = offsetPointer(base, POLLFD);
+    this.#recvHdrs = this.#bytes.subarray(RECV_HDRS, SEND_HDRS);
+    // The same bytes seen from another thread have the same address: the buffer never moves.
+    const baseAddress = addressOf(this.#bytes);
+    this.#pollfd = baseAddress + BigInt(POLLFD);
     const view = new DataView(buffer, byteOffset, ARENA_SIZE);
-    const baseAddress = Deno.UnsafePointer.value(base);
     for (let i = 0; i < BATCH; i++) {
       const recvHdr = RECV_HDRS + i * HDR_SIZE;
       const sendHdr = SEND_HDRS + i * HDR_SIZE;
@@ -266,15 +269,16 @@ export class BatchArena {
       const nameAddress = baseAddress + BigInt(name);
       this.#nameLo[i] = Number(nameAddress & 0xffffffffn);
       this.#nameHi[i] = Number(nameAddress >> 32n);
-      this.#sendHdrs.push(offsetPointer(base, sendHdr));
+      this.#sendHdrs.push(this.#bytes.subarray(sendHdr, SEND_HDRS + BATCH * HDR_SIZE));
       this.#packets.push(this.#bytes.subarray(packet, packet + PACKET_CAPACITY));
       this.#replies.push(this.#bytes.subarray(reply, reply + REPLY_CAPACITY));
       this.#names.push(this.#bytes.subarray(name, name + NAME_SIZE));
     }
   }
 
-  /** The arena's `pollfd`, set up for POLLIN on `fd`, for `poll(pollfd, 1, timeout)`. */
-  pollFor(fd: number): Deno.PointerObject {
+  /** The address of the arena's `pollfd`, set up for POLLIN on `fd`, for
+   *  `poll(pollfd, 1, timeout)`. */
+  pollFor(fd: number): bigint {
     const view = new DataView(this.#bytes.buffer, this.#bytes.byteOffset + POLLFD, 8);
     view.setInt32(0, fd, true);
     view.setUint16(4, POLLIN, true);
@@ -291,7 +295,7 @@ export class BatchArena {
     for (let i = 0; i < BATCH; i++) {
       words[((RECV_HDRS + i * HDR_SIZE) >> 2) + W_NAMELEN] = nameCapacity;
     }
-    const received = lib.recvmmsg(fd, this.#recvHdrs, BATCH, MSG_DONTWAIT, null);
+    const received = lib.recvmmsg(fd, this.#recvHdrs, BATCH, MSG_DONTWAIT, 0n);
     if (received >= 0) return received;
     const errno = lastErrno();
     return errno === EAGAIN ? 0 : -Math.max(errno, 1);
@@ -435,9 +439,9 @@ export function openUdpFd(
   scratchBuffer ??= new ArrayBuffer(256);
   const bytes = new Uint8Array(scratchBuffer);
   const view = new DataView(scratchBuffer);
-  const sockaddr = pointerOf(bytes);
-  const socklen = offsetPointer(sockaddr, 32);
-  const value = offsetPointer(sockaddr, 36);
+  const sockaddr = bytes.subarray(0, 32);
+  const socklen = bytes.subarray(32, 36);
+  const value = bytes.subarray(36, 40);
 
   const fd = lib.socket(
     family === 6 ? AF_INET6 : AF_INET,
@@ -519,7 +523,7 @@ export class FastUdpSocket {
   #fd: number;
   readonly #buffer: ArrayBuffer;
   readonly #arena: BatchArena;
-  readonly #pollfd: Deno.PointerObject;
+  readonly #pollfd: bigint;
   readonly #batchesPerWake: number;
   #serving = false;
   #stopping = false;
@@ -719,16 +723,4 @@ function socketError(what: string, errno: number): Error {
   if (errno === EADDRNOTAVAIL) return new Deno.errors.AddrNotAvailable(message);
   if (errno === EACCES) return new Deno.errors.PermissionDenied(message);
   return new Error(message);
-}
-
-function pointerOf(bytes: Uint8Array): Deno.PointerObject {
-  const pointer = Deno.UnsafePointer.of(bytes);
-  if (pointer === null) throw new Error("null pointer for the socket arena");
-  return pointer;
-}
-
-function offsetPointer(base: Deno.PointerObject, offset: number): Deno.PointerObject {
-  const pointer = Deno.UnsafePointer.offset(base, offset);
-  if (pointer === null) throw new Error("null pointer for the socket arena");
-  return pointer;
 }

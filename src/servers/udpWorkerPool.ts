@@ -39,7 +39,14 @@ import {
   TimerStarvationGuard,
   timerTurn,
 } from "./udpFastSocket.ts";
-import { errnoText, lastErrno, libc, SO_ATTACH_REUSEPORT_CBPF, SOL_SOCKET } from "./libc.ts";
+import {
+  addressOf,
+  errnoText,
+  lastErrno,
+  libc,
+  SO_ATTACH_REUSEPORT_CBPF,
+  SOL_SOCKET,
+} from "./libc.ts";
 import type { HttpTracker } from "./httpTracker.ts";
 
 /** Batch arenas per Worker: a ring, so a Worker can receive ahead while the main isolate answers. */
@@ -438,11 +445,11 @@ export function spreadEvenly(fd: number, sockets: number): string | undefined {
     view.setUint16(16 + i * 8 + 2, 0, true);
     view.setUint32(16 + i * 8 + 4, k, true);
   });
-  const base = Deno.UnsafePointer.of(new Uint8Array(steeringBuffer))!;
+  const bytes = new Uint8Array(steeringBuffer);
   view.setUint16(0, program.length, true);
-  view.setBigUint64(8, Deno.UnsafePointer.value(base) + 16n, true);
+  view.setBigUint64(8, addressOf(bytes) + 16n, true);
   const lib = libc();
-  if (lib.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, base, 16) === 0) return undefined;
+  if (lib.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes, 16) === 0) return undefined;
   return `SO_ATTACH_REUSEPORT_CBPF: ${errnoText(lastErrno())}`;
 }
 
