@@ -1,13 +1,15 @@
 /**
  * otter under exactly the Deno permissions that `deno task start` and the compiled binary grant
- * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, otter works
- * with them (HTTP and UDP announces, config file, watched access list, state file, a Redis cluster),
- * without ffi it falls back to the portable UDP path with one line saying why, and a missing
- * permission is one clear line, not a stack trace.
+ * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, ffi only for
+ * glibc's paths, otter works with them (HTTP and UDP announces on the fast path, one socket and
+ * `--workers 2`, config file, watched access list, state file, a Redis cluster), without ffi it
+ * falls back to the portable UDP path with one line saying why, and a missing permission is one
+ * clear line, not a stack trace.
  */
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/ops/config.ts";
 import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
+import { LIBC_PATHS } from "../src/servers/libc.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
   assertAnnounces,
@@ -24,12 +26,19 @@ const DENO = Deno.execPath();
 const LISTEN = ["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
 /** Environment variables node-redis reads (a `--cluster` needs them, and nothing else does). */
 const REDIS_ENV = "--allow-env=REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS";
-/** ffi for glibc only: one or more absolute paths of libc.so.6, or (until libc.ts opens glibc by
- * absolute path) unscoped. */
-const FFI = /^--allow-ffi(=\/[^,]+\/libc\.so\.6(,\/[^,]+\/libc\.so\.6)*)?$/;
+/** ffi for glibc only: exactly the paths libc.ts tries, in its order. */
+const FFI = `--allow-ffi=${LIBC_PATHS.join(",")}`;
 
 /** What the host's fast path can do in this (--allow-all) process. */
 const support = fastUdpSupport();
+/** Whether the fast path works under the scoped grant too: glibc is at one of its paths. */
+const scopedFast = support.ok && LIBC_PATHS.some((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
 const haveRedis = await haveRedisServer();
 const UNIT = `${REPO_ROOT}deploy/otter.service`;
 const haveSystemdAnalyze = await runToEnd("systemd-analyze", ["--version"]).then(
@@ -67,10 +76,11 @@ Deno.test("deno.json: start and compile grant the same minimal permissions", asy
 
   const required = ["--allow-net", "--allow-read", "--allow-write"];
   for (const flag of required) assert.ok(start.includes(flag), `start lacks ${flag}`);
-  assert.equal(start.filter((flag) => FFI.test(flag)).length, 1, `one --allow-ffi: ${start}`);
+  assert.deepEqual(start.filter((flag) => flag.startsWith("--allow-ffi")), [FFI]);
+  for (const path of LIBC_PATHS) assert.match(path, /^\/[^,]+\/libc\.so\.6$/);
   if (usesRedis) assert.ok(start.includes(REDIS_ENV), `the Redis client needs ${REDIS_ENV}`);
   for (const flag of start) {
-    const allowed = required.includes(flag) || FFI.test(flag) || (usesRedis && flag === REDIS_ENV);
+    const allowed = required.includes(flag) || flag === FFI || (usesRedis && flag === REDIS_ENV);
     assert.ok(allowed, `start grants ${flag}, which otter does not need`);
   }
   assert.equal(new Set(start).size, start.length, `a flag twice: ${start}`);
@@ -98,10 +108,10 @@ Deno.test("the start task's exact permissions: announces, config, access list, s
 
     {
       await using otter = await launchOtter(DENO, args);
-      const expectedIo = support.ok ? "fast" : "portable";
+      const expectedIo = scopedFast ? "fast" : "portable";
       assert.equal(otter.udp[0].io, expectedIo, otter.log());
       const fallback = otter.lines.filter((line) => /fast path/i.test(line));
-      assert.equal(fallback.length, support.ok ? 0 : 1, otter.log());
+      assert.equal(fallback.length, scopedFast ? 0 : 1, otter.log());
 
       await assertAnnounces(otter, { http: listed[0], udp: listed[1] });
       const refused = await httpAnnounce(otter.http[0], randomHash(), 40003);
@@ -159,17 +169,56 @@ Deno.test({
 
 Deno.test({
   name: "the start task's exact permissions: --workers 2 answers UDP through I/O Workers" +
-    (support.ok ? "" : " (skipped: no UDP fast path here)"),
-  ignore: !support.ok,
+    (scopedFast ? "" : " (skipped: no UDP fast path under the scoped grant here)"),
+  ignore: !scopedFast,
   async fn() {
     await using otter = await launchOtter(DENO, [...startArgs(), ...LISTEN, "--workers", "2"]);
+    assert.deepEqual(otter.udp.map((l) => l.io), ["fast"], otter.log());
     assert.ok(otter.lines.some((line) => /\(io: fast, workers: 2\)$/.test(line)), otter.log());
+    // The reuseport steering program went in (its setsockopt takes an address in libc's terms).
+    assert.ok(!otter.lines.some((line) => /not evenly/.test(line)), otter.log());
     await assertAnnounces(otter);
     const stopped = await otter.stop();
     assert.equal(stopped.code, 0, otter.log());
     assert.equal(stopped.stderr, "");
   },
 });
+
+for (const workers of ["1", "2"]) {
+  Deno.test({
+    name:
+      `the start task's exact permissions, --workers ${workers}: a UDP port in use is one line` +
+      (scopedFast ? "" : " (skipped: no UDP fast path under the scoped grant here)"),
+    ignore: !scopedFast,
+    async fn() {
+      // The fast path's bind fails, and errno and its text are read through libc alone.
+      const taken = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      try {
+        const port = (taken.addr as Deno.NetAddr).port;
+        const r = await runToEnd(DENO, [
+          ...startArgs(),
+          "--http",
+          "127.0.0.1:0",
+          "--udp",
+          `127.0.0.1:${port}`,
+          "--udp-io",
+          "fast",
+          "--workers",
+          workers,
+        ]);
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(`^otter: cannot listen on UDP 127\\.0\\.0\\.1:${port}: `),
+        );
+        assert.match(r.stderr, /address already in use/i);
+      } finally {
+        taken.close();
+      }
+    },
+  });
+}
 
 Deno.test("without --allow-ffi: the portable UDP path, and one line says why", async () => {
   const args = [
@@ -184,6 +233,32 @@ Deno.test("without --allow-ffi: the portable UDP path, and one line says why", a
   assert.equal(why.length, 1, otter.log());
   assert.match(why[0], /^UDP fast path unavailable \(.+\); using the portable path$/);
   if (support.ok) assert.match(why[0], /ffi permission/);
+  await assertAnnounces(otter);
+  const stopped = await otter.stop();
+  assert.equal(stopped.code, 0);
+  assert.equal(stopped.stderr, "");
+});
+
+Deno.test("without --allow-ffi, --workers 2: the portable UDP path, one line about the fast path", async () => {
+  const args = [
+    ...startArgs((word) => word.startsWith("--allow-ffi")),
+    ...LISTEN,
+    "--workers",
+    "2",
+  ];
+  await using otter = await launchOtter(DENO, args);
+  assert.deepEqual(otter.udp.map((l) => l.io), ["portable"], otter.log());
+  const why = otter.lines.filter((line) => /fast path|ffi/i.test(line));
+  assert.equal(
+    why.filter((line) => /^UDP fast path unavailable/.test(line)).length,
+    1,
+    otter.log(),
+  );
+  // The other line is about the workers asked for, which only the fast path has.
+  assert.deepEqual(
+    why.filter((line) => !/^UDP fast path unavailable/.test(line)),
+    ["--workers 2: only the UDP fast path has workers; using one thread"],
+  );
   await assertAnnounces(otter);
   const stopped = await otter.stop();
   assert.equal(stopped.code, 0);
