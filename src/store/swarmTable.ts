@@ -284,7 +284,7 @@ export class SwarmTable {
     this.#evict = options.whenFull === "evict";
     this.#capacity = MIN_CAPACITY;
     this.#growAt = Math.floor(MIN_CAPACITY * MAX_LOAD);
-    this.#rows = allocWords(MIN_CAPACITY * ROW_WORDS);
+    this.#rows = allocGrowableWords(MIN_CAPACITY * ROW_WORDS);
     this.#rowBytes = new Uint8Array(this.#rows.buffer);
     this.#pools = Array.from({ length: 2 * CLASS_COUNT }, () => NO_WORDS);
     this.#poolUsed = allocWords(2 * CLASS_COUNT);
@@ -786,7 +786,7 @@ export class SwarmTable {
     const old = this.#rows;
     const oldBytes = this.#rowBytes;
     const oldCapacity = this.#capacity;
-    const rows = allocWords(newCapacity * ROW_WORDS);
+    const rows = allocGrowableWords(newCapacity * ROW_WORDS);
     this.#rows = rows;
     this.#rowBytes = new Uint8Array(rows.buffer);
     this.#capacity = newCapacity;
@@ -809,6 +809,9 @@ export class SwarmTable {
     this.#cleanFamily = 0;
     this.#cleanRecord = 0;
     this.#cleanLeft = 0;
+    // Hand the old generation's pages back now rather than at the next major GC: after a fast
+    // fill of 1M torrents it is tens of MB that RSS would otherwise carry for seconds.
+    resizeWords(old, 0);
   }
 
   #fillResult(o: number): void {
