@@ -10,7 +10,9 @@
  *
  * Redis is never on the announce path: if it is unreachable the node keeps serving from its own
  * store, queues its batches (bounded), logs one line per state change and reconnects with backoff,
- * then publishes the queue and reads on from the last entry it applied.
+ * then publishes the queue and reads on from the last entry it applied. A Redis that lacks a
+ * command the sync needs (before 6.2, or with it renamed away or forbidden to our user) is found at
+ * connect, before the node counts as connected: at start that is fatal, since retrying cannot help.
  *
  * Order: every node applies other nodes' changes in stream order, but its own at once, so two
  * nodes that change the same peer at nearly the same time may disagree about it until it
@@ -138,6 +140,36 @@ interface PendingBatch {
 
 const READ_COUNT = 64;
 const BATCH_FIELD = "b";
+/** Streams came in 5.0, XADD's MINID trimming in 6.2. */
+const MIN_REDIS_VERSION = "6.2";
+
+/** Redis lacks a command (or an option) the sync needs, or forbids it to this user. */
+export class RedisUnsupportedError extends Error {}
+
+/** Redis's answer as one short printable line, for a log line. */
+function quoteReply(text: string): string {
+  const line = text.replace(/[^\x20-\x7e]+/g, "?");
+  return JSON.stringify(line.length > 160 ? `${line.slice(0, 160)}…` : line);
+}
+
+/** The error for a reply saying `command` cannot be used here, or null for any other failure. */
+function unsupported(command: string, error: unknown): RedisUnsupportedError | null {
+  if (!(error instanceof ErrorReply)) return null;
+  const text = error.message;
+  if (/^ERR unknown command/i.test(text)) {
+    return new RedisUnsupportedError(
+      `it has no ${command} command (Redis said ${quoteReply(text)}); ` +
+        `the cluster sync needs Redis ${MIN_REDIS_VERSION} or newer`,
+    );
+  }
+  if (/^NOPERM/.test(text)) {
+    return new RedisUnsupportedError(
+      `its user may not run ${command} (Redis said ${quoteReply(text)}); the cluster sync ` +
+        "needs TIME, TYPE, XADD, XREAD and XREVRANGE on its stream key",
+    );
+  }
+  return null;
+}
 
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
@@ -178,7 +210,11 @@ export class ClusterSync {
   #flushTimer: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | null = null;
+  /** Settle start(): set until the first session applied the history or failed. */
   #ready: (() => void) | null = null;
+  #startFailed: ((error: Error) => void) | null = null;
+  /** The "cannot use this Redis" reason last logged, so each is logged once while it lasts. */
+  #loggedUnsupported = "";
   #publishing: Promise<void> | null = null;
   /** The error of the last refused XADD while Redis keeps refusing, else null. */
   #publishRefused: string | null = null;
@@ -229,12 +265,17 @@ export class ClusterSync {
 
   /**
    * Starts syncing. Resolves once the retained history has been applied, or once the first
-   * connection attempt has failed (then it keeps retrying in the background); never rejects.
+   * connection attempt has failed (then it keeps retrying in the background). Rejects, with a
+   * one-line message, and stops if that first connection finds that Redis lacks a command the
+   * sync needs (RedisUnsupportedError): retrying would not help.
    */
   start(): Promise<void> {
     if (this.#running) return Promise.resolve();
     this.#running = true;
-    const ready = new Promise<void>((resolve) => (this.#ready = resolve));
+    const ready = new Promise<void>((resolve, reject) => {
+      this.#ready = resolve;
+      this.#startFailed = reject;
+    });
     const flushTimer = setInterval(this.#flush, this.#flushIntervalMs);
     Deno.unrefTimer(flushTimer);
     this.#flushTimer = flushTimer;
@@ -264,24 +305,32 @@ export class ClusterSync {
       const reader = this.#connection();
       this.#writer = writer;
       this.#reader = reader;
+      let fatal: RedisUnsupportedError | null = null;
       try {
         const handshake = Promise.all([writer.connect(), reader.connect()]);
         await this.#withTimeout(handshake, this.#commandTimeoutMs, writer, reader);
         await this.#measureRedisClock(writer);
         await this.#checkStreamKey(writer);
+        await this.#checkCommands(writer);
         await this.#checkStreamTail(writer);
         this.counters.connects++;
+        this.#loggedUnsupported = "";
         this.#setState("connected", "");
         backoff = this.#minBackoffMs;
         this.#publishPending();
         await this.#readLoop(reader);
       } catch (error) {
-        if (this.#running) this.#setState("disconnected", describe(error));
+        if (error instanceof RedisUnsupportedError && this.#ready !== null) fatal = error;
+        else if (this.#running) this.#setDisconnected(error);
       } finally {
         this.#writer = null;
         this.#reader = null;
         writer.destroy();
         reader.destroy();
+      }
+      if (fatal !== null) {
+        this.#failStart(fatal);
+        break;
       }
       this.#markReady();
       if (!this.#running) break;
@@ -327,10 +376,41 @@ export class ClusterSync {
     }
   }
 
+  /**
+   * Logs a lost session once per state change, and a Redis we cannot use once per reason, even
+   * after another failure was logged (Redis back, but an older one).
+   */
+  #setDisconnected(error: unknown): void {
+    const reason = describe(error);
+    if (!(error instanceof RedisUnsupportedError)) {
+      this.#setState("disconnected", reason);
+      return;
+    }
+    this.counters.state = "disconnected";
+    if (reason === this.#loggedUnsupported) return;
+    this.#loggedUnsupported = reason;
+    this.#loggedState = "disconnected";
+    this.#log(
+      `cluster: cannot use Redis at ${this.#redactedUrl}: ${reason}; ` +
+        "serving from the local store, retrying",
+    );
+  }
+
   #markReady(): void {
     if (this.#ready === null) return;
     this.#ready();
     this.#ready = null;
+    this.#startFailed = null;
+  }
+
+  /** Ends a start that found Redis unusable: start() rejects and nothing is retried. */
+  #failStart(error: RedisUnsupportedError): void {
+    clearInterval(this.#flushTimer);
+    this.#running = false;
+    const reject = this.#startFailed!;
+    this.#ready = null;
+    this.#startFailed = null;
+    reject(new Error(`cluster: cannot use Redis at ${this.#redactedUrl}: ${error.message}`));
   }
 
   #sleep(ms: number): Promise<void> {
@@ -360,12 +440,44 @@ export class ClusterSync {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
+  /** Sends one command; a reply saying Redis cannot run it rejects with RedisUnsupportedError. */
   #send(
     connection: RedisConnection,
     args: ReadonlyArray<string | Buffer>,
     ms = this.#commandTimeoutMs,
-  ) {
-    return this.#withTimeout(connection.sendCommand(args), ms, connection);
+  ): Promise<unknown> {
+    return this.#withTimeout(connection.sendCommand(args), ms, connection).catch((error) => {
+      throw unsupported(String(args[0]), error) ?? error;
+    });
+  }
+
+  /**
+   * Tries each stream command the sync sends, in a form that changes nothing, so that a Redis
+   * lacking one is found now rather than at the first publish. Other refusals (out of memory,
+   * loading, a read-only replica) may pass, so they are left to the real commands.
+   */
+  async #checkCommands(writer: RedisConnection): Promise<void> {
+    // XADD with the ID 0-0 is refused once its arguments are parsed, before the key is touched.
+    // A Redis before 6.2 takes MINID for the ID and calls it invalid.
+    const xadd = ["XADD", this.#key, "MINID", "~", "0", "0-0", BATCH_FIELD, ""];
+    const probes = [
+      xadd,
+      ["XREAD", "COUNT", "1", "STREAMS", this.#key, "$"],
+      ["XREVRANGE", this.#key, "0-1", "0-2"],
+    ];
+    for (const args of probes) {
+      try {
+        await this.#send(writer, args);
+      } catch (error) {
+        if (!(error instanceof ErrorReply)) throw error;
+        if (args === xadd && /invalid stream id|syntax error/i.test(error.message)) {
+          throw new RedisUnsupportedError(
+            `its XADD has no MINID option (Redis said ${quoteReply(error.message)}); ` +
+              `the cluster sync needs Redis ${MIN_REDIS_VERSION} or newer`,
+          );
+        }
+      }
+    }
   }
 
   /** A key of another type would fail every XADD and XREAD: refuse to start the session. */
