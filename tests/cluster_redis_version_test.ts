@@ -8,6 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { ClusterSync } from "../src/ops/cluster/redisCluster.ts";
+import { parseCommandLine } from "../src/ops/config.ts";
+import { Clock } from "../src/ops/clock.ts";
+import { startTracker } from "../src/servers/startTracker.ts";
 import {
   FakeRedis,
   redisLike,
@@ -217,3 +220,48 @@ function redisLikeWith(
 ) {
   return redisLike({ ...streams, ...overrides });
 }
+
+Deno.test("cluster: startTracker that fails on such a Redis leaves no timer, watcher or file behind", async () => {
+  // The clock's and loop-lag probe's timers are unref'd, which Deno.test's sanitizers do not
+  // see, so the clock reports its own stop; the sanitizers still catch a watcher or file left open.
+  await using fake = new FakeRedis(redisLikeWith({
+    XADD: () => respError("ERR Invalid stream ID specified as stream command argument"),
+  }));
+  const dir = await Deno.makeTempDir();
+  try {
+    const list = `${dir}/whitelist`;
+    await Deno.writeTextFile(list, "");
+    const parsed = parseCommandLine([
+      "--http",
+      "127.0.0.1:0",
+      "--udp",
+      "127.0.0.1:0",
+      "--cluster",
+      fake.url,
+      "--state",
+      `${dir}/state`,
+      "--whitelist",
+      list,
+    ]);
+    assert.equal(parsed.kind, "run");
+    if (parsed.kind !== "run") return;
+    const logs: string[] = [];
+    let clockStops = 0;
+    const clock = new class extends Clock {
+      override stop(): void {
+        clockStops++;
+        super.stop();
+      }
+    }();
+    await assert.rejects(
+      startTracker(parsed.config, clock, (line) => logs.push(line)),
+      /needs Redis 6\.2 or newer$/,
+    );
+    assert.equal(clockStops, 1);
+    // Nothing listened, and the state file was not written over.
+    assert.ok(!logs.some((line) => /listening/.test(line)), logs.join("\n"));
+    await assert.rejects(Deno.stat(`${dir}/state`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -97,7 +97,17 @@ export async function startTracker(
       clock,
       log,
     });
-    await sync.start();
+    try {
+      await sync.start();
+    } catch (e) {
+      // Nothing else has started yet: leave the state file as it was and stop the timers, so a
+      // caller that goes on (a test, an embedder) is not left with a half-started tracker.
+      state?.abandon();
+      accessWatch?.close();
+      operator.loopLag.stop();
+      clock.stop();
+      throw e;
+    }
     tracker.changes = sync.recorder;
     tracker.cluster = sync.counters;
     cluster = sync;
