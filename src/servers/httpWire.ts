@@ -599,6 +599,13 @@ export class HttpWireServer {
         for (;;) {
           const next = this.#answerHot(c, out);
           if (out.length > 0) {
+            if (!c.noDelay && next !== NEXT_CLOSE) {
+              // A connection that stays open may get its next request before the client has
+              // acknowledged this reply; with Nagle on, that reply would wait for the client's
+              // delayed ACK (40 ms). Once per connection, and never for one-shot connections.
+              c.noDelay = true;
+              c.conn.setNoDelay(true);
+            }
             // Inlined #flush: the usual reply goes out in one write, with no extra promises.
             c.deadline = this.#now + this.#limits.idleTimeoutMs;
             const length = out.length;
