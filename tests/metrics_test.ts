@@ -287,6 +287,12 @@ Deno.test("metrics: HTTP connections refused at the cap, timed out, and heads tu
   } finally {
     for (const client of held) client.close();
   }
+  // otter sees those closes a moment later: until it has, new connections would still be refused.
+  for (const deadline = performance.now() + 5000;;) {
+    if (value(parseExposition(await read("/metrics")), "otter_http_connections") === 1) break;
+    assert.ok(performance.now() < deadline, "the held connections are still open after 5 s");
+    await sleep(20);
+  }
 
   // A silent connection meets the header timeout (1 s), an idle keep-alive one the idle one (2 s).
   await using silent = await RawClient.connect(port);
