@@ -33,11 +33,17 @@ export function hashBytes(
   let v1 = k1 | 0;
   let v2 = 0x6c796765 ^ k0;
   let v3 = 0x74656462 ^ k1;
-  for (let o = offset, end = offset + length; o <= end; o += 4) {
-    // The last block is the length byte (inputs are whole words, so no tail bytes).
-    const m = o < end ? word(bytes, o) : (length << 24) | 0;
-    v3 ^= m;
-    // One SipRound (the "1" of 1-3).
+  // One SipRound per message block (the "1" of 1-3; the last block is the length byte, inputs
+  // being whole words), then three finalization rounds (the "3") with no message, written once.
+  const blocks = (length >> 2) + 1;
+  for (let i = 0, o = offset; i < blocks + 3; i++, o += 4) {
+    let m = 0;
+    if (i < blocks) {
+      m = i < blocks - 1 ? word(bytes, o) : (length << 24) | 0;
+      v3 ^= m;
+    } else if (i === blocks) {
+      v2 ^= 0xff;
+    }
     v0 = (v0 + v1) | 0;
     v1 = (v1 << 5) | (v1 >>> 27);
     v1 ^= v0;
@@ -53,24 +59,6 @@ export function hashBytes(
     v1 ^= v2;
     v2 = (v2 << 16) | (v2 >>> 16);
     v0 ^= m;
-  }
-  v2 ^= 0xff;
-  // Three finalization rounds (the "3").
-  for (let r = 0; r < 3; r++) {
-    v0 = (v0 + v1) | 0;
-    v1 = (v1 << 5) | (v1 >>> 27);
-    v1 ^= v0;
-    v0 = (v0 << 16) | (v0 >>> 16);
-    v2 = (v2 + v3) | 0;
-    v3 = (v3 << 8) | (v3 >>> 24);
-    v3 ^= v2;
-    v0 = (v0 + v3) | 0;
-    v3 = (v3 << 7) | (v3 >>> 25);
-    v3 ^= v0;
-    v2 = (v2 + v1) | 0;
-    v1 = (v1 << 13) | (v1 >>> 19);
-    v1 ^= v2;
-    v2 = (v2 << 16) | (v2 >>> 16);
   }
   return (v1 ^ v3) >>> 0;
 }
