@@ -27,9 +27,8 @@ LOAD=../shared/load
 UDPLOAD=${UDPLOAD:-/tmp/udpload}
 [ -x "$UDPLOAD" ] || gcc -O2 -Wall -o "$UDPLOAD" "$LOAD/udpload.c" -lpthread -lm
 # Exactly the start task's grants and V8 flags, read from deno.json (ffi for glibc's paths only).
-mapfile -t PERMS < <(deno eval 'const task = JSON.parse(Deno.readTextFileSync("deno.json")).tasks.start;
-for (const word of task.split(/\s+/)) if (/^--(allow-|v8-flags)/.test(word)) console.log(word);')
-[ "${#PERMS[@]}" -gt 0 ] || { echo "no permissions in deno.json's start task" >&2; exit 1; }
+mapfile -t PERMS < <(deno run --allow-read bench/start_flags.ts)
+[ "${#PERMS[@]}" -gt 0 ] || exit 1
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 OTTER_PID=""

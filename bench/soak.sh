@@ -93,9 +93,8 @@ prioritize() {
   fi
 }
 # The start task's flags (permissions and the V8 heap settings), read from deno.json.
-mapfile -t FLAGS < <(cd "$REPO" && deno eval 'const task = JSON.parse(Deno.readTextFileSync("deno.json")).tasks.start;
-for (const word of task.split(/\s+/)) if (/^--(allow-|v8-flags)/.test(word)) console.log(word);')
-[ "${#FLAGS[@]}" -gt 0 ] || { echo "no flags in deno.json's start task" >&2; exit 1; }
+mapfile -t FLAGS < <(deno run --allow-read "$REPO/bench/start_flags.ts")
+[ "${#FLAGS[@]}" -gt 0 ] || exit 1
 setsid nice -n "$NICE" taskset -c 0 deno run "${FLAGS[@]}" --config "$REPO/deno.json" "$REPO/main.ts" \
   --http 127.0.0.1:0 --udp 127.0.0.1:0 --udp-io "$UDP_IO" --max-numwant 200 >"$WORK/otter.log" 2>&1 &
 OTTER_PID=$!
