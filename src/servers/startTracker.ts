@@ -81,41 +81,10 @@ export async function startTracker(
         `over --max-torrents ${config.maxTorrents} / --max-peers ${config.maxPeers}`,
     );
   }
-  // Joined before any listener opens, so a (re)started node serves the cluster's swarms at once.
-  // Redis is never on the announce path: the servers only record changes into a ring buffer.
-  // The Redis client (and the Node compatibility layer under it) is loaded only with --cluster:
-  // importing it costs about 25 MB of RSS, more than half of an idle otter.
-  let cluster: { stop(): Promise<void> } | null = null;
-  if (config.cluster !== "") {
-    const { ClusterSync } = await import("../ops/cluster/redisCluster.ts");
-    const sync = new ClusterSync({
-      url: config.cluster,
-      name: config.clusterName,
-      nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
-      peerTimeout: config.peerTimeout,
-      store,
-      clock,
-      log,
-    });
-    try {
-      await sync.start();
-    } catch (e) {
-      // Nothing else has started yet: leave the state file as it was and stop the timers, so a
-      // caller that goes on (a test, an embedder) is not left with a half-started tracker.
-      state?.abandon();
-      accessWatch?.close();
-      operator.loopLag.stop();
-      clock.stop();
-      throw e;
-    }
-    tracker.changes = sync.recorder;
-    tracker.cluster = sync.counters;
-    cluster = sync;
-  }
-
   const servers: HttpWireServer[] = [];
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
+  let cluster: { stop(): Promise<void> } | null = null;
   const cleaner = setInterval(() => {
     const started = performance.now();
     store.clean(clock.now, CLEAN_BUDGET);
@@ -134,21 +103,44 @@ export async function startTracker(
     await state?.close();
   };
 
-  const support = fastUdpSupport();
-  if (config.udpIo === "fast" && !support.ok) {
-    throw new Error(`--udp-io fast is not available here: ${support.reason}`);
-  }
-  const useFast = config.udpIo !== "portable" && support.ok;
-  if (config.udpIo === "auto" && !support.ok && config.udp.length > 0) {
-    log(`UDP fast path unavailable (${support.reason}); using the portable path`);
-  }
-  // Only the fast path has I/O Workers (udpWorkerPool.ts); the store stays on this isolate.
-  const workers = config.workers === 0 ? navigator.hardwareConcurrency : config.workers;
-  if (!useFast && workers > 1 && config.udp.length > 0) {
-    log(`--workers ${config.workers}: only the UDP fast path has workers; using one thread`);
-  }
-
+  // From here a failed start (Redis unusable, no fast path with --udp-io fast, a port in use)
+  // leaves the state file as it was and stops everything started so far.
   try {
+    // Joined before any listener opens, so a (re)started node serves the cluster's swarms at
+    // once. Redis is never on the announce path: the servers only record changes into a ring
+    // buffer. The Redis client (and the Node compatibility layer under it) is loaded only with
+    // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
+    if (config.cluster !== "") {
+      const { ClusterSync } = await import("../ops/cluster/redisCluster.ts");
+      const sync = new ClusterSync({
+        url: config.cluster,
+        name: config.clusterName,
+        nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
+        peerTimeout: config.peerTimeout,
+        store,
+        clock,
+        log,
+      });
+      await sync.start();
+      tracker.changes = sync.recorder;
+      tracker.cluster = sync.counters;
+      cluster = sync;
+    }
+
+    const support = fastUdpSupport();
+    if (config.udpIo === "fast" && !support.ok) {
+      throw new Error(`--udp-io fast is not available here: ${support.reason}`);
+    }
+    const useFast = config.udpIo !== "portable" && support.ok;
+    if (config.udpIo === "auto" && !support.ok && config.udp.length > 0) {
+      log(`UDP fast path unavailable (${support.reason}); using the portable path`);
+    }
+    // Only the fast path has I/O Workers (udpWorkerPool.ts); the store stays on this isolate.
+    const workers = config.workers === 0 ? navigator.hardwareConcurrency : config.workers;
+    if (!useFast && workers > 1 && config.udp.length > 0) {
+      log(`--workers ${config.workers}: only the UDP fast path has workers; using one thread`);
+    }
+
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
