@@ -13,6 +13,7 @@ import {
   scrapePacket,
   UdpTestClient,
 } from "./support/udpClient.ts";
+import { percentEscape } from "./support/torrent.ts";
 
 function hash(seed: number): Uint8Array {
   return new Uint8Array(20).map((_, i) => (seed * 13 + i * 11 + 1) & 0xff);
@@ -20,10 +21,6 @@ function hash(seed: number): Uint8Array {
 
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function escape(bytes: Uint8Array): string {
-  return [...bytes].map((b) => "%" + b.toString(16).padStart(2, "0")).join("");
 }
 
 type Dict = Record<string, Decoded>;
@@ -36,7 +33,7 @@ async function httpAnnounce(
   extra = "",
 ): Promise<Dict> {
   const url =
-    `${base}/announce?info_hash=${escape(infoHash)}&peer_id=${"p".repeat(20)}&port=${port}` +
+    `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=${"p".repeat(20)}&port=${port}` +
     `&left=10${extra}`;
   const response = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
   return bdecode(new Uint8Array(await response.arrayBuffer())) as Dict;
@@ -219,7 +216,7 @@ Deno.test("deniability: generated public peers, counts agree with scrape", async
   assert.equal(reply.incomplete, 2 + fakes.length);
   const scrape = bdecode(
     new Uint8Array(
-      await (await fetch(`${base}/scrape?info_hash=${escape(infoHash)}`)).arrayBuffer(),
+      await (await fetch(`${base}/scrape?info_hash=${percentEscape(infoHash)}`)).arrayBuffer(),
     ),
   ) as Dict;
   const files = scrape.files as Dict;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { startOtter } from "./support/otterProcess.ts";
-import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
+import { bdecode, dict, latin1 } from "./support/bencode.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import {
   acceptsGzip,
@@ -18,17 +18,7 @@ import {
   SLICE_MS,
   Slicer,
 } from "../src/ops/fullScrape.ts";
-
-function escape(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
-  return s;
-}
-
-function dict(value: Decoded): Record<string, Decoded> {
-  assert.ok(typeof value === "object" && !(value instanceof Uint8Array) && !Array.isArray(value));
-  return value as Record<string, Decoded>;
-}
+import { percentEscape } from "./support/torrent.ts";
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
@@ -165,7 +155,7 @@ let nextPort = 20000;
 
 async function announce(base: string, hash: Uint8Array, seeder: boolean): Promise<void> {
   const port = nextPort++;
-  const url = `${base}/announce?info_hash=${escape(hash)}&peer_id=-OT0001-${
+  const url = `${base}/announce?info_hash=${percentEscape(hash)}&peer_id=-OT0001-${
     String(port).padStart(12, "0")
   }&port=${port}&uploaded=0&downloaded=0&compact=1&left=${seeder ? 0 : 100}${
     seeder ? "&event=completed" : "&event=started"
@@ -282,7 +272,7 @@ Deno.test("full scrape: --no-full-scrape answers 403 with a plain-text reason", 
   assert.match(r.headers.get("content-type") ?? "", /^text\/plain/);
   assert.match(await r.text(), /full scrape is disabled/);
   // A normal scrape still works.
-  const one = await fetch(`${base}/scrape?info_hash=${escape(SWARMS[0].hash)}`);
+  const one = await fetch(`${base}/scrape?info_hash=${percentEscape(SWARMS[0].hash)}`);
   assert.equal(one.status, 200);
   assert.ok(dict(dict(bdecode(new Uint8Array(await one.arrayBuffer()))).files));
 });

@@ -4,21 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
-import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
+import { bdecode, type Decoded, dict, latin1 } from "./support/bencode.ts";
+import { percentEscape } from "./support/torrent.ts";
 
 function hash(seed: number): Uint8Array {
   return new Uint8Array(20).map((_, i) => (seed * 17 + i * 3) & 0xff);
-}
-
-function escape(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
-  return s;
-}
-
-function dict(value: Decoded): Record<string, Decoded> {
-  assert.ok(typeof value === "object" && !(value instanceof Uint8Array) && !Array.isArray(value));
-  return value as Record<string, Decoded>;
 }
 
 function bytes(value: Decoded | undefined): Uint8Array {
@@ -46,7 +36,7 @@ Deno.test("HTTP tracker: announce and scrape over IPv4 and IPv6", async (t) => {
     const base = otter.http[index];
     const infoHash = hash(family);
     const announce = async (port: number, extra = "") => {
-      const url = `${base}/announce?info_hash=${escape(infoHash)}&peer_id=-OT0001-${
+      const url = `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=-OT0001-${
         String(port).padStart(12, "0")
       }&port=${port}&uploaded=0&downloaded=0&compact=1${extra}`;
       const r = await get(url);
@@ -108,7 +98,7 @@ Deno.test("HTTP tracker: announce and scrape over IPv4 and IPv6", async (t) => {
       async () => {
         const other = hash(50 + family);
         const r = await get(
-          `${base}/scrape?info_hash=${escape(other)}&info_hash=${escape(infoHash)}`,
+          `${base}/scrape?info_hash=${percentEscape(other)}&info_hash=${percentEscape(infoHash)}`,
         );
         assert.equal(r.status, 200);
         const files = dict(dict(bdecode(r.body)).files);
@@ -125,18 +115,28 @@ Deno.test("HTTP tracker: announce and scrape over IPv4 and IPv6", async (t) => {
       const cases: [string, RegExp][] = [
         [`${base}/announce?peer_id=${"a".repeat(20)}&port=1`, /info_hash/],
         [`${base}/announce?info_hash=abc&peer_id=${"a".repeat(20)}&port=1`, /info_hash/],
-        [`${base}/announce?info_hash=${escape(infoHash)}&peer_id=${"a".repeat(20)}&port=0`, /port/],
         [
-          `${base}/announce?info_hash=${escape(infoHash)}&peer_id=${"a".repeat(20)}&port=99999`,
+          `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=${"a".repeat(20)}&port=0`,
           /port/,
         ],
         [
-          `${base}/announce?info_hash=${escape(infoHash)}&peer_id=${
+          `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=${
+            "a".repeat(20)
+          }&port=99999`,
+          /port/,
+        ],
+        [
+          `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=${
             "a".repeat(20)
           }&port=1&numwant=x`,
           /numwant/,
         ],
-        [`${base}/announce?info_hash=%zz${escape(infoHash)}&peer_id=${"a".repeat(20)}&port=1`, /./],
+        [
+          `${base}/announce?info_hash=%zz${percentEscape(infoHash)}&peer_id=${
+            "a".repeat(20)
+          }&port=1`,
+          /./,
+        ],
         [`${base}/scrape?info_hash=short`, /info_hash/],
       ];
       for (const [url, reason] of cases) {
@@ -158,6 +158,6 @@ Deno.test("HTTP tracker: announce and scrape over IPv4 and IPv6", async (t) => {
     const long = await get(`${base}/announce?key=${"a".repeat(9000)}`);
     assert.equal(long.status, 414);
     // Still serving.
-    assert.equal((await get(`${base}/scrape?info_hash=${escape(hash(1))}`)).status, 200);
+    assert.equal((await get(`${base}/scrape?info_hash=${percentEscape(hash(1))}`)).status, 200);
   });
 });

@@ -6,7 +6,7 @@
  * (400, 405, 505, 500), trusted-proxy headers, absolute-form targets and shutdown.
  */
 import assert from "node:assert/strict";
-import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
+import { bdecode, dict, latin1 } from "./support/bencode.ts";
 import { RawClient } from "./support/rawHttp.ts";
 import { startWire } from "./support/wireServer.ts";
 
@@ -20,11 +20,6 @@ function announcePath(port: number, extra = ""): string {
 
 function get(path: string, headers = "", version = "1.1"): string {
   return `GET ${path} HTTP/${version}\r\nHost: t\r\n${headers}\r\n`;
-}
-
-function dict(value: Decoded): Record<string, Decoded> {
-  assert.ok(typeof value === "object" && !(value instanceof Uint8Array) && !Array.isArray(value));
-  return value as Record<string, Decoded>;
 }
 
 Deno.test("wire: announce and scrape from bytes, keep-alive by default", async () => {

@@ -9,12 +9,7 @@ import { startOtter } from "./support/otterProcess.ts";
 import { RawClient } from "./support/rawHttp.ts";
 import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
 import { VERSION } from "../src/version.ts";
-
-function escape(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
-  return s;
-}
+import { percentEscape } from "./support/torrent.ts";
 
 function makeHash(seed: number): Uint8Array {
   return new Uint8Array(20).map((_, i) => (seed * 53 + i * 7) & 0xff);
@@ -87,14 +82,14 @@ Deno.test("metrics: well-formed exposition whose values match a known workload",
   const hash = makeHash(1);
   for (const [port, seeder] of [[8001, false], [8002, false], [8003, true]] as const) {
     const r = await get(
-      `/announce?info_hash=${escape(hash)}&peer_id=-OT0001-${
+      `/announce?info_hash=${percentEscape(hash)}&peer_id=-OT0001-${
         String(port).padStart(12, "0")
       }&port=${port}&left=${seeder ? 0 : 9}${seeder ? "&event=completed" : ""}`,
     );
     assert.equal(r.status, 200);
   }
   await get("/announce?port=5");
-  await get(`/scrape?info_hash=${escape(hash)}`);
+  await get(`/scrape?info_hash=${percentEscape(hash)}`);
   await get("/scrape", { "accept-encoding": "identity" }); // fetch asks for gzip by default
   await get("/scrape", { "accept-encoding": "gzip" });
   const udp = new UdpTestClient(otter.udp[0].hostname, otter.udp[0].port);
@@ -217,7 +212,9 @@ Deno.test("metrics: HTTP connections refused at the cap, timed out, and heads tu
     "2",
   ]);
   const port = Number(new URL(otter.http[0]).port);
-  const announce = `/announce?info_hash=${escape(makeHash(3))}&peer_id=-OT0001-000000000001&port=1`;
+  const announce = `/announce?info_hash=${
+    percentEscape(makeHash(3))
+  }&peer_id=-OT0001-000000000001&port=1`;
   const request = (path: string, headers = "") =>
     `GET ${path} HTTP/1.1\r\nHost: t\r\n${headers}\r\n`;
   // Connections our own reads found closed at accept (all slots taken for a moment).

@@ -9,12 +9,7 @@ import { bdecode, type Decoded } from "./support/bencode.ts";
 import { announcePacket, scrapePacket, UdpTestClient } from "./support/udpClient.ts";
 import { STATS_MODES } from "../src/ops/stats.ts";
 import { VERSION } from "../src/version.ts";
-
-function escape(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
-  return s;
-}
+import { percentEscape } from "./support/torrent.ts";
 
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -29,7 +24,7 @@ const B = makeHash(2); // 1 leecher over HTTP
 const C = makeHash(3); // 1 leecher + 1 seeder over UDP
 
 async function httpAnnounce(base: string, hash: Uint8Array, port: number, seeder: boolean) {
-  const url = `${base}/announce?info_hash=${escape(hash)}&peer_id=-OT0001-${
+  const url = `${base}/announce?info_hash=${percentEscape(hash)}&peer_id=-OT0001-${
     String(port).padStart(12, "0")
   }&port=${port}&uploaded=0&downloaded=0&compact=1&left=${seeder ? 0 : 50}${
     seeder ? "&event=completed" : ""
@@ -54,7 +49,9 @@ async function workload(base: string, udpHost: string, udpPort: number): Promise
       "failure reason"
     ],
   );
-  const scrape = await fetch(`${base}/scrape?info_hash=${escape(A)}&info_hash=${escape(B)}`);
+  const scrape = await fetch(
+    `${base}/scrape?info_hash=${percentEscape(A)}&info_hash=${percentEscape(B)}`,
+  );
   await scrape.arrayBuffer();
   const full = await fetch(`${base}/scrape`, { signal: AbortSignal.timeout(10_000) });
   await full.arrayBuffer();

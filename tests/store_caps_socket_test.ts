@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
-import { bdecode, type Decoded, text } from "./support/bencode.ts";
+import { bdecode, type Decoded, dict, text } from "./support/bencode.ts";
 import {
   announcePacket,
   connectPacket,
@@ -15,6 +15,7 @@ import {
   scrapePacket,
   UdpTestClient,
 } from "./support/udpClient.ts";
+import { percentEscape } from "./support/torrent.ts";
 
 const FULL_TORRENTS = "tracker is full: too many torrents";
 const FULL_PEERS = "tracker is full: too many peers";
@@ -23,17 +24,6 @@ function hash(seed: number): Uint8Array {
   const h = new Uint8Array(20).fill(0xa7);
   new DataView(h.buffer).setUint32(0, seed);
   return h;
-}
-
-function escape(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += "%" + b.toString(16).padStart(2, "0");
-  return s;
-}
-
-function dict(value: Decoded): Record<string, Decoded> {
-  assert.ok(typeof value === "object" && !(value instanceof Uint8Array) && !Array.isArray(value));
-  return value as Record<string, Decoded>;
 }
 
 async function get(url: string): Promise<Uint8Array> {
@@ -49,7 +39,7 @@ async function httpAnnounce(
   port: number,
   event = "",
 ): Promise<Record<string, Decoded>> {
-  const url = `${base}/announce?info_hash=${escape(infoHash)}&peer_id=-OT0001-${
+  const url = `${base}/announce?info_hash=${percentEscape(infoHash)}&peer_id=-OT0001-${
     String(port).padStart(12, "0")
   }&port=${port}&uploaded=0&downloaded=0&left=10&compact=1${event && `&event=${event}`}`;
   return dict(bdecode(await get(url)));

@@ -126,3 +126,11 @@ export function text(value: Decoded | undefined): string {
   if (!(value instanceof Uint8Array)) throw new TypeError("bencode: not a byte string");
   return new TextDecoder().decode(value);
 }
+
+/** A decoded value as a dictionary; throws if it is not one. */
+export function dict(value: Decoded | undefined): Record<string, Decoded> {
+  if (typeof value !== "object" || value instanceof Uint8Array || Array.isArray(value)) {
+    throw new TypeError("bencode: not a dictionary");
+  }
+  return value;
+}

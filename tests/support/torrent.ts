@@ -57,3 +57,8 @@ export async function sha1(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> 
 export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** Every byte percent-escaped, as a URL query value (info_hash=…, peer_id=…). */
+export function percentEscape(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => "%" + b.toString(16).padStart(2, "0")).join("");
+}
