@@ -129,19 +129,19 @@ const addr4 = new Uint8Array([192, 0, 2, 1]);
 const addr6 = crypto.getRandomValues(new Uint8Array(16));
 const idOut = new Uint8Array(8);
 const id6 = new Uint8Array(8);
-ids.issue(100, 4, addr4, 0, 6881, idOut, 0);
-ids.issue(100, 6, addr6, 0, 6881, id6, 0);
+ids.issue(100, 4, addr4, 0, idOut, 0);
+ids.issue(100, 6, addr6, 0, id6, 0);
 Deno.bench("connection id: issue, IPv4 (x1000)", () => {
-  for (let i = 0; i < OPS; i++) ids.issue(100, 4, addr4, 0, 6881, udpOut, 8);
+  for (let i = 0; i < OPS; i++) ids.issue(100, 4, addr4, 0, udpOut, 8);
 });
 Deno.bench("connection id: check, IPv4 (x1000)", () => {
-  for (let i = 0; i < OPS; i++) sink += ids.check(100, 4, addr4, 0, 6881, idOut, 0) ? 1 : 0;
+  for (let i = 0; i < OPS; i++) sink += ids.check(100, 4, addr4, 0, idOut, 0) ? 1 : 0;
 });
 Deno.bench("connection id: issue, IPv6 (x1000)", () => {
-  for (let i = 0; i < OPS; i++) ids.issue(100, 6, addr6, 0, 6881, udpOut, 8);
+  for (let i = 0; i < OPS; i++) ids.issue(100, 6, addr6, 0, udpOut, 8);
 });
 Deno.bench("connection id: check, IPv6 (x1000)", () => {
-  for (let i = 0; i < OPS; i++) sink += ids.check(100, 6, addr6, 0, 6881, id6, 0) ? 1 : 0;
+  for (let i = 0; i < OPS; i++) sink += ids.check(100, 6, addr6, 0, id6, 0) ? 1 : 0;
 });
 
 globalThis.addEventListener("unload", () => {

@@ -11,6 +11,11 @@
  *   (`--enable-dht` "also enables UDP tracker support"), and transmission-cli 3.00 gets the
  *   peer list but never connects to loopback peers, so neither can leech here over UDP.
  *
+ * Two sessions, one process: a libtorrent seeder and leecher as two sessions of one Python process
+ * (tests/support/lt_two_sessions.py). libtorrent caches UDP connection ids per process and tracker
+ * address, so the leecher announces from its own port with the id the seeder's port was given;
+ * otter must accept it (ids are bound to the address, not the port) and the leecher must finish.
+ *
  * Every case runs on loopback (IPv4 and IPv6), with one fresh tracker, bounded to 60 s, its
  * children killed in `finally`. `OTTER_E2E_TRACKER=opentracker` runs the IPv4 cases against
  * Debian's opentracker instead, to tell a client or harness problem from an otter one.
@@ -19,13 +24,16 @@ import assert from "node:assert/strict";
 import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
 import { type Child, spawnChild } from "./support/child.ts";
 import { freeTcpUdpPort, startOtter } from "./support/otterProcess.ts";
-import { makeTorrent, randomBytes } from "./support/torrent.ts";
+import { makeTorrent, randomBytes, toHex } from "./support/torrent.ts";
 
 const LT_PEER = new URL("./support/lt_peer.py", import.meta.url).pathname;
+const LT_TWO_SESSIONS = new URL("./support/lt_two_sessions.py", import.meta.url).pathname;
 const CASE_MS = 60_000;
 const FILE_NAME = "payload.bin";
 /** 4 MiB and a partial last piece (pieces are 256 KiB). */
 const FILE_SIZE = 4 * 1024 * 1024 + 12_345;
+/** The two-sessions case: a few hundred KiB, pieces of 64 KiB. */
+const SMALL_FILE_SIZE = 600 * 1024 + 4321;
 
 type Family = 4 | 6;
 type Protocol = "http" | "udp";
@@ -66,6 +74,22 @@ for (const c of cases) {
       `${c.leecher} leeches` + (missing ? ` (skipped: ${missing})` : ""),
     ignore: missing !== undefined,
     fn: () => runCase(c),
+  });
+}
+
+for (const family of [4, 6] as const) {
+  const missing = !python
+    ? "python3-libtorrent is not installed"
+    : family === 6 && !hasIpv6
+    ? "::1 is not available"
+    : family === 6 && useOpentracker
+    ? "Debian's opentracker is IPv4-only"
+    : undefined;
+  Deno.test({
+    name: `e2e: UDP tracker over IPv${family}: a libtorrent seeder and leecher as two sessions ` +
+      `of one process (one shared connection id)` + (missing ? ` (skipped: ${missing})` : ""),
+    ignore: missing !== undefined,
+    fn: () => runTwoSessions(family),
   });
 }
 
@@ -169,6 +193,83 @@ async function runCase(c: Case): Promise<void> {
     await tracker?.stop();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+async function runTwoSessions(family: Family): Promise<void> {
+  const deadline = Date.now() + CASE_MS;
+  const left = () => Math.max(1, deadline - Date.now());
+  const host = family === 4 ? "127.0.0.1" : "::1";
+  const hostInUrl = family === 4 ? host : `[${host}]`;
+  const dir = await Deno.makeTempDir({ prefix: "otter-e2e-" });
+  let child: Child | undefined;
+  let tracker: Tracker | undefined;
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(`${dir}/seed`);
+    await Deno.mkdir(`${dir}/leech`);
+    const content = randomBytes(SMALL_FILE_SIZE);
+    await Deno.writeFile(`${dir}/seed/${FILE_NAME}`, content);
+    const pieceLength = 64 * 1024;
+    const { infoHashHex } = await makeTorrent(content, {
+      name: FILE_NAME,
+      announce: "",
+      pieceLength,
+    });
+    tracker = useOpentracker
+      ? await startOpentracker(dir, infoHashHex, left())
+      : await startOtterTracker({ protocol: "udp", family, leecher: "libtorrent" }, host);
+    const announce = `udp://${hostInUrl}:${tracker.udpPort}/announce`;
+    const torrent = await makeTorrent(content, { name: FILE_NAME, announce, pieceLength });
+    assert.equal(torrent.infoHashHex, infoHashHex);
+    await Deno.writeFile(`${dir}/payload.torrent`, torrent.metainfo);
+    const listen = () => `${hostInUrl}:${freeTcpUdpPort(host)}`;
+    child = spawnChild(python!, [
+      LT_TWO_SESSIONS,
+      `${dir}/payload.torrent`,
+      `${dir}/seed`,
+      listen(),
+      `${dir}/leech`,
+      listen(),
+      String(CASE_MS / 1000),
+    ], { name: "libtorrent seeder and leecher sessions" });
+    const failWith = (what: string, e: unknown): never => {
+      throw new Error(
+        `${what}: ${(e as Error).message}\n=== ${child!.name} ===\n${child!.log()}\n` +
+          `=== tracker stderr ===\n${tracker?.stderr()}`,
+        { cause: e },
+      );
+    };
+    try {
+      await child.waitForLine(/^leecher seeding$/, left());
+    } catch (e) {
+      failWith("the leecher session did not download the file", e);
+    }
+    const copy = await Deno.readFile(`${dir}/leech/${FILE_NAME}`);
+    assert.equal(await sha256Hex(copy), await sha256Hex(content), "sha256 of the download");
+    const refusals = child.lines.filter((line) => / alert tracker_error_alert: /.test(line));
+    assert.deepEqual(refusals, [], "tracker errors");
+    if (!useOpentracker) {
+      // One connect for two sessions on two ports: the leecher announced with the seeder's id.
+      const response = await fetch(`${tracker.httpBase}/stats?mode=udp4&format=json`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      const udp = (await response.json()).udp4;
+      assert.equal(udp.connects, 1, `one connect for both sessions: ${JSON.stringify(udp)}`);
+      assert.ok(udp.announces >= 2, `both sessions announced: ${JSON.stringify(udp)}`);
+      assert.equal(udp.errors, 0, `no refused announce: ${JSON.stringify(udp)}`);
+    }
+    await child.stop();
+    const stopped = await tracker.stop();
+    assert.equal(stopped.code, 0, `tracker exit code ${stopped.code}\n${stopped.stderr}`);
+  } finally {
+    await child?.stop("SIGKILL", 1000);
+    await tracker?.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
 /** tests/support/lt_peer.py: seeds `dir`'s copy, or downloads into `dir`; exits by itself. */

@@ -181,7 +181,7 @@ Deno.test(`fuzz: random datagrams never throw (seed ${SEED})`, () => {
     const count = scrapeHashCount(length);
     assert.ok(typeof count === "string" || (count >= 1 && count <= 74));
     assert.equal(
-      typeof ids.check(r.int(2 ** 32), 4, packet, 0, r.int(65536), packet, 0),
+      typeof ids.check(r.int(2 ** 32), 4, packet, 0, packet, 0),
       "boolean",
     );
     if (reason !== null) {

@@ -123,6 +123,10 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
     assert.match(tcp[2], uptime);
     const udp = await text("?mode=udp4");
     assert.deepEqual(udp.slice(0, 2), ["4", "3"]);
+    assert.match(
+      udp[3],
+      / :: sockets: 0 truncated, 0 handler errors, 0 receive errors, 0 replies dropped\.$/,
+    );
     const scrp = await text("?mode=scrp");
     assert.deepEqual(scrp.slice(0, 2), ["1", "1"]);
     assert.match(scrp[3], /^otter scrape stats/);
@@ -188,6 +192,7 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
     });
     assert.deepEqual(all.torr, { torrents: 3 });
     assert.equal(all.conn.udp, 4);
+    const udp = otter.udp[0];
     assert.deepEqual(all.udp4, {
       requests: 4,
       connects: 1,
@@ -195,6 +200,15 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
       scrapes: 1,
       errors: 0,
       dropped: 0,
+      sockets: [{
+        listener: `udp://${udp.hostname}:${udp.port}`,
+        io: udp.io,
+        truncated: 0,
+        handlerErrors: 0,
+        receiveErrors: 0,
+        sendDropped: 0,
+        lastHandlerError: null,
+      }],
     });
     assert.equal(all.tcp4.announces, 6);
     assert.equal(all.tcp4.scrapes, 1);

@@ -139,6 +139,34 @@ for (const io of ["fast", "portable"] as const) {
         );
 
         await t.step(
+          `IPv${family}: an id is good from any port of its address, not from another address`,
+          async () => {
+            // libtorrent announces from a second session's port with the id the first got.
+            const otherPort = new UdpTestClient(listener.hostname, listener.port);
+            const otherAddress = family === 4
+              ? new UdpTestClient(listener.hostname, listener.port, "127.0.0.2")
+              : null;
+            try {
+              assert.notEqual(otherPort.port, client.port);
+              const packet = announcePacket({ connectionId: id, infoHash, port: 1005 });
+              const reply = await otherPort.request(packet);
+              assert.ok(reply, "announce reply");
+              assert.equal(readU32(reply, 0), 1, "an announce reply, not an error");
+              await announce(1005, 3); // and gone again
+              if (otherAddress !== null) {
+                const refused = await otherAddress.request(packet);
+                assert.ok(refused, "error reply");
+                assert.equal(readU32(refused, 0), 3);
+                assert.match(new TextDecoder().decode(refused.subarray(8)), /connection id/);
+              }
+            } finally {
+              otherPort.close();
+              otherAddress?.close();
+            }
+          },
+        );
+
+        await t.step(
           `IPv${family}: malformed packets are dropped or answered as documented`,
           async () => {
             assert.equal(

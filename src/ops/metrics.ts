@@ -9,6 +9,7 @@ import type { RateLimiter } from "./rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "./cluster/redisCluster.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
+import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import {
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
@@ -47,7 +48,33 @@ export interface MetricsSources {
   cluster?: ClusterCounters | null;
   /** What the HTTP servers turned away (all listeners); its metrics are left out without it. */
   http?: HttpServerCounters;
+  /** The UDP listeners' socket loops; their metrics are left out when there are none. */
+  udp?: readonly UdpListenerFailures[];
 }
+
+/** The UDP socket loops' counters: metric name, help, field. */
+const UDP_SOCKET_FAMILIES: readonly [string, string, keyof UdpSocketFailures][] = [
+  [
+    "otter_udp_truncated_total",
+    "UDP datagrams longer than the 2048-byte receive slot, ignored, by listener and I/O path.",
+    "truncated",
+  ],
+  [
+    "otter_udp_handler_errors_total",
+    "UDP datagrams left unanswered because handling them threw (a bug; the first is logged).",
+    "handlerErrors",
+  ],
+  [
+    "otter_udp_receive_errors_total",
+    "Failed UDP receive calls (other than nothing queued or an interrupted call).",
+    "receiveErrors",
+  ],
+  [
+    "otter_udp_send_dropped_total",
+    "UDP replies not sent: socket send buffer full or a send error.",
+    "sendDropped",
+  ],
+];
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -214,6 +241,16 @@ export function renderMetrics(sources: MetricsSources): string {
         http.rejectedWith(status),
         `status="${status}"`,
       );
+    }
+  }
+  const udp = sources.udp ?? [];
+  if (udp.length > 0) {
+    const figures = udp.map((listener) => listener.failures());
+    for (const [name, help, field] of UDP_SOCKET_FAMILIES) {
+      out.family(name, "counter", help);
+      for (let i = 0; i < udp.length; i++) {
+        out.sample(name, figures[i][field], `listener="${udp[i].listener}",io="${udp[i].io}"`);
+      }
     }
   }
   const limiter = sources.rateLimit;

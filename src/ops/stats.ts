@@ -17,6 +17,7 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
+import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 import {
   ACTION_ANNOUNCE,
@@ -71,6 +72,8 @@ export interface StatsSources {
   loopLag?: LoopLag;
   /** What the HTTP servers turned away (mode tcp4, JSON); left out without it. */
   http?: HttpServerCounters;
+  /** The UDP listeners' socket loops (mode udp4); none without it. */
+  udp?: readonly UdpListenerFailures[];
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -138,6 +141,7 @@ interface StatsData {
   loopMaxMs: number;
   loopRecentMaxMs: number;
   http: HttpServerCounters | null;
+  udp: readonly UdpListenerFailures[];
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -160,6 +164,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     loopMaxMs: sources.loopLag?.maxMs ?? 0,
     loopRecentMaxMs: sources.loopLag?.recentMaxMs() ?? 0,
     http: sources.http ?? null,
+    udp: sources.udp ?? [],
   };
   const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
   if (needsTop > 0 || modes.includes("completed")) {
@@ -362,13 +367,15 @@ function text(mode: StatsMode, d: StatsData): string {
     }
     case "udp4": {
       const ok = r.udpAnnounces + r.udpConnects;
+      const f = udpSocketTotals(d.udp);
       return mrtg(
         r.udp,
         ok,
         up,
         `otter udp stats (IPv4 and IPv6), ${perSecond(r.udp, up)} req/s :: ${
           perSecond(ok, up)
-        } success/s.`,
+        } success/s :: sockets: ${f.truncated} truncated, ${f.handlerErrors} handler errors, ` +
+          `${f.receiveErrors} receive errors, ${f.sendDropped} replies dropped.`,
       );
     }
     case "tcp4":
@@ -457,6 +464,35 @@ function httpServerJson(http: HttpServerCounters | null): Record<string, unknown
   };
 }
 
+/** The UDP socket loops' counters summed over the listeners. */
+function udpSocketTotals(listeners: readonly UdpListenerFailures[]): UdpSocketFailures {
+  const total = { truncated: 0, handlerErrors: 0, receiveErrors: 0, sendDropped: 0 };
+  for (const listener of listeners) {
+    const f = listener.failures();
+    total.truncated += f.truncated;
+    total.handlerErrors += f.handlerErrors;
+    total.receiveErrors += f.receiveErrors;
+    total.sendDropped += f.sendDropped;
+  }
+  return total;
+}
+
+/** Per UDP listener: its socket loop's counters and last handler error, for udp4's JSON. */
+function udpSocketsJson(listeners: readonly UdpListenerFailures[]): Record<string, unknown>[] {
+  return listeners.map((listener) => {
+    const { truncated, handlerErrors, receiveErrors, sendDropped } = listener.failures();
+    return {
+      listener: listener.listener,
+      io: listener.io,
+      truncated,
+      handlerErrors,
+      receiveErrors,
+      sendDropped,
+      lastHandlerError: listener.lastHandlerErrorText(),
+    };
+  });
+}
+
 function mrtgServing(first: number, second: number, torrents: number): string {
   return `${first}\n${second}\notter serving ${torrents} torrents\notter`;
 }
@@ -493,6 +529,7 @@ function json(mode: StatsMode, d: StatsData): unknown {
         scrapes: sumOf(c, PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK),
         errors: sumOf(c, PROTOCOL_UDP, -1, RESULT_ERROR),
         dropped: sumOf(c, PROTOCOL_UDP, -1, RESULT_DROPPED),
+        sockets: udpSocketsJson(d.udp),
       };
     case "tcp4":
       return {

@@ -2,9 +2,14 @@
  * Stateless BEP 15 connection ids.
  *
  * An id is 8 bytes: the issue time (u32 BE, clock seconds) and a keyed HalfSipHash (u32 BE) of that
- * time with the client's address family, address and port. The tracker keeps no table of issued
- * ids: checking one is recomputing the hash, so a flood of connects costs no memory, and a client
+ * time with the client's address family and address. The tracker keeps no table of issued ids:
+ * checking one is recomputing the hash, so a flood of connects costs no memory, and a client
  * cannot forge an id for an address it cannot receive packets at without the secret key.
+ *
+ * The sender's port is not part of it, as in opentracker and aquatic: libtorrent caches ids per
+ * process and tracker address, so a second session in the same process (another local port)
+ * announces with the first one's id. Binding to the address keeps the defence against spoofed
+ * sources, which cannot receive the id at that address whatever their port.
  */
 
 import { hashBytes, hashWords } from "../hash/halfSipHash.ts";
@@ -16,7 +21,7 @@ export class ConnectionIds {
   readonly #k0: number;
   readonly #k1: number;
   readonly #maxAge: number;
-  /** time, 16 address bytes, family/port word: the IPv6 hash input. */
+  /** time, 16 address bytes, family word: the IPv6 hash input. */
   readonly #scratch = new Uint8Array(24);
 
   /**
@@ -29,13 +34,12 @@ export class ConnectionIds {
     this.#maxAge = lifetime + grace;
   }
 
-  #mac(time: number, family: 4 | 6, address: Uint8Array, addressOffset: number, port: number) {
-    // The family sits next to the port so an IPv4 address never hashes like an IPv6 one.
-    const portWord = (family << 16) | (port & 0xffff);
+  #mac(time: number, family: 4 | 6, address: Uint8Array, addressOffset: number) {
+    // The family is hashed too, so an IPv4 address never hashes like an IPv6 one.
     if (family === 4) {
       const a = (address[addressOffset] << 24) | (address[addressOffset + 1] << 16) |
         (address[addressOffset + 2] << 8) | address[addressOffset + 3];
-      return hashWords(this.#k0, this.#k1, 3, time, a, portWord);
+      return hashWords(this.#k0, this.#k1, 3, time, a, family);
     }
     const s = this.#scratch;
     s[0] = time >>> 24;
@@ -43,25 +47,24 @@ export class ConnectionIds {
     s[2] = time >>> 8;
     s[3] = time;
     for (let i = 0; i < 16; i++) s[4 + i] = address[addressOffset + i];
-    s[20] = portWord >>> 24;
-    s[21] = portWord >>> 16;
-    s[22] = portWord >>> 8;
-    s[23] = portWord;
+    s[20] = 0;
+    s[21] = 0;
+    s[22] = 0;
+    s[23] = family;
     return hashBytes(this.#k0, this.#k1, s, 0, 24);
   }
 
-  /** Writes 8 bytes at out[outOffset]: u32 BE issue time + u32 BE HalfSipHash(key; time, address, port). */
+  /** Writes 8 bytes at out[outOffset]: u32 BE issue time, u32 BE HalfSipHash(key; time, addr). */
   issue(
     now: number,
     family: 4 | 6,
     address: Uint8Array,
     addressOffset: number,
-    port: number,
     out: Uint8Array,
     outOffset: number,
   ): void {
     const time = now >>> 0;
-    const mac = this.#mac(time, family, address, addressOffset, port);
+    const mac = this.#mac(time, family, address, addressOffset);
     out[outOffset] = time >>> 24;
     out[outOffset + 1] = time >>> 16;
     out[outOffset + 2] = time >>> 8;
@@ -73,15 +76,14 @@ export class ConnectionIds {
   }
 
   /**
-   * True if the 8 bytes at packet[offset] were issued to this address and port, are not older than
-   * lifetime + grace and not from the future (more than 5 seconds ahead of `now`).
+   * True if the 8 bytes at packet[offset] were issued to this address (whatever the sender's port),
+   * are not older than lifetime + grace and not from the future (over 5 seconds ahead of `now`).
    */
   check(
     now: number,
     family: 4 | 6,
     address: Uint8Array,
     addressOffset: number,
-    port: number,
     packet: Uint8Array,
     offset: number,
   ): boolean {
@@ -90,6 +92,6 @@ export class ConnectionIds {
     if (time > now + MAX_FUTURE || now - time > this.#maxAge) return false;
     const mac = ((packet[offset + 4] << 24) | (packet[offset + 5] << 16) |
       (packet[offset + 6] << 8) | packet[offset + 7]) >>> 0;
-    return mac === this.#mac(time, family, address, addressOffset, port);
+    return mac === this.#mac(time, family, address, addressOffset);
   }
 }

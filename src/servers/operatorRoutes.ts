@@ -10,6 +10,7 @@ import { FullScrape } from "../ops/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
 import { statsResponse } from "../ops/stats.ts";
 import { LoopLag } from "../ops/loopLag.ts";
+import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
@@ -27,6 +28,9 @@ export interface OperatorRoutes {
   readonly cleaning: CleaningTime;
   /** Event-loop pause monitor shown on /stats and /metrics; the server starts and stops it. */
   readonly loopLag: LoopLag;
+  /** The UDP listeners, whose socket loops' counters /stats and /metrics show; the server adds
+   *  each one as it opens it. */
+  readonly udpListeners: UdpListenerFailures[];
 }
 
 const FORBIDDEN_TEXT = "forbidden: this page is served only to --stats-from networks\n";
@@ -49,6 +53,7 @@ export function registerOperatorRoutes(
   });
   const cleaning = new CleaningTime();
   const loopLag = new LoopLag();
+  const udpListeners: UdpListenerFailures[] = [];
   let statsFrom = CidrSet.parse(config.statsFrom);
   const peerTimeout = config.peerTimeout;
   const address = new Uint8Array(16);
@@ -83,6 +88,7 @@ export function registerOperatorRoutes(
       version: VERSION,
       loopLag,
       http: http.serverCounters,
+      udp: udpListeners,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
@@ -101,6 +107,7 @@ export function registerOperatorRoutes(
       loopLag,
       cluster: tracker.cluster,
       http: http.serverCounters,
+      udp: udpListeners,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
@@ -111,5 +118,5 @@ export function registerOperatorRoutes(
     fullScrape.enabled = !next.noFullScrape;
     statsFrom = CidrSet.parse(next.statsFrom);
   });
-  return { fullScrape, cleaning, loopLag };
+  return { fullScrape, cleaning, loopLag, udpListeners };
 }

@@ -10,6 +10,7 @@ import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
+import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
 import { StateFile } from "../ops/stateFile.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
@@ -26,7 +27,7 @@ export interface RunningTracker {
   stop(): Promise<void>;
 }
 
-interface UdpListener {
+interface UdpListener extends UdpListenerFailures {
   serve(handler: UdpTracker): Promise<void>;
   close(): Promise<void>;
   readonly port: number;
@@ -148,6 +149,7 @@ export async function startTracker(
     for (const address of config.udp) {
       const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
+      operator.udpListeners.push(socket);
       loops.push(socket.serve(udpTracker));
     }
     const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);
@@ -227,10 +229,10 @@ function openUdp(
     address,
     (hostname) => {
       const socket = !fast
-        ? PortableUdpSocket.open(hostname, address.port)
+        ? PortableUdpSocket.open(hostname, address.port, log)
         : workers > 1
         ? UdpWorkerPool.open(hostname, address.port, workers, { log })
-        : FastUdpSocket.open(hostname, address.port);
+        : FastUdpSocket.open(hostname, address.port, { log });
       log(
         `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
           fast ? "fast" : "portable"

@@ -63,6 +63,11 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from "./libc.ts";
+import {
+  errorText,
+  type UdpListenerFailures,
+  type UdpSocketFailures,
+} from "../ops/udpSocketFailures.ts";
 
 export interface DatagramHandler {
   /** Handles one datagram. `packet` holds `length` valid bytes; `address` (4 or 16 bytes at addressOffset, network
@@ -104,6 +109,9 @@ export interface FastUdpCounters {
 }
 
 export interface FastUdpOptions {
+  /** Where the first handler error is reported, one line (default console.error); later ones
+   *  are only counted. */
+  log?: (line: string) => void;
   /** SO_REUSEPORT, so several sockets (Workers) can share one port. */
   reusePort?: boolean;
   /** SO_RCVBUF wanted; default 4 MiB. Best effort: SO_RCVBUFFORCE if allowed, else capped by
@@ -187,6 +195,20 @@ export class TimerStarvationGuard {
   get starved(): boolean {
     return performance.now() - this.#beat > STARVED_MS;
   }
+}
+
+/** "udp://127.0.0.1:6969", "udp://[::1]:6969": how a listener is named in logs and metrics. */
+export function udpListenerUrl(hostname: string, port: number): string {
+  const host = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
+  return `udp://${host}:${port}`;
+}
+
+/** The line every UDP path logs for its first handler error (a bug: the datagram went unanswered);
+ *  later ones are only counted (`otter_udp_handler_errors_total`). */
+export function firstHandlerErrorLine(listener: string, error: unknown): string {
+  const text = error instanceof Error ? error.stack ?? error.message : String(error);
+  return `UDP ${listener}: handler error, datagram not answered (logged once; all are counted ` +
+    `in otter_udp_handler_errors_total): ${text}`;
 }
 
 /** One event-loop turn in which due timers run (about 1 ms). */
@@ -501,10 +523,13 @@ export function openUdpFd(
   }
 }
 
-export class FastUdpSocket {
+export class FastUdpSocket implements UdpListenerFailures {
   /** The bound port (after port 0). */
   readonly port: number;
   readonly hostname: string;
+  /** "udp://host:port", for logs and metrics. */
+  readonly listener: string;
+  readonly io = "fast";
   /** 4 for an AF_INET socket, 6 for AF_INET6 (dual-stack: v4 senders arrive v4-mapped). */
   readonly family: 4 | 6;
   /** SO_RCVBUF as the kernel reports it (twice the usable size, by Linux convention). */
@@ -529,12 +554,22 @@ export class FastUdpSocket {
   #stopping = false;
   #served: Promise<void> | undefined;
   readonly #timers = new TimerStarvationGuard();
+  readonly #log: (line: string) => void;
+  #handlerErrorLogged = false;
 
-  private constructor(lib: Libc, bound: BoundUdpFd, hostname: string, batchesPerWake: number) {
+  private constructor(
+    lib: Libc,
+    bound: BoundUdpFd,
+    hostname: string,
+    batchesPerWake: number,
+    log: (line: string) => void,
+  ) {
     this.#lib = lib;
+    this.#log = log;
     this.#fd = bound.fd;
     this.hostname = hostname;
     this.port = bound.port;
+    this.listener = udpListenerUrl(hostname, bound.port);
     this.family = bound.family;
     this.receiveBufferBytes = bound.receiveBufferBytes;
     this.#batchesPerWake = batchesPerWake;
@@ -549,6 +584,14 @@ export class FastUdpSocket {
     return this.#arena.lastHandlerError;
   }
 
+  failures(): UdpSocketFailures {
+    return this.counters;
+  }
+
+  lastHandlerErrorText(): string | null {
+    return errorText(this.#arena.lastHandlerError);
+  }
+
   /** Binds hostname:port ("0.0.0.0", "127.0.0.1", "::" dual-stack with IPV6_V6ONLY=0, "::1", …). Options:
    *  reusePort (SO_REUSEPORT, for several workers on one port), receiveBufferBytes (SO_RCVBUF; default 4 MiB,
    *  best effort). Throws a clear Error (with errno text, e.g. "address in use") when bind fails. */
@@ -561,7 +604,8 @@ export class FastUdpSocket {
       throw new RangeError(`batchesPerWake must be 1..${MAX_BATCHES_PER_WAKE}`);
     }
     const bound = openUdpFd(hostname, port, options);
-    return new FastUdpSocket(libc(), bound, hostname, batchesPerWake);
+    const log = options.log ?? ((line: string) => console.error(line));
+    return new FastUdpSocket(libc(), bound, hostname, batchesPerWake, log);
   }
 
   /** Runs the receive → handle → sendmmsg loop until close(); poll mode as recommended in the notes (nonblocking FFI
@@ -638,6 +682,10 @@ export class FastUdpSocket {
       counters.received += received;
       const sends = arena.answer(received, handler, counters);
       if (sends > 0) arena.send(lib, fd, sends, counters);
+      if (counters.handlerErrors !== 0 && !this.#handlerErrorLogged) {
+        this.#handlerErrorLogged = true;
+        this.#log(firstHandlerErrorLine(this.listener, arena.lastHandlerError));
+      }
       // A short batch means the queue was empty a moment ago: let poll() say when there is more,
       // instead of paying a recvmmsg that returns EAGAIN.
       if (received < BATCH) return false;

@@ -3,23 +3,56 @@
  * receive allocates 64 KiB) and one reused reply buffer. Used where the FFI fast path is not
  * available (not Linux/glibc, no --allow-ffi) or when `--udp-io portable` asks for it.
  */
-import type { DatagramHandler } from "./udpFastSocket.ts";
+import { type DatagramHandler, firstHandlerErrorLine, udpListenerUrl } from "./udpFastSocket.ts";
 import { parseIpAddress } from "../ops/cidr.ts";
+import {
+  errorText,
+  type UdpListenerFailures,
+  type UdpSocketFailures,
+} from "../ops/udpSocketFailures.ts";
 
 const RECEIVE_CAPACITY = 2048;
 const REPLY_CAPACITY = 4096;
 
-export class PortableUdpSocket {
-  readonly counters = { received: 0, sent: 0, sendDropped: 0, truncated: 0, handlerErrors: 0 };
+export class PortableUdpSocket implements UdpListenerFailures {
+  readonly counters = {
+    received: 0,
+    sent: 0,
+    sendDropped: 0,
+    truncated: 0,
+    handlerErrors: 0,
+    receiveErrors: 0,
+  };
+  /** "udp://host:port", for logs and metrics. */
+  readonly listener: string;
+  readonly io = "portable";
+  /** The last error a handler threw, for diagnosis. */
+  lastHandlerError: unknown = undefined;
   readonly #conn: Deno.DatagramConn;
+  readonly #log: (line: string) => void;
   #closed = false;
 
-  private constructor(conn: Deno.DatagramConn) {
+  private constructor(conn: Deno.DatagramConn, log: (line: string) => void) {
     this.#conn = conn;
+    this.#log = log;
+    this.listener = udpListenerUrl(this.hostname, this.port);
   }
 
-  static open(hostname: string, port: number): PortableUdpSocket {
-    return new PortableUdpSocket(Deno.listenDatagram({ transport: "udp", hostname, port }));
+  /** `log` gets the first handler error, one line (default console.error). */
+  static open(
+    hostname: string,
+    port: number,
+    log = (line: string) => console.error(line),
+  ): PortableUdpSocket {
+    return new PortableUdpSocket(Deno.listenDatagram({ transport: "udp", hostname, port }), log);
+  }
+
+  failures(): UdpSocketFailures {
+    return this.counters;
+  }
+
+  lastHandlerErrorText(): string | null {
+    return errorText(this.lastHandlerError);
   }
 
   get port(): number {
@@ -44,6 +77,7 @@ export class PortableUdpSocket {
         if (this.#closed) break;
         // Transient receive errors (ICMP port unreachable reported on the socket) must not stop serving.
         if (e instanceof Deno.errors.BadResource) break;
+        this.counters.receiveErrors++;
         continue;
       }
       this.counters.received++;
@@ -66,8 +100,8 @@ export class PortableUdpSocket {
           reply,
         );
       } catch (e) {
-        this.counters.handlerErrors++;
-        if (this.counters.handlerErrors === 1) console.error(`UDP handler error: ${e}`);
+        this.lastHandlerError = e;
+        if (++this.counters.handlerErrors === 1) this.#log(firstHandlerErrorLine(this.listener, e));
         continue;
       }
       if (length <= 0) continue;

@@ -9,8 +9,9 @@
  * Policy for bad datagrams (see README "UDP and bad packets"):
  * - shorter than 16 bytes, a connect without the protocol magic, or an error packet (action 3)
  *   from a client: dropped silently;
- * - announce or scrape with a connection id we did not issue to this address and port, or one that
- *   has expired: BEP 15 error "invalid connection id";
+ * - announce or scrape with a connection id we did not issue to this address (from any of its
+ *   ports: src/protocol/connectionId.ts), or one that has expired: BEP 15 error
+ *   "invalid connection id";
  * - a short announce, a bad scrape length, an unknown action, an out-of-range event, port 0:
  *   a BEP 15 error saying what is wrong; so is a new torrent or peer past the store's caps
  *   ("tracker is full: …").
@@ -66,14 +67,15 @@ export class UdpTracker {
     this.#replyCapacity = replyCapacity;
   }
 
-  /** Handles one datagram; returns the reply length in `out`, or 0 to send nothing. */
+  /** Handles one datagram; returns the reply length in `out`, or 0 to send nothing. The sender's
+   *  port is not used: connection ids are bound to the address alone. */
   handle(
     packet: Uint8Array,
     length: number,
     family: 4 | 6,
     address: Uint8Array,
     addressOffset: number,
-    port: number,
+    _port: number,
     out: Uint8Array,
   ): number {
     const limiter = this.#tracker.rateLimit;
@@ -84,7 +86,7 @@ export class UdpTracker {
     const transactionId = readTransactionId(packet);
     const now = this.#tracker.clock.now;
     if (action === ACTION_CONNECT) {
-      this.#ids.issue(now, family, address, addressOffset, port, out, 8);
+      this.#ids.issue(now, family, address, addressOffset, out, 8);
       counters.add(PROTOCOL_UDP, ACTION_CONNECT, RESULT_OK);
       return writeConnectReply(out, transactionId, out, 8);
     }
@@ -97,7 +99,7 @@ export class UdpTracker {
       return writeError(out, transactionId, ERROR_UNKNOWN_ACTION, length);
     }
     const counterAction = action === 1 ? ACTION_ANNOUNCE : ACTION_SCRAPE;
-    if (!this.#ids.check(now, family, address, addressOffset, port, packet, 0)) {
+    if (!this.#ids.check(now, family, address, addressOffset, packet, 0)) {
       counters.add(PROTOCOL_UDP, counterAction, RESULT_ERROR);
       return writeError(out, transactionId, ERROR_CONNECTION_ID, length);
     }

@@ -35,10 +35,17 @@ import {
   BatchArena,
   type DatagramHandler,
   type FastUdpOptions,
+  firstHandlerErrorLine,
   openUdpFd,
   TimerStarvationGuard,
   timerTurn,
+  udpListenerUrl,
 } from "./udpFastSocket.ts";
+import {
+  errorText,
+  type UdpListenerFailures,
+  type UdpSocketFailures,
+} from "../ops/udpSocketFailures.ts";
 import {
   addressOf,
   errnoText,
@@ -102,7 +109,7 @@ export interface UdpWorkerStats {
 }
 
 export interface UdpWorkerPoolOptions extends Omit<FastUdpOptions, "reusePort" | "batchesPerWake"> {
-  /** Where a Worker's death is reported, one line. */
+  /** Where a Worker's death and the first handler error are reported, one line each. */
   log?: (line: string) => void;
 }
 
@@ -128,10 +135,13 @@ interface IoWorker {
   readonly running: Promise<void>;
 }
 
-export class UdpWorkerPool {
+export class UdpWorkerPool implements UdpListenerFailures {
   readonly hostname: string;
   /** The bound port (after port 0), shared by every Worker's socket. */
   readonly port: number;
+  /** "udp://host:port", for logs and metrics. */
+  readonly listener: string;
+  readonly io = "fast";
   /** 4 for AF_INET sockets, 6 for AF_INET6 (dual-stack). */
   readonly family: 4 | 6;
   readonly receiveBufferBytes: number;
@@ -144,6 +154,7 @@ export class UdpWorkerPool {
   readonly #workers: IoWorker[];
   readonly #doorbell: Int32Array;
   readonly #log: (line: string) => void;
+  #handlerErrorLogged = false;
   #serving = false;
   #stopping = false;
   #served: Promise<void> | undefined;
@@ -160,6 +171,7 @@ export class UdpWorkerPool {
   ) {
     this.hostname = hostname;
     this.port = port;
+    this.listener = udpListenerUrl(hostname, port);
     this.family = family;
     this.receiveBufferBytes = receiveBufferBytes;
     this.#log = log;
@@ -240,6 +252,23 @@ export class UdpWorkerPool {
       for (const arena of w.arenas) last = arena.lastHandlerError ?? last;
     }
     return last;
+  }
+
+  /** Counted on the main isolate (truncated, handler errors) and summed over the Workers (a new
+   *  object; for metrics, not per packet). */
+  failures(): UdpSocketFailures {
+    let receiveErrors = 0;
+    let sendDropped = 0;
+    for (const w of this.#workers) {
+      receiveErrors += w.stats[S_RECEIVE_ERRORS];
+      sendDropped += w.stats[S_SEND_DROPPED];
+    }
+    const { truncated, handlerErrors } = this.counters;
+    return { truncated, handlerErrors, receiveErrors, sendDropped };
+  }
+
+  lastHandlerErrorText(): string | null {
+    return errorText(this.lastHandlerError);
   }
 
   /** Worker `index`'s figures (a new object; for metrics and tests, not per packet). */
@@ -357,20 +386,13 @@ export class UdpWorkerPool {
       const survivor = this.#workers.find((other) => other.alive);
       if (survivor !== undefined) spreadEvenly(survivor.fd, this.aliveWorkers);
       this.#log(
-        `UDP ${this.#where()}: I/O worker ${index} died (${event.message}); ` +
+        `UDP ${this.listener}: I/O worker ${index} died (${event.message}); ` +
           `${this.aliveWorkers} of ${this.#workers.length} left`,
       );
     };
     const start: IoWorkerStart = { index, fd, family: this.family, shared, doorbell };
     worker.postMessage(start);
     return w;
-  }
-
-  #where(): string {
-    const host = this.family === 6 && !this.hostname.startsWith("[")
-      ? `[${this.hostname}]`
-      : this.hostname;
-    return `udp://${host}:${this.port}`;
   }
 
   async #loop(handler: DatagramHandler): Promise<void> {
@@ -406,7 +428,12 @@ export class UdpWorkerPool {
       const slot = w.next;
       if (Atomics.load(control, C_STATE + slot) !== ARENA_FULL) break;
       const received = control[C_COUNT + slot];
-      control[C_SENDS + slot] = w.arenas[slot].answer(received, handler, this.counters);
+      const arena = w.arenas[slot];
+      control[C_SENDS + slot] = arena.answer(received, handler, this.counters);
+      if (this.counters.handlerErrors !== 0 && !this.#handlerErrorLogged) {
+        this.#handlerErrorLogged = true;
+        this.#log(firstHandlerErrorLine(this.listener, arena.lastHandlerError));
+      }
       Atomics.store(control, C_STATE + slot, ARENA_ANSWERED);
       Atomics.notify(control, C_STATE + slot);
       w.next = slot + 1 === ARENAS ? 0 : slot + 1;
@@ -515,11 +542,8 @@ export function renderWorkerMetrics(pools: readonly UdpWorkerPool[]): string {
   for (const [name, type, help, value] of families) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const pool of pools) {
-      const host = pool.family === 6 && !pool.hostname.startsWith("[")
-        ? `[${pool.hostname}]`
-        : pool.hostname;
       for (let i = 0; i < pool.size; i++) {
-        const labels = `listener="udp://${host}:${pool.port}",worker="${i}"`;
+        const labels = `listener="${pool.listener}",worker="${i}"`;
         lines.push(`${name}{${labels}} ${value(pool.workerStats(i))}`);
       }
     }

@@ -227,7 +227,8 @@ interface UdpClient {
   family: 4 | 6;
   address: Uint8Array;
   port: number;
-  /** Connection ids issued to this client, newest last, with their issue times. */
+  /** Connection ids issued to this client's address (from any of its ports), newest last, with
+   *  their issue times; clients sharing an address share these arrays. */
   ids: Uint8Array[];
   idTimes: number[];
 }
@@ -390,6 +391,11 @@ export class UdpFuzzer {
     this.#clients[3].address.fill(0);
     this.#clients[7].address.fill(0);
     this.#clients[7].address[15] = 1;
+    // Client 2 is client 0's address on another port: ids are bound to the address alone.
+    const [first, , second] = this.#clients;
+    second.address.set(first.address);
+    second.ids = first.ids;
+    second.idTimes = first.idTimes;
     const world = this.world;
     const config = world.config;
     this.#ctx = {

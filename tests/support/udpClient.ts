@@ -8,12 +8,10 @@ export class UdpTestClient {
   readonly conn: Deno.DatagramConn;
   readonly target: Deno.NetAddr;
 
-  constructor(hostname: string, port: number) {
-    this.conn = Deno.listenDatagram({
-      transport: "udp",
-      hostname: hostname.includes(":") ? "::1" : "127.0.0.1",
-      port: 0,
-    });
+  /** Talks to hostname:port from an ephemeral port of `from` (default the loopback address of
+   *  the target's family). */
+  constructor(hostname: string, port: number, from = hostname.includes(":") ? "::1" : "127.0.0.1") {
+    this.conn = Deno.listenDatagram({ transport: "udp", hostname: from, port: 0 });
     this.target = { transport: "udp", hostname, port };
   }
 
