@@ -1,0 +1,131 @@
+/**
+ * The dashboard page's files, served by otter itself: the HTML, its CSS and script, and uPlot
+ * (npm:uplot, MIT, pinned) for the charts. All are imported as text, so they are part of the module
+ * graph and `deno compile` bundles them: the page needs no CDN and works offline.
+ *
+ * Each file is prepared once, at its first request: UTF-8 bytes, a gzip copy (CompressionStream),
+ * and an ETag per encoding from a SHA-256 of the bytes. A request that accepts gzip gets the gzip
+ * copy; a matching If-None-Match gets 304. The page is sent with a Content-Security-Policy that
+ * allows nothing but this origin, so the browser itself refuses any outside request.
+ */
+import pageHtml from "./dashboard/page.html" with { type: "text" };
+import dashboardCss from "./dashboard/dashboard.css" with { type: "text" };
+import dashboardJs from "./dashboard/dashboard.js" with { type: "text" };
+// Pinned here rather than in deno.json, like the project's other npm imports.
+// deno-lint-ignore no-import-prefix
+import uplotJs from "npm:uplot@1.6.32/dist/uPlot.iife.min.js" with { type: "text" };
+// deno-lint-ignore no-import-prefix
+import uplotCss from "npm:uplot@1.6.32/dist/uPlot.min.css" with { type: "text" };
+
+/** The page's own address; its files live under it. */
+export const DASHBOARD_PATH = "/dashboard";
+/** Where the page polls its data (served by dashboardData.ts). */
+export const DASHBOARD_DATA_PATH = "/dashboard/data";
+
+const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+const FILES: Readonly<Record<string, { type: string; text: string }>> = {
+  [DASHBOARD_PATH]: { type: "text/html; charset=utf-8", text: pageHtml },
+  [`${DASHBOARD_PATH}/dashboard.css`]: { type: "text/css; charset=utf-8", text: dashboardCss },
+  [`${DASHBOARD_PATH}/dashboard.js`]: {
+    type: "text/javascript; charset=utf-8",
+    text: dashboardJs,
+  },
+  [`${DASHBOARD_PATH}/uPlot.min.css`]: { type: "text/css; charset=utf-8", text: uplotCss },
+  [`${DASHBOARD_PATH}/uPlot.iife.min.js`]: {
+    type: "text/javascript; charset=utf-8",
+    text: uplotJs,
+  },
+};
+
+/** Every path `dashboardAssetResponse` answers (the page and its files), for route tables. */
+export const DASHBOARD_ASSET_PATHS: readonly string[] = Object.keys(FILES);
+
+interface PreparedAsset {
+  type: string;
+  plain: Uint8Array<ArrayBuffer>;
+  gzip: Uint8Array<ArrayBuffer>;
+  etag: string;
+  gzipEtag: string;
+}
+
+const prepared = new Map<string, Promise<PreparedAsset>>();
+
+async function prepare(type: string, text: string): Promise<PreparedAsset> {
+  const plain = new TextEncoder().encode(text);
+  const gzipped = new Blob([plain]).stream().pipeThrough(new CompressionStream("gzip"));
+  const gzip = new Uint8Array(await new Response(gzipped).arrayBuffer());
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", plain));
+  let hex = "";
+  for (let i = 0; i < 12; i++) hex += digest[i].toString(16).padStart(2, "0");
+  return { type, plain, gzip, etag: `"${hex}"`, gzipEtag: `"${hex}-gz"` };
+}
+
+/** True if the request's Accept-Encoding takes gzip (and not with q=0). */
+function acceptsGzip(header: string | null): boolean {
+  if (header === null) return false;
+  for (const part of header.split(",")) {
+    const [coding, ...params] = part.trim().toLowerCase().split(";");
+    if (coding.trim() !== "gzip" && coding.trim() !== "*") continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
+/** True if If-None-Match lists `etag` (or is `*`). */
+function etagMatches(header: string | null, etag: string): boolean {
+  if (header === null) return false;
+  return header.split(",").some((tag) => {
+    const t = tag.trim();
+    return t === "*" || t === etag || t === `W/${etag}`;
+  });
+}
+
+/**
+ * Answers GET/HEAD of the page or one of its files (`path` without the query), or null for a path
+ * that is not one of them. Access is checked by the caller.
+ */
+export async function dashboardAssetResponse(
+  path: string,
+  request: Request,
+): Promise<Response | null> {
+  const file = FILES[path === `${DASHBOARD_PATH}/` ? DASHBOARD_PATH : path];
+  if (file === undefined) return null;
+  let asset = prepared.get(path);
+  if (asset === undefined) {
+    asset = prepare(file.type, file.text);
+    prepared.set(path, asset);
+  }
+  const a = await asset;
+  const gzip = acceptsGzip(request.headers.get("accept-encoding"));
+  const etag = gzip ? a.gzipEtag : a.etag;
+  const headers: Record<string, string> = {
+    "content-type": a.type,
+    "cache-control": "no-cache",
+    etag,
+    vary: "accept-encoding",
+    "x-content-type-options": "nosniff",
+  };
+  if (file.type.startsWith("text/html")) {
+    headers["content-security-policy"] = CSP;
+    headers["referrer-policy"] = "no-referrer";
+  }
+  if (etagMatches(request.headers.get("if-none-match"), etag)) {
+    return new Response(null, { status: 304, headers });
+  }
+  if (gzip) headers["content-encoding"] = "gzip";
+  const body = gzip ? a.gzip : a.plain;
+  headers["content-length"] = String(body.byteLength);
+  // A HEAD gets the body too: the server drops it but keeps its length.
+  return new Response(body, { headers });
+}
