@@ -1,10 +1,10 @@
 /**
- * The command line as an operator meets it: help, version, bad flags (exit 2, one line),
+ * The command line as an operator meets it: help (a default only where there is one), version, bad flags (exit 2, one line),
  * a port in use (exit 1, one line), and one start-up line per listener.
  */
 import assert from "node:assert/strict";
 import { runOtter } from "./support/otterProcess.ts";
-import { parseCommandLine } from "../src/ops/config.ts";
+import { helpText, parseCommandLine } from "../src/ops/config.ts";
 import { parseListenAddress } from "../src/ops/listenAddress.ts";
 
 Deno.test("listen addresses: host:port, [v6]:port, bare port, and bad ones", () => {
@@ -33,6 +33,19 @@ Deno.test("config: defaults and overrides", () => {
   if (two.kind !== "run") return;
   assert.deepEqual(two.config.http.map((a) => a.port), [1, 2]);
   assert.equal(two.config.interval, 60);
+});
+
+Deno.test("--help: a default only where there is one", () => {
+  const lines = helpText("0.0.0").split("\n");
+  const line = (flag: string) => lines.find((l) => l.startsWith(`  --${flag} `))!;
+  assert.ok(!lines.some((l) => /\(default\s*\)|\(default:/.test(l)), "an empty default shown");
+  for (const l of lines) assert.ok(l.split("(default").length <= 2, `two defaults: ${l}`);
+  assert.match(line("node-id"), /this instance's id in the cluster \(default random\)$/);
+  assert.match(line("interval"), /\(default 1800\)$/);
+  assert.match(line("stats-from"), /\(default 127\.0\.0\.0\/8 ::1\/128\)$/);
+  for (const flag of ["no-full-scrape", "state", "whitelist", "trust-proxy", "cluster", "config"]) {
+    assert.doesNotMatch(line(flag), /\(default/, flag);
+  }
 });
 
 Deno.test("otter --help and --version exit 0", async () => {

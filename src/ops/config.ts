@@ -83,6 +83,8 @@ export interface OptionSpec {
   valueName: string;
   help: string;
   defaultValue: RawValue;
+  /** What the help says the default is, where `defaultValue` (empty) does not say it. */
+  defaultText?: string;
   /** Settings SIGHUP may change in a running tracker. */
   reloadable?: boolean;
   /** Only meaningful on the command line (not a config-file key). */
@@ -380,8 +382,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "nodeId",
     valueName: "ID",
-    help: "this instance's id in the cluster (default: random)",
+    help: "this instance's id in the cluster",
     defaultValue: "",
+    defaultText: "random",
   },
 ];
 
@@ -502,8 +505,11 @@ export function helpText(version: string): string {
   ];
   for (const spec of OPTIONS) {
     const left = `  --${spec.name} ${spec.valueName}`;
-    const def = Array.isArray(spec.defaultValue) ? spec.defaultValue.join(" ") : spec.defaultValue;
-    lines.push(`${left.padEnd(30)} ${spec.help} (default ${def})`);
+    const def = spec.defaultText ??
+      (Array.isArray(spec.defaultValue) ? spec.defaultValue.join(" ") : spec.defaultValue);
+    // A switch is off unless given, and an empty default (no file, no list) goes without saying.
+    const shown = typeof def === "boolean" || def === "" ? "" : ` (default ${def})`;
+    lines.push(`${left.trimEnd().padEnd(30)} ${spec.help}${shown}`);
   }
   lines.push(`${"  --help".padEnd(30)} print this help and exit`);
   lines.push(`${"  --version".padEnd(30)} print the version and exit`);
