@@ -239,7 +239,7 @@ export class ClusterSync {
 
   constructor(options: ClusterSyncOptions) {
     const url = parseClusterUrl(options.url);
-    if ("error" in url) throw new RangeError(url.error);
+    if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
     this.#url = url.url;
     this.#redactedUrl = url.redacted;
     this.#key = streamKey(options.name);
