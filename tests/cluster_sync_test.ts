@@ -1,7 +1,7 @@
 /**
  * Cluster sync against a real redis-server (each test starts its own on a free loopback port):
  * several ClusterSync nodes over small in-memory stores share announces, stops and completions,
- * replay history, skip bad stream entries, and ride out a Redis outage.
+ * replay history, skip bad stream entries, ride out a Redis outage and a step of a node's wall clock.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -698,6 +698,35 @@ Deno.test({
     } finally {
       for (const sync of syncs) await sync.stop();
       await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a node's wall clock stepped forward past the peer timeout, then back, changes nothing",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes = ["a", "b"].map((name) => makeNode(name, redis.url, { peerTimeout: 300 }));
+    const [a, b] = nodes;
+    const realNow = Date.now;
+    try {
+      await Promise.all(nodes.map((node) => node.sync.start()));
+      const hash = infoHash(3);
+      // This process's Date.now steps (NTP, a VM resume); redis-server keeps the real time.
+      for (const [i, stepMs] of [[1, 3 * 3600_000 + 600_000], [2, -3 * 3600_000]]) {
+        Date.now = () => realNow() + stepMs;
+        announce(a, hash, ipv4(i), 6881, 2, false);
+        await waitFor(`peer ${i} on b after a step of ${stepMs / 1000} s`, () => {
+          return b.store.peers.size === i;
+        }, 2000);
+      }
+      assert.equal(b.sync.counters.staleBatches, 0);
+      assert.equal(b.sync.counters.appliedBatches, 2);
+    } finally {
+      Date.now = realNow;
+      await stopAll(nodes, redis);
     }
   },
 });

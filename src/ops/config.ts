@@ -1,11 +1,15 @@
 /**
- * otter's settings: one table of options serves the command line (node:util parseArgs), the help
- * text, and the TOML config file (configFile.ts). Values come in layers of raw text (defaults, then
- * the file, then flags) and are converted and checked once, in one place, whatever their source. A
- * bad flag or value is a `ConfigError` whose message is the one line main.ts prints before exiting
- * with code 2.
+ * otter's settings: one table of options serves the command line, the help text, and the TOML
+ * config file (configFile.ts). Values come in layers of raw text (defaults, then the file, then
+ * flags) and are converted and checked once, in one place, whatever their source. A bad flag or
+ * value is a `ConfigError` whose message is the one line main.ts prints before exiting with code 2:
+ * it names the flag (or file, line and key) and what the option accepts.
+ *
+ * The command line is scanned here rather than by node:util's parseArgs, whose messages are its
+ * own ("argument is ambiguous" for `--interval -5`) and which takes a value starting with "-" for
+ * a flag: after an option that takes a value, the next argument is that value unless it starts
+ * with "--".
  */
-import { parseArgs } from "node:util";
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
 import { CidrSet } from "./cidr.ts";
 import { checkClusterName, checkNodeId, parseClusterUrl } from "./cluster/clusterOptions.ts";
@@ -83,6 +87,8 @@ export interface OptionSpec {
   valueName: string;
   help: string;
   defaultValue: RawValue;
+  /** What the help says the default is, where `defaultValue` (empty) does not say it. */
+  defaultText?: string;
   /** Settings SIGHUP may change in a running tracker. */
   reloadable?: boolean;
   /** Only meaningful on the command line (not a config-file key). */
@@ -380,8 +386,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "nodeId",
     valueName: "ID",
-    help: "this instance's id in the cluster (default: random)",
+    help: "this instance's id in the cluster",
     defaultValue: "",
+    defaultText: "random",
   },
 ];
 
@@ -397,6 +404,34 @@ export interface RawSettings {
   where(name: string): string;
 }
 
+/** What an option takes, for error messages: "a whole number of seconds from 10 to 86400". */
+export function accepts(spec: OptionSpec): string {
+  switch (spec.kind) {
+    case "flag":
+      return "no value";
+    case "text":
+      return spec.valueName;
+    case "strings":
+      return "a network as ADDRESS/BITS or ADDRESS, like 10.0.0.0/8 or ::1";
+    case "number":
+      return `a number from ${spec.min} to ${spec.max}`;
+    case "rate":
+      return "a rate of requests per second like 50/s (0 = off)";
+    case "list":
+      return "an address as HOST:PORT, [IPv6]:PORT or PORT";
+    case "integer": {
+      const unit = spec.valueName === "SECONDS" ? " of seconds" : "";
+      return `a whole number${unit} from ${spec.min} to ${spec.max}`;
+    }
+    case "choice":
+      return `one of ${spec.choices!.join(", ")}`;
+  }
+}
+
+function badValue(spec: OptionSpec, where: string, text: string): ConfigError {
+  return new ConfigError(`${where} takes ${accepts(spec)}, got '${text}'`);
+}
+
 function convert(spec: OptionSpec, raw: RawValue, where: string): unknown {
   switch (spec.kind) {
     case "flag":
@@ -406,53 +441,48 @@ function convert(spec: OptionSpec, raw: RawValue, where: string): unknown {
     case "strings": {
       const list = raw as string[];
       if (spec.name === "stats-from" || spec.name === "trust-proxy") {
-        try {
-          CidrSet.parse(list);
-        } catch (e) {
-          throw new ConfigError(`${where}: ${e instanceof Error ? e.message : e}`);
+        // One entry at a time, to name the bad one.
+        for (const entry of list) {
+          try {
+            CidrSet.parse([entry]);
+          } catch {
+            throw badValue(spec, where, entry);
+          }
         }
       }
       return list;
     }
     case "number": {
       const text = raw as string;
-      if (!/^\d+(\.\d+)?$/.test(text)) throw new ConfigError(`${where}: '${text}' is not a number`);
       const n = Number(text);
-      if (n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_VALUE)) {
-        throw new ConfigError(`${where}: ${n} is out of range ${spec.min}..${spec.max}`);
+      if (!/^\d+(\.\d+)?$/.test(text) || n < spec.min! || n > spec.max!) {
+        throw badValue(spec, where, text);
       }
       return n;
     }
     case "rate": {
       const match = /^(\d{1,9})(\/s)?$/.exec(raw as string);
-      if (match === null) throw new ConfigError(`${where}: '${raw}' is not a rate like 50/s`);
+      if (match === null) throw badValue(spec, where, raw as string);
       return Number(match[1]);
     }
     case "list": {
       const out: ListenAddress[] = [];
       for (const text of raw as string[]) {
         const parsed = parseListenAddress(text);
-        if (typeof parsed === "string") throw new ConfigError(`${where}: ${parsed}`);
+        if (typeof parsed === "string") throw badValue(spec, where, text);
         out.push(parsed);
       }
       return out;
     }
     case "integer": {
       const text = raw as string;
-      if (!/^\d+$/.test(text)) {
-        throw new ConfigError(`${where}: '${text}' is not a whole number`);
-      }
       const n = Number(text);
-      if (n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
-        throw new ConfigError(`${where}: ${n} is out of range ${spec.min}..${spec.max}`);
-      }
+      if (!/^\d+$/.test(text) || n < spec.min! || n > spec.max!) throw badValue(spec, where, text);
       return n;
     }
     case "choice": {
       const text = raw as string;
-      if (!spec.choices!.includes(text)) {
-        throw new ConfigError(`${where}: '${text}' is not one of ${spec.choices!.join(", ")}`);
-      }
+      if (!spec.choices!.includes(text)) throw badValue(spec, where, text);
       return text;
     }
   }
@@ -464,6 +494,7 @@ function convert(spec: OptionSpec, raw: RawValue, where: string): unknown {
  */
 export function resolveConfig(layers: readonly RawSettings[]): Config {
   const config: Record<string, unknown> = {};
+  const wheres = new Map<string, string>();
   for (const spec of OPTIONS) {
     let raw = spec.defaultValue;
     let where = `default of ${spec.name}`;
@@ -475,6 +506,7 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
       }
     }
     config[spec.key] = convert(spec, raw, where);
+    wheres.set(spec.name, where);
   }
   const result = config as unknown as Config;
   if (result.defaultNumwant > result.maxNumwant) result.defaultNumwant = result.maxNumwant;
@@ -483,13 +515,19 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
   }
   if (result.cluster !== "") {
     const url = parseClusterUrl(result.cluster);
-    if ("error" in url) throw new ConfigError(url.error);
+    if ("error" in url) throw new ConfigError(`${wheres.get("cluster")}: ${url.error}`);
   }
-  const nameProblem = checkClusterName(result.clusterName);
-  if (nameProblem !== null) throw new ConfigError(nameProblem);
+  const nameTakes = checkClusterName(result.clusterName);
+  if (nameTakes !== null) {
+    throw new ConfigError(
+      `${wheres.get("cluster-name")} takes ${nameTakes}, got '${result.clusterName}'`,
+    );
+  }
   // An empty node id means a random one, drawn when the cluster starts (not on every reload).
-  const idProblem = result.nodeId === "" ? null : checkNodeId(result.nodeId);
-  if (idProblem !== null) throw new ConfigError(idProblem);
+  const idTakes = result.nodeId === "" ? null : checkNodeId(result.nodeId);
+  if (idTakes !== null) {
+    throw new ConfigError(`${wheres.get("node-id")} takes ${idTakes}, got '${result.nodeId}'`);
+  }
   return result;
 }
 
@@ -502,8 +540,11 @@ export function helpText(version: string): string {
   ];
   for (const spec of OPTIONS) {
     const left = `  --${spec.name} ${spec.valueName}`;
-    const def = Array.isArray(spec.defaultValue) ? spec.defaultValue.join(" ") : spec.defaultValue;
-    lines.push(`${left.padEnd(30)} ${spec.help} (default ${def})`);
+    const def = spec.defaultText ??
+      (Array.isArray(spec.defaultValue) ? spec.defaultValue.join(" ") : spec.defaultValue);
+    // A switch is off unless given, and an empty default (no file, no list) goes without saying.
+    const shown = typeof def === "boolean" || def === "" ? "" : ` (default ${def})`;
+    lines.push(`${left.trimEnd().padEnd(30)} ${spec.help}${shown}`);
   }
   lines.push(`${"  --help".padEnd(30)} print this help and exit`);
   lines.push(`${"  --version".padEnd(30)} print the version and exit`);
@@ -522,37 +563,56 @@ export type ParsedCommandLine =
   | { kind: "version" }
   | { kind: "print-config" };
 
-/** Parses the command line; throws ConfigError with a one-line message on any problem. */
+/** `--help` and `--version`: switches of the command line only, outside the options table. */
+const SWITCH_ONLY = new Set(["help", "version"]);
+
+/**
+ * Parses the command line (`--name value` or `--name=value`; repeatable options collect, others
+ * keep the last value); throws ConfigError with a one-line message on any problem.
+ */
 export function parseCommandLine(args: string[]): ParsedCommandLine {
-  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {
-    help: { type: "boolean" },
-    version: { type: "boolean" },
-  };
-  for (const spec of OPTIONS) {
-    options[spec.name] = {
-      type: spec.kind === "flag" ? "boolean" : "string",
-      multiple: spec.kind === "list" || spec.kind === "strings",
-    };
-  }
-  let values: Record<string, unknown>;
-  try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new ConfigError(firstLine(e));
-  }
-  if (values.help) return { kind: "help" };
-  if (values.version) return { kind: "version" };
-  if (values["print-config"]) return { kind: "print-config" };
   const given = new Map<string, RawValue>();
-  for (const spec of OPTIONS) {
-    const raw = values[spec.name] as RawValue | undefined;
-    if (raw !== undefined) given.set(spec.name, raw);
+  const switches = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("--") || arg === "--") {
+      throw new ConfigError(
+        arg.startsWith("-") && arg !== "-" && arg !== "--"
+          ? `unknown flag '${arg}'`
+          : `unexpected argument '${arg}': every setting is a --flag`,
+      );
+    }
+    const equals = arg.indexOf("=");
+    const name = arg.slice(2, equals < 0 ? undefined : equals);
+    const inline = equals < 0 ? undefined : arg.slice(equals + 1);
+    const spec = optionNamed(name);
+    if (SWITCH_ONLY.has(name) || spec?.kind === "flag") {
+      if (inline !== undefined) throw new ConfigError(`--${name} takes no value, got '${inline}'`);
+      if (spec === undefined) switches.add(name);
+      else given.set(name, true);
+      continue;
+    }
+    if (spec === undefined) throw new ConfigError(`unknown flag '--${name}'`);
+    let value = inline;
+    if (value === undefined) {
+      // "-5" is a (bad) value; "--udp" is the next flag, and this one's value is missing.
+      const next = args[i + 1];
+      if (next === undefined || next.startsWith("--")) {
+        throw new ConfigError(`--${name} needs a value: ${accepts(spec)}`);
+      }
+      value = next;
+      i++;
+    }
+    if (spec.kind === "list" || spec.kind === "strings") {
+      const list = given.get(name) as string[] | undefined;
+      given.set(name, list === undefined ? [value] : [...list, value]);
+    } else {
+      given.set(name, value);
+    }
   }
+  if (switches.has("help")) return { kind: "help" };
+  if (switches.has("version")) return { kind: "version" };
+  if (given.get("print-config") === true) return { kind: "print-config" };
   const flags: RawSettings = { values: given, where: (name) => `--${name}` };
   return { kind: "run", config: resolveConfig([flags]), flags };
-}
-
-function firstLine(e: unknown): string {
-  const message = e instanceof Error ? e.message : String(e);
-  return message.split("\n")[0];
 }

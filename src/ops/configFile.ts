@@ -186,9 +186,12 @@ export function defaultConfigToml(): string {
     if (spec.commandLineOnly) continue;
     const range = spec.min !== undefined ? `; ${spec.min}..${spec.max}` : "";
     const choices = spec.choices ? `; one of ${spec.choices.join(", ")}` : "";
+    const empty = spec.defaultText !== undefined ? ` (empty: ${spec.defaultText})` : "";
     lines.push("");
     lines.push(
-      ...commentLines(`${spec.help}${range}${choices}${spec.reloadable ? " (reloadable)" : ""}`),
+      ...commentLines(
+        `${spec.help}${empty}${range}${choices}${spec.reloadable ? " (reloadable)" : ""}`,
+      ),
     );
     lines.push(`${spec.name} = ${tomlValue(spec, spec.defaultValue)}`);
   }

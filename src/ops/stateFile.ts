@@ -512,7 +512,7 @@ export class StateFile {
     }
     const checked = checkState(bytes);
     if (typeof checked === "string") {
-      const aside = `${this.path}.corrupt-${stamp(Date.now())}`;
+      const aside = `${this.path}.corrupt-${stamp(this.#clock.wallMs())}`;
       let moved = `moved to ${aside}`;
       try {
         await Deno.rename(this.path, aside);
@@ -522,7 +522,11 @@ export class StateFile {
       this.#log(`state ${this.path}: ${checked}; ${moved}; starting empty`);
       return;
     }
-    const downSeconds = Math.max(0, Math.round((Date.now() - checked.savedAtMs) / 1000));
+    // Wall time, the only clock that spans the restart; a clock stepped back since reads as 0.
+    const downSeconds = Math.max(
+      0,
+      Math.round((this.#clock.wallMs() - checked.savedAtMs) / 1000),
+    );
     this.#clock.update();
     const counts = restoreState(bytes, this.#store, this.#clock.now, downSeconds, peerTimeout);
     const ms = Math.round(performance.now() - started);
@@ -572,7 +576,7 @@ export class StateFile {
       const encoded = await encodeState(
         this.#store,
         this.#clock.now,
-        Date.now(),
+        this.#clock.wallMs(),
         sliced ? nextTurn : null,
       );
       await writeStateFile(this.path, encoded.chunks);

@@ -1,7 +1,7 @@
 /**
  * Checks for the cluster flags (`--cluster URL`, `--cluster-name NAME`, `--node-id ID`) and the
- * names derived from them. Each check returns an error string for a bad value, so config.ts can
- * turn it into its one-line flag error; none of them touches the network.
+ * names derived from them. Each check returns a reason for a bad value, so config.ts can turn it
+ * into its one-line error naming the flag or the config file's key; none touches the network.
  */
 import { MAX_NODE_ID_BYTES } from "./changeBatch.ts";
 
@@ -14,25 +14,28 @@ export interface ClusterUrl {
   redacted: string;
 }
 
-/** Parses `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+/**
+ * Parses `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). A reason never repeats
+ * the URL: it may hold a password.
+ */
 export function parseClusterUrl(text: string): ClusterUrl | { error: string } {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    return { error: `--cluster: not a URL: ${text}` };
+    return { error: "not a URL; expected redis://[user:password@]host:port[/db]" };
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    return { error: "--cluster: the URL must start with redis:// or rediss://" };
+    return { error: "the URL must start with redis:// or rediss://" };
   }
-  if (url.hostname === "") return { error: "--cluster: the URL has no host" };
-  if (url.port === "") return { error: "--cluster: the URL needs a port, e.g. redis://host:6379" };
+  if (url.hostname === "") return { error: "the URL has no host" };
+  if (url.port === "") return { error: "the URL needs a port, e.g. redis://host:6379" };
   if (url.search !== "" || url.hash !== "") {
-    return { error: "--cluster: the URL takes no query or fragment" };
+    return { error: "the URL takes no query or fragment" };
   }
   const path = url.pathname;
   if (path !== "" && path !== "/" && !/^\/(0|[1-9][0-9]{0,4})$/.test(path)) {
-    return { error: "--cluster: the URL path must be a database number, e.g. /0" };
+    return { error: "the URL path must be a database number, e.g. /0" };
   }
   return { url: text, redacted: redactUrl(url) };
 }
@@ -52,19 +55,18 @@ export function randomNodeId(): string {
   return id;
 }
 
-/** Null if `id` can name a node (1 to 64 bytes of printable ASCII), else the reason. */
+/** Null if `id` can name a node (1 to 64 bytes of printable ASCII), else what an id may be. */
 export function checkNodeId(id: string): string | null {
   if (id.length < 1 || id.length > MAX_NODE_ID_BYTES || !/^[\x21-\x7e]+$/.test(id)) {
-    return `--node-id: must be 1 to ${MAX_NODE_ID_BYTES} printable ASCII characters, no spaces`;
+    return `1 to ${MAX_NODE_ID_BYTES} printable ASCII characters without spaces`;
   }
   return null;
 }
 
-/** Null if `name` can name a cluster (1 to 64 of letters, digits, `-`, `_`, `.`), else the reason. */
+/** Null if `name` can name a cluster (1 to 64 of letters, digits, `-`, `_`, `.`), else what a
+ * name may be. */
 export function checkClusterName(name: string): string | null {
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
-    return "--cluster-name: must be 1 to 64 letters, digits, '-', '_' or '.'";
-  }
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) return "1 to 64 letters, digits, '-', '_' or '.'";
   return null;
 }
 

@@ -25,7 +25,8 @@
  *
  * Time: a batch's age is taken from its stream id (Redis's clock at XADD) plus the delay its
  * origin stamped into it when it had to queue it, measured against Redis's clock (TIME at
- * connect), so the nodes' own clocks may disagree. A change is applied as if seen `age` seconds
+ * connect, then carried forward on the monotonic clock), so the nodes' own clocks may disagree
+ * or step. A change is applied as if seen `age` seconds
  * before the local `clock.now` (which may be below 1 on a node younger than the change), so it
  * expires here when it expires at its origin; batches older than the peer timeout are skipped.
  */
@@ -129,6 +130,7 @@ interface RedisConnection {
 interface PendingBatch {
   batch: Uint8Array;
   count: number;
+  /** performance.now() when it was taken: its wait is elapsed time, which a wall step must not fake. */
   takenAtMs: number;
   /** `connects` when it was taken, or -1 if taken while disconnected. */
   session: number;
@@ -220,7 +222,8 @@ export class ClusterSync {
   #publishRefused: string | null = null;
   readonly #pending: PendingBatch[] = [];
   #pendingBytes = 0;
-  /** Redis's clock minus ours, in milliseconds, measured at connect. */
+  /** Redis's clock minus our monotonic one (performance.now()), in milliseconds, measured at
+   * connect: a step of this host's wall clock then leaves the estimate of Redis's time alone. */
   #redisClockOffsetMs = 0;
   /** Own queued batches marked for publishing and not yet read back. */
   #queuedUnread = 0;
@@ -236,7 +239,7 @@ export class ClusterSync {
 
   constructor(options: ClusterSyncOptions) {
     const url = parseClusterUrl(options.url);
-    if ("error" in url) throw new RangeError(url.error);
+    if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
     this.#url = url.url;
     this.#redactedUrl = url.redacted;
     this.#key = streamKey(options.name);
@@ -491,13 +494,13 @@ export class ClusterSync {
   }
 
   #redisNowMs(): number {
-    return Date.now() + this.#redisClockOffsetMs;
+    return performance.now() + this.#redisClockOffsetMs;
   }
 
   async #measureRedisClock(writer: RedisConnection): Promise<void> {
-    const sent = Date.now();
+    const sent = performance.now();
     const reply = await this.#send(writer, ["TIME"]);
-    const received = Date.now();
+    const received = performance.now();
     if (!Array.isArray(reply) || reply.length !== 2) throw new Error("unexpected TIME reply");
     const redisMs = Number(String(reply[0])) * 1000 + Math.floor(Number(String(reply[1])) / 1000);
     if (!Number.isFinite(redisMs)) throw new Error("unexpected TIME reply");
@@ -527,7 +530,7 @@ export class ClusterSync {
       this.counters.droppedChanges += recorder.dropped;
       recorder.dropped = 0;
     }
-    const takenAtMs = Date.now();
+    const takenAtMs = performance.now();
     const session = this.counters.state === "connected" ? this.counters.connects : -1;
     const previousFlushAt = this.#lastFlushAt;
     this.#lastFlushAt = performance.now();
@@ -558,7 +561,7 @@ export class ClusterSync {
     try {
       while (this.#pending.length > 0 && this.#writer === writer) {
         const next = this.#pending[0];
-        const waitedSeconds = (Date.now() - next.takenAtMs) / 1000;
+        const waitedSeconds = (performance.now() - next.takenAtMs) / 1000;
         if (waitedSeconds >= this.#peerTimeout) {
           this.#dropOldestPending();
           continue;
