@@ -58,7 +58,10 @@ export const WS_FAIL = 5;
 
 export type WsEvent = 0 | 1 | 2 | 3 | 4 | 5;
 
-/** 64 KiB: the cap on a WebTorrent message, which fits 10 offers of 16 KiB SDP … nearly. */
+/**
+ * 64 KiB per message, as aquatic_ws: a real announce with 10 offers of ~530-byte SDPs is ~7 KiB,
+ * and bittorrent-tracker's 100 MiB is a memory hazard.
+ */
 export const DEFAULT_MAX_MESSAGE_BYTES = 65536;
 /** Largest control frame payload (RFC 6455 §5.5). */
 export const MAX_CONTROL_PAYLOAD = 125;
