@@ -2,7 +2,8 @@
 # Proves the real-WebTorrent-client recipe of ../shared/notes/webtorrent.md on this machine, with
 # bittorrent-tracker's server standing in for otter: inside a loopback-only network namespace, a
 # webtorrent seeder and a magnet leecher (both under Deno, wt_client.mjs) exchange a random file
-# through a WebSocket tracker; the leecher's sha256 must match and its wires must be webrtc.
+# through a WebSocket tracker; the leecher's sha256 must match and its wires must be webrtc. Then
+# bittorrent-tracker's own client library (bt_client.mjs) plays its scenario on the same tracker.
 #
 #   bash tests/webtorrent/prove_recipe.sh [--tls] [--size BYTES]
 #
@@ -92,11 +93,15 @@ grep -v '"progress"' "$work/leech.log" || true
 echo "--- seeder:"
 grep -v '"progress"' "$work/seed.log" || true
 
+echo "--- bittorrent-tracker's client library (bt_client.mjs):"
+bt_status=0
+deno run -A bt_client.mjs --tracker "$url" "${client_args[@]}" || bt_status=$?
+
 done_line="$(grep -m1 '"done"' "$work/leech.log" || true)"
 if [[ $status == 0 && "$done_line" == *"\"sha256\":\"$want\""* &&
-  "$done_line" == *'"wireTypes":["webrtc"]'* ]]; then
-  echo "recipe ok: $size bytes over webrtc via $url, sha256 $want"
+  "$done_line" == *'"wireTypes":["webrtc"]'* && $bt_status == 0 ]]; then
+  echo "recipe ok: $size bytes over webrtc via $url, sha256 $want; bt_client scenario done"
 else
-  echo "recipe FAILED (want sha256 $want over webrtc)"
+  echo "recipe FAILED (want sha256 $want over webrtc, and bt_client exit 0: $bt_status)"
   exit 1
 fi
