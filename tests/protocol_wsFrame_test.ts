@@ -35,10 +35,8 @@ import {
   clientFrame,
   concat,
   type FrameEvent,
-  randomCuts,
-  randomFrameStream,
+  fuzzWsFrames,
   readerEvents,
-  referenceEvents,
 } from "./support/wsFrames.ts";
 
 const CAP = 65536;
@@ -341,23 +339,25 @@ Deno.test("utf8Step agrees with TextDecoder on edge cases, whole and split at ev
 const SEED = fuzzSeed(0x5eed_f4a3);
 
 Deno.test(`fuzz: the reader agrees with the reference decoder in any chunking (seed ${SEED})`, () => {
-  const rng = new Rng(SEED);
-  let texts = 0;
-  let fails = 0;
-  const ran = fuzzLoop(4000, 20_000, (i) => {
-    const cap = rng.pick([CAP, 1000, 200]);
-    const stream = randomFrameStream(rng, cap);
-    const expected = referenceEvents(stream, cap);
-    const got = readerEvents(new WsFrameReader(cap), stream, randomCuts(rng, stream.length));
-    if (JSON.stringify(got) !== JSON.stringify(expected)) {
-      assert.fail(`input ${i} (seed ${SEED}, cap ${cap}): ${hex(stream)}`);
-    }
-    texts += got.filter((e) => e.kind === "text").length;
-    fails += got.filter((e) => e.kind === "fail").length;
-  });
-  // The generator must reach both sides, or the run proves little.
-  assert.ok(ran >= 1000, `only ${ran} inputs ran`);
-  assert.ok(texts > ran / 4 && fails > ran / 10, `texts ${texts}, fails ${fails} of ${ran}`);
+  const { inputs, kinds, failure } = fuzzWsFrames(new Rng(SEED), 4000, 20_000);
+  if (failure !== null) assert.fail(`seed ${SEED}, ${failure}`);
+  // The generator must reach messages and every close code, or the run proves little.
+  assert.ok(inputs >= 1000, `only ${inputs} inputs ran`);
+  for (
+    const kind of [
+      "text",
+      "ping",
+      "pong",
+      "close",
+      "more",
+      "fail 1002",
+      "fail 1003",
+      "fail 1007",
+      "fail 1009",
+    ]
+  ) {
+    assert.ok((kinds.get(kind) ?? 0) > inputs / 200, `${kind}: ${kinds.get(kind)} of ${inputs}`);
+  }
 });
 
 Deno.test(`fuzz: utf8Step agrees with TextDecoder, split anywhere (seed ${SEED})`, () => {

@@ -11,7 +11,7 @@
  * inside a message; binary → 1003), the MASK bit, a control length over 125, the 64-bit high bit,
  * a length not in its shortest form, then (header complete) frame and message size (1009).
  */
-import type { Rng } from "./fuzz.ts";
+import { fuzzLoop, hex, type Rng } from "./fuzz.ts";
 import {
   CLOSE_INVALID_DATA,
   CLOSE_NO_STATUS,
@@ -24,7 +24,7 @@ import {
   WS_PING,
   WS_PONG,
   WS_TEXT,
-  type WsFrameReader,
+  WsFrameReader,
 } from "../../src/protocol/wsFrame.ts";
 
 const encoder = new TextEncoder();
@@ -207,7 +207,10 @@ export function referenceEvents(
       if (!utf8Ok(Uint8Array.from(text), !complete)) return fail(CLOSE_INVALID_DATA);
       if (have < length) return more();
       if (fin) {
-        events.push({ kind: "text", text: new TextDecoder().decode(Uint8Array.from(text)) });
+        events.push({
+          kind: "text",
+          text: new TextDecoder("utf-8", { ignoreBOM: true }).decode(Uint8Array.from(text)),
+        });
         message = null;
       }
     } else {
@@ -334,7 +337,7 @@ export function randomFrameStream(rng: Rng, maxMessage: number): Uint8Array {
         );
         break;
       default:
-        parts.push(clientFrame(1, rng.bytes(rng.int(40)), opts));
+        parts.push(clientFrame(rng.pick([1, 1, 2]), rng.bytes(rng.int(40)), opts));
     }
   }
   if (clean && rng.chance(0.2)) {
@@ -354,4 +357,39 @@ export function randomCuts(rng: Rng, length: number): number[] {
   const cuts: number[] = [];
   for (let n = rng.int(6); n > 0; n--) cuts.push(rng.int(length + 1));
   return cuts.sort((a, b) => a - b);
+}
+
+/**
+ * Runs the differential frame fuzzer for `ms` or `maxInputs`: random streams, random caps, random
+ * chunking; returns inputs run, events seen by kind, and the first disagreement (or null).
+ */
+export function fuzzWsFrames(
+  rng: Rng,
+  ms: number,
+  maxInputs: number,
+): { inputs: number; kinds: Map<string, number>; failure: string | null } {
+  const kinds = new Map<string, number>();
+  let failure: string | null = null;
+  const inputs = fuzzLoop(ms, maxInputs, (i) => {
+    if (failure !== null) return;
+    const cap = rng.pick([65536, 1000, 200]);
+    const stream = randomFrameStream(rng, cap);
+    const expected = referenceEvents(stream, cap);
+    let got: FrameEvent[];
+    try {
+      got = readerEvents(new WsFrameReader(cap), stream, randomCuts(rng, stream.length));
+    } catch (e) {
+      failure = `input ${i} (cap ${cap}): reader threw ${e}: ${hex(stream)}`;
+      return;
+    }
+    if (JSON.stringify(got) !== JSON.stringify(expected)) {
+      failure = `input ${i} (cap ${cap}): reader ${JSON.stringify(got).slice(0, 300)} but ` +
+        `reference ${JSON.stringify(expected).slice(0, 300)} for ${hex(stream)}`;
+    }
+    for (const e of got) {
+      const kind = e.kind === "fail" ? `fail ${e.code}` : e.kind;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+  });
+  return { inputs, kinds, failure };
 }
