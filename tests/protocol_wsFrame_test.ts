@@ -96,6 +96,11 @@ Deno.test("fragments reassemble, with control frames between them and UTF-8 spli
   ]);
 });
 
+Deno.test("a leading BOM stays part of the text, on the whole-frame and the split path", () => {
+  const frame = clientFrame(OP_TEXT, "\uFEFF{}");
+  assert.deepEqual(eventsEveryCut(frame), [text("\uFEFF{}"), MORE]);
+});
+
 Deno.test("header violations close with 1002, before the payload", () => {
   for (const rsv of [0x10, 0x20, 0x40]) {
     assert.deepEqual(events(clientFrame(OP_TEXT, "x", { rsv })), fail(CLOSE_PROTOCOL_ERROR));
