@@ -3,15 +3,21 @@
  * (tests/support/fuzzTrackers.ts) fed at least 10 million inputs each, every reply checked, the
  * store's invariants checked every 100 000 inputs and at the end of each job. Jobs of 1M inputs
  * cycle through the fuzz profiles, each on a fresh tracker with its own seed, spread over worker
- * threads. Prints per-job lines and a summary (inputs, seconds, failures); exits 1 on a failure.
+ * threads. Then the WebSocket frame reader against its whole-buffer reference decoder
+ * (tests/support/wsFrames.ts) and the WebTorrent message parser against its rules' oracle
+ * (tests/support/wtFuzz.ts), 1M inputs each by default, in jobs of 250 000. Prints per-job lines
+ * and a summary (inputs, seconds, failures); exits 1 on a failure.
  *
- *   deno task fuzz                                   # 10M UDP + 10M HTTP
- *   deno task fuzz -- --udp 2000000 --http 0 --seed 7 --workers 1
+ *   deno task fuzz                                   # 10M UDP + 10M HTTP + 1M frames + 1M messages
+ *   deno task fuzz -- --udp 2000000 --http 0 --ws-frames 0 --wt-messages 0 --seed 7 --workers 1
  *
  * A failure prints the job's seed and profile and the failing input's number; replay it with
  * `--seed S` and the same job layout, or in a test with `new UdpFuzzer(S, profile).run(...)`.
  */
 import { parseArgs } from "node:util";
+import { Rng } from "../tests/support/fuzz.ts";
+import { fuzzWsFrames } from "../tests/support/wsFrames.ts";
+import { fuzzWtMessages } from "../tests/support/wtFuzz.ts";
 import {
   describeKinds,
   FuzzFailure,
@@ -21,10 +27,21 @@ import {
 } from "../tests/support/fuzzTrackers.ts";
 
 const JOB_INPUTS = 1_000_000;
+/** The WebSocket fuzzers are slower per input (a reference decoder, JSON): smaller jobs. */
+const WS_JOB_INPUTS = 250_000;
 const CHECK_EVERY = 100_000;
 
+type Protocol = "udp" | "http" | "wsframe" | "wtmessage";
+const PROTOCOLS: readonly Protocol[] = ["udp", "http", "wsframe", "wtmessage"];
+const LABELS: Record<Protocol, string> = {
+  udp: "UDP",
+  http: "HTTP",
+  wsframe: "WebSocket frames",
+  wtmessage: "WebTorrent messages",
+};
+
 interface Job {
-  protocol: "udp" | "http";
+  protocol: Protocol;
   index: number;
   seed: number;
   profile: number;
@@ -47,7 +64,26 @@ interface JobResult {
 /** Failures kept per job; later ones are only counted. */
 const KEEP_FAILURES = 3;
 
+/** A stateless protocol fuzzer's job: one run; it stops at its first failure. */
+function runWsJob(job: Job): JobResult {
+  const start = performance.now();
+  const fuzz = job.protocol === "wsframe" ? fuzzWsFrames : fuzzWtMessages;
+  const { inputs, kinds, failure } = fuzz(new Rng(job.seed), Infinity, job.inputs);
+  const threw = failure !== null && / threw /.test(failure);
+  return {
+    job,
+    inputs,
+    ms: performance.now() - start,
+    invariantChecks: 0,
+    kinds: [...kinds],
+    failed: failure === null ? 0 : 1,
+    failures: failure === null ? [] : [failure],
+    exceptions: threw ? 1 : 0,
+  };
+}
+
 async function runJob(job: Job): Promise<JobResult> {
+  if (job.protocol === "wsframe" || job.protocol === "wtmessage") return runWsJob(job);
   const profile = PROFILES[job.profile];
   const start = performance.now();
   const result: JobResult = {
@@ -104,14 +140,15 @@ if (inWorker) {
 
 // ------------------------------------------------------------------ main side
 
-function plan(protocol: "udp" | "http", total: number, seed: number): Job[] {
+function plan(protocol: Protocol, total: number, seed: number): Job[] {
   const jobs: Job[] = [];
+  const size = protocol === "udp" || protocol === "http" ? JOB_INPUTS : WS_JOB_INPUTS;
   for (let done = 0, i = 0; done < total; i++) {
-    const inputs = Math.min(JOB_INPUTS, total - done);
+    const inputs = Math.min(size, total - done);
     jobs.push({
       protocol,
       index: i,
-      seed: (seed + (protocol === "udp" ? 0 : 0x10000) + i) >>> 0,
+      seed: (seed + PROTOCOLS.indexOf(protocol) * 0x10000 + i) >>> 0,
       profile: i % PROFILES.length,
       inputs,
     });
@@ -130,6 +167,8 @@ async function main(): Promise<number> {
     options: {
       udp: { type: "string", default: "10000000" },
       http: { type: "string", default: "10000000" },
+      "ws-frames": { type: "string", default: "1000000" },
+      "wt-messages": { type: "string", default: "1000000" },
       seed: { type: "string", default: Deno.env.get("OTTER_FUZZ_SEED") ?? "20240601" },
       workers: { type: "string", default: String(Math.min(4, navigator.hardwareConcurrency)) },
     },
@@ -139,9 +178,14 @@ async function main(): Promise<number> {
   const jobs = [
     ...plan("udp", Number(values.udp), seed),
     ...plan("http", Number(values.http), seed),
+    ...plan("wsframe", Number(values["ws-frames"]), seed),
+    ...plan("wtmessage", Number(values["wt-messages"]), seed),
   ];
   console.log(
-    `otter long fuzz: seed ${seed}, ${values.udp} UDP + ${values.http} HTTP inputs, ` +
+    `otter long fuzz: seed ${seed}, ${values.udp} UDP + ${values.http} HTTP + ` +
+      `${values["ws-frames"]} WebSocket frame + ${
+        values["wt-messages"]
+      } WebTorrent message inputs, ` +
       `${jobs.length} jobs on ${workers} workers, profiles: ${
         PROFILES.map((p) => p.name).join("; ")
       }`,
@@ -165,8 +209,11 @@ async function main(): Promise<number> {
       });
       results.push(result);
       const j = result.job;
+      const profileName = j.protocol === "udp" || j.protocol === "http"
+        ? PROFILES[j.profile].name
+        : "differential";
       console.log(
-        `  ${j.protocol} job ${j.index} (seed ${j.seed}, ${PROFILES[j.profile].name}): ` +
+        `  ${j.protocol} job ${j.index} (seed ${j.seed}, ${profileName}): ` +
           `${result.inputs} inputs in ${seconds(result.ms)} s, ${result.invariantChecks} ` +
           `invariant checks, ${result.failed === 0 ? "ok" : `${result.failed} FAILURES`}`,
       );
@@ -180,7 +227,7 @@ async function main(): Promise<number> {
 
   let failed = 0;
   console.log(`\nsummary (wall time ${seconds(wall)} s on ${workers} workers):`);
-  for (const protocol of ["udp", "http"] as const) {
+  for (const protocol of PROTOCOLS) {
     const mine = results.filter((r) => r.job.protocol === protocol);
     if (mine.length === 0) continue;
     const inputs = mine.reduce((n, r) => n + r.inputs, 0);
@@ -192,7 +239,7 @@ async function main(): Promise<number> {
     const kinds = new Map<string, number>();
     for (const r of mine) for (const [k, n] of r.kinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
     console.log(
-      `  ${protocol.toUpperCase()}: ${inputs} inputs, ${seconds(busy)} s of fuzzing ` +
+      `  ${LABELS[protocol]}: ${inputs} inputs, ${seconds(busy)} s of fuzzing ` +
         `(${(inputs / (busy / 1000)).toFixed(0)} inputs/s per worker), ${checks} invariant ` +
         `checks, ${failures} failures, ${crashes} exceptions out of otter`,
     );
