@@ -9,7 +9,8 @@ import { EVENT_STOPPED } from "../protocol/events.ts";
 import { opForEvent } from "../ops/cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
-import { parseForwardedFor, parseIpAddress } from "../ops/cidr.ts";
+import { parseIpAddress } from "../ops/cidr.ts";
+import { type HeaderSource, resolveClient } from "../ops/clientAddress.ts";
 import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
 import {
   ACTION_ANNOUNCE,
@@ -49,8 +50,6 @@ export interface WireClient {
   get(name: string): string | null;
 }
 
-type HeaderSource = { get(name: string): string | null };
-
 function plain(status: number, text: string): Response {
   return new Response(text + "\n", { status, headers: TEXT_HEADERS });
 }
@@ -66,7 +65,6 @@ export class HttpTracker {
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);
-  readonly #forwarded = new Uint8Array(16);
   readonly #peers: Uint8Array;
   readonly #out: Uint8Array;
   readonly #scrapeHashes = new Uint8Array(MAX_SCRAPE_HASHES * 20);
@@ -139,28 +137,6 @@ export class HttpTracker {
     return new Response(this.#out.slice(0, length), { headers: BENCODE_HEADERS });
   }
 
-  /**
-   * The client's address into #address, which holds the socket peer's: kept, or, when the peer
-   * is a trusted proxy, replaced by the first X-Forwarded-For address (else X-Real-IP). Returns
-   * the family, 0 if unusable.
-   */
-  #clientAddress(family: 0 | 4 | 6, headers: HeaderSource): 0 | 4 | 6 {
-    const address = this.#address;
-    const proxies = this.#tracker.trustProxy;
-    if (family === 0 || proxies === null || !proxies.contains(family, address, 0)) return family;
-    const forwarded = this.#forwarded;
-    let claimed: 0 | 4 | 6 = 0;
-    const xff = headers.get("x-forwarded-for");
-    if (xff !== null) claimed = parseForwardedFor(xff, forwarded);
-    if (claimed === 0) {
-      const realIp = headers.get("x-real-ip");
-      if (realIp !== null) claimed = parseIpAddress(realIp.trim(), forwarded);
-    }
-    if (claimed === 0) return family;
-    address.set(forwarded);
-    return claimed;
-  }
-
   #announce(
     query: string,
     request: Request,
@@ -180,7 +156,7 @@ export class HttpTracker {
       return this.#failureBody(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
     }
     const address = this.#address;
-    const family = this.#clientAddress(peerFamily, headers);
+    const family = resolveClient(peerFamily, address, tracker.trustProxy, headers);
     if (family === 0) return this.#failureBody(ACTION_ANNOUNCE, "unusable client address");
     const entry = family === 4 ? 6 : 18;
     const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);

@@ -167,23 +167,26 @@ class RequestHead implements WireClient {
   transferEncoding = false;
   /** An Expect header: the client may hold its body back until told to go on, which we never do. */
   expect = false;
+  /** The first X-Forwarded-For line's value, and how many lines came. */
   xffStart = -1;
   xffEnd = -1;
+  xffLines = 0;
   realIpStart = -1;
   realIpEnd = -1;
+  realIpLines = 0;
   family: 4 | 6 = 4;
   address: Uint8Array = new Uint8Array(16);
 
   get(name: string): string | null {
     if (name === "x-forwarded-for") {
-      return this.xffStart < 0
-        ? null
-        : utf8.decode(this.input.subarray(this.xffStart, this.xffEnd));
+      if (this.xffLines === 1) return utf8.decode(this.input.subarray(this.xffStart, this.xffEnd));
+      return this.xffLines === 0 ? null : joinedValues(this.input, this.start, this.end, name);
     }
     if (name === "x-real-ip") {
-      return this.realIpStart < 0
-        ? null
-        : utf8.decode(this.input.subarray(this.realIpStart, this.realIpEnd));
+      if (this.realIpLines === 1) {
+        return utf8.decode(this.input.subarray(this.realIpStart, this.realIpEnd));
+      }
+      return this.realIpLines === 0 ? null : joinedValues(this.input, this.start, this.end, name);
     }
     return null;
   }
@@ -201,6 +204,36 @@ class RequestHead implements WireClient {
       ? ""
       : utf8.decode(this.input.subarray(this.queryStart, this.targetEnd));
   }
+}
+
+/** Blanks and a CR trimmed off a header value's ends: [start, end) of it within b[start, end). */
+function trimmedValue(b: Uint8Array, start: number, end: number): [number, number] {
+  while (start < end && (b[start] === SP || b[start] === HT)) start++;
+  while (end > start && (b[end - 1] === CR || b[end - 1] === SP || b[end - 1] === HT)) end--;
+  return [start, end];
+}
+
+/**
+ * Every value of the header `name` (lower case) in the parsed head b[start, end), joined with
+ * ", " in order: one list, as `Headers.get` gives a repeated field.
+ */
+function joinedValues(b: Uint8Array, start: number, end: number, name: string): string {
+  const values: string[] = [];
+  let p = start;
+  while (b[p] !== LF) p++; // the request line
+  p++;
+  while (p < end && b[p] !== CR && b[p] !== LF) {
+    let colon = p;
+    while (b[colon] !== COLON) colon++;
+    let lineEnd = colon;
+    while (b[lineEnd] !== LF) lineEnd++;
+    if (nameIs(b, p, colon, name)) {
+      const [valueStart, valueEnd] = trimmedValue(b, colon + 1, lineEnd);
+      values.push(utf8.decode(b.subarray(valueStart, valueEnd)));
+    }
+    p = lineEnd + 1;
+  }
+  return values.join(", ");
 }
 
 /**
@@ -282,6 +315,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
     h.realIpStart =
     h.realIpEnd =
       -1;
+  h.xffLines = h.realIpLines = 0;
   for (;;) {
     if (b[p] === LF) {
       p++;
@@ -312,7 +346,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
         if (nameIs(b, nameStart, nameEnd, "expect")) h.expect = true;
         break;
       case 9:
-        if (h.realIpStart < 0 && nameIs(b, nameStart, nameEnd, "x-real-ip")) {
+        if (nameIs(b, nameStart, nameEnd, "x-real-ip") && h.realIpLines++ === 0) {
           h.realIpStart = valueStart;
           h.realIpEnd = valueEnd;
         }
@@ -332,7 +366,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
         }
         break;
       case 15:
-        if (h.xffStart < 0 && nameIs(b, nameStart, nameEnd, "x-forwarded-for")) {
+        if (nameIs(b, nameStart, nameEnd, "x-forwarded-for") && h.xffLines++ === 0) {
           h.xffStart = valueStart;
           h.xffEnd = valueEnd;
         }
