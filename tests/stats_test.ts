@@ -1,7 +1,7 @@
 /**
  * `/stats` over real sockets: after a known HTTP + UDP workload every mode answers 200 with the
- * right figures (text and JSON), bad requests get 400, and a client outside --stats-from gets 403
- * whatever X-Forwarded-For says.
+ * right figures (text and JSON), bad requests get 400, and --stats-from is checked against the
+ * client address resolved through trusted proxies (forwarding headers from others: 403).
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
@@ -236,27 +236,68 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
   });
 });
 
-Deno.test("stats: a client outside --stats-from gets 403, X-Forwarded-For notwithstanding", async () => {
+/** Status of GET `path` with `headers`, closing the body. */
+async function statusOf(url: string, headers: Record<string, string>): Promise<number> {
+  const r = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+  const body = await r.text();
+  if (r.status === 403) assert.match(body, /--stats-from/);
+  return r.status;
+}
+
+Deno.test("stats: --stats-from judges the client a trusted proxy vouches for", async () => {
   await using otter = await startOtter([
     "--http",
     "127.0.0.1:0",
     "--udp",
     "127.0.0.1:0",
     "--stats-from",
+    "127.0.0.0/8",
+    "--stats-from",
     "10.0.0.0/8",
     "--trust-proxy",
     "127.0.0.1",
   ]);
   const base = otter.http[0];
-  for (const path of ["/stats", "/stats?mode=everything", "/stats?format=json", "/metrics"]) {
-    const spoofed: Record<string, string> = {
-      "x-forwarded-for": "10.1.2.3",
-      "x-real-ip": "10.1.2.3",
-    };
-    for (const headers of [{}, spoofed]) {
-      const r = await fetch(`${base}${path}`, { headers, signal: AbortSignal.timeout(5000) });
-      assert.equal(r.status, 403, `${path} ${JSON.stringify(headers)}`);
-      assert.match(await r.text(), /--stats-from/);
+  const cases: [Record<string, string>, number][] = [
+    [{}, 200], // the proxy's own request, or a local one
+    [{ "x-forwarded-for": "10.1.2.3" }, 200],
+    [{ "x-forwarded-for": "127.0.0.1" }, 200], // through the proxy from the same host
+    [{ "x-real-ip": "10.1.2.3" }, 200],
+    // Through the local proxy from outside: the proxy's loopback address no longer opens the door.
+    [{ "x-forwarded-for": "203.0.113.9" }, 403],
+    [{ "x-forwarded-for": "203.0.113.9, 127.0.0.1" }, 403],
+    [{ "x-real-ip": "203.0.113.9" }, 403],
+    // A client claiming an allowed address in front of what the proxy appended.
+    [{ "x-forwarded-for": "10.1.2.3, 203.0.113.9" }, 403],
+    [{ "x-forwarded-for": "127.0.0.1, 203.0.113.9" }, 403],
+  ];
+  for (const path of ["/stats", "/stats?format=json", "/metrics"]) {
+    for (const [headers, status] of cases) {
+      assert.equal(
+        await statusOf(`${base}${path}`, headers),
+        status,
+        `${path} ${JSON.stringify(headers)}`,
+      );
+    }
+  }
+});
+
+Deno.test("stats: forwarding headers from a proxy otter does not trust get 403", async () => {
+  // A reverse proxy on the same host, left out of --trust-proxy: every request is loopback.
+  await using otter = await startOtter(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+  const base = otter.http[0];
+  for (const path of ["/stats", "/metrics"]) {
+    assert.equal(await statusOf(`${base}${path}`, {}), 200, path);
+    const forwarded: Record<string, string>[] = [
+      { "x-forwarded-for": "203.0.113.9" },
+      { "x-real-ip": "127.0.0.1" },
+    ];
+    for (const headers of forwarded) {
+      assert.equal(
+        await statusOf(`${base}${path}`, headers),
+        403,
+        `${path} ${JSON.stringify(headers)}`,
+      );
     }
   }
 });
