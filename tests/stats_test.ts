@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
+import { RawClient } from "./support/rawHttp.ts";
 import { bdecode, type Decoded } from "./support/bencode.ts";
 import { announcePacket, scrapePacket, UdpTestClient } from "./support/udpClient.ts";
 import { STATS_MODES } from "../src/ops/stats.ts";
@@ -300,4 +301,54 @@ Deno.test("stats: forwarding headers from a proxy otter does not trust get 403",
       );
     }
   }
+});
+
+Deno.test("stats: concurrent requests share one walk of the store; a second later it is fresh", async () => {
+  await using otter = await startOtter(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+  const base = otter.http[0];
+  const port = Number(new URL(base).port);
+  let peerPort = 8000;
+  for (let t = 10; t < 40; t++) {
+    for (let i = 0; i < 1 + (t % 3); i++) await httpAnnounce(base, makeHash(t), peerPort++, false);
+  }
+  const walks = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const count = (walk: string) =>
+      Number(
+        new RegExp(`^otter_stats_walks_total\\{walk="${walk}"\\} (\\d+)$`, "m").exec(text)![1],
+      );
+    return { torrents: count("torrents"), peers: count("peers") };
+  };
+  assert.deepEqual(await walks(), { torrents: 0, peers: 0 });
+
+  // 24 requests on their own connections, sent together: every mode, top100 and statedump.
+  const queries = ["?format=json", "?mode=top100", "?mode=statedump", "?mode=everything"];
+  const clients: RawClient[] = [];
+  try {
+    for (let i = 0; i < 24; i++) clients.push(await RawClient.connect(port));
+    await Promise.all(
+      clients.map((client, i) =>
+        client.send(`GET /stats${queries[i % queries.length]} HTTP/1.1\r\nHost: t\r\n\r\n`)
+      ),
+    );
+    const bodies = await Promise.all(clients.map(async (client) => {
+      const r = await client.response({ timeoutMs: 10_000 });
+      assert.equal(r.status, 200);
+      return new TextDecoder().decode(r.body);
+    }));
+    assert.equal(bodies[0], bodies[4]);
+    assert.equal(JSON.parse(bodies[0]).top10[0].peers, 3);
+    assert.equal(bodies[2].trimEnd().split("\n").length, 30);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  assert.deepEqual(await walks(), { torrents: 1, peers: 1 });
+
+  // A new torrent with the most peers: shown once the kept walk has expired.
+  const newcomer = makeHash(99);
+  for (let i = 0; i < 5; i++) await httpAnnounce(base, newcomer, peerPort++, false);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  const top = JSON.parse(await (await fetch(`${base}/stats?mode=top10&format=json`)).text()).top10;
+  assert.deepEqual(top[0], { infoHash: hex(newcomer), peers: 5, seeders: 0 });
+  assert.deepEqual(await walks(), { torrents: 2, peers: 1 });
 });

@@ -8,6 +8,7 @@ import type { FullScrape } from "./fullScrape.ts";
 import type { RateLimiter } from "./rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "./cluster/redisCluster.ts";
+import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import {
   ACTION_CONNECT,
@@ -47,6 +48,8 @@ export interface MetricsSources {
   cluster?: ClusterCounters | null;
   /** What the HTTP servers turned away (all listeners); its metrics are left out without it. */
   http?: HttpServerCounters;
+  /** The walks /stats shares; its metric is left out without it. */
+  statsWalks?: StatsWalks;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -274,6 +277,17 @@ export function renderMetrics(sources: MetricsSources): string {
       .sample("otter_cluster_connects_total", cluster.connects);
   }
 
+  const walks = sources.statsWalks;
+  if (walks !== undefined) {
+    out.family(
+      "otter_stats_walks_total",
+      "counter",
+      "Walks over the whole store for /stats: torrents (sorted snapshot: top10, top100, completed, " +
+        "statedump) and peers (renew); each shared by all requests for a second.",
+    )
+      .sample("otter_stats_walks_total", walks.torrentBuilds, `walk="torrents"`)
+      .sample("otter_stats_walks_total", walks.peerBuilds, `walk="peers"`);
+  }
   out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")
     .sample("otter_uptime_seconds", sources.uptimeSeconds());
   out.family("otter_build_info", "gauge", "Always 1; the version is a label.")

@@ -13,6 +13,7 @@ import { resolveClient } from "../ops/clientAddress.ts";
 import { FullScrape } from "../ops/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
 import { statsResponse } from "../ops/stats.ts";
+import { StatsWalks } from "../ops/statsWalks.ts";
 import { LoopLag } from "../ops/loopLag.ts";
 import {
   ACTION_FULL_SCRAPE,
@@ -54,9 +55,9 @@ export function registerOperatorRoutes(
   const cleaning = new CleaningTime();
   const loopLag = new LoopLag();
   let statsFrom = CidrSet.parse(config.statsFrom);
-  const peerTimeout = config.peerTimeout;
   const address = new Uint8Array(16);
   const uptimeSeconds = () => tracker.clock.now - 1;
+  const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout);
 
   const allowed = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
     const peer = parseIpAddress(info.remoteAddr.hostname, address);
@@ -89,9 +90,9 @@ export function registerOperatorRoutes(
     const response = await statsResponse(query, {
       store,
       counters,
+      walks,
       fullScrape,
       uptimeSeconds,
-      peerTimeout,
       version: VERSION,
       loopLag,
       http: http.serverCounters,
@@ -113,6 +114,7 @@ export function registerOperatorRoutes(
       loopLag,
       cluster: tracker.cluster,
       http: http.serverCounters,
+      statsWalks: walks,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
