@@ -194,16 +194,26 @@ export function renderMetrics(sources: MetricsSources): string {
     out.family(
       "otter_http_connections_refused_total",
       "counter",
-      "HTTP connections closed at accept, unanswered, because --max-connections were open.",
-    ).sample("otter_http_connections_refused_total", http.refused);
+      "HTTP connections closed at accept, unanswered, because --max-connections were open " +
+        "(max_connections) or their address had --max-connections-per-ip open (per_ip).",
+    )
+      .sample("otter_http_connections_refused_total", http.refused, `reason="max_connections"`)
+      .sample("otter_http_connections_refused_total", http.refusedPerIp, `reason="per_ip"`);
     out.family(
       "otter_http_connections_timed_out_total",
       "counter",
       "HTTP connections closed by a timeout: header (--header-timeout, no whole request head in " +
-        "time) or idle (--idle-timeout, idle between requests or not taking a reply).",
+        "time), idle (--idle-timeout, idle between requests or not taking a reply) or send " +
+        "(a reply going out below --min-send-rate).",
     )
       .sample("otter_http_connections_timed_out_total", http.headerTimeouts, `reason="header"`)
-      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`);
+      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`)
+      .sample("otter_http_connections_timed_out_total", http.sendTimeouts, `reason="send"`);
+    out.family(
+      "otter_http_pending_write_bytes",
+      "gauge",
+      "Bytes of replies waiting for HTTP clients that do not take them as fast as they come.",
+    ).sample("otter_http_pending_write_bytes", http.pendingWriteBytes);
     out.family(
       "otter_http_rejected_requests_total",
       "counter",

@@ -353,8 +353,11 @@ function httpServerJson(http: HttpServerCounters | null): Record<string, unknown
     connections: {
       open: http.open,
       refused: http.refused,
+      refusedPerIp: http.refusedPerIp,
       headerTimeouts: http.headerTimeouts,
       idleTimeouts: http.idleTimeouts,
+      sendTimeouts: http.sendTimeouts,
+      pendingWriteBytes: http.pendingWriteBytes,
     },
     rejected,
   };

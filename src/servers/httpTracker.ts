@@ -21,6 +21,7 @@ import {
   RESULT_OK,
 } from "../ops/requestCounters.ts";
 import { HttpServerCounters } from "../ops/httpServerCounters.ts";
+import { ConnectionsPerAddress } from "../ops/connectionsPerAddress.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 
@@ -62,6 +63,8 @@ export class HttpTracker {
   /** What the HTTP servers in front of this tracker (httpWire.ts) count: refused and timed-out
    * connections, requests turned away before they reach it. */
   readonly serverCounters = new HttpServerCounters();
+  /** Open connections per client address, for every HTTP server over this tracker. */
+  readonly connectionsPerAddress = new ConnectionsPerAddress();
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);
@@ -121,6 +124,11 @@ export class HttpTracker {
     }
     this.#address.set(client.address);
     return this.#announceBody(query, client.family, client);
+  }
+
+  /** Is this socket peer a `--trust-proxy` proxy (many clients behind one address)? */
+  trustsProxy(family: 4 | 6, address: Uint8Array): boolean {
+    return this.#tracker.trustProxy?.contains(family, address, 0) ?? false;
   }
 
   /** Where `answerWire` writes; valid until the next call. */
