@@ -336,7 +336,12 @@ Deno.test("stats: concurrent requests share one walk of the store; a second late
       assert.equal(r.status, 200);
       return new TextDecoder().decode(r.body);
     }));
-    assert.equal(bodies[0], bodies[4]);
+    // What the walks gave is the same in every reply (counters are read live, so may differ).
+    const walked = (body: string) => {
+      const { top100, completed, renew } = JSON.parse(body);
+      return { top100, completed, renew };
+    };
+    assert.deepEqual(walked(bodies[0]), walked(bodies[20]));
     assert.equal(JSON.parse(bodies[0]).top10[0].peers, 3);
     assert.equal(bodies[2].trimEnd().split("\n").length, 30);
   } finally {
