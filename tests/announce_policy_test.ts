@@ -148,7 +148,8 @@ Deno.test("blacklist refuses listed hashes; whitelist with blacklist exits 2", a
 
 Deno.test("X-Forwarded-For is believed from trusted proxies only", async () => {
   const infoHash = hash(20);
-  const headers = { "x-forwarded-for": "203.0.113.9, 10.0.0.1" };
+  // What a proxy that appends (nginx, HAProxy) sends for a client that wrote its own claim.
+  const headers = { "x-forwarded-for": "6.6.6.6, 203.0.113.9" };
   {
     await using trusting = await startOtter([
       "--http",

@@ -301,9 +301,15 @@ Deno.test("metrics: HTTP connections refused at the cap, timed out, and heads tu
 
   const after = parseExposition(await read("/metrics"));
   assert.equal(value(after, "otter_http_connections"), 1);
-  assert.equal(value(after, "otter_http_connections_refused_total"), 1 + readsRefused);
+  assert.equal(
+    value(after, `otter_http_connections_refused_total{reason="max_connections"}`),
+    1 + readsRefused,
+  );
+  assert.equal(value(after, `otter_http_connections_refused_total{reason="per_ip"}`), 0);
   assert.equal(value(after, `otter_http_connections_timed_out_total{reason="header"}`), 1);
   assert.equal(value(after, `otter_http_connections_timed_out_total{reason="idle"}`), 1);
+  assert.equal(value(after, `otter_http_connections_timed_out_total{reason="send"}`), 0);
+  assert.equal(value(after, "otter_http_pending_write_bytes"), 0);
   const rejected = (status: number) =>
     value(after, `otter_http_rejected_requests_total{status="${status}"}`);
   assert.deepEqual(
@@ -316,8 +322,11 @@ Deno.test("metrics: HTTP connections refused at the cap, timed out, and heads tu
   assert.deepEqual(stats.connections, {
     open: 1,
     refused: 1 + readsRefused,
+    refusedPerIp: 0,
     headerTimeouts: 1,
     idleTimeouts: 1,
+    sendTimeouts: 0,
+    pendingWriteBytes: 0,
   });
   assert.deepEqual(stats.rejected, { 400: 1, 405: 0, 414: 1, 431: 1, 500: 0, 505: 1 });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { isIP } from "node:net";
-import { CidrSet, parseForwardedFor, parseIpAddress } from "../src/ops/cidr.ts";
+import { CidrSet, parseForwardedEntry, parseIpAddress } from "../src/ops/cidr.ts";
 
 /** Seeded xorshift32: uint32 values, reproducible across runs. */
 function seeded(seed: number): () => number {
@@ -173,7 +173,13 @@ Deno.test("parseIpAddress: agrees with node:net isIP on random junk (differentia
   assert.ok(valid > 50, `only ${valid} valid addresses generated`);
 });
 
-Deno.test("parseForwardedFor: first address, blanks, ports, brackets", () => {
+/** The first entry of an X-Forwarded-For list, as the resolver cuts it (up to the first comma). */
+function firstEntry(list: string, out: Uint8Array): 0 | 4 | 6 {
+  const comma = list.indexOf(",");
+  return parseForwardedEntry(list, 0, comma < 0 ? list.length : comma, out);
+}
+
+Deno.test("parseForwardedEntry: one address, blanks, ports, brackets", () => {
   const out = new Uint8Array(16);
   const cases: [string, number, number[]][] = [
     ["1.2.3.4", 4, [1, 2, 3, 4]],
@@ -191,7 +197,7 @@ Deno.test("parseForwardedFor: first address, blanks, ports, brackets", () => {
   ];
   for (const [text, family, bytes] of cases) {
     out.fill(0xee);
-    assert.equal(parseForwardedFor(text, out), family, text);
+    assert.equal(firstEntry(text, out), family, text);
     assert.deepEqual(Array.from(out.subarray(0, family === 4 ? 4 : 16)), bytes, text);
   }
   for (
@@ -212,7 +218,7 @@ Deno.test("parseForwardedFor: first address, blanks, ports, brackets", () => {
       "_hidden",
       "01.2.3.4",
     ]
-  ) assert.equal(parseForwardedFor(bad, out), 0, JSON.stringify(bad));
+  ) assert.equal(firstEntry(bad, out), 0, JSON.stringify(bad));
 });
 
 function bytesOf(text: string): [4 | 6, Uint8Array] {

@@ -1,10 +1,11 @@
 /**
  * `/stats` over real sockets: after a known HTTP + UDP workload every mode answers 200 with the
- * right figures (text and JSON), bad requests get 400, and a client outside --stats-from gets 403
- * whatever X-Forwarded-For says.
+ * right figures (text and JSON), bad requests get 400, and --stats-from is checked against the
+ * client address resolved through trusted proxies (forwarding headers from others: 403).
  */
 import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
+import { RawClient } from "./support/rawHttp.ts";
 import { bdecode, type Decoded } from "./support/bencode.ts";
 import { announcePacket, scrapePacket, UdpTestClient } from "./support/udpClient.ts";
 import { STATS_MODES } from "../src/ops/stats.ts";
@@ -250,27 +251,123 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
   });
 });
 
-Deno.test("stats: a client outside --stats-from gets 403, X-Forwarded-For notwithstanding", async () => {
+/** Status of GET `path` with `headers`, closing the body. */
+async function statusOf(url: string, headers: Record<string, string>): Promise<number> {
+  const r = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+  const body = await r.text();
+  if (r.status === 403) assert.match(body, /--stats-from/);
+  return r.status;
+}
+
+Deno.test("stats: --stats-from judges the client a trusted proxy vouches for", async () => {
   await using otter = await startOtter([
     "--http",
     "127.0.0.1:0",
     "--udp",
     "127.0.0.1:0",
     "--stats-from",
+    "127.0.0.0/8",
+    "--stats-from",
     "10.0.0.0/8",
     "--trust-proxy",
     "127.0.0.1",
   ]);
   const base = otter.http[0];
-  for (const path of ["/stats", "/stats?mode=everything", "/stats?format=json", "/metrics"]) {
-    const spoofed: Record<string, string> = {
-      "x-forwarded-for": "10.1.2.3",
-      "x-real-ip": "10.1.2.3",
-    };
-    for (const headers of [{}, spoofed]) {
-      const r = await fetch(`${base}${path}`, { headers, signal: AbortSignal.timeout(5000) });
-      assert.equal(r.status, 403, `${path} ${JSON.stringify(headers)}`);
-      assert.match(await r.text(), /--stats-from/);
+  const cases: [Record<string, string>, number][] = [
+    [{}, 200], // the proxy's own request, or a local one
+    [{ "x-forwarded-for": "10.1.2.3" }, 200],
+    [{ "x-forwarded-for": "127.0.0.1" }, 200], // through the proxy from the same host
+    [{ "x-real-ip": "10.1.2.3" }, 200],
+    // Through the local proxy from outside: the proxy's loopback address no longer opens the door.
+    [{ "x-forwarded-for": "203.0.113.9" }, 403],
+    [{ "x-forwarded-for": "203.0.113.9, 127.0.0.1" }, 403],
+    [{ "x-real-ip": "203.0.113.9" }, 403],
+    // A client claiming an allowed address in front of what the proxy appended.
+    [{ "x-forwarded-for": "10.1.2.3, 203.0.113.9" }, 403],
+    [{ "x-forwarded-for": "127.0.0.1, 203.0.113.9" }, 403],
+  ];
+  for (const path of ["/stats", "/stats?format=json", "/metrics"]) {
+    for (const [headers, status] of cases) {
+      assert.equal(
+        await statusOf(`${base}${path}`, headers),
+        status,
+        `${path} ${JSON.stringify(headers)}`,
+      );
     }
   }
+});
+
+Deno.test("stats: forwarding headers from a proxy otter does not trust get 403", async () => {
+  // A reverse proxy on the same host, left out of --trust-proxy: every request is loopback.
+  await using otter = await startOtter(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+  const base = otter.http[0];
+  for (const path of ["/stats", "/metrics"]) {
+    assert.equal(await statusOf(`${base}${path}`, {}), 200, path);
+    const forwarded: Record<string, string>[] = [
+      { "x-forwarded-for": "203.0.113.9" },
+      { "x-real-ip": "127.0.0.1" },
+    ];
+    for (const headers of forwarded) {
+      assert.equal(
+        await statusOf(`${base}${path}`, headers),
+        403,
+        `${path} ${JSON.stringify(headers)}`,
+      );
+    }
+  }
+});
+
+Deno.test("stats: concurrent requests share one walk of the store; a second later it is fresh", async () => {
+  await using otter = await startOtter(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+  const base = otter.http[0];
+  const port = Number(new URL(base).port);
+  let peerPort = 8000;
+  for (let t = 10; t < 40; t++) {
+    for (let i = 0; i < 1 + (t % 3); i++) await httpAnnounce(base, makeHash(t), peerPort++, false);
+  }
+  const walks = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const count = (walk: string) =>
+      Number(
+        new RegExp(`^otter_stats_walks_total\\{walk="${walk}"\\} (\\d+)$`, "m").exec(text)![1],
+      );
+    return { torrents: count("torrents"), peers: count("peers") };
+  };
+  assert.deepEqual(await walks(), { torrents: 0, peers: 0 });
+
+  // 24 requests on their own connections, sent together: every mode, top100 and statedump.
+  const queries = ["?format=json", "?mode=top100", "?mode=statedump", "?mode=everything"];
+  const clients: RawClient[] = [];
+  try {
+    for (let i = 0; i < 24; i++) clients.push(await RawClient.connect(port));
+    await Promise.all(
+      clients.map((client, i) =>
+        client.send(`GET /stats${queries[i % queries.length]} HTTP/1.1\r\nHost: t\r\n\r\n`)
+      ),
+    );
+    const bodies = await Promise.all(clients.map(async (client) => {
+      const r = await client.response({ timeoutMs: 10_000 });
+      assert.equal(r.status, 200);
+      return new TextDecoder().decode(r.body);
+    }));
+    // What the walks gave is the same in every reply (counters are read live, so may differ).
+    const walked = (body: string) => {
+      const { top100, completed, renew } = JSON.parse(body);
+      return { top100, completed, renew };
+    };
+    assert.deepEqual(walked(bodies[0]), walked(bodies[20]));
+    assert.equal(JSON.parse(bodies[0]).top10[0].peers, 3);
+    assert.equal(bodies[2].trimEnd().split("\n").length, 30);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  assert.deepEqual(await walks(), { torrents: 1, peers: 1 });
+
+  // A new torrent with the most peers: shown once the kept walk has expired.
+  const newcomer = makeHash(99);
+  for (let i = 0; i < 5; i++) await httpAnnounce(base, newcomer, peerPort++, false);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  const top = JSON.parse(await (await fetch(`${base}/stats?mode=top10&format=json`)).text()).top10;
+  assert.deepEqual(top[0], { infoHash: hex(newcomer), peers: 5, seeders: 0 });
+  assert.deepEqual(await walks(), { torrents: 2, peers: 1 });
 });

@@ -160,13 +160,16 @@ function digitsOnly(text: string, start: number, end: number): boolean {
 }
 
 /**
- * The first address of an X-Forwarded-For value ("1.2.3.4, 5.6.7.8"), tolerating blanks, quotes
- * and ports ("1.2.3.4:5678", "[::1]:80"). Same result convention as `parseIpAddress`.
+ * One entry `value[start, end)` of an X-Forwarded-For list ("1.2.3.4" in "1.2.3.4, 5.6.7.8"),
+ * tolerating blanks, quotes and ports ("1.2.3.4:5678", "[::1]:80"). Same result convention as
+ * `parseIpAddress`; an empty entry or "unknown" is 0.
  */
-export function parseForwardedFor(value: string, out: Uint8Array): 0 | 4 | 6 {
-  let start = 0;
-  let end = value.indexOf(",");
-  if (end < 0) end = value.length;
+export function parseForwardedEntry(
+  value: string,
+  start: number,
+  end: number,
+  out: Uint8Array,
+): 0 | 4 | 6 {
   while (start < end && isBlank(value.charCodeAt(start))) start++;
   while (end > start && isBlank(value.charCodeAt(end - 1))) end--;
   if (end - start >= 2 && value.charCodeAt(start) === 34 && value.charCodeAt(end - 1) === 34) {

@@ -43,8 +43,10 @@ export interface Config {
   maxPeers: number;
   whenFull: "refuse" | "evict";
   maxConnections: number;
+  maxConnectionsPerIp: number;
   headerTimeout: number;
   idleTimeout: number;
+  minSendRate: number;
   rateLimit: number;
   cluster: string;
   clusterName: string;
@@ -337,6 +339,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 1000000,
   },
   {
+    name: "max-connections-per-ip",
+    kind: "integer",
+    key: "maxConnectionsPerIp",
+    valueName: "N",
+    help: "most concurrent HTTP connections from one address, IPv6 per /64; --trust-proxy " +
+      "networks are exempt (0 = no cap)",
+    defaultValue: "128",
+    min: 0,
+    max: 1000000,
+  },
+  {
     name: "header-timeout",
     kind: "integer",
     key: "headerTimeout",
@@ -355,6 +368,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     defaultValue: "30",
     min: 1,
     max: 3600,
+  },
+  {
+    name: "min-send-rate",
+    kind: "integer",
+    key: "minSendRate",
+    valueName: "BYTES",
+    help: "an HTTP reply must reach its client at this many bytes a second on average, after " +
+      "--idle-timeout of grace, or the connection is closed",
+    defaultValue: "65536",
+    min: 1,
+    max: 1000000000,
   },
   {
     name: "rate-limit",

@@ -13,16 +13,23 @@ export class HttpServerCounters {
   open = 0;
   /** Connections closed at accept because `--max-connections` were open. */
   refused = 0;
+  /** Connections closed at accept because their address had `--max-connections-per-ip` open. */
+  refusedPerIp = 0;
   /** Connections closed by `--header-timeout`: no whole head in time (new or mid-request). */
   headerTimeouts = 0;
   /** Connections closed by `--idle-timeout`: idle between requests, or not taking a reply. */
   idleTimeouts = 0;
+  /** Connections closed because a reply went out slower than `--min-send-rate` on average. */
+  sendTimeouts = 0;
+  /** Replies (their unsent bytes) waiting for clients that do not take them as fast as they come. */
+  pendingWrites = 0;
+  pendingWriteBytes = 0;
   /** Requests turned away, by status in REJECT_STATUSES order. */
   readonly rejectedByStatus = new Float64Array(REJECT_STATUSES.length);
 
-  /** Connections closed by either timeout. */
+  /** Connections closed by any timeout. */
   get timedOut(): number {
-    return this.headerTimeouts + this.idleTimeouts;
+    return this.headerTimeouts + this.idleTimeouts + this.sendTimeouts;
   }
 
   /** Requests turned away, all statuses. */

@@ -8,6 +8,7 @@ import type { FullScrape } from "./fullScrape.ts";
 import type { RateLimiter } from "./rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "./cluster/redisCluster.ts";
+import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import {
@@ -50,6 +51,8 @@ export interface MetricsSources {
   http?: HttpServerCounters;
   /** The UDP listeners' socket loops; their metrics are left out when there are none. */
   udp?: readonly UdpListenerFailures[];
+  /** The walks /stats shares; its metric is left out without it. */
+  statsWalks?: StatsWalks;
 }
 
 /** The UDP socket loops' counters: metric name, help, field. */
@@ -218,16 +221,26 @@ export function renderMetrics(sources: MetricsSources): string {
     out.family(
       "otter_http_connections_refused_total",
       "counter",
-      "HTTP connections closed at accept, unanswered, because --max-connections were open.",
-    ).sample("otter_http_connections_refused_total", http.refused);
+      "HTTP connections closed at accept, unanswered, because --max-connections were open " +
+        "(max_connections) or their address had --max-connections-per-ip open (per_ip).",
+    )
+      .sample("otter_http_connections_refused_total", http.refused, `reason="max_connections"`)
+      .sample("otter_http_connections_refused_total", http.refusedPerIp, `reason="per_ip"`);
     out.family(
       "otter_http_connections_timed_out_total",
       "counter",
       "HTTP connections closed by a timeout: header (--header-timeout, no whole request head in " +
-        "time) or idle (--idle-timeout, idle between requests or not taking a reply).",
+        "time), idle (--idle-timeout, idle between requests or not taking a reply) or send " +
+        "(a reply going out below --min-send-rate).",
     )
       .sample("otter_http_connections_timed_out_total", http.headerTimeouts, `reason="header"`)
-      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`);
+      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`)
+      .sample("otter_http_connections_timed_out_total", http.sendTimeouts, `reason="send"`);
+    out.family(
+      "otter_http_pending_write_bytes",
+      "gauge",
+      "Bytes of replies waiting for HTTP clients that do not take them as fast as they come.",
+    ).sample("otter_http_pending_write_bytes", http.pendingWriteBytes);
     out.family(
       "otter_http_rejected_requests_total",
       "counter",
@@ -311,6 +324,17 @@ export function renderMetrics(sources: MetricsSources): string {
       .sample("otter_cluster_connects_total", cluster.connects);
   }
 
+  const walks = sources.statsWalks;
+  if (walks !== undefined) {
+    out.family(
+      "otter_stats_walks_total",
+      "counter",
+      "Walks over the whole store for /stats: torrents (sorted snapshot: top10, top100, completed, " +
+        "statedump) and peers (renew); each shared by all requests for a second.",
+    )
+      .sample("otter_stats_walks_total", walks.torrentBuilds, `walk="torrents"`)
+      .sample("otter_stats_walks_total", walks.peerBuilds, `walk="peers"`);
+  }
   out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")
     .sample("otter_uptime_seconds", sources.uptimeSeconds());
   out.family("otter_build_info", "gauge", "Always 1; the version is a label.")

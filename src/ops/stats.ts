@@ -5,7 +5,8 @@
  * line, a label); `format=json` answers the requested mode as JSON, and every mode at once when
  * no mode is given. Modes that need every torrent (top10, top100, completed, statedump) work on a
  * sorted snapshot of the store taken in slices (see fullScrape.ts), `renew` walks every peer in
- * slices, so a large store never blocks the event loop for long.
+ * slices, so a large store never blocks the event loop for long; both walks are shared by all
+ * requests and rebuilt at most once a second (statsWalks.ts).
  *
  * `renew`: opentracker counts, at each re-announce, how many minutes the peer had been silent.
  * otter keeps only each peer's last-announce time, so it reports the ages of the peers held now
@@ -18,7 +19,8 @@ import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
-import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
+import { CHUNK_BYTES, type TorrentSnapshot } from "./fullScrape.ts";
+import type { StatsWalks, TopEntry } from "./statsWalks.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_CONNECT,
@@ -60,13 +62,14 @@ const SUMMARY_MODES: readonly StatsMode[] = STATS_MODES.filter(
 );
 
 export interface StatsSources {
+  /** Read live for the counts of torrents, peers and seeders. */
   store: SwarmTable;
+  /** The shared walks over the store (top, completed, renew, statedump). */
+  walks: StatsWalks;
   counters: RequestCounters;
   fullScrape: FullScrape;
   /** Whole seconds since start. */
   uptimeSeconds(): number;
-  /** Seconds a silent peer is kept (sets the renew histogram's length). */
-  peerTimeout: number;
   version: string;
   /** Event-loop pause monitor (mode loop); zeros without it. */
   loopLag?: LoopLag;
@@ -100,7 +103,7 @@ export async function statsResponse(query: string, sources: StatsSources): Promi
   const mode = modeText as StatsMode;
   if (mode === "statedump") {
     if (format === "json") return plain(400, "statedump is text only");
-    const snapshot = await snapshotTorrents(sources.store, new Slicer());
+    const { snapshot } = await sources.walks.torrents();
     return new Response(statedumpStream(snapshot), { headers: TEXT });
   }
   const modes = mode === "everything" ? SUMMARY_MODES : [mode];
@@ -116,12 +119,6 @@ export async function statsResponse(query: string, sources: StatsSources): Promi
 }
 
 // ---------------------------------------------------------------- figures
-
-interface TopEntry {
-  infoHash: string;
-  peers: number;
-  seeders: number;
-}
 
 /** Everything the requested modes print, read once. */
 interface StatsData {
@@ -146,7 +143,6 @@ interface StatsData {
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
   const store = sources.store;
-  const slicer = new Slicer();
   const data: StatsData = {
     uptime: sources.uptimeSeconds(),
     torrents: 0,
@@ -166,20 +162,14 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     http: sources.http ?? null,
     udp: sources.udp ?? [],
   };
-  const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
-  if (needsTop > 0 || modes.includes("completed")) {
-    const snapshot = await snapshotTorrents(store, slicer);
-    data.top = await topByPeers(snapshot, needsTop, slicer);
-    for (let k = 0; k < snapshot.count; k++) {
-      const downloaded = snapshot.counts[snapshot.order[k] * 3 + 1];
-      data.downloaded += downloaded;
-      if (downloaded > 0) data.downloadedTorrents++;
-    }
+  if (modes.includes("top10") || modes.includes("top100") || modes.includes("completed")) {
+    const walk = await sources.walks.torrents();
+    data.top = walk.top;
+    data.downloaded = walk.downloaded;
+    data.downloadedTorrents = walk.downloadedTorrents;
   }
-  if (modes.includes("renew")) {
-    data.renew = await peerAges(store, sources.uptimeSeconds(), sources.peerTimeout, slicer);
-  }
-  // Store counters last, so they describe the same moment as the walks' ends.
+  if (modes.includes("renew")) data.renew = await sources.walks.peerAges();
+  // Store counters last: they are read live, the walks are at most a second old.
   data.torrents = store.torrents;
   data.peers4 = store.peers4;
   data.peers6 = store.peers6;
@@ -188,94 +178,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
   return data;
 }
 
-/** The `limit` torrents with the most peers; ties go to the lower hash. Torrents without peers never count. */
-async function topByPeers(
-  snapshot: TorrentSnapshot,
-  limit: number,
-  slicer: Slicer,
-): Promise<TopEntry[]> {
-  if (limit === 0) return [];
-  const { order, counts } = snapshot;
-  const entries = new Uint32Array(limit);
-  const peers = new Float64Array(limit);
-  let held = 0;
-  for (let k = 0; k < snapshot.count; k++) {
-    const e = order[k];
-    const p = counts[e * 3] + counts[e * 3 + 2];
-    if (p > 0 && (held < limit || p > peers[held - 1])) {
-      let i = held < limit ? held++ : limit - 1;
-      while (i > 0 && peers[i - 1] < p) {
-        peers[i] = peers[i - 1];
-        entries[i] = entries[i - 1];
-        i--;
-      }
-      peers[i] = p;
-      entries[i] = e;
-    }
-    if ((k & 4095) === 4095 && slicer.due()) await slicer.pause();
-  }
-  const top: TopEntry[] = [];
-  for (let i = 0; i < held; i++) {
-    const e = entries[i];
-    top.push({ infoHash: hexOf(snapshot.hashes, e * 20), peers: peers[i], seeders: counts[e * 3] });
-  }
-  return top;
-}
-
-/**
- * Peers by whole minutes since their last announce, one bucket per minute of the peer timeout;
- * the last bucket also holds peers past the timeout that the cleaner has not reached yet. A walk
- * interrupted by a table resize starts over (after a few tries it finishes without pausing).
- */
-async function peerAges(
-  store: SwarmTable,
-  now: number,
-  peerTimeout: number,
-  slicer: Slicer,
-): Promise<Float64Array> {
-  const buckets = new Float64Array(Math.max(1, Math.ceil(peerTimeout / 60)));
-  const last = buckets.length - 1;
-  const count = (
-    _address: Uint8Array,
-    _offset: number,
-    _port: number,
-    _seeder: boolean,
-    lastSeen: number,
-  ) => {
-    const minute = Math.floor(Math.max(0, now - lastSeen) / 60);
-    buckets[minute < last ? minute : last]++;
-  };
-  for (let attempt = 0;; attempt++) {
-    buckets.fill(0);
-    const capacity = store.slotCount;
-    let resized = false;
-    for (let slot = 0; slot < capacity; slot++) {
-      if ((slot & 255) === 255 && attempt < 8 && slicer.due()) {
-        await slicer.pause();
-        if (store.slotCount !== capacity) {
-          resized = true;
-          break;
-        }
-      }
-      if (!store.slotInUse(slot)) continue;
-      store.forEachPeer(slot, 4, count);
-      store.forEachPeer(slot, 6, count);
-    }
-    if (!resized) return buckets;
-  }
-}
-
-const HEX_DIGITS = "0123456789abcdef";
-const HEX_BYTES = new Uint8Array(16).map((_, i) => HEX_DIGITS.charCodeAt(i));
-
-function hexOf(bytes: Uint8Array, offset: number): string {
-  let s = "";
-  for (let i = 0; i < 20; i++) {
-    const b = bytes[offset + i];
-    s += HEX_DIGITS[b >> 4] + HEX_DIGITS[b & 15];
-  }
-  return s;
-}
+const HEX_BYTES = new Uint8Array(16).map((_, i) => "0123456789abcdef".charCodeAt(i));
 
 /** `<40 hex>:<downloaded>\n` per torrent, in hash order, produced one chunk per pull. */
 function statedumpStream(snapshot: TorrentSnapshot): ReadableStream<Uint8Array> {
@@ -457,8 +360,11 @@ function httpServerJson(http: HttpServerCounters | null): Record<string, unknown
     connections: {
       open: http.open,
       refused: http.refused,
+      refusedPerIp: http.refusedPerIp,
       headerTimeouts: http.headerTimeouts,
       idleTimeouts: http.idleTimeouts,
+      sendTimeouts: http.sendTimeouts,
+      pendingWriteBytes: http.pendingWriteBytes,
     },
     rejected,
   };

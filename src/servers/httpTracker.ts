@@ -9,7 +9,8 @@ import { EVENT_STOPPED } from "../protocol/events.ts";
 import { opForEvent } from "../ops/cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
-import { parseForwardedFor, parseIpAddress } from "../ops/cidr.ts";
+import { parseIpAddress } from "../ops/cidr.ts";
+import { type HeaderSource, resolveClient } from "../ops/clientAddress.ts";
 import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
 import {
   ACTION_ANNOUNCE,
@@ -20,6 +21,7 @@ import {
   RESULT_OK,
 } from "../ops/requestCounters.ts";
 import { HttpServerCounters } from "../ops/httpServerCounters.ts";
+import { ConnectionsPerAddress } from "../ops/connectionsPerAddress.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 
@@ -49,8 +51,6 @@ export interface WireClient {
   get(name: string): string | null;
 }
 
-type HeaderSource = { get(name: string): string | null };
-
 function plain(status: number, text: string): Response {
   return new Response(text + "\n", { status, headers: TEXT_HEADERS });
 }
@@ -63,10 +63,11 @@ export class HttpTracker {
   /** What the HTTP servers in front of this tracker (httpWire.ts) count: refused and timed-out
    * connections, requests turned away before they reach it. */
   readonly serverCounters = new HttpServerCounters();
+  /** Open connections per client address, for every HTTP server over this tracker. */
+  readonly connectionsPerAddress = new ConnectionsPerAddress();
   readonly #tracker: Tracker;
   readonly #query = new AnnounceQuery();
   readonly #address = new Uint8Array(16);
-  readonly #forwarded = new Uint8Array(16);
   readonly #peers: Uint8Array;
   readonly #out: Uint8Array;
   readonly #scrapeHashes = new Uint8Array(MAX_SCRAPE_HASHES * 20);
@@ -125,6 +126,11 @@ export class HttpTracker {
     return this.#announceBody(query, client.family, client);
   }
 
+  /** Is this socket peer a `--trust-proxy` proxy (many clients behind one address)? */
+  trustsProxy(family: 4 | 6, address: Uint8Array): boolean {
+    return this.#tracker.trustProxy?.contains(family, address, 0) ?? false;
+  }
+
   /** Where `answerWire` writes; valid until the next call. */
   get wireBody(): Uint8Array {
     return this.#out;
@@ -137,28 +143,6 @@ export class HttpTracker {
 
   #bencoded(length: number): Response {
     return new Response(this.#out.slice(0, length), { headers: BENCODE_HEADERS });
-  }
-
-  /**
-   * The client's address into #address, which holds the socket peer's: kept, or, when the peer
-   * is a trusted proxy, replaced by the first X-Forwarded-For address (else X-Real-IP). Returns
-   * the family, 0 if unusable.
-   */
-  #clientAddress(family: 0 | 4 | 6, headers: HeaderSource): 0 | 4 | 6 {
-    const address = this.#address;
-    const proxies = this.#tracker.trustProxy;
-    if (family === 0 || proxies === null || !proxies.contains(family, address, 0)) return family;
-    const forwarded = this.#forwarded;
-    let claimed: 0 | 4 | 6 = 0;
-    const xff = headers.get("x-forwarded-for");
-    if (xff !== null) claimed = parseForwardedFor(xff, forwarded);
-    if (claimed === 0) {
-      const realIp = headers.get("x-real-ip");
-      if (realIp !== null) claimed = parseIpAddress(realIp.trim(), forwarded);
-    }
-    if (claimed === 0) return family;
-    address.set(forwarded);
-    return claimed;
   }
 
   #announce(
@@ -180,7 +164,7 @@ export class HttpTracker {
       return this.#failureBody(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
     }
     const address = this.#address;
-    const family = this.#clientAddress(peerFamily, headers);
+    const family = resolveClient(peerFamily, address, tracker.trustProxy, headers);
     if (family === 0) return this.#failureBody(ACTION_ANNOUNCE, "unusable client address");
     const entry = family === 4 ? 6 : 18;
     const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);

@@ -19,22 +19,52 @@
  * Timeouts are checked by one timer per server every quarter second, against a clock read once
  * per accept, per read and per tick: a new connection and a started request must deliver a whole head within
  * `headerTimeoutMs`; a connection waiting between requests, or a client not taking our reply, is
- * closed after `idleTimeoutMs`. Beyond `maxConnections`, new connections are accepted and closed
+ * closed after `idleTimeoutMs`, and a reply through `handle()` (a full scrape, say) must also keep
+ * an average of `minSendRate` (`sendDeadline`). Beyond `maxConnections`, or `maxConnectionsPerIp`
+ * from one address (an IPv6 /64; trusted proxies exempt), new connections are accepted and closed
  * at once. Each of these, and every request turned away, is counted in the HttpTracker's
- * `serverCounters` (for /metrics and /stats).
+ * `serverCounters` (for /metrics and /stats). A client that does not take its replies holds only
+ * their unsent bytes: the pooled reply buffer goes back while the write waits.
  */
 import { writeDecimal } from "../protocol/httpReply.ts";
 import { parseIpAddress } from "../ops/cidr.ts";
 import type { HttpServerCounters } from "../ops/httpServerCounters.ts";
+import { type AddressKey, addressKey } from "../ops/connectionsPerAddress.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
 
 export interface HttpLimits {
   /** Most open connections; further ones are accepted and closed at once. */
   maxConnections: number;
+  /** Most open connections from one address (IPv6: one /64), trusted proxies aside; 0: no cap. */
+  maxConnectionsPerIp: number;
   /** A head must arrive within this many ms of a request's first byte (or of the accept). */
   headerTimeoutMs: number;
   /** A connection with no request in progress is closed after this many ms. */
   idleTimeoutMs: number;
+  /** Least average rate, in bytes a second, at which a reply must go out (see `sendDeadline`). */
+  minSendRate: number;
+}
+
+/**
+ * When the sweeper cuts a connection sending a reply: `idleTimeoutMs` after the write in progress
+ * began (a client taking nothing), or once the reply's average rate since `replyStart` falls below
+ * `minSendRate` bytes a second, after a grace of `idleTimeoutMs` (a client reading a big reply a
+ * little at a time, each piece in time, would otherwise hold its connection for hours). Bytes
+ * count when handed to the kernel, whose buffers take a few MB at once: a client that stops
+ * reading is cut after the idle timeout, one that reads below the rate after about
+ * `idleTimeoutMs + buffered / minSendRate`.
+ */
+export function sendDeadline(
+  replyStart: number,
+  writeStart: number,
+  queuedBytes: number,
+  idleTimeoutMs: number,
+  minSendRate: number,
+): number {
+  return Math.min(
+    writeStart + idleTimeoutMs,
+    replyStart + idleTimeoutMs + queuedBytes * 1000 / minSendRate,
+  );
 }
 
 const SWEEP_MS = 250;
@@ -167,23 +197,26 @@ class RequestHead implements WireClient {
   transferEncoding = false;
   /** An Expect header: the client may hold its body back until told to go on, which we never do. */
   expect = false;
+  /** The first X-Forwarded-For line's value, and how many lines came. */
   xffStart = -1;
   xffEnd = -1;
+  xffLines = 0;
   realIpStart = -1;
   realIpEnd = -1;
+  realIpLines = 0;
   family: 4 | 6 = 4;
   address: Uint8Array = new Uint8Array(16);
 
   get(name: string): string | null {
     if (name === "x-forwarded-for") {
-      return this.xffStart < 0
-        ? null
-        : utf8.decode(this.input.subarray(this.xffStart, this.xffEnd));
+      if (this.xffLines === 1) return utf8.decode(this.input.subarray(this.xffStart, this.xffEnd));
+      return this.xffLines === 0 ? null : joinedValues(this.input, this.start, this.end, name);
     }
     if (name === "x-real-ip") {
-      return this.realIpStart < 0
-        ? null
-        : utf8.decode(this.input.subarray(this.realIpStart, this.realIpEnd));
+      if (this.realIpLines === 1) {
+        return utf8.decode(this.input.subarray(this.realIpStart, this.realIpEnd));
+      }
+      return this.realIpLines === 0 ? null : joinedValues(this.input, this.start, this.end, name);
     }
     return null;
   }
@@ -201,6 +234,36 @@ class RequestHead implements WireClient {
       ? ""
       : utf8.decode(this.input.subarray(this.queryStart, this.targetEnd));
   }
+}
+
+/** Blanks and a CR trimmed off a header value's ends: [start, end) of it within b[start, end). */
+function trimmedValue(b: Uint8Array, start: number, end: number): [number, number] {
+  while (start < end && (b[start] === SP || b[start] === HT)) start++;
+  while (end > start && (b[end - 1] === CR || b[end - 1] === SP || b[end - 1] === HT)) end--;
+  return [start, end];
+}
+
+/**
+ * Every value of the header `name` (lower case) in the parsed head b[start, end), joined with
+ * ", " in order: one list, as `Headers.get` gives a repeated field.
+ */
+function joinedValues(b: Uint8Array, start: number, end: number, name: string): string {
+  const values: string[] = [];
+  let p = start;
+  while (b[p] !== LF) p++; // the request line
+  p++;
+  while (p < end && b[p] !== CR && b[p] !== LF) {
+    let colon = p;
+    while (b[colon] !== COLON) colon++;
+    let lineEnd = colon;
+    while (b[lineEnd] !== LF) lineEnd++;
+    if (nameIs(b, p, colon, name)) {
+      const [valueStart, valueEnd] = trimmedValue(b, colon + 1, lineEnd);
+      values.push(utf8.decode(b.subarray(valueStart, valueEnd)));
+    }
+    p = lineEnd + 1;
+  }
+  return values.join(", ");
 }
 
 /**
@@ -282,6 +345,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
     h.realIpStart =
     h.realIpEnd =
       -1;
+  h.xffLines = h.realIpLines = 0;
   for (;;) {
     if (b[p] === LF) {
       p++;
@@ -312,7 +376,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
         if (nameIs(b, nameStart, nameEnd, "expect")) h.expect = true;
         break;
       case 9:
-        if (h.realIpStart < 0 && nameIs(b, nameStart, nameEnd, "x-real-ip")) {
+        if (nameIs(b, nameStart, nameEnd, "x-real-ip") && h.realIpLines++ === 0) {
           h.realIpStart = valueStart;
           h.realIpEnd = valueEnd;
         }
@@ -332,7 +396,7 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
         }
         break;
       case 15:
-        if (h.xffStart < 0 && nameIs(b, nameStart, nameEnd, "x-forwarded-for")) {
+        if (nameIs(b, nameStart, nameEnd, "x-forwarded-for") && h.xffLines++ === 0) {
           h.xffStart = valueStart;
           h.xffEnd = valueEnd;
         }
@@ -422,8 +486,17 @@ class Connection {
   busy = false;
   closed = false;
   noDelay = false;
+  /** A write found the client behind: replies are copied out of the pooled buffer before writing. */
+  congested = false;
+  /** A reply through `handle()`: when it started and the bytes handed to the kernel so far. */
+  replyStart = 0;
+  replyQueued = 0;
+  /** The --min-send-rate part of `deadline` while such a reply is sent, else Infinity. */
+  rateDeadline = Infinity;
   readonly family: 4 | 6;
   readonly address = new Uint8Array(16);
+  /** The slot taken in the per-address count, or null (a trusted proxy, or no cap). */
+  addressKey: AddressKey | null = null;
 
   constructor(readonly conn: Deno.TcpConn, input: Uint8Array, deadline: number) {
     this.input = input;
@@ -474,6 +547,7 @@ export class HttpWireServer {
   readonly #smallInputs: Uint8Array[] = [];
   readonly #largeInputs: Uint8Array[] = [];
   readonly #outs: OutBuffer[] = [];
+  #outsInUse = 0;
   readonly #outCapacity: number;
   /** Space one more hot reply may need at the end of an out buffer. */
   readonly #replyRoom: number;
@@ -510,6 +584,11 @@ export class HttpWireServer {
     return this.#connections.size;
   }
 
+  /** Pooled reply buffers taken by connections now (none is kept while a write waits). */
+  get outBuffersInUse(): number {
+    return this.#outsInUse;
+  }
+
   /**
    * Stops accepting, closes idle connections, lets requests in progress finish (answered with
    * Connection: close) for up to 5 s, then closes whatever is left.
@@ -542,8 +621,10 @@ export class HttpWireServer {
     for (const c of this.#connections) {
       if (c.deadline <= now && !c.closed) {
         // Waiting for a head (new, or mid-request) is the header timeout; idle between requests
-        // or busy writing a reply the client does not take is the idle one.
-        if (c.idle || c.busy) this.counters.idleTimeouts++;
+        // or busy writing a reply the client does not take is the idle one; a reply going out
+        // below --min-send-rate is the send one.
+        if (c.rateDeadline <= now) this.counters.sendTimeouts++;
+        else if (c.idle || c.busy) this.counters.idleTimeouts++;
         else this.counters.headerTimeouts++;
         c.close();
       }
@@ -574,6 +655,18 @@ export class HttpWireServer {
       this.#now = performance.now();
       const input = this.#smallInputs.pop() ?? new Uint8Array(SMALL_INPUT);
       const c = new Connection(conn, input, this.#now + this.#limits.headerTimeoutMs);
+      const perIp = this.#limits.maxConnectionsPerIp;
+      // A trusted proxy carries many clients: it is held to --max-connections only.
+      if (perIp > 0 && !this.#tracker.trustsProxy(c.family, c.address)) {
+        const key = addressKey(c.family, c.address);
+        if (!this.#tracker.connectionsPerAddress.tryOpen(key, perIp)) {
+          this.counters.refusedPerIp++;
+          this.#give(this.#smallInputs, input);
+          c.close();
+          continue;
+        }
+        c.addressKey = key;
+      }
       this.#connections.add(c);
       this.counters.open++;
       this.#serve(c);
@@ -595,7 +688,7 @@ export class HttpWireServer {
         }
         c.filled += n;
         c.busy = true;
-        out = this.#outs.pop() ?? { bytes: new Uint8Array(this.#outCapacity), length: 0 };
+        out = this.#takeOut();
         for (;;) {
           const next = this.#answerHot(c, out);
           if (out.length > 0) {
@@ -610,18 +703,34 @@ export class HttpWireServer {
             c.deadline = this.#now + this.#limits.idleTimeoutMs;
             const length = out.length;
             out.length = 0;
-            const written = await c.conn.write(out.bytes.subarray(0, length));
-            if (written < length) await writeAll(c.conn, out.bytes.subarray(written, length));
+            const written = c.congested ? 0 : await c.conn.write(out.bytes.subarray(0, length));
+            if (written < length) {
+              // The client is behind: keep only the unsent bytes, in a slice of their size, and
+              // give the pooled buffer (up to two max-numwant replies) back while the write
+              // waits. A write that finds no room waits holding what it was given, so from now on
+              // this connection's replies are copied before they are written.
+              c.congested = true;
+              const unsent = out.bytes.slice(written, length);
+              this.#returnOut(out);
+              out = null;
+              await this.#writeUnsent(c, unsent);
+              out = this.#takeOut();
+            }
           }
           if (next === NEXT_READ) break;
           if (next === NEXT_CLOSE) break reading;
           if (next === NEXT_SLOW) {
             const slow = c.slow!;
             c.slow = null;
+            // A reply through handle() can take minutes (a full scrape read slowly): it needs
+            // no pooled buffer meanwhile.
+            this.#returnOut(out);
+            out = null;
             if (!(await this.#answerSlow(c, slow))) break reading;
+            out = this.#takeOut();
           }
         }
-        this.#give(this.#outs, out);
+        this.#returnOut(out);
         out = null;
         this.#afterAnswers(c);
         c.busy = false;
@@ -630,11 +739,32 @@ export class HttpWireServer {
     } catch {
       // A reset, or a close by the sweeper or shutdown: nothing to answer.
     } finally {
-      if (out !== null) {
-        out.length = 0;
-        this.#give(this.#outs, out);
-      }
+      if (out !== null) this.#returnOut(out);
       this.#release(c);
+    }
+  }
+
+  #takeOut(): OutBuffer {
+    this.#outsInUse++;
+    return this.#outs.pop() ?? { bytes: new Uint8Array(this.#outCapacity), length: 0 };
+  }
+
+  #returnOut(out: OutBuffer): void {
+    this.#outsInUse--;
+    out.length = 0;
+    this.#give(this.#outs, out);
+  }
+
+  /** Writes replies a slow client has not taken yet, counted while they wait. */
+  async #writeUnsent(c: Connection, unsent: Uint8Array): Promise<void> {
+    const counters = this.counters;
+    counters.pendingWrites++;
+    counters.pendingWriteBytes += unsent.length;
+    try {
+      await writeAll(c.conn, unsent);
+    } finally {
+      counters.pendingWrites--;
+      counters.pendingWriteBytes -= unsent.length;
     }
   }
 
@@ -649,6 +779,10 @@ export class HttpWireServer {
   #release(c: Connection): void {
     c.close();
     if (this.#connections.delete(c)) this.counters.open--;
+    if (c.addressKey !== null) {
+      this.#tracker.connectionsPerAddress.close(c.addressKey);
+      c.addressKey = null;
+    }
     const input = c.input;
     this.#give(input.length === SMALL_INPUT ? this.#smallInputs : this.#largeInputs, input);
     if (this.#stopping && this.#connections.size === 0) this.#drained?.();
@@ -825,7 +959,9 @@ export class HttpWireServer {
       await writeAll(c.conn, REFUSALS.get(500)!);
       return false;
     }
-    c.deadline = this.#now + this.#limits.idleTimeoutMs;
+    c.replyStart = performance.now();
+    c.replyQueued = 0;
+    c.deadline = c.replyStart + this.#limits.idleTimeoutMs;
     keepAlive &&= !this.#stopping;
     if (!c.noDelay) {
       // Streamed replies take several writes: do not let Nagle hold the later ones back.
@@ -839,6 +975,8 @@ export class HttpWireServer {
     } catch (error) {
       done.reject(new Deno.errors.Interrupted(String(error)));
       throw error;
+    } finally {
+      c.rateDeadline = Infinity;
     }
   }
 
@@ -945,7 +1083,22 @@ export class HttpWireServer {
   }
 
   async #writeChunk(c: Connection, bytes: Uint8Array): Promise<void> {
-    c.deadline = this.#now + this.#limits.idleTimeoutMs;
+    const limits = this.#limits;
+    c.replyQueued += bytes.length;
+    c.rateDeadline = sendDeadline(
+      c.replyStart,
+      Infinity,
+      c.replyQueued,
+      limits.idleTimeoutMs,
+      limits.minSendRate,
+    );
+    c.deadline = sendDeadline(
+      c.replyStart,
+      performance.now(),
+      c.replyQueued,
+      limits.idleTimeoutMs,
+      limits.minSendRate,
+    );
     await writeAll(c.conn, bytes);
   }
 }

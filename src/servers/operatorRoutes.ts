@@ -1,14 +1,19 @@
 /**
  * Plugs the operator features into the HTTP front end: the full scrape (`GET /scrape` without
  * info_hash), `GET /stats` and `GET /metrics`. Stats and metrics answer only clients inside
- * `--stats-from`, judged by the socket address (X-Forwarded-For is never trusted here: an
- * outsider could write anything into it), others get 403.
+ * `--stats-from`, judged by the client address as announces resolve it (clientAddress.ts: the
+ * socket peer, or behind a `--trust-proxy` proxy the address it vouches for); others get 403. A
+ * request with forwarding headers from a peer that is not a trusted proxy is refused too: it came
+ * through a proxy otter was not told about (through a local one, everyone is loopback), so who
+ * sent it is unknown.
  */
 import type { Config } from "../ops/config.ts";
 import { CidrSet, parseIpAddress } from "../ops/cidr.ts";
+import { resolveClient } from "../ops/clientAddress.ts";
 import { FullScrape } from "../ops/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
 import { statsResponse } from "../ops/stats.ts";
+import { StatsWalks } from "../ops/statsWalks.ts";
 import { LoopLag } from "../ops/loopLag.ts";
 import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
 import {
@@ -55,13 +60,21 @@ export function registerOperatorRoutes(
   const loopLag = new LoopLag();
   const udpListeners: UdpListenerFailures[] = [];
   let statsFrom = CidrSet.parse(config.statsFrom);
-  const peerTimeout = config.peerTimeout;
   const address = new Uint8Array(16);
   const uptimeSeconds = () => tracker.clock.now - 1;
+  const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout);
 
-  const allowed = (info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
-    const family = parseIpAddress(info.remoteAddr.hostname, address);
-    return family !== 0 && statsFrom.contains(family, address, 0);
+  const allowed = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
+    const peer = parseIpAddress(info.remoteAddr.hostname, address);
+    if (peer === 0) return false;
+    const proxies = tracker.trustProxy;
+    const headers = request.headers;
+    if (proxies === null || !proxies.contains(peer, address, 0)) {
+      if (headers.has("x-forwarded-for") || headers.has("x-real-ip")) return false;
+      return statsFrom.contains(peer, address, 0);
+    }
+    const client = resolveClient(peer, address, proxies, headers);
+    return client !== 0 && statsFrom.contains(client, address, 0);
   };
   const forbidden = (): Response => {
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_ERROR);
@@ -77,14 +90,14 @@ export function registerOperatorRoutes(
     return response;
   };
 
-  http.routes.set("/stats", async (_request, info, query) => {
-    if (!allowed(info)) return forbidden();
+  http.routes.set("/stats", async (request, info, query) => {
+    if (!allowed(request, info)) return forbidden();
     const response = await statsResponse(query, {
       store,
       counters,
+      walks,
       fullScrape,
       uptimeSeconds,
-      peerTimeout,
       version: VERSION,
       loopLag,
       http: http.serverCounters,
@@ -94,8 +107,8 @@ export function registerOperatorRoutes(
     return response;
   });
 
-  http.routes.set("/metrics", (_request, info) => {
-    if (!allowed(info)) return forbidden();
+  http.routes.set("/metrics", (request, info) => {
+    if (!allowed(request, info)) return forbidden();
     const body = renderMetrics({
       store,
       counters,
@@ -108,6 +121,7 @@ export function registerOperatorRoutes(
       cluster: tracker.cluster,
       http: http.serverCounters,
       udp: udpListeners,
+      statsWalks: walks,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });

@@ -204,8 +204,10 @@ function listenHttp(
       // slow or idle clients (httpWire.ts; measured in the README's design notes).
       const server = HttpWireServer.listen(hostname, address.port, handler, {
         maxConnections: config.maxConnections,
+        maxConnectionsPerIp: config.maxConnectionsPerIp,
         headerTimeoutMs: config.headerTimeout * 1000,
         idleTimeoutMs: config.idleTimeout * 1000,
+        minSendRate: config.minSendRate,
       });
       log(
         `HTTP listening on http://${

@@ -552,7 +552,10 @@ interface HttpClient {
 /** Forwarding header values and what otter must take from them (family 0: not an address). */
 const FORWARDED: readonly [string, 0 | 4 | 6, number[]][] = [
   ["203.0.113.7", 4, [203, 0, 113, 7]],
-  ["203.0.113.7, 10.0.0.1", 4, [203, 0, 113, 7]],
+  // Walked from the right: 10.0.0.1 is not a trusted proxy in the profile, so it is the client.
+  ["203.0.113.7, 10.0.0.1", 4, [10, 0, 0, 1]],
+  ["203.0.113.7, 127.0.0.1", 4, [203, 0, 113, 7]],
+  ["203.0.113.7, junk", 0, []],
   [' "203.0.113.8" ', 4, [203, 0, 113, 8]],
   ["203.0.113.9:8080", 4, [203, 0, 113, 9]],
   ["[2001:db8::1]:443", 6, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]],
@@ -566,7 +569,8 @@ const FORWARDED: readonly [string, 0 | 4 | 6, number[]][] = [
   ["01.2.3.4", 0, []],
   ["[::1", 0, []],
   ["a".repeat(3000), 0, []],
-  [", 1.2.3.4", 0, []],
+  [", 1.2.3.4", 4, [1, 2, 3, 4]],
+  ["1.2.3.4, ", 0, []],
 ];
 
 const REAL_IP: readonly [string, 0 | 4 | 6, number[]][] = [
@@ -819,8 +823,10 @@ export class HttpRequestMaker {
     if (xff !== null) headers.set("x-forwarded-for", xff[0]);
     if (realIp !== null) headers.set("x-real-ip", realIp[0]);
     forwarded = 0;
-    if (xff !== null && xff[1] !== 0) [forwarded, address] = [xff[1], xff[2]];
-    else if (realIp !== null && realIp[1] !== 0) [forwarded, address] = [realIp[1], realIp[2]];
+    // X-Forwarded-For wins even when it holds no usable address; X-Real-IP counts without it.
+    if (xff !== null) {
+      if (xff[1] !== 0) [forwarded, address] = [xff[1], xff[2]];
+    } else if (realIp !== null && realIp[1] !== 0) [forwarded, address] = [realIp[1], realIp[2]];
     return { headers, forwarded, forwardedAddress: address };
   }
 

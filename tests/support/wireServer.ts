@@ -28,8 +28,10 @@ export function startWire(flags: string[] = [], limits: Partial<HttpLimits> = {}
   const http = new HttpTracker(tracker);
   const server = HttpWireServer.listen("127.0.0.1", 0, http, {
     maxConnections: limits.maxConnections ?? 100,
+    maxConnectionsPerIp: limits.maxConnectionsPerIp ?? 0,
     headerTimeoutMs: limits.headerTimeoutMs ?? 10_000,
     idleTimeoutMs: limits.idleTimeoutMs ?? 30_000,
+    minSendRate: limits.minSendRate ?? 65536,
   });
   const port = server.addr.port;
   return {
