@@ -10,6 +10,7 @@ import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
+import { ForbiddenSwarmPurge } from "../ops/accessPurge.ts";
 import { StateFile } from "../ops/stateFile.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
@@ -68,6 +69,17 @@ export async function startTracker(
   const accessWatch = accessListPath === ""
     ? null
     : await watchAccessList(accessListPath, tracker.access, log);
+  // A reload that forbids torrents drops their swarms, in slices (the servers already refuse and
+  // hide them from the moment the new list is in force).
+  const purge = new ForbiddenSwarmPurge(store, tracker.access, (done) => {
+    if (done.torrents === 0) return;
+    log(
+      `access list ${accessListPath}: dropped ${done.torrents} torrents (${done.peers} peers) ` +
+        `it now forbids, in ${Math.round(done.ms)} ms (${done.slices} slices, longest ` +
+        `${done.maxSliceMs.toFixed(1)} ms)`,
+    );
+  });
+  tracker.access.onSwap(() => purge.purge());
   // Restored before any listener opens, so the first reply already sees the old swarms.
   const state = config.state === "" ? null : await StateFile.open(config.state, store, clock, {
     every: config.stateEvery,
@@ -96,6 +108,7 @@ export async function startTracker(
     clock.stop();
     operator.loopLag.stop();
     accessWatch?.close();
+    purge.stop();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
