@@ -11,10 +11,13 @@
  * otter keeps only each peer's last-announce time, so it reports the ages of the peers held now
  * (minutes since their last announce, one line per minute up to the peer timeout); in a steady
  * state that has the same shape. `completed` is the sum of `downloaded` over the torrents held
- * (a torrent forgotten after its keep time takes its count with it).
+ * (a torrent forgotten after its keep time takes its count with it). With an access list, the
+ * torrent walks leave out the torrents it forbids (a reload's purge drops them from the store and
+ * its counts moments later; accessPurge.ts).
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
+import type { AccessPolicy } from "./accessList.ts";
 import type { LoopLag } from "./loopLag.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
@@ -71,6 +74,8 @@ export interface StatsSources {
   loopLag?: LoopLag;
   /** What the HTTP servers turned away (mode tcp4, JSON); left out without it. */
   http?: HttpServerCounters;
+  /** Torrents it forbids are left out of top, completed and statedump. */
+  access?: AccessPolicy;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -97,7 +102,12 @@ export async function statsResponse(query: string, sources: StatsSources): Promi
   const mode = modeText as StatsMode;
   if (mode === "statedump") {
     if (format === "json") return plain(400, "statedump is text only");
-    const snapshot = await snapshotTorrents(sources.store, new Slicer());
+    const snapshot = await snapshotTorrents(
+      sources.store,
+      new Slicer(),
+      null,
+      sources.access ?? null,
+    );
     return new Response(statedumpStream(snapshot), { headers: TEXT });
   }
   const modes = mode === "everything" ? SUMMARY_MODES : [mode];
@@ -163,7 +173,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
   };
   const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
   if (needsTop > 0 || modes.includes("completed")) {
-    const snapshot = await snapshotTorrents(store, slicer);
+    const snapshot = await snapshotTorrents(store, slicer, null, sources.access ?? null);
     data.top = await topByPeers(snapshot, needsTop, slicer);
     for (let k = 0; k < snapshot.count; k++) {
       const downloaded = snapshot.counts[snapshot.order[k] * 3 + 1];

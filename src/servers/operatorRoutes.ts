@@ -46,6 +46,7 @@ export function registerOperatorRoutes(
     everySeconds: config.fullScrapeEvery,
     enabled: !config.noFullScrape,
     extraLeechers: (hashes, offset, peers) => tracker.generatedPeersFor(hashes, offset, peers),
+    access: tracker.access,
   });
   const cleaning = new CleaningTime();
   const loopLag = new LoopLag();
@@ -83,6 +84,7 @@ export function registerOperatorRoutes(
       version: VERSION,
       loopLag,
       http: http.serverCounters,
+      access: tracker.access,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;

@@ -85,6 +85,7 @@ export async function startTracker(
     every: config.stateEvery,
     peerTimeout: config.peerTimeout,
     log,
+    access: tracker.access,
   });
   if (state !== null) tracker.onSettings((settings) => state.setEvery(settings.stateEvery));
   if (store.restoreSkipped > 0) {
@@ -133,6 +134,7 @@ export async function startTracker(
         store,
         clock,
         log,
+        access: tracker.access,
       });
       await sync.start();
       tracker.changes = sync.recorder;
