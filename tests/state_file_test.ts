@@ -166,7 +166,14 @@ Deno.test("state format: downtime ages peers; those reaching peer-timeout are dr
   const fresh = new SwarmTable({ peerTimeout: 100 });
   // Down 40 s: ages become 40, 70, 100, 130 → the last two are gone, and all of torrent 2.
   const counts = restoreState(bytes, fresh, 5, 40, 100);
-  assert.deepEqual(counts, { torrents: 1, peers: 2, expired: 3, refused: 0 });
+  assert.deepEqual(counts, {
+    torrents: 1,
+    peers: 2,
+    expired: 3,
+    refused: 0,
+    forbidden: 0,
+    forbiddenPeers: 0,
+  });
   const seen = [...snapshot(fresh).values()][0];
   assert.match(seen, /10\.0\.0\.0:2000 @-35/);
   assert.match(seen, /10\.0\.0\.1:2001 @-65/);
@@ -209,7 +216,14 @@ Deno.test("state restore: counts only the peers and torrents a capped store acce
   // torrents get some; the peerless one is not a peer.
   const capped = new SwarmTable({ peerTimeout: 2700, maxPeers: 5 });
   const counts = restoreState(bytes, capped, 100, 0, 2700);
-  assert.deepEqual(counts, { torrents: 3, peers: 5, expired: 0, refused: 2 });
+  assert.deepEqual(counts, {
+    torrents: 3,
+    peers: 5,
+    expired: 0,
+    refused: 2,
+    forbidden: 0,
+    forbiddenPeers: 0,
+  });
   assert.deepEqual([capped.torrents, capped.peers4 + capped.peers6], [3, 5]);
   assert.equal(capped.restoreSkipped, 2);
 

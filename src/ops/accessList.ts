@@ -1,6 +1,8 @@
 /**
  * Access lists (`--whitelist FILE` / `--blacklist FILE`): parsing the hex file format into an
- * `InfoHashSet`, and the `AccessPolicy` the servers ask on every announce.
+ * `InfoHashSet`, and the `AccessPolicy` asked wherever a torrent can show: announces and scrapes,
+ * the full scrape and the stats that list torrents, the state file's restore and the cluster's
+ * incoming changes. A reload that forbids torrents also drops their swarms (accessPurge.ts).
  *
  * The set is an open-addressing table keyed by HalfSipHash with a random per-set key, so nobody
  * can craft info hashes that collide; the hashes themselves sit back to back in one Uint8Array,
@@ -192,6 +194,8 @@ export class AccessPolicy {
   #set: InfoHashSet;
   readonly #white: boolean;
   readonly #off: boolean;
+  #generation = 0;
+  readonly #swapListeners: (() => void)[] = [];
 
   constructor(mode: AccessMode, set: InfoHashSet = InfoHashSet.empty()) {
     this.mode = mode;
@@ -205,14 +209,28 @@ export class AccessPolicy {
     return this.#set;
   }
 
-  /** May the 20-byte info hash at `offset` be announced? Allocates nothing. */
+  /** Counts swaps: whatever was derived from the set under an older number may be stale. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** May the 20-byte info hash at `offset` be tracked (announced, scraped, listed, stored)?
+   * Allocates nothing. */
   allows(infoHash: Uint8Array, offset: number): boolean {
     if (this.#off) return true;
     return this.#set.has(infoHash, offset) === this.#white;
   }
 
-  /** Puts a new set in force; requests already past `allows` are unaffected. */
+  /** Puts a new set in force, then tells `onSwap` listeners; requests already past `allows` are
+   * unaffected. */
   swap(set: InfoHashSet): void {
     this.#set = set;
+    this.#generation++;
+    for (const listener of this.#swapListeners) listener();
+  }
+
+  /** Calls `listener` after every later `swap`. */
+  onSwap(listener: () => void): void {
+    this.#swapListeners.push(listener);
   }
 }

@@ -14,8 +14,13 @@
  * The store changes between slices: a row can move to a lower slot when a torrent before it is
  * deleted, and a resize reshuffles every slot. A resize restarts the copy; a moved row may be seen
  * twice (duplicates are dropped after sorting) or missed by one build (it is in the next).
+ *
+ * With an access list, torrents it forbids are left out, and a build made under an older list
+ * is not served once the list has been reloaded: a newly forbidden torrent disappears from the
+ * next full scrape at once, before its swarm is dropped (accessPurge.ts).
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
+import type { AccessPolicy } from "./accessList.ts";
 import { writeScrapeEnd, writeScrapeFile, writeScrapeStart } from "../protocol/httpReply.ts";
 
 /** Largest chunk a build produces (plain and gzip). */
@@ -79,13 +84,14 @@ export interface TorrentSnapshot {
  */
 export type ExtraLeechers = (hashes: Uint8Array, offset: number, peers: number) => number;
 
-/** Copies and sorts every torrent of `store`, in slices. */
+/** Copies and sorts every torrent of `store` that `access` allows (all without it), in slices. */
 export async function snapshotTorrents(
   store: SwarmTable,
   slicer: Slicer,
   extraLeechers: ExtraLeechers | null = null,
+  access: AccessPolicy | null = null,
 ): Promise<TorrentSnapshot> {
-  const copy = await copyTorrents(store, slicer, extraLeechers);
+  const copy = await copyTorrents(store, slicer, extraLeechers, access);
   const order = await sortByHash(copy.count, copy.hashes, slicer);
   return { count: order.length, order, hashes: copy.hashes, counts: copy.counts };
 }
@@ -100,8 +106,10 @@ async function copyTorrents(
   store: SwarmTable,
   slicer: Slicer,
   extraLeechers: ExtraLeechers | null,
+  access: AccessPolicy | null,
 ): Promise<TorrentCopy> {
   const r = store.result;
+  if (access !== null && access.mode === "off") access = null;
   for (let attempt = 0;; attempt++) {
     const sliced = attempt < MAX_COPY_RESTARTS;
     const capacity = store.slotCount;
@@ -129,6 +137,7 @@ async function copyTorrents(
         counts = moreCounts;
       }
       store.copyInfoHash(slot, hashes, n * 20);
+      if (access !== null && !access.allows(hashes, n * 20)) continue;
       store.slotCounts(slot);
       counts[n * 3] = r.complete;
       counts[n * 3 + 1] = r.downloaded;
@@ -251,6 +260,8 @@ async function sortByHash(n: number, hashes: Uint8Array, slicer: Slicer): Promis
 export interface FullScrapeBuild {
   /** performance.now() when the build started copying the store. */
   startedAt: number;
+  /** The access list's generation when it started (0 without a list). */
+  accessGeneration: number;
   /** Wall time of the build, slices and the pauses between them, in ms. */
   buildMs: number;
   torrents: number;
@@ -296,9 +307,11 @@ export async function buildFullScrape(
   store: SwarmTable,
   slicer: Slicer = new Slicer(),
   extraLeechers: ExtraLeechers | null = null,
+  access: AccessPolicy | null = null,
 ): Promise<FullScrapeBuild> {
   const startedAt = performance.now();
-  const snapshot = await snapshotTorrents(store, slicer, extraLeechers);
+  const accessGeneration = access?.generation ?? 0;
+  const snapshot = await snapshotTorrents(store, slicer, extraLeechers, access);
   const compressor = new CompressionStream("gzip");
   const writer = compressor.writable.getWriter();
   const gzip = new ChunkCollector();
@@ -348,6 +361,7 @@ export async function buildFullScrape(
   slicer.finish();
   return {
     startedAt,
+    accessGeneration,
     buildMs: performance.now() - startedAt,
     torrents: snapshot.count,
     plain,
@@ -397,6 +411,8 @@ export interface FullScrapeOptions {
   /** Work per slice in ms (SLICE_MS). */
   sliceMs?: number;
   extraLeechers?: ExtraLeechers;
+  /** Torrents it forbids are left out; a reload makes the cached build stale. */
+  access?: AccessPolicy;
 }
 
 /** The cached full scrape of one store, and what it has done (for stats and metrics). */
@@ -405,6 +421,7 @@ export class FullScrape {
   enabled: boolean;
   readonly sliceMs: number;
   readonly extraLeechers: ExtraLeechers | null;
+  readonly access: AccessPolicy | null;
   builds = 0;
   servedPlain = 0;
   servedGzip = 0;
@@ -416,6 +433,7 @@ export class FullScrape {
   readonly #store: SwarmTable;
   #last: FullScrapeBuild | null = null;
   #building: Promise<FullScrapeBuild> | null = null;
+  #buildingGeneration = 0;
 
   constructor(store: SwarmTable, options: FullScrapeOptions) {
     this.#store = store;
@@ -423,6 +441,7 @@ export class FullScrape {
     this.enabled = options.enabled;
     this.sliceMs = options.sliceMs ?? SLICE_MS;
     this.extraLeechers = options.extraLeechers ?? null;
+    this.access = options.access ?? null;
   }
 
   /** The last finished build, if any. */
@@ -430,17 +449,30 @@ export class FullScrape {
     return this.#last;
   }
 
-  /** A build younger than everySeconds: the cached one, or the one in flight, or a new one. */
+  /**
+   * A build younger than everySeconds and made under the access list in force: the cached one,
+   * or the one in flight, or a new one.
+   */
   current(): Promise<FullScrapeBuild> {
     const last = this.#last;
-    if (last !== null && performance.now() - last.startedAt < this.everySeconds * 1000) {
+    const generation = this.access?.generation ?? 0;
+    if (
+      last !== null && last.accessGeneration === generation &&
+      performance.now() - last.startedAt < this.everySeconds * 1000
+    ) {
       return Promise.resolve(last);
     }
+    if (this.#building !== null && this.#buildingGeneration !== generation) {
+      // Started under the list before a reload: wait for it, then build anew.
+      return this.#building.then(() => this.current(), () => this.current());
+    }
     if (this.#building === null) {
+      this.#buildingGeneration = generation;
       this.#building = buildFullScrape(
         this.#store,
         new Slicer(this.sliceMs),
         this.extraLeechers,
+        this.access,
       ).then(
         (build) => {
           this.#last = build;

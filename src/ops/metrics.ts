@@ -311,6 +311,11 @@ export function renderMetrics(sources: MetricsSources): string {
     out.family("otter_cluster_applied_changes_total", "counter", "Other nodes' changes applied.")
       .sample("otter_cluster_applied_changes_total", cluster.applied);
     out.family(
+      "otter_cluster_forbidden_changes_total",
+      "counter",
+      "Other nodes' changes skipped: the access list forbids their torrent.",
+    ).sample("otter_cluster_forbidden_changes_total", cluster.forbidden);
+    out.family(
       "otter_cluster_bad_batches_total",
       "counter",
       "Stream entries skipped as malformed.",

@@ -26,11 +26,15 @@
  * slice at an empty table slot, so announces keep flowing while it runs. Between slices rows only
  * move by deletion's backward shift inside their cluster, which an empty slot bounds; a table
  * resize restarts the walk. The save on stop runs after the listeners closed and is exact.
+ *
+ * A torrent the access list forbids at restore time is not loaded (and counted in the log line):
+ * the list may have changed while the tracker was down.
  */
 import { crc32 } from "../hash/crc32.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
 import type { Clock } from "./clock.ts";
+import type { AccessPolicy } from "./accessList.ts";
 
 export const STATE_VERSION = 1;
 const MAGIC = new TextEncoder().encode("OTTRSTAT");
@@ -325,12 +329,15 @@ export interface RestoreCounts {
   expired: number;
   /** Peers the store refused: over --max-peers/--max-torrents (it logs those), or invalid. */
   refused: number;
+  /** Torrents left out because the access list forbids them, and the peers they held. */
+  forbidden: number;
+  forbiddenPeers: number;
 }
 
 /**
  * Puts a checked state (checkState returned a summary) into the store. `downSeconds` is the
  * wall-clock time since the save; each peer's age grows by it, and peers whose age reaches
- * `peerTimeout` are dropped.
+ * `peerTimeout` are dropped, and so are torrents `access` forbids.
  */
 export function restoreState(
   bytes: Uint8Array,
@@ -338,9 +345,17 @@ export function restoreState(
   now: number,
   downSeconds: number,
   peerTimeout: number,
+  access: AccessPolicy | null = null,
 ): RestoreCounts {
   const torrents = readU32(bytes, 24);
-  const counts: RestoreCounts = { torrents: 0, peers: 0, expired: 0, refused: 0 };
+  const counts: RestoreCounts = {
+    torrents: 0,
+    peers: 0,
+    expired: 0,
+    refused: 0,
+    forbidden: 0,
+    forbiddenPeers: 0,
+  };
   let o = HEAD_BYTES + SUMMARY_BYTES;
   for (let t = 0; t < torrents; t++) {
     const hashAt = o;
@@ -349,6 +364,12 @@ export function restoreState(
     const n4 = readU32(bytes, o + 28);
     const n6 = readU32(bytes, o + 32);
     o += TORRENT_BYTES;
+    if (access !== null && !access.allows(bytes, hashAt)) {
+      counts.forbidden++;
+      counts.forbiddenPeers += n4 + n6;
+      o += n4 * PEER4_BYTES + n6 * PEER6_BYTES;
+      continue;
+    }
     let kept = 0;
     for (let i = 0; i < n4 + n6; i++) {
       const v4 = i < n4;
@@ -436,6 +457,8 @@ export interface StateFileOptions {
   /** `--peer-timeout`: restored peers this old are dropped. */
   peerTimeout: number;
   log: (line: string) => void;
+  /** The access list in force: torrents it forbids are not restored. */
+  access?: AccessPolicy;
 }
 
 /**
@@ -447,6 +470,7 @@ export class StateFile {
   readonly #store: SwarmTable;
   readonly #clock: Clock;
   readonly #log: (line: string) => void;
+  readonly #access: AccessPolicy | null;
   #every: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #saving: Promise<boolean> | null = null;
@@ -458,6 +482,7 @@ export class StateFile {
     this.#clock = clock;
     this.#every = options.every;
     this.#log = options.log;
+    this.#access = options.access ?? null;
   }
 
   /**
@@ -528,13 +553,25 @@ export class StateFile {
       Math.round((this.#clock.wallMs() - checked.savedAtMs) / 1000),
     );
     this.#clock.update();
-    const counts = restoreState(bytes, this.#store, this.#clock.now, downSeconds, peerTimeout);
+    const counts = restoreState(
+      bytes,
+      this.#store,
+      this.#clock.now,
+      downSeconds,
+      peerTimeout,
+      this.#access,
+    );
     const ms = Math.round(performance.now() - started);
-    // Restored + expired + refused = the file's peers (refusals are caps; startTracker says which).
+    // Restored + expired + refused + forbidden = the file's peers (refusals are caps;
+    // startTracker says which).
     const refused = counts.refused > 0 ? `, ${counts.refused} refused by the store` : "";
+    const forbidden = counts.forbidden > 0
+      ? `; skipped ${counts.forbidden} torrents (${counts.forbiddenPeers} peers) the access ` +
+        "list forbids"
+      : "";
     this.#log(
       `state ${this.path}: restored ${counts.torrents} torrents, ${counts.peers} peers ` +
-        `(${counts.expired} expired during ${downSeconds} s down${refused}) in ${ms} ms`,
+        `(${counts.expired} expired during ${downSeconds} s down${refused})${forbidden} in ${ms} ms`,
     );
   }
 

@@ -12,7 +12,9 @@
  * otter keeps only each peer's last-announce time, so it reports the ages of the peers held now
  * (minutes since their last announce, one line per minute up to the peer timeout); in a steady
  * state that has the same shape. `completed` is the sum of `downloaded` over the torrents held
- * (a torrent forgotten after its keep time takes its count with it).
+ * (a torrent forgotten after its keep time takes its count with it). With an access list, the
+ * torrent walks leave out the torrents it forbids (a reload's purge drops them from the store and
+ * its counts moments later; accessPurge.ts).
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";

@@ -7,6 +7,7 @@
  * snapshot the size of the store does not stay in memory between polls.
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
+import type { AccessPolicy } from "./accessList.ts";
 import { Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 
 export interface TopEntry {
@@ -30,17 +31,27 @@ class SharedWalk<T> {
   builds = 0;
   #value: T | null = null;
   #pending: Promise<T> | null = null;
+  /** The access list's generation the kept value was built under (-1: no list). */
+  #builtUnder = -1;
 
-  constructor(readonly build: () => Promise<T>, readonly keepMs: number) {}
+  constructor(
+    readonly build: () => Promise<T>,
+    readonly keepMs: number,
+    readonly generation: () => number = () => -1,
+  ) {}
 
   get(): Promise<T> {
+    // A reload that forbids torrents must not leave them in a kept walk for another second.
+    if (this.#value !== null && this.#builtUnder !== this.generation()) this.#value = null;
     if (this.#value !== null) return Promise.resolve(this.#value);
     if (this.#pending === null) {
       this.builds++;
+      const generation = this.generation();
       this.#pending = this.build().then(
         (value) => {
           this.#pending = null;
           this.#value = value;
+          this.#builtUnder = generation;
           // Unref'd: a kept walk never holds the process open.
           Deno.unrefTimer(setTimeout(() => this.#value = null, this.keepMs));
           return value;
@@ -61,15 +72,20 @@ export class StatsWalks {
 
   /**
    * `uptimeSeconds` is the store's clock (whole seconds since start); `peerTimeout` sets the
-   * renew histogram's length.
+   * renew histogram's length. Torrents `access` forbids are left out of the torrent walk.
    */
   constructor(
     store: SwarmTable,
     uptimeSeconds: () => number,
     peerTimeout: number,
     keepMs = 1000,
+    access: AccessPolicy | null = null,
   ) {
-    this.#torrents = new SharedWalk(() => walkTorrents(store), keepMs);
+    this.#torrents = new SharedWalk(
+      () => walkTorrents(store, access),
+      keepMs,
+      access === null ? undefined : () => access.generation,
+    );
     this.#peerAges = new SharedWalk(
       () => peerAges(store, uptimeSeconds(), peerTimeout, new Slicer()),
       keepMs,
@@ -97,9 +113,12 @@ export class StatsWalks {
   }
 }
 
-async function walkTorrents(store: SwarmTable): Promise<TorrentWalk> {
+async function walkTorrents(
+  store: SwarmTable,
+  access: AccessPolicy | null,
+): Promise<TorrentWalk> {
   const slicer = new Slicer();
-  const snapshot = await snapshotTorrents(store, slicer);
+  const snapshot = await snapshotTorrents(store, slicer, null, access);
   const top = await topByPeers(snapshot, 100, slicer);
   let downloaded = 0;
   let downloadedTorrents = 0;

@@ -239,7 +239,13 @@ export class HttpTracker {
     const store = tracker.store;
     const r = store.result;
     const counts = this.#scrapeCounts;
+    const access = tracker.access;
     for (let i = 0; i < parsed; i++) {
+      // A forbidden torrent answers like an unknown one: listed with zeros.
+      if (!access.allows(this.#scrapeHashes, i * 20)) {
+        counts.fill(0, i * 3, i * 3 + 3);
+        continue;
+      }
       store.scrape(this.#scrapeHashes, i * 20);
       counts[i * 3] = r.complete;
       counts[i * 3 + 1] = r.downloaded;

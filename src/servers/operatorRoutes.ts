@@ -55,6 +55,7 @@ export function registerOperatorRoutes(
     everySeconds: config.fullScrapeEvery,
     enabled: !config.noFullScrape,
     extraLeechers: (hashes, offset, peers) => tracker.generatedPeersFor(hashes, offset, peers),
+    access: tracker.access,
   });
   const cleaning = new CleaningTime();
   const loopLag = new LoopLag();
@@ -62,7 +63,7 @@ export function registerOperatorRoutes(
   let statsFrom = CidrSet.parse(config.statsFrom);
   const address = new Uint8Array(16);
   const uptimeSeconds = () => tracker.clock.now - 1;
-  const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout);
+  const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout, 1000, tracker.access);
 
   const allowed = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
     const peer = parseIpAddress(info.remoteAddr.hostname, address);

@@ -11,6 +11,7 @@ import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../ops/accessListFile.ts";
 import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
+import { ForbiddenSwarmPurge } from "../ops/accessPurge.ts";
 import { StateFile } from "../ops/stateFile.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
 import { Tracker } from "./tracker.ts";
@@ -69,11 +70,23 @@ export async function startTracker(
   const accessWatch = accessListPath === ""
     ? null
     : await watchAccessList(accessListPath, tracker.access, log);
+  // A reload that forbids torrents drops their swarms, in slices (the servers already refuse and
+  // hide them from the moment the new list is in force).
+  const purge = new ForbiddenSwarmPurge(store, tracker.access, (done) => {
+    if (done.torrents === 0) return;
+    log(
+      `access list ${accessListPath}: dropped ${done.torrents} torrents (${done.peers} peers) ` +
+        `it now forbids, in ${Math.round(done.ms)} ms (${done.slices} slices, longest ` +
+        `${done.maxSliceMs.toFixed(1)} ms)`,
+    );
+  });
+  tracker.access.onSwap(() => purge.purge());
   // Restored before any listener opens, so the first reply already sees the old swarms.
   const state = config.state === "" ? null : await StateFile.open(config.state, store, clock, {
     every: config.stateEvery,
     peerTimeout: config.peerTimeout,
     log,
+    access: tracker.access,
   });
   if (state !== null) tracker.onSettings((settings) => state.setEvery(settings.stateEvery));
   if (store.restoreSkipped > 0) {
@@ -97,6 +110,7 @@ export async function startTracker(
     clock.stop();
     operator.loopLag.stop();
     accessWatch?.close();
+    purge.stop();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
@@ -121,6 +135,7 @@ export async function startTracker(
         store,
         clock,
         log,
+        access: tracker.access,
       });
       await sync.start();
       tracker.changes = sync.recorder;

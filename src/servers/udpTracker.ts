@@ -204,9 +204,15 @@ export class UdpTracker {
     }
     const store = tracker.store;
     const r = store.result;
+    const access = tracker.access;
     let offset = writeScrapeReplyHeader(out, transactionId);
     for (let i = 0; i < hashes; i++) {
       const hashOffset = SCRAPE_HASHES_OFFSET + i * 20;
+      // BEP 15 answers by position: a forbidden torrent gets zeros, like an unknown one.
+      if (!access.allows(packet, hashOffset)) {
+        offset = writeScrapeEntry(out, offset, 0, 0, 0);
+        continue;
+      }
       store.scrape(packet, hashOffset);
       const generated = tracker.generatedPeersFor(packet, hashOffset, r.complete + r.incomplete);
       offset = writeScrapeEntry(out, offset, r.complete, r.downloaded, r.incomplete + generated);

@@ -219,6 +219,7 @@ export class SwarmTable {
   #refusedPeers = 0;
   #evicted = 0;
   #restoreSkipped = 0;
+  #resizes = 0;
 
   #rows: Uint32Array;
   #rowBytes: Uint8Array;
@@ -482,6 +483,22 @@ export class SwarmTable {
     const bytes = this.#rowBytes;
     const from = slot * ROW_WORDS * 4;
     for (let i = 0; i < 20; i++) out[offset + i] = bytes[from + i];
+  }
+
+  /**
+   * Drops the torrent at `slot` with all its peers, as if it had never been announced; returns
+   * how many peers it had (0 for an empty slot). Deletion's backward shift may move a row of a higher slot, up
+   * to the next empty one, into `slot`: a walk that must see every row goes down from an empty
+   * slot (accessPurge.ts).
+   */
+  dropTorrentAt(slot: number): number {
+    if (!this.slotInUse(slot)) return 0;
+    return this.#dropRow(slot);
+  }
+
+  /** Counts table resizes: a slot walk that paused must start over when it changed. */
+  get resizes(): number {
+    return this.#resizes;
   }
 
   /** The slot's last activity time (0 for an empty slot), for the state file. */
@@ -783,6 +800,7 @@ export class SwarmTable {
   }
 
   #resize(newCapacity: number): void {
+    this.#resizes++;
     const old = this.#rows;
     const oldBytes = this.#rowBytes;
     const oldCapacity = this.#capacity;
@@ -905,14 +923,22 @@ export class SwarmTable {
     return best;
   }
 
-  /** Drops a torrent with all its peers. */
+  /** Evicts a torrent to make room (whenFull "evict"). */
   #evictTorrent(slot: number): void {
+    this.#dropRow(slot);
+    this.#evicted++;
+  }
+
+  /** Drops the torrent at `slot` with all its peers; returns how many peers it had. */
+  #dropRow(slot: number): number {
     const rows = this.#rows;
     const o = slot * ROW_WORDS;
+    let peers = 0;
     for (let f = 0; f < 2; f++) {
       const F = o + (f === 0 ? ROW_V4 : ROW_V6);
       const meta = rows[F + LIST_META];
       if (meta === 0) continue;
+      peers += meta & COUNT_MASK;
       this.#counters[f === 0 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= meta & COUNT_MASK;
       this.#counters[f === 0 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] -= rows[F + LIST_SEEDERS];
       this.#freeBlock(f * CLASS_COUNT + (meta >>> CLASS_SHIFT), rows[F + LIST_BLOCK]);
@@ -930,7 +956,7 @@ export class SwarmTable {
       this.#cleanFamily = 0;
       this.#cleanLeft = 0;
     }
-    this.#evicted++;
+    return peers;
   }
 
   // ---------------------------------------------------------------- block pools

@@ -29,6 +29,10 @@
  * or step. A change is applied as if seen `age` seconds
  * before the local `clock.now` (which may be below 1 on a node younger than the change), so it
  * expires here when it expires at its origin; batches older than the peer timeout are skipped.
+ *
+ * Access lists: changes for a torrent this node's list forbids are skipped (nodes may hold
+ * different lists, or one may be reloaded before another); the node never records them, since
+ * its announces for them are refused.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
@@ -48,6 +52,7 @@ import {
   OP_STOPPED,
 } from "./changeBatch.ts";
 import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
+import type { AccessPolicy } from "../accessList.ts";
 
 /** What the sync needs from the peer store; `SwarmTable` satisfies it. */
 export interface ClusterStore {
@@ -80,6 +85,8 @@ export interface ClusterSyncOptions {
   /** The tracker clock (`src/ops/clock.ts`): whole seconds since start. */
   clock: { now: number };
   log: (line: string) => void;
+  /** This node's access list: other nodes' changes for torrents it forbids are skipped. */
+  access?: AccessPolicy;
   /** Milliseconds between flushes of local changes (at most 1000). Default 200. */
   flushIntervalMs?: number;
   /** Milliseconds one XREAD waits for new entries. Default 1000. */
@@ -105,6 +112,8 @@ export interface ClusterCounters {
   /** Other nodes' changes applied to the store, and the batches they came in. */
   applied: number;
   appliedBatches: number;
+  /** Changes skipped because this node's access list forbids their torrent. */
+  forbidden: number;
   /** Stream entries skipped as malformed (truncated, wrong version, bad checksum, garbage). */
   badBatches: number;
   /** Other nodes' batches skipped as older than the peer timeout. */
@@ -181,6 +190,7 @@ export class ClusterSync {
     publishedChanges: 0,
     applied: 0,
     appliedBatches: 0,
+    forbidden: 0,
     badBatches: 0,
     staleBatches: 0,
     ownBatches: 0,
@@ -195,6 +205,7 @@ export class ClusterSync {
   readonly #nodeId: string;
   readonly #peerTimeout: number;
   readonly #store: ClusterStore;
+  readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #log: (line: string) => void;
   readonly #flushIntervalMs: number;
@@ -246,6 +257,7 @@ export class ClusterSync {
     this.#nodeId = options.nodeId;
     this.#peerTimeout = options.peerTimeout;
     this.#store = options.store;
+    this.#access = options.access ?? null;
     this.#clock = options.clock;
     this.#log = options.log;
     this.#flushIntervalMs = Math.min(1000, options.flushIntervalMs ?? 200);
@@ -697,6 +709,10 @@ export class ClusterSync {
     port: number,
     seeder: boolean,
   ): void => {
+    if (this.#access !== null && !this.#access.allows(infoHash, hashOffset)) {
+      this.counters.forbidden++;
+      return;
+    }
     // Our own completions were counted when they happened; applied again they only refresh.
     const own = this.#applyingOwn;
     const completed = op === OP_COMPLETED;
