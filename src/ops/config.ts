@@ -45,6 +45,8 @@ export interface Config {
   cluster: string;
   clusterName: string;
   nodeId: string;
+  clusterSecretFile: string;
+  clusterInsecure: boolean;
 }
 
 /**
@@ -383,6 +385,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "this instance's id in the cluster (default: random)",
     defaultValue: "",
   },
+  {
+    name: "cluster-secret-file",
+    kind: "text",
+    key: "clusterSecretFile",
+    valueName: "FILE",
+    help: "authenticate cluster batches with the secret in FILE (at least 16 bytes, the same on " +
+      "every node; --cluster needs this or --cluster-insecure)",
+    defaultValue: "",
+  },
+  {
+    name: "cluster-insecure",
+    kind: "flag",
+    key: "clusterInsecure",
+    valueName: "",
+    help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
+      "peers to every node",
+    defaultValue: false,
+  },
 ];
 
 /** The option called `name` (without "--"), or undefined. */
@@ -484,6 +504,9 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
   if (result.cluster !== "") {
     const url = parseClusterUrl(result.cluster);
     if ("error" in url) throw new ConfigError(url.error);
+  }
+  if (result.clusterSecretFile !== "" && result.clusterInsecure) {
+    throw new ConfigError("--cluster-secret-file and --cluster-insecure cannot be used together");
   }
   const nameProblem = checkClusterName(result.clusterName);
   if (nameProblem !== null) throw new ConfigError(nameProblem);

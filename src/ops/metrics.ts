@@ -260,11 +260,15 @@ export function renderMetrics(sources: MetricsSources): string {
       .sample("otter_cluster_published_changes_total", cluster.publishedChanges);
     out.family("otter_cluster_applied_changes_total", "counter", "Other nodes' changes applied.")
       .sample("otter_cluster_applied_changes_total", cluster.applied);
-    out.family(
-      "otter_cluster_bad_batches_total",
+    const rejected = out.family(
+      "otter_cluster_rejected_total",
       "counter",
-      "Stream entries skipped as malformed.",
-    ).sample("otter_cluster_bad_batches_total", cluster.badBatches);
+      "Stream entries refused: malformed, oversized (never read in), bad_mac (not signed with " +
+        "the cluster secret), replayed (a batch already applied).",
+    );
+    for (const [reason, count] of Object.entries(cluster.rejected)) {
+      rejected.sample("otter_cluster_rejected_total", count, `reason="${reason}"`);
+    }
     out.family(
       "otter_cluster_dropped_changes_total",
       "counter",

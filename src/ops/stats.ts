@@ -16,6 +16,7 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
+import type { ClusterCounters } from "./cluster/redisCluster.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import { CHUNK_BYTES, Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 import {
@@ -47,6 +48,7 @@ export const STATS_MODES = [
   "renew",
   "completed",
   "loop",
+  "cluster",
   "version",
   "everything",
   "statedump",
@@ -71,6 +73,8 @@ export interface StatsSources {
   loopLag?: LoopLag;
   /** What the HTTP servers turned away (mode tcp4, JSON); left out without it. */
   http?: HttpServerCounters;
+  /** The cluster link (mode cluster); null or absent when standalone. */
+  cluster?: ClusterCounters | null;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -138,6 +142,7 @@ interface StatsData {
   loopMaxMs: number;
   loopRecentMaxMs: number;
   http: HttpServerCounters | null;
+  cluster: ClusterCounters | null;
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -160,6 +165,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     loopMaxMs: sources.loopLag?.maxMs ?? 0,
     loopRecentMaxMs: sources.loopLag?.recentMaxMs() ?? 0,
     http: sources.http ?? null,
+    cluster: sources.cluster ?? null,
   };
   const needsTop = modes.includes("top100") ? 100 : modes.includes("top10") ? 10 : 0;
   if (needsTop > 0 || modes.includes("completed")) {
@@ -434,6 +440,20 @@ function text(mode: StatsMode, d: StatsData): string {
       }
       return lines.join("\n");
     }
+    case "cluster": {
+      const cluster = d.cluster;
+      if (cluster === null) {
+        return mrtg(0, 0, up, "otter cluster: not in a cluster (no --cluster).");
+      }
+      const refused = Object.entries(cluster.rejected);
+      return mrtg(
+        cluster.applied,
+        refused.reduce((sum, [, count]) => sum + count, 0),
+        up,
+        `otter cluster (${cluster.state}): changes applied, stream entries refused (` +
+          `${refused.map(([reason, count]) => `${reason} ${count}`).join(", ")}).`,
+      );
+    }
     case "version":
       return `otter ${d.version}`;
     default:
@@ -537,6 +557,8 @@ function json(mode: StatsMode, d: StatsData): unknown {
       return { downloaded: d.downloaded, torrents: d.downloadedTorrents };
     case "loop":
       return { maxSeconds: d.loopMaxMs / 1000, recentMaxSeconds: d.loopRecentMaxMs / 1000 };
+    case "cluster":
+      return d.cluster === null ? null : { ...d.cluster, rejected: { ...d.cluster.rejected } };
     case "version":
       return { name: "otter", version: d.version };
     default:

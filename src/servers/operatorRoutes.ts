@@ -83,6 +83,7 @@ export function registerOperatorRoutes(
       version: VERSION,
       loopLag,
       http: http.serverCounters,
+      cluster: tracker.cluster,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
