@@ -15,6 +15,7 @@ import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
   announce,
+  FakeStore,
   hex,
   infoHash,
   ipv4,
@@ -568,4 +569,44 @@ Deno.test({
       await redis.stop();
     }
   },
+});
+
+Deno.test("the tests' FakeStore counts completions and seeders exactly as SwarmTable does", () => {
+  const fake = new FakeStore();
+  const table = new SwarmTable({ peerTimeout: 600 });
+  const out = new Uint8Array(50 * 18);
+  const step = (port: number, event: number, seeder: boolean, family: 4 | 6 = 4) => {
+    const address = family === 4 ? ipv4(port) : ipv6(port);
+    for (const store of [fake, table]) {
+      store.announce(infoHash(1), 0, family, address, 0, port, event, seeder, 0, 100, out, 0);
+    }
+    table.scrape(infoHash(1), 0);
+    const { complete, incomplete, downloaded } = table.result;
+    assert.deepEqual(
+      fake.scrape(infoHash(1)),
+      { complete, incomplete, downloaded },
+      `after port ${port} event ${event} seeder ${seeder}`,
+    );
+  };
+  step(1, 2, false); // a leecher starts
+  step(1, 1, false); // "completed" with bytes left: not a completion
+  step(1, 1, true); // completes: counted
+  step(1, 1, true); // "completed" again as a seeder: not counted again
+  step(1, 0, false); // downloads again, as a leecher
+  step(1, 1, true); // and completes again: counted again
+  step(2, 1, true, 6); // a new peer that arrives completed: counted
+  step(3, 2, true); // a seeder that starts: no completion
+  step(2, 3, true, 6); // stops
+  step(2, 1, true, 6); // back, completed: counted
+  // And at random.
+  let x = 99;
+  const random = () => ((x = (x * 1103515245 + 12345) >>> 0) / 4294967296);
+  for (let n = 0; n < 2000; n++) {
+    step(
+      1 + Math.floor(random() * 8),
+      Math.floor(random() * 4),
+      random() < 0.5,
+      random() < 0.5 ? 4 : 6,
+    );
+  }
 });

@@ -30,10 +30,14 @@ export function hex(bytes: Uint8Array, at: number, length: number): string {
 export interface FakePeer {
   seeder: boolean;
   lastSeen: number;
-  completed: boolean;
 }
 
-/** A Map-backed ClusterStore that counts a peer's completion once, as the real store does. */
+/**
+ * A Map-backed ClusterStore that counts completions as the real store does: a "completed"
+ * announce counts when it makes the peer a seeder (a new peer, or a leecher until then), so a
+ * repeated one, or one with bytes left, does not (checked against SwarmTable in
+ * cluster_sync_test.ts).
+ */
 export class FakeStore implements ClusterStore {
   readonly peers = new Map<string, FakePeer>();
   readonly downloaded = new Map<string, number>();
@@ -62,13 +66,10 @@ export class FakeStore implements ClusterStore {
       return 0;
     }
     const peer = this.peers.get(key);
-    const completedNow = event === 1 && peer?.completed !== true;
-    if (completedNow) this.downloaded.set(hash, (this.downloaded.get(hash) ?? 0) + 1);
-    this.peers.set(key, {
-      seeder,
-      lastSeen: Math.max(peer?.lastSeen ?? -Infinity, now),
-      completed: completedNow || peer?.completed === true,
-    });
+    if (event === 1 && seeder && peer?.seeder !== true) {
+      this.downloaded.set(hash, (this.downloaded.get(hash) ?? 0) + 1);
+    }
+    this.peers.set(key, { seeder, lastSeen: Math.max(peer?.lastSeen ?? -Infinity, now) });
     return 0;
   }
 
