@@ -610,3 +610,65 @@ Deno.test("the tests' FakeStore counts completions and seeders exactly as SwarmT
     );
   }
 });
+
+Deno.test({
+  name: "over real SwarmTables: a repeated or premature completion counts nowhere, seeders agree",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const clock = { now: 1000 };
+    const tables = [0, 1].map(() => new SwarmTable({ peerTimeout: 600 }));
+    const syncs = tables.map((store, i) =>
+      new ClusterSync({
+        url: redis.url,
+        name: "real",
+        nodeId: `n${i}`,
+        peerTimeout: 600,
+        secret: SECRET,
+        store,
+        clock,
+        log: () => {},
+        flushIntervalMs: 50,
+      })
+    );
+    const out = new Uint8Array(50 * 18);
+    /** An accepted announce on node `i`, as the servers handle it. */
+    const announceOn = (i: number, port: number, event: number, seeder: boolean) => {
+      const [hash, address] = [infoHash(8), ipv4(port)];
+      tables[i].announce(hash, 0, 4, address, 0, port, event, seeder, 50, clock.now, out, 0);
+      syncs[i].recorder.record(opForEvent(event), hash, 0, 4, address, 0, port, seeder);
+    };
+    const counts = (table: SwarmTable) => {
+      table.scrape(infoHash(8), 0);
+      const { complete, incomplete, downloaded } = table.result;
+      return { complete, incomplete, downloaded };
+    };
+    const settle = async (expected: ReturnType<typeof counts>) => {
+      await waitFor(
+        "both nodes' published changes applied",
+        () =>
+          syncs.every((sync) => sync.recorder.pending === 0) &&
+          syncs[1].counters.applied === syncs[0].counters.publishedChanges &&
+          syncs[0].counters.applied === syncs[1].counters.publishedChanges,
+        2000,
+      );
+      for (const table of tables) assert.deepEqual(counts(table), expected);
+    };
+    try {
+      await Promise.all(syncs.map((sync) => sync.start()));
+      announceOn(0, 1, 2, false);
+      // "completed" while bytes are left: the peer stays a leecher, nothing is counted.
+      announceOn(0, 1, 1, false);
+      await settle({ complete: 0, incomplete: 1, downloaded: 0 });
+      announceOn(0, 1, 1, true);
+      await settle({ complete: 1, incomplete: 0, downloaded: 1 });
+      // The same peer says "completed" again, to the other node: counted nowhere.
+      announceOn(1, 1, 1, true);
+      await settle({ complete: 1, incomplete: 0, downloaded: 1 });
+    } finally {
+      for (const sync of syncs) await sync.stop();
+      await redis.stop();
+    }
+  },
+});

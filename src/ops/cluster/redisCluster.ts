@@ -737,6 +737,8 @@ export class ClusterSync {
     seeder: boolean,
   ): void => {
     // Our own completions were counted when they happened; applied again they only refresh.
+    // `seeder` is the origin's (left == 0): a "completed" with bytes left leaves a leecher, and
+    // counts nowhere, as at the origin.
     const own = this.#applyingOwn;
     const completed = op === OP_COMPLETED;
     this.#store.announce(
@@ -747,7 +749,7 @@ export class ClusterSync {
       addressOffset,
       port,
       op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
-      completed || seeder,
+      seeder,
       0,
       this.#applyNow,
       this.#scratch,
