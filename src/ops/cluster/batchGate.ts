@@ -53,7 +53,7 @@ export const REJECT_REASONS: readonly (keyof RejectedCounts)[] = [
 
 export interface GateCounters {
   rejected: RejectedCounts;
-  /** Other nodes' batches skipped as older than the peer timeout. */
+  /** Batches skipped as older than the peer timeout (own late ones included). */
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
@@ -125,7 +125,7 @@ export class BatchGate {
     const publishedMs = batchPublishTime(batch);
     const age = Math.max(0, Math.floor((redisNowMs - publishedMs) / 1000)) + batchDelay(batch);
     if (age * 1000 >= this.#peerTimeoutMs) {
-      if (!own) this.#counters.staleBatches++;
+      this.#counters.staleBatches++;
       return result;
     }
     if (!this.#firstTime(batch, publishedMs, redisNowMs)) return this.#reject("replayed");

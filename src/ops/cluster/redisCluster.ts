@@ -124,7 +124,7 @@ export interface ClusterCounters {
    * our cluster secret), replayed (a batch of an origin's already applied again).
    */
   rejected: RejectedCounts;
-  /** Batches skipped as older than the peer timeout. */
+  /** Batches skipped as older than the peer timeout (own late ones included, as before). */
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
