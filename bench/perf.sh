@@ -111,11 +111,13 @@ if want cluster; then
     echo "== --cluster overhead: announces/s standalone vs with --cluster (alternating, $RUNS runs)"
     redis-server --port 16990 --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
     REDIS=$!
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$OUT/cluster.secret")
     sleep 0.5
     for run in $(seq "$RUNS"); do
       for mode in standalone cluster; do
         if [ "$mode" = cluster ]; then
-          start_otter 16980 16979 --cluster redis://127.0.0.1:16990 --cluster-name "perf$run"
+          start_otter 16980 16979 --cluster redis://127.0.0.1:16990 --cluster-name "perf$run" \
+            --cluster-secret-file "$OUT/cluster.secret"
         else
           start_otter 16980 16979
         fi

@@ -344,6 +344,8 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     const list = `${dir}/blacklist.txt`;
     await Deno.writeTextFile(list, listText("black", zBefore("black", [Y])));
+    const secret = `${dir}/cluster.secret`;
+    await Deno.writeTextFile(secret, "access-scope-test-secret-0123456789\n", { mode: 0o600 });
     const cluster = (name: string) => [
       "--http",
       "127.0.0.1:0",
@@ -353,6 +355,8 @@ Deno.test({
       redis.url,
       "--cluster-name",
       "access",
+      "--cluster-secret-file",
+      secret,
       "--node-id",
       name,
     ];

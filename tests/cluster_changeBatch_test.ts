@@ -6,19 +6,25 @@ import {
   batchIsFrom,
   batchIsLate,
   batchIsQueued,
+  batchPublishTime,
   batchRecordCount,
+  batchSequence,
   ChangeRecorder,
   checkBatch,
   decodeBatch,
   encodeNodeId,
   HEADER_SIZE,
   markLate,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_RECORDS,
   OP_ANNOUNCE,
   OP_COMPLETED,
   OP_STOPPED,
   opForEvent,
   RECORD_SIZE_V4,
   RECORD_SIZE_V6,
+  setPublishTime,
+  writeChecksum,
 } from "../src/ops/cluster/changeBatch.ts";
 
 interface Change {
@@ -88,6 +94,8 @@ function prng(seed: number): () => number {
 }
 
 const INSTANCE_A = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
+/** Where the node id length sits in the header. */
+const ID_LENGTH_AT = HEADER_SIZE - 1;
 
 function sampleBatch(): { bytes: Uint8Array; changes: Change[] } {
   const recorder = new ChangeRecorder("node-a", 16, 16, INSTANCE_A);
@@ -161,6 +169,8 @@ Deno.test("a batch round-trips every field, in order", () => {
   assert.equal(batchRecordCount(bytes), 3);
   assert.equal(batchDelay(bytes), 0);
   assert.ok(!batchIsLate(bytes));
+  assert.equal(batchSequence(bytes), 1);
+  assert.equal(batchPublishTime(bytes), 0);
   const decoded = decodeAll(bytes);
   assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
   assert.deepEqual(decoded.changes, changes);
@@ -225,9 +235,42 @@ Deno.test("the recorder rejects bad node ids and sizes", () => {
   assert.equal(encodeNodeId(""), null);
 });
 
-Deno.test("markLate sets the flag and the delay and keeps the batch valid", () => {
+Deno.test("each batch a recorder takes has the next sequence number", () => {
+  const recorder = new ChangeRecorder("node", 100, 4);
+  const random = prng(5);
+  for (let i = 0; i < 10; i++) recordChange(recorder, randomChange(random));
+  const sequences: number[] = [];
+  for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
+    sequences.push(batchSequence(batch));
+  }
+  recordChange(recorder, randomChange(random));
+  sequences.push(batchSequence(recorder.take()!));
+  assert.deepEqual(sequences, [1, 2, 3, 4]);
+});
+
+Deno.test("the publish time round-trips past 32 bits and needs a new checksum", () => {
+  const { bytes, changes } = sampleBatch();
+  const ms = 1_795_595_585_309;
+  setPublishTime(bytes, ms + 0.7);
+  assertRejected(bytes.slice(), "checksum mismatch");
+  writeChecksum(bytes);
+  assert.equal(batchPublishTime(bytes), ms);
+  assert.deepEqual(decodeAll(bytes).changes, changes);
+});
+
+Deno.test("a batch of MAX_BATCH_RECORDS IPv6 changes with the longest node id is MAX_BATCH_BYTES", () => {
+  const recorder = new ChangeRecorder("x".repeat(64), MAX_BATCH_RECORDS + 1);
+  const change = { ...randomChange(prng(1)), family: 6 as const, address: new Array(16).fill(1) };
+  for (let i = 0; i < MAX_BATCH_RECORDS + 1; i++) recordChange(recorder, change);
+  assert.equal(recorder.take()!.length, MAX_BATCH_BYTES);
+  assert.equal(recorder.take()!.length, HEADER_SIZE + 64 + RECORD_SIZE_V6);
+  assert.throws(() => new ChangeRecorder("x", 8, MAX_BATCH_RECORDS + 1), RangeError);
+});
+
+Deno.test("markLate sets the flag and the delay; the batch is valid once resealed", () => {
   const { bytes, changes } = sampleBatch();
   markLate(bytes, 12.7, false);
+  writeChecksum(bytes);
   assert.ok(batchIsLate(bytes));
   assert.ok(!batchIsQueued(bytes));
   assert.equal(batchDelay(bytes), 12);
@@ -238,6 +281,8 @@ Deno.test("markLate sets the flag and the delay and keeps the batch valid", () =
   markLate(bytes, 0, true);
   assert.equal(batchDelay(bytes), 0);
   assert.ok(batchIsLate(bytes));
+  assert.equal(checkBatch(bytes), "checksum mismatch");
+  writeChecksum(bytes);
   assert.equal(checkBatch(bytes), null);
 });
 
@@ -291,17 +336,17 @@ Deno.test("header checks come before the checksum and name the fault", () => {
   const badMagic = bytes.slice();
   badMagic[0] = 0x58;
   assertRejected(badMagic, "bad magic");
-  const version2 = bytes.slice();
-  version2[8] = 2;
-  assertRejected(reseal(version2), "unsupported version 2");
+  const version1 = bytes.slice();
+  version1[8] = 1;
+  assertRejected(reseal(version1), "unsupported version 1");
   const noId = bytes.slice();
-  noId[24] = 0;
+  noId[ID_LENGTH_AT] = 0;
   assertRejected(reseal(noId), "bad node id length");
   const longId = bytes.slice();
-  longId[24] = 65;
+  longId[ID_LENGTH_AT] = 65;
   assertRejected(reseal(longId), "bad node id length");
   const pastEnd = bytes.slice(0, HEADER_SIZE + 3);
-  pastEnd[24] = 6;
+  pastEnd[ID_LENGTH_AT] = 6;
   assertRejected(pastEnd, "truncated node id");
   const flipped = bytes.slice();
   flipped[bytes.length - 1] ^= 1;
@@ -344,7 +389,9 @@ Deno.test("random garbage is rejected without throwing", () => {
     for (let i = 0; i < length; i++) garbage[i] = Math.floor(random() * 256);
     // Half the time keep a valid-looking header so the deeper checks see garbage too.
     if (round % 2 === 0 && length >= 10) garbage.set(bytes.subarray(0, 10));
-    if (round % 8 === 0 && length >= HEADER_SIZE) garbage[24] = 1 + (garbage[24] & 15);
+    if (round % 8 === 0 && length >= HEADER_SIZE) {
+      garbage[ID_LENGTH_AT] = 1 + (garbage[ID_LENGTH_AT] & 15);
+    }
     if (round % 4 === 0 && length >= HEADER_SIZE) reseal(garbage);
     let applied = 0;
     const result = decodeBatch(garbage, () => applied++);
@@ -352,7 +399,10 @@ Deno.test("random garbage is rejected without throwing", () => {
     else assert.equal(applied, result.count);
   }
   assertRejected(new Uint8Array(0), "truncated header");
-  assertRejected(new TextEncoder().encode("hello, this is not a batch at all"), "bad magic");
+  assertRejected(
+    new TextEncoder().encode("hello, this is not a batch at all, nor anything like one, really"),
+    "bad magic",
+  );
 });
 
 Deno.test("an empty batch that is well formed decodes to no changes", () => {

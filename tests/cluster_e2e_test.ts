@@ -1,9 +1,15 @@
 /**
  * Three otter processes and one redis-server: announces on one instance reach the others' replies
  * within 2 s, stops remove peers everywhere, scrape counts agree, a late node serves the swarms at
- * once, and a 5 s Redis outage under traffic costs clients nothing.
+ * once, and a 5 s Redis outage under traffic costs clients nothing. Also, with otter processes:
+ * a forged batch on the stream shows in no scrape and is counted on /metrics, and a node with
+ * another secret says so in one line and shares nothing.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+// deno-lint-ignore no-import-prefix
+import { createClient } from "npm:@redis/client@6.3.1";
+import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/ops/cluster/changeBatch.ts";
 import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
@@ -63,7 +69,18 @@ async function eventually<T>(
   throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
 }
 
-function otterArgs(redis: RedisServer, name: string): string[] {
+/** A cluster secret file, mode 0600, removed when the test process ends. */
+async function secretFile(text: string): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "otter-secret-" });
+  await Deno.writeTextFile(path, text + "\n");
+  await Deno.chmod(path, 0o600);
+  addEventListener("unload", () => Deno.removeSync(path));
+  return path;
+}
+
+const SECRET_FILE = await secretFile("the e2e cluster's secret, base64 or not");
+
+function otterArgs(redis: RedisServer, name: string, secret = SECRET_FILE): string[] {
   return [
     "--http",
     "127.0.0.1:0",
@@ -75,6 +92,8 @@ function otterArgs(redis: RedisServer, name: string): string[] {
     "e2e",
     "--node-id",
     name,
+    "--cluster-secret-file",
+    secret,
   ];
 }
 
@@ -180,6 +199,81 @@ Deno.test({
         assert.doesNotMatch(node.otter.stderr, /Uncaught|error:/i);
       }
     } finally {
+      for (const node of nodes) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: a forged batch reaches no scrape and is counted; another secret is one line",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes: Node[] = [];
+    const raw = createClient({ url: redis.url, RESP: 2 });
+    raw.on("error", () => {});
+    try {
+      const otherSecret = await secretFile("not the e2e cluster's secret at all");
+      for (const [name, secret] of [["p", SECRET_FILE], ["q", SECRET_FILE], ["z", otherSecret]]) {
+        nodes.push(new Node(await startOtter(otterArgs(redis, name, secret))));
+      }
+      await Promise.all([...nodes.map((n) => n.connect()), raw.connect()]);
+      const [p, q, z] = nodes;
+      const forgedHash = hash(7);
+      // A stranger's batch: well formed, checksum right, stamped now, but no MAC.
+      const recorder = new ChangeRecorder("p", 4, 4);
+      recorder.record(1, forgedHash, 0, 4, Uint8Array.of(6, 6, 6, 6), 0, 6666, true);
+      const forged = recorder.take()!;
+      setPublishTime(forged, Date.now());
+      writeChecksum(forged);
+      await raw.sendCommand(["XADD", "otter:e2e:changes", "*", "b", Buffer.from(forged)]);
+      // z, with another secret, announces too; p's announce is the right secret's.
+      await z.announce(forgedHash, 7100, 2);
+      await p.announce(forgedHash, 7200, 2);
+      await eventually("p's peer reaches q", 2000, () => q.scrape(forgedHash), (v) => v[2] === 1);
+      const metrics = async (node: Node) =>
+        await (await fetch(`${node.otter.http[0]}/metrics`)).text();
+      for (const node of [p, q]) {
+        await eventually(
+          "forged and z's batches counted",
+          2000,
+          () => metrics(node),
+          (text) => /^otter_cluster_rejected_total\{reason="bad_mac"\} 2$/m.test(text),
+        );
+        const stats = await (await fetch(`${node.otter.http[0]}/stats?mode=cluster&format=json`))
+          .json();
+        assert.deepEqual(stats.cluster.rejected, {
+          malformed: 0,
+          oversized: 0,
+          bad_mac: 2,
+          replayed: 0,
+        });
+        const statsText = await (await fetch(`${node.otter.http[0]}/stats?mode=cluster`)).text();
+        assert.match(statsText, /^\d+\n2\n.*\notter cluster \(connected\): .*bad_mac 2, /s);
+        // Only p's peer: neither the forged one nor z's.
+        assert.deepEqual(await node.scrape(forgedHash), [0, 0, 1]);
+        const lines = node.otter.stdout.filter((line) => /fail authentication/.test(line));
+        assert.equal(lines.length, 2, node.otter.stdout.join("\n"));
+        assert.match(lines.join("\n"), /node "p": they fail authentication/);
+        assert.match(lines.join("\n"), /node "z": they fail authentication/);
+      }
+      await eventually(
+        "z refuses p's batch",
+        2000,
+        () => metrics(z),
+        (text) => /^otter_cluster_rejected_total\{reason="bad_mac"\} [2-9]/m.test(text),
+      );
+      assert.deepEqual(await z.scrape(forgedHash), [0, 0, 1], "z has only its own peer");
+      for (const node of nodes) {
+        assert.doesNotMatch(node.otter.stdout.join("\n"), /e2e cluster's secret/);
+      }
+    } finally {
+      raw.destroy();
       for (const node of nodes) {
         node.client.close();
         await node.otter.stop();

@@ -1,5 +1,11 @@
-/** Cluster flag checks: Redis URLs, node ids, cluster names. */
+/**
+ * Cluster flag checks: Redis URLs, node ids, cluster names, the secret flags (command line and
+ * config file), and otter refusing to start a cluster without a secret.
+ */
 import assert from "node:assert/strict";
+import { ConfigError, helpText, parseCommandLine } from "../src/ops/config.ts";
+import { defaultConfigToml, loadConfig } from "../src/ops/configFile.ts";
+import { runOtter } from "./support/otterProcess.ts";
 import {
   checkClusterName,
   checkNodeId,
@@ -77,4 +83,69 @@ Deno.test("compareStreamIds orders by time, then sequence", () => {
   assert.equal(compareStreamIds("10-0", "5-9"), 1);
   assert.equal(compareStreamIds("1795595585309-2", "1795595585309-10"), -1);
   assert.equal(compareStreamIds("1795595585309-10", "1795595585309-10"), 0);
+});
+
+Deno.test("--cluster-secret-file and --cluster-insecure, as flags and config keys", () => {
+  const run = (args: string[], file = "") => {
+    const parsed = loadConfig(args, () => file);
+    assert.equal(parsed.kind, "run");
+    return parsed.kind === "run" ? parsed.config : null!;
+  };
+  const plain = run([]);
+  assert.equal(plain.clusterSecretFile, "");
+  assert.equal(plain.clusterInsecure, false);
+  const flags = run(["--cluster", "redis://h:6379", "--cluster-secret-file", "/etc/otter/s"]);
+  assert.equal(flags.clusterSecretFile, "/etc/otter/s");
+  assert.equal(run(["--cluster-insecure"]).clusterInsecure, true);
+  const file = run(["--config", "o.toml"], 'cluster-secret-file = "/etc/otter/cluster.secret"\n');
+  assert.equal(file.clusterSecretFile, "/etc/otter/cluster.secret");
+  assert.equal(run(["--config", "o.toml"], "cluster-insecure = true\n").clusterInsecure, true);
+  assert.throws(
+    () => parseCommandLine(["--cluster-secret-file", "/s", "--cluster-insecure"]),
+    (e) =>
+      e instanceof ConfigError &&
+      e.message === "--cluster-secret-file and --cluster-insecure cannot be used together",
+  );
+  assert.throws(
+    () =>
+      loadConfig(["--config", "o.toml", "--cluster-insecure"], () => 'cluster-secret-file = "/s"'),
+    ConfigError,
+  );
+  assert.match(helpText("0"), /--cluster-secret-file FILE +authenticate cluster batches/);
+  assert.match(defaultConfigToml(), /^cluster-secret-file = ""$/m);
+  assert.match(defaultConfigToml(), /^cluster-insecure = false$/m);
+});
+
+Deno.test("otter --cluster without a secret, or with a bad one, exits 1 with one line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/short`, "too short\n");
+    const listen = ["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
+    // Nothing listens on port 1: the secret is checked before Redis is tried.
+    const cluster = ["--cluster", "redis://127.0.0.1:1"];
+    const cases: [string[], string][] = [
+      [
+        [],
+        "otter: --cluster needs --cluster-secret-file FILE (the same secret of 16 bytes or more " +
+        "on every node), or --cluster-insecure to run without authentication",
+      ],
+      [
+        ["--cluster-secret-file", `${dir}/short`],
+        `otter: --cluster-secret-file ${dir}/short: the secret must be at least 16 bytes (it has ` +
+        "9); make one with: head -c 32 /dev/urandom | base64 > FILE",
+      ],
+      [
+        ["--cluster-secret-file", `${dir}/missing`],
+        `otter: --cluster-secret-file ${dir}/missing: file not found`,
+      ],
+    ];
+    for (const [extra, line] of cases) {
+      const r = await runOtter([...listen, ...cluster, ...extra]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, line + "\n");
+      assert.doesNotMatch(r.stdout, /listening/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -46,6 +46,7 @@ function node(url: string, logs: string[]): ClusterSync {
     name: "old",
     nodeId: "n1",
     peerTimeout: 300,
+    secret: null,
     store: { announce: () => 0 },
     clock: { now: 1000 },
     log: (line) => logs.push(line),
@@ -183,6 +184,9 @@ Deno.test("cluster: a Redis found lacking after start is logged once; the node k
 
 Deno.test("otter --cluster against a Redis without streams: exit 1 with one line, no retries", async () => {
   await using fake = new FakeRedis(redisLike());
+  const secretFile = await Deno.makeTempFile();
+  await Deno.writeTextFile(secretFile, "a secret of sixteen bytes or more\n");
+  await Deno.chmod(secretFile, 0o600);
   const started = performance.now();
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -195,11 +199,13 @@ Deno.test("otter --cluster against a Redis without streams: exit 1 with one line
       "127.0.0.1:0",
       "--cluster",
       fake.url,
+      "--cluster-secret-file",
+      secretFile,
     ],
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(30_000),
-  }).output();
+  }).output().finally(() => Deno.remove(secretFile));
   const seconds = (performance.now() - started) / 1000;
   const stdout = new TextDecoder().decode(out.stdout);
   const stderr = new TextDecoder().decode(out.stderr).trim();
@@ -238,6 +244,7 @@ Deno.test("cluster: startTracker that fails on such a Redis leaves no timer, wat
       "127.0.0.1:0",
       "--cluster",
       fake.url,
+      "--cluster-insecure",
       "--state",
       `${dir}/state`,
       "--whitelist",

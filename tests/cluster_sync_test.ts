@@ -1,7 +1,8 @@
 /**
  * Cluster sync against a real redis-server (each test starts its own on a free loopback port):
  * several ClusterSync nodes over small in-memory stores share announces, stops and completions,
- * replay history, skip bad stream entries, ride out a Redis outage and a step of a node's wall clock.
+ * replay history, skip bad stream entries, ride out a Redis outage and a step of a node's wall
+ * clock. (What strangers may put on the stream: cluster_auth_test.ts.)
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -9,163 +10,27 @@ import { Buffer } from "node:buffer";
 import { createClient } from "npm:@redis/client@6.3.1";
 import { crc32 } from "../src/hash/crc32.ts";
 import { opForEvent } from "../src/ops/cluster/changeBatch.ts";
-import { type ClusterStore, ClusterSync } from "../src/ops/cluster/redisCluster.ts";
+import { ClusterSync } from "../src/ops/cluster/redisCluster.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import {
+  announce,
+  FakeStore,
+  hex,
+  infoHash,
+  ipv4,
+  ipv6,
+  makeNode,
+  NONE_REJECTED,
+  sealed,
+  SECRET,
+  sleep,
+  stopAll,
+  waitFor,
+} from "./support/clusterNodes.ts";
 
 const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_sync_test: skipped, no redis-server binary on PATH");
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(what: string, condition: () => boolean, ms: number): Promise<number> {
-  const start = performance.now();
-  while (!condition()) {
-    if (performance.now() - start > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(10);
-  }
-  return performance.now() - start;
-}
-
-function hex(bytes: Uint8Array, at: number, length: number): string {
-  let text = "";
-  for (let i = at; i < at + length; i++) text += bytes[i].toString(16).padStart(2, "0");
-  return text;
-}
-
-interface FakePeer {
-  seeder: boolean;
-  lastSeen: number;
-  completed: boolean;
-}
-
-/** A Map-backed ClusterStore that counts a peer's completion once, as the real store does. */
-class FakeStore implements ClusterStore {
-  readonly peers = new Map<string, FakePeer>();
-  readonly downloaded = new Map<string, number>();
-  /** When each peer key was last written, for propagation timing. */
-  readonly writtenAt = new Map<string, number>();
-
-  announce(
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    event: number,
-    seeder: boolean,
-    _numwant: number,
-    now: number,
-    _out: Uint8Array,
-    _outOffset: number,
-  ): number {
-    const hash = hex(infoHash, hashOffset, 20);
-    const key = `${hash}|${family}|${hex(address, addressOffset, family === 6 ? 16 : 4)}|${port}`;
-    this.writtenAt.set(key, performance.now());
-    if (event === 3) {
-      this.peers.delete(key);
-      return 0;
-    }
-    const peer = this.peers.get(key);
-    const completedNow = event === 1 && peer?.completed !== true;
-    if (completedNow) this.downloaded.set(hash, (this.downloaded.get(hash) ?? 0) + 1);
-    this.peers.set(key, {
-      seeder,
-      lastSeen: Math.max(peer?.lastSeen ?? -Infinity, now),
-      completed: completedNow || peer?.completed === true,
-    });
-    return 0;
-  }
-
-  /** Sorted peer keys, for comparing stores. */
-  snapshot(): string {
-    return [...this.peers.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
-      "\n",
-    );
-  }
-
-  scrape(infoHash: Uint8Array): { complete: number; incomplete: number; downloaded: number } {
-    const hash = hex(infoHash, 0, 20);
-    let complete = 0, incomplete = 0;
-    for (const [key, peer] of this.peers) {
-      if (!key.startsWith(hash)) continue;
-      if (peer.seeder) complete++;
-      else incomplete++;
-    }
-    return { complete, incomplete, downloaded: this.downloaded.get(hash) ?? 0 };
-  }
-}
-
-interface TestNode {
-  name: string;
-  store: FakeStore;
-  sync: ClusterSync;
-  clock: { now: number };
-  logs: string[];
-}
-
-function makeNode(
-  name: string,
-  url: string,
-  options: { peerTimeout?: number; now?: number; flushIntervalMs?: number } = {},
-): TestNode {
-  const store = new FakeStore();
-  const clock = { now: options.now ?? 1000 };
-  const logs: string[] = [];
-  const sync = new ClusterSync({
-    url,
-    name: "test",
-    nodeId: name,
-    peerTimeout: options.peerTimeout ?? 300,
-    store,
-    clock,
-    log: (line) => logs.push(line),
-    flushIntervalMs: options.flushIntervalMs ?? 100,
-    blockMs: 500,
-    commandTimeoutMs: 1000,
-    minBackoffMs: 100,
-    maxBackoffMs: 500,
-  });
-  return { name, store, sync, clock, logs };
-}
-
-function infoHash(seed: number): Uint8Array {
-  return Uint8Array.from({ length: 20 }, (_, i) => (seed * 37 + i) & 0xff);
-}
-
-function ipv4(n: number): Uint8Array {
-  return Uint8Array.of(10, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
-}
-
-function ipv6(n: number): Uint8Array {
-  const address = new Uint8Array(16);
-  address.set([0x20, 0x01, 0x0d, 0xb8]);
-  new DataView(address.buffer).setUint32(12, n);
-  return address;
-}
-
-/** What a server does for one accepted announce: store it locally, then record the change. */
-function announce(
-  node: TestNode,
-  hash: Uint8Array,
-  address: Uint8Array,
-  port: number,
-  event: number,
-  seeder: boolean,
-): void {
-  const family = address.length === 16 ? 6 : 4;
-  const out = new Uint8Array(0);
-  node.store.announce(hash, 0, family, address, 0, port, event, seeder, 50, node.clock.now, out, 0);
-  node.sync.recorder.record(opForEvent(event), hash, 0, family, address, 0, port, seeder);
-}
-
-async function stopAll(nodes: TestNode[], redis: RedisServer): Promise<void> {
-  for (const node of nodes) await node.sync.stop();
-  await redis.stop();
-}
 
 Deno.test({
   name: "three nodes share announces, stops and completions within 2 s",
@@ -215,7 +80,7 @@ Deno.test({
         assert.equal(node.store.snapshot(), snapshot);
         assert.deepEqual(node.store.scrape(hash), { complete: 1, incomplete: 0, downloaded: 1 });
         assert.ok(node.sync.counters.ownBatches > 0, "each node reads its own batches back");
-        assert.equal(node.sync.counters.badBatches, 0);
+        assert.deepEqual(node.sync.counters.rejected, NONE_REJECTED);
         assert.equal(node.sync.recorder.pending, 0, "applied changes are not re-recorded");
       }
       // A applied exactly the changes the others recorded: B's two, C's one.
@@ -327,7 +192,7 @@ Deno.test({
       const other = makeNode("other", redis.url);
       announce(other, infoHash(5), ipv4(5), 5555, 2, false);
       announce(other, infoHash(5), ipv4(6), 5556, 2, true);
-      const good = other.sync.recorder.take()!;
+      const good = sealed(other.sync.recorder.take()!);
       const reseal = (bytes: Uint8Array) => {
         new DataView(bytes.buffer, bytes.byteOffset).setUint32(4, crc32(bytes, 8));
         return bytes;
@@ -353,7 +218,10 @@ Deno.test({
 
       for (const node of nodes) {
         await waitFor("good batch applied", () => node.store.peers.size === 2, 2000);
-        assert.equal(node.sync.counters.badBatches, entries.length);
+        assert.deepEqual(node.sync.counters.rejected, {
+          ...NONE_REJECTED,
+          malformed: entries.length,
+        });
         assert.equal(node.sync.counters.applied, 2);
         assert.equal(node.sync.counters.appliedBatches, 1);
       }
@@ -365,7 +233,7 @@ Deno.test({
       nodes.push(late);
       await late.sync.start();
       assert.equal(late.store.peers.size, 3);
-      assert.equal(late.sync.counters.badBatches, entries.length);
+      assert.equal(late.sync.counters.rejected.malformed, entries.length);
     } finally {
       raw.destroy();
       await stopAll(nodes, redis);
@@ -433,7 +301,7 @@ Deno.test({
         assert.match(node.logs[2], /connected to/);
         assert.equal(node.sync.counters.connects, 2);
         assert.equal(node.sync.counters.droppedChanges, 0);
-        assert.equal(node.sync.counters.badBatches, 0);
+        assert.deepEqual(node.sync.counters.rejected, NONE_REJECTED);
         assert.ok(node.sync.counters.reapplied > 0, "queued changes were applied again");
       }
       // The late window closes: new traffic is not applied twice on its origin.
@@ -619,6 +487,7 @@ Deno.test({
         name: "real",
         nodeId: `n${tables.length}`,
         peerTimeout: 600,
+        secret: SECRET,
         store,
         clock,
         log: () => {},
@@ -694,7 +563,109 @@ Deno.test({
 
       await addNode();
       assert.equal(summary(tables[3]), summary(tables[0]));
-      for (const sync of syncs) assert.equal(sync.counters.badBatches, 0);
+      for (const sync of syncs) assert.deepEqual(sync.counters.rejected, NONE_REJECTED);
+    } finally {
+      for (const sync of syncs) await sync.stop();
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test("the tests' FakeStore counts completions and seeders exactly as SwarmTable does", () => {
+  const fake = new FakeStore();
+  const table = new SwarmTable({ peerTimeout: 600 });
+  const out = new Uint8Array(50 * 18);
+  const step = (port: number, event: number, seeder: boolean, family: 4 | 6 = 4) => {
+    const address = family === 4 ? ipv4(port) : ipv6(port);
+    for (const store of [fake, table]) {
+      store.announce(infoHash(1), 0, family, address, 0, port, event, seeder, 0, 100, out, 0);
+    }
+    table.scrape(infoHash(1), 0);
+    const { complete, incomplete, downloaded } = table.result;
+    assert.deepEqual(
+      fake.scrape(infoHash(1)),
+      { complete, incomplete, downloaded },
+      `after port ${port} event ${event} seeder ${seeder}`,
+    );
+  };
+  step(1, 2, false); // a leecher starts
+  step(1, 1, false); // "completed" with bytes left: not a completion
+  step(1, 1, true); // completes: counted
+  step(1, 1, true); // "completed" again as a seeder: not counted again
+  step(1, 0, false); // downloads again, as a leecher
+  step(1, 1, true); // and completes again: counted again
+  step(2, 1, true, 6); // a new peer that arrives completed: counted
+  step(3, 2, true); // a seeder that starts: no completion
+  step(2, 3, true, 6); // stops
+  step(2, 1, true, 6); // back, completed: counted
+  // And at random.
+  let x = 99;
+  const random = () => ((x = (x * 1103515245 + 12345) >>> 0) / 4294967296);
+  for (let n = 0; n < 2000; n++) {
+    step(
+      1 + Math.floor(random() * 8),
+      Math.floor(random() * 4),
+      random() < 0.5,
+      random() < 0.5 ? 4 : 6,
+    );
+  }
+});
+
+Deno.test({
+  name: "over real SwarmTables: a repeated or premature completion counts nowhere, seeders agree",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const clock = { now: 1000 };
+    const tables = [0, 1].map(() => new SwarmTable({ peerTimeout: 600 }));
+    const syncs = tables.map((store, i) =>
+      new ClusterSync({
+        url: redis.url,
+        name: "real",
+        nodeId: `n${i}`,
+        peerTimeout: 600,
+        secret: SECRET,
+        store,
+        clock,
+        log: () => {},
+        flushIntervalMs: 50,
+      })
+    );
+    const out = new Uint8Array(50 * 18);
+    const recorded = [0, 0];
+    /** An accepted announce on node `i`, as the servers handle it. */
+    const announceOn = (i: number, port: number, event: number, seeder: boolean) => {
+      const [hash, address] = [infoHash(8), ipv4(port)];
+      tables[i].announce(hash, 0, 4, address, 0, port, event, seeder, 50, clock.now, out, 0);
+      syncs[i].recorder.record(opForEvent(event), hash, 0, 4, address, 0, port, seeder);
+      recorded[i]++;
+    };
+    const counts = (table: SwarmTable) => {
+      table.scrape(infoHash(8), 0);
+      const { complete, incomplete, downloaded } = table.result;
+      return { complete, incomplete, downloaded };
+    };
+    const settle = async (expected: ReturnType<typeof counts>) => {
+      await waitFor(
+        "every change recorded so far applied on the other node",
+        () =>
+          syncs[1].counters.applied === recorded[0] && syncs[0].counters.applied === recorded[1],
+        2000,
+      );
+      for (const table of tables) assert.deepEqual(counts(table), expected);
+    };
+    try {
+      await Promise.all(syncs.map((sync) => sync.start()));
+      announceOn(0, 1, 2, false);
+      // "completed" while bytes are left: the peer stays a leecher, nothing is counted.
+      announceOn(0, 1, 1, false);
+      await settle({ complete: 0, incomplete: 1, downloaded: 0 });
+      announceOn(0, 1, 1, true);
+      await settle({ complete: 1, incomplete: 0, downloaded: 1 });
+      // The same peer says "completed" again, to the other node: counted nowhere.
+      announceOn(1, 1, 1, true);
+      await settle({ complete: 1, incomplete: 0, downloaded: 1 });
     } finally {
       for (const sync of syncs) await sync.stop();
       await redis.stop();

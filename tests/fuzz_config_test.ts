@@ -48,6 +48,8 @@ idle-timeout = 20
 rate-limit = "100/s"
 cluster-name = "c1"
 node-id = "n1"
+cluster-secret-file = "/etc/otter/cluster.secret"
+cluster-insecure = false
 `;
 
 /** TOML values of every type, valid and broken, for any key. */

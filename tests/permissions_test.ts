@@ -151,18 +151,23 @@ Deno.test("the start task's exact permissions: announces, config, access list, s
 });
 
 Deno.test({
-  name: "the start task's exact permissions: --cluster joins Redis" +
+  name: "the start task's exact permissions: --cluster reads its secret and joins Redis" +
     (haveRedis ? "" : " (skipped: no redis-server binary on PATH)"),
   ignore: !haveRedis,
   async fn() {
     const redis = new RedisServer();
     await redis.start();
+    const secret = await Deno.makeTempFile({ prefix: "otter-secret-" });
     try {
+      await Deno.writeTextFile(secret, "a cluster secret of sixteen bytes or more\n");
+      await Deno.chmod(secret, 0o600);
       await using otter = await launchOtter(DENO, [
         ...startArgs(),
         ...LISTEN,
         "--cluster",
         redis.url,
+        "--cluster-secret-file",
+        secret,
       ]);
       assert.ok(otter.lines.some((line) => /^cluster: connected to /.test(line)), otter.log());
       await assertAnnounces(otter);
@@ -170,6 +175,7 @@ Deno.test({
       assert.equal(stopped.code, 0, otter.log());
       assert.equal(stopped.stderr, "");
     } finally {
+      await Deno.remove(secret);
       await redis.stop();
     }
   },

@@ -51,6 +51,8 @@ export interface Config {
   cluster: string;
   clusterName: string;
   nodeId: string;
+  clusterSecretFile: string;
+  clusterInsecure: boolean;
 }
 
 /**
@@ -414,6 +416,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     defaultValue: "",
     defaultText: "random",
   },
+  {
+    name: "cluster-secret-file",
+    kind: "text",
+    key: "clusterSecretFile",
+    valueName: "FILE",
+    help: "authenticate cluster batches with the secret in FILE (at least 16 bytes, the same on " +
+      "every node; --cluster needs this or --cluster-insecure)",
+    defaultValue: "",
+  },
+  {
+    name: "cluster-insecure",
+    kind: "flag",
+    key: "clusterInsecure",
+    valueName: "",
+    help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
+      "peers to every node",
+    defaultValue: false,
+  },
 ];
 
 /** The option called `name` (without "--"), or undefined. */
@@ -546,6 +566,9 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
     throw new ConfigError(
       `${wheres.get("cluster-name")} takes ${nameTakes}, got '${result.clusterName}'`,
     );
+  }
+  if (result.clusterSecretFile !== "" && result.clusterInsecure) {
+    throw new ConfigError("--cluster-secret-file and --cluster-insecure cannot be used together");
   }
   // An empty node id means a random one, drawn when the cluster starts (not on every reload).
   const idTakes = result.nodeId === "" ? null : checkNodeId(result.nodeId);

@@ -315,11 +315,15 @@ export function renderMetrics(sources: MetricsSources): string {
       "counter",
       "Other nodes' changes skipped: the access list forbids their torrent.",
     ).sample("otter_cluster_forbidden_changes_total", cluster.forbidden);
-    out.family(
-      "otter_cluster_bad_batches_total",
+    const rejected = out.family(
+      "otter_cluster_rejected_total",
       "counter",
-      "Stream entries skipped as malformed.",
-    ).sample("otter_cluster_bad_batches_total", cluster.badBatches);
+      "Stream entries refused: malformed, oversized (never read in), bad_mac (not signed with " +
+        "the cluster secret), replayed (a batch already applied).",
+    );
+    for (const [reason, count] of Object.entries(cluster.rejected)) {
+      rejected.sample("otter_cluster_rejected_total", count, `reason="${reason}"`);
+    }
     out.family(
       "otter_cluster_dropped_changes_total",
       "counter",

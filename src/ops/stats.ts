@@ -19,6 +19,7 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
+import type { ClusterCounters } from "./cluster/redisCluster.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import { CHUNK_BYTES, type TorrentSnapshot } from "./fullScrape.ts";
@@ -52,6 +53,7 @@ export const STATS_MODES = [
   "renew",
   "completed",
   "loop",
+  "cluster",
   "version",
   "everything",
   "statedump",
@@ -79,6 +81,8 @@ export interface StatsSources {
   http?: HttpServerCounters;
   /** The UDP listeners' socket loops (mode udp4); none without it. */
   udp?: readonly UdpListenerFailures[];
+  /** The cluster link (mode cluster); null or absent when standalone. */
+  cluster?: ClusterCounters | null;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -141,6 +145,7 @@ interface StatsData {
   loopRecentMaxMs: number;
   http: HttpServerCounters | null;
   udp: readonly UdpListenerFailures[];
+  cluster: ClusterCounters | null;
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -163,6 +168,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     loopRecentMaxMs: sources.loopLag?.recentMaxMs() ?? 0,
     http: sources.http ?? null,
     udp: sources.udp ?? [],
+    cluster: sources.cluster ?? null,
   };
   if (modes.includes("top10") || modes.includes("top100") || modes.includes("completed")) {
     const walk = await sources.walks.torrents();
@@ -346,6 +352,20 @@ function text(mode: StatsMode, d: StatsData): string {
       }
       return lines.join("\n");
     }
+    case "cluster": {
+      const cluster = d.cluster;
+      if (cluster === null) {
+        return mrtg(0, 0, up, "otter cluster: not in a cluster (no --cluster).");
+      }
+      const refused = Object.entries(cluster.rejected);
+      return mrtg(
+        cluster.applied,
+        refused.reduce((sum, [, count]) => sum + count, 0),
+        up,
+        `otter cluster (${cluster.state}): changes applied, stream entries refused (` +
+          `${refused.map(([reason, count]) => `${reason} ${count}`).join(", ")}).`,
+      );
+    }
     case "version":
       return `otter ${d.version}`;
     default:
@@ -482,6 +502,8 @@ function json(mode: StatsMode, d: StatsData): unknown {
       return { downloaded: d.downloaded, torrents: d.downloadedTorrents };
     case "loop":
       return { maxSeconds: d.loopMaxMs / 1000, recentMaxSeconds: d.loopRecentMaxMs / 1000 };
+    case "cluster":
+      return d.cluster === null ? null : { ...d.cluster, rejected: { ...d.cluster.rejected } };
     case "version":
       return { name: "otter", version: d.version };
     default:

@@ -103,6 +103,7 @@ export function registerOperatorRoutes(
       loopLag,
       http: http.serverCounters,
       udp: udpListeners,
+      cluster: tracker.cluster,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;

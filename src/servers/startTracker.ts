@@ -14,6 +14,7 @@ import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../ops/accessPurge.ts";
 import { StateFile } from "../ops/stateFile.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
+import { readClusterSecret } from "../ops/cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
@@ -52,6 +53,8 @@ export async function startTracker(
   clock: Clock,
   log: (line: string) => void,
 ): Promise<RunningTracker> {
+  // Checked before anything starts: a cluster without its secret fails at once, with one line.
+  const clusterSecret = config.cluster === "" ? null : await loadClusterSecret(config, log);
   clock.update();
   clock.start();
   const store = new SwarmTable({
@@ -132,6 +135,7 @@ export async function startTracker(
         name: config.clusterName,
         nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
         peerTimeout: config.peerTimeout,
+        secret: clusterSecret,
         store,
         clock,
         log,
@@ -177,6 +181,33 @@ export async function startTracker(
     throw e;
   }
   return { tracker, stop };
+}
+
+/**
+ * The cluster secret's bytes, or null with `--cluster-insecure` (said in one log line); throws
+ * a one-line Error when there is neither, or the file is unusable.
+ */
+async function loadClusterSecret(
+  config: Config,
+  log: (line: string) => void,
+): Promise<Uint8Array | null> {
+  if (config.clusterInsecure) {
+    log(
+      "cluster: --cluster-insecure: batches are not authenticated; anyone who can write to the " +
+        "Redis stream can add peers to every node",
+    );
+    return null;
+  }
+  if (config.clusterSecretFile === "") {
+    throw new Error(
+      "--cluster needs --cluster-secret-file FILE (the same secret of 16 bytes or more on " +
+        "every node), or --cluster-insecure to run without authentication",
+    );
+  }
+  const secret = await readClusterSecret(config.clusterSecretFile);
+  if ("error" in secret) throw new Error(secret.error);
+  if (secret.warning !== null) log(secret.warning);
+  return secret.key;
 }
 
 function withIpv4Fallback<T>(

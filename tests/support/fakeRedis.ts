@@ -3,10 +3,18 @@
  * (an old version, a renamed command, an ACL refusal): a TCP server on 127.0.0.1 that parses RESP
  * commands (arrays of bulk strings) and writes back, in order, whatever raw RESP `answer` returns.
  * `redisLike` answers the connection handshake and the session checks like a Redis 7 with an
- * empty database, and every other command with Redis's own "unknown command" error.
+ * empty database, and every other command with Redis's own "unknown command" error. An answer
+ * may also be a `StreamedReply`, written chunk by chunk (a huge reply, or one split up).
  */
 
-export type Answer = (args: string[]) => string | Promise<string>;
+/** A reply written as its chunks come, each awaited before the next. */
+export interface StreamedReply {
+  chunks: AsyncIterable<Uint8Array>;
+}
+
+export type Answer = (
+  args: string[],
+) => string | StreamedReply | Promise<string | StreamedReply>;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -133,9 +141,12 @@ export class FakeRedis implements AsyncDisposable {
         pending = joined.slice(used);
         for (const args of commands) {
           this.received.push(args);
-          const reply = encoder.encode(await this.answer(args));
-          let done = 0;
-          while (done < reply.length) done += await conn.write(reply.subarray(done));
+          const answer = await this.answer(args);
+          const chunks = typeof answer === "string" ? [encoder.encode(answer)] : answer.chunks;
+          for await (const reply of chunks) {
+            let done = 0;
+            while (done < reply.length) done += await conn.write(reply.subarray(done));
+          }
         }
       }
     } catch {

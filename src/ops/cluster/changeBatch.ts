@@ -4,26 +4,36 @@
  *
  * The servers call `ChangeRecorder.record` on every accepted announce, so recording is a handful
  * of byte writes into a preallocated ring and allocates nothing. Once per flush the cluster sync
- * takes the pending changes as encoded batches. `decodeBatch` reads a batch from the stream: it
+ * takes the pending changes as encoded batches, stamps each as it publishes it and seals it
+ * (batchMac.ts: the MAC tag, then the checksum). `decodeBatch` reads a batch from the stream: it
  * validates the whole batch (header, checksum, every record) before it applies anything, and
  * returns an error reason for anything malformed instead of throwing, since the stream is shared
- * and may hold data from other versions or other programs.
+ * and may hold data from other versions or other programs. Whether a batch is authentic is
+ * batchMac.ts's question, asked after these checks.
  *
- * Wire format, version 1, big-endian:
+ * Wire format, version 2, big-endian:
  *
  *   0  magic "OTCB"
- *   4  CRC-32 (IEEE) of every byte from offset 8 to the end
- *   8  version (1)
+ *   4  CRC-32 (IEEE) of every byte from offset 8 to the end (damage, not forgery: see the tag)
+ *   8  version (2)
  *   9  flags: bit 0 "late" and bit 1 "queued" (see `markLate`); other bits zero
  *  10  delay: whole seconds the batch waited at its origin before it was published (u16)
  *  12  record count (u32)
  *  16  instance: 8 random bytes per recorder, so a node knows its own batches even when a
  *      restarted node reuses its node id (its earlier life's batches are then not its own)
- *  24  node id length L (1..64)
- *  25  node id, L bytes of UTF-8
- *  25+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
+ *  24  sequence: 1, 2, 3… per instance, in the order the batches were taken (u32), so that a
+ *      receiver can refuse a batch it has already applied (a retried XADD, or a replay)
+ *  28  publish time: milliseconds since the Unix epoch on Redis's clock, as the origin reckoned
+ *      it when it sent the XADD (u64; 0 until stamped); receivers take a batch's age from it
+ *  36  tag: the first 16 bytes of HMAC-SHA256 over the batch under the cluster secret (zero in
+ *      a cluster run with --cluster-insecure); see batchMac.ts
+ *  52  node id length L (1..64)
+ *  53  node id, L bytes of UTF-8
+ *  53+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
  *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 IPv6, bit 3 seeder,
  *       bits 4-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
+ *
+ * Version 1 (no sequence, time or tag) is refused as an unsupported version.
  */
 import { crc32 } from "../../hash/crc32.ts";
 
@@ -31,13 +41,23 @@ export const OP_ANNOUNCE = 1;
 export const OP_STOPPED = 2;
 export const OP_COMPLETED = 3;
 
-export const BATCH_VERSION = 1;
+export const BATCH_VERSION = 2;
 /** Size of the header without the node id. */
-export const HEADER_SIZE = 25;
+export const HEADER_SIZE = 53;
 export const INSTANCE_SIZE = 8;
 export const MAX_NODE_ID_BYTES = 64;
 export const RECORD_SIZE_V4 = 27;
 export const RECORD_SIZE_V6 = 39;
+/** Most changes in one batch. */
+export const MAX_BATCH_RECORDS = 4096;
+/** The largest batch a recorder makes (159,861 bytes); a stream entry above it is refused. */
+export const MAX_BATCH_BYTES = HEADER_SIZE + MAX_NODE_ID_BYTES +
+  MAX_BATCH_RECORDS * RECORD_SIZE_V6;
+/** Where the MAC tag sits and how long it is; it covers every byte from 8 on except itself. */
+export const TAG_AT = 36;
+export const TAG_SIZE = 16;
+/** Where the checksummed bytes start. */
+export const CRC_START = 8;
 
 const MAGIC_0 = 0x4f; // "O"
 const MAGIC_1 = 0x54; // "T"
@@ -46,11 +66,12 @@ const MAGIC_3 = 0x42; // "B"
 const FLAG_V6 = 4;
 const FLAG_SEEDER = 8;
 const FLAGS_RESERVED = 0xf0;
-const CRC_START = 8;
 const BATCH_LATE = 1;
 const BATCH_QUEUED = 2;
 const INSTANCE_AT = 16;
-const ID_LENGTH_AT = 24;
+const SEQUENCE_AT = 24;
+const TIME_AT = 28;
+const ID_LENGTH_AT = 52;
 
 /** Receives one decoded change; the byte arrays are the batch itself, read at the offsets. */
 export type ApplyChange = (
@@ -104,21 +125,26 @@ export class ChangeRecorder {
   readonly #ring: Uint8Array;
   #first = 0;
   #pending = 0;
+  /** The sequence number of the last batch taken. */
+  #sequence = 0;
 
   /**
    * @param capacity most changes held between two `take` calls
-   * @param maxBatchRecords most changes in one batch; `take` again for the rest
+   * @param maxBatchRecords most changes in one batch (at most MAX_BATCH_RECORDS); `take` again
+   *   for the rest
    * @param instance INSTANCE_SIZE bytes; random unless given (tests)
    */
   constructor(
     nodeId: string,
     capacity = 65536,
-    maxBatchRecords = 4096,
+    maxBatchRecords = MAX_BATCH_RECORDS,
     instance = crypto.getRandomValues(new Uint8Array(INSTANCE_SIZE)),
   ) {
     const id = encodeNodeId(nodeId);
     if (id === null) throw new RangeError(`node id must be 1 to ${MAX_NODE_ID_BYTES} bytes`);
-    if (!(capacity >= 1) || !(maxBatchRecords >= 1)) throw new RangeError("bad recorder size");
+    if (!(capacity >= 1) || !(maxBatchRecords >= 1 && maxBatchRecords <= MAX_BATCH_RECORDS)) {
+      throw new RangeError("bad recorder size");
+    }
     if (instance.length !== INSTANCE_SIZE) throw new RangeError("bad instance size");
     this.instance = instance.slice();
     this.#nodeId = id;
@@ -162,8 +188,9 @@ export class ChangeRecorder {
   }
 
   /**
-   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch (not
-   * late, delay 0), or returns null if nothing is pending.
+   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch with the
+   * next sequence number (not late, delay 0, no publish time, zero tag, valid checksum), or
+   * returns null if nothing is pending.
    */
   take(): Uint8Array | null {
     const count = Math.min(this.#pending, this.maxBatchRecords);
@@ -183,6 +210,8 @@ export class ChangeRecorder {
     out[8] = BATCH_VERSION;
     writeU32(out, 12, count);
     out.set(this.instance, INSTANCE_AT);
+    this.#sequence = (this.#sequence + 1) >>> 0;
+    writeU32(out, SEQUENCE_AT, this.#sequence);
     out[ID_LENGTH_AT] = this.#nodeId.length;
     out.set(this.#nodeId, HEADER_SIZE);
     let at = HEADER_SIZE + this.#nodeId.length;
@@ -195,24 +224,53 @@ export class ChangeRecorder {
     }
     this.#first = slot;
     this.#pending -= count;
-    writeU32(out, 4, crc32(out, CRC_START));
+    writeChecksum(out);
     return out;
   }
+}
+
+/** Writes the checksum of a batch whose other bytes are final (the tag included). */
+export function writeChecksum(batch: Uint8Array): void {
+  writeU32(batch, 4, crc32(batch, CRC_START));
 }
 
 /**
  * Marks a batch late: its origin applies it again when it reads it back from the stream, so
  * that changes queued during an outage end up applied in the same (stream) order on every node.
  * `queued` says it was queued across a reconnect (rather than late only because it followed
- * queued ones). Sets the delay (whole seconds it waited, capped at 65535) and reseals the batch,
- * which must come from `take`.
+ * queued ones). Sets the delay (whole seconds it waited, capped at 65535). The batch, which must
+ * come from `take`, needs sealing again afterwards (batchMac.ts).
  */
 export function markLate(batch: Uint8Array, waitedSeconds: number, queued: boolean): void {
   const delay = Math.max(0, Math.min(65535, Math.floor(waitedSeconds)));
   batch[9] = queued ? BATCH_LATE | BATCH_QUEUED : BATCH_LATE;
   batch[10] = delay >>> 8;
   batch[11] = delay;
-  writeU32(batch, 4, crc32(batch, CRC_START));
+}
+
+/**
+ * Stamps the publish time (milliseconds since the epoch on Redis's clock, a whole number); the
+ * batch needs sealing again afterwards.
+ */
+export function setPublishTime(batch: Uint8Array, ms: number): void {
+  const whole = Math.max(0, Math.floor(ms));
+  writeU32(batch, TIME_AT, Math.floor(whole / 4294967296));
+  writeU32(batch, TIME_AT + 4, whole >>> 0);
+}
+
+/** The publish time of a batch that `checkBatch` accepted. */
+export function batchPublishTime(batch: Uint8Array): number {
+  return readU32(batch, TIME_AT) * 4294967296 + readU32(batch, TIME_AT + 4);
+}
+
+/** The sequence number of a batch that `checkBatch` accepted. */
+export function batchSequence(batch: Uint8Array): number {
+  return readU32(batch, SEQUENCE_AT);
+}
+
+/** The node id of a batch that `checkBatch` accepted, for log lines. */
+export function batchNodeId(batch: Uint8Array): string {
+  return nodeIdOf(batch) ?? "";
 }
 
 /** The delay field of a batch that `checkBatch` accepted. */
@@ -235,6 +293,17 @@ export function batchIsFrom(batch: Uint8Array, instance: Uint8Array): boolean {
   if (batch.length < HEADER_SIZE) return false;
   for (let i = 0; i < INSTANCE_SIZE; i++) if (batch[INSTANCE_AT + i] !== instance[i]) return false;
   return true;
+}
+
+const HEX = "0123456789abcdef";
+
+/** The instance bytes of a batch as 16 hex digits, to key per-origin state by. */
+export function batchInstanceKey(batch: Uint8Array): string {
+  let key = "";
+  for (let i = INSTANCE_AT; i < INSTANCE_AT + INSTANCE_SIZE; i++) {
+    key += HEX[batch[i] >> 4] + HEX[batch[i] & 15];
+  }
+  return key;
 }
 
 /** The record count in a batch's header (meaningful once the batch has been checked). */

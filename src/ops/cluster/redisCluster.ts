@@ -23,16 +23,23 @@
  * reapplied, are marked late too; the window closes one flush after the last queued batch is
  * read back. (A peer changed twice within that last flush may still differ until it announces.)
  *
- * Time: a batch's age is taken from its stream id (Redis's clock at XADD) plus the delay its
- * origin stamped into it when it had to queue it, measured against Redis's clock (TIME at
- * connect, then carried forward on the monotonic clock), so the nodes' own clocks may disagree
- * or step. A change is applied as if seen `age` seconds
- * before the local `clock.now` (which may be below 1 on a node younger than the change), so it
- * expires here when it expires at its origin; batches older than the peer timeout are skipped.
+ * Time: a batch's age is taken from the publish time its origin stamped into it (its reckoning of
+ * Redis's clock when it sent the XADD) plus the delay it waited before that, measured against
+ * Redis's clock (TIME at connect, and again every minute, carried forward on the monotonic clock
+ * in between), so the nodes' own clocks may disagree or step. A change is applied as if seen `age`
+ * seconds before the local `clock.now` (which may be below 1 on a node younger than the change),
+ * so it expires here when it expires at its origin; batches older than the peer timeout are
+ * skipped.
  *
  * Access lists: changes for a torrent this node's list forbids are skipped (nodes may hold
  * different lists, or one may be reloaded before another); the node never records them, since
  * its announces for them are refused.
+ *
+ * Trust: with a cluster secret every batch carries a MAC (batchMac.ts), and what is read from the
+ * stream passes batchGate.ts (size, shape, checksum, MAC, age, sequence) before anything is
+ * applied. The stream is read through streamReader.ts, which holds at most MAX_BATCH_BYTES per
+ * entry value whatever someone XADDed, so one XREAD brings at most READ_COUNT entries of that
+ * size (two values each) into memory.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
@@ -40,19 +47,21 @@ import { Buffer } from "node:buffer";
 import { createClient, ErrorReply, RESP_TYPES } from "npm:@redis/client@6.3.1";
 import {
   applyCheckedBatch,
-  batchDelay,
-  batchIsFrom,
-  batchIsLate,
   batchIsQueued,
   batchRecordCount,
   ChangeRecorder,
-  checkBatch,
   markLate,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_RECORDS,
   OP_COMPLETED,
   OP_STOPPED,
+  setPublishTime,
 } from "./changeBatch.ts";
 import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
 import type { AccessPolicy } from "../accessList.ts";
+import { BatchMac } from "./batchMac.ts";
+import { BATCH_FIELD, BatchGate, type RejectedCounts } from "./batchGate.ts";
+import { StreamReaderConnection } from "./streamReader.ts";
 
 /** What the sync needs from the peer store; `SwarmTable` satisfies it. */
 export interface ClusterStore {
@@ -81,6 +90,11 @@ export interface ClusterSyncOptions {
   nodeId: string;
   /** Seconds a silent peer lives; also how much stream history is kept. */
   peerTimeout: number;
+  /**
+   * The cluster secret (clusterSecret.ts) that authenticates batches, or null to run without
+   * (`--cluster-insecure`: unauthenticated batches are then applied, and ours carry no MAC).
+   */
+  secret: Uint8Array | null;
   store: ClusterStore;
   /** The tracker clock (`src/ops/clock.ts`): whole seconds since start. */
   clock: { now: number };
@@ -100,7 +114,7 @@ export interface ClusterSyncOptions {
   maxPendingBytes?: number;
   /** Changes the recorder holds between flushes. Default 65536. */
   recorderCapacity?: number;
-  /** Changes per batch (one stream entry). Default 4096. */
+  /** Changes per batch (one stream entry). Default and most MAX_BATCH_RECORDS (4096). */
   maxBatchRecords?: number;
 }
 
@@ -114,9 +128,13 @@ export interface ClusterCounters {
   appliedBatches: number;
   /** Changes skipped because this node's access list forbids their torrent. */
   forbidden: number;
-  /** Stream entries skipped as malformed (truncated, wrong version, bad checksum, garbage). */
-  badBatches: number;
-  /** Other nodes' batches skipped as older than the peer timeout. */
+  /**
+   * Stream entries refused, by reason: malformed (truncated, wrong version, bad checksum,
+   * garbage), oversized (over MAX_BATCH_BYTES, never read into memory), bad_mac (not signed with
+   * our cluster secret), replayed (a batch of an origin's already applied again).
+   */
+  rejected: RejectedCounts;
+  /** Batches skipped as older than the peer timeout (own late ones included, as before). */
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
@@ -149,8 +167,13 @@ interface PendingBatch {
   mark: "none" | "followUp" | "queued";
 }
 
-const READ_COUNT = 64;
-const BATCH_FIELD = "b";
+/** Entries per XREAD: each holds at most MAX_BATCH_BYTES, so one reply at most ~10 MB. */
+const READ_COUNT = 32;
+/** Elements the reader keeps per array level of an XREAD reply: streams, [key, entries],
+ * entries, [id, fields], fields. A well-formed entry has two fields; more are read past. */
+const XREAD_SHAPE = [1, 2, READ_COUNT, 2, 2];
+/** How often the offset to Redis's clock is measured again while connected. */
+const CLOCK_CHECK_MS = 60_000;
 /** Streams came in 5.0, XADD's MINID trimming in 6.2. */
 const MIN_REDIS_VERSION = "6.2";
 
@@ -191,7 +214,7 @@ export class ClusterSync {
     applied: 0,
     appliedBatches: 0,
     forbidden: 0,
-    badBatches: 0,
+    rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
     staleBatches: 0,
     ownBatches: 0,
     reapplied: 0,
@@ -219,7 +242,9 @@ export class ClusterSync {
   #loggedState: "none" | "connected" | "disconnected" = "none";
   #sessionLoop: Promise<void> | null = null;
   #writer: RedisConnection | null = null;
-  #reader: RedisConnection | null = null;
+  #reader: StreamReaderConnection | null = null;
+  readonly #mac: BatchMac;
+  readonly #gate: BatchGate;
   #flushTimer: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | null = null;
@@ -234,8 +259,10 @@ export class ClusterSync {
   readonly #pending: PendingBatch[] = [];
   #pendingBytes = 0;
   /** Redis's clock minus our monotonic one (performance.now()), in milliseconds, measured at
-   * connect: a step of this host's wall clock then leaves the estimate of Redis's time alone. */
+   * connect and every CLOCK_CHECK_MS: a step of this host's wall clock leaves the estimate alone. */
   #redisClockOffsetMs = 0;
+  #clockMeasuredAt = 0;
+  #measuringClock = false;
   /** Own queued batches marked for publishing and not yet read back. */
   #queuedUnread = 0;
   /** performance.now() when an own queued batch was last reapplied, and of the last flush. */
@@ -269,7 +296,15 @@ export class ClusterSync {
     this.recorder = new ChangeRecorder(
       options.nodeId,
       options.recorderCapacity ?? 65536,
-      options.maxBatchRecords ?? 4096,
+      options.maxBatchRecords ?? MAX_BATCH_RECORDS,
+    );
+    this.#mac = new BatchMac(options.secret, options.name);
+    this.#gate = new BatchGate(
+      this.#mac,
+      this.recorder.instance,
+      options.peerTimeout,
+      this.counters,
+      options.log,
     );
   }
 
@@ -317,7 +352,10 @@ export class ClusterSync {
     let backoff = this.#minBackoffMs;
     while (this.#running) {
       const writer = this.#connection();
-      const reader = this.#connection();
+      const reader = new StreamReaderConnection(this.#url, {
+        maxValueBytes: MAX_BATCH_BYTES,
+        keepElements: XREAD_SHAPE,
+      });
       this.#writer = writer;
       this.#reader = reader;
       let fatal: RedisUnsupportedError | null = null;
@@ -444,7 +482,11 @@ export class ClusterSync {
    * own command timeout only covers the wait to be written, not the wait for the reply, so a
    * server that accepts and never answers would hang us without this.)
    */
-  #withTimeout<T>(promise: Promise<T>, ms: number, ...connections: RedisConnection[]): Promise<T> {
+  #withTimeout<T>(
+    promise: Promise<T>,
+    ms: number,
+    ...connections: { destroy(): void }[]
+  ): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -457,11 +499,14 @@ export class ClusterSync {
 
   /** Sends one command; a reply saying Redis cannot run it rejects with RedisUnsupportedError. */
   #send(
-    connection: RedisConnection,
+    connection: RedisConnection | StreamReaderConnection,
     args: ReadonlyArray<string | Buffer>,
     ms = this.#commandTimeoutMs,
   ): Promise<unknown> {
-    return this.#withTimeout(connection.sendCommand(args), ms, connection).catch((error) => {
+    const reply = connection instanceof StreamReaderConnection
+      ? connection.sendCommand(args as ReadonlyArray<string>)
+      : connection.sendCommand(args);
+    return this.#withTimeout(reply, ms, connection).catch((error) => {
       throw unsupported(String(args[0]), error) ?? error;
     });
   }
@@ -517,6 +562,16 @@ export class ClusterSync {
     const redisMs = Number(String(reply[0])) * 1000 + Math.floor(Number(String(reply[1])) / 1000);
     if (!Number.isFinite(redisMs)) throw new Error("unexpected TIME reply");
     this.#redisClockOffsetMs = redisMs - (sent + received) / 2;
+    this.#clockMeasuredAt = received;
+  }
+
+  /** Measures the clock offset again if it is due; a failure is left to the other commands. */
+  #recheckRedisClock(): void {
+    const writer = this.#writer;
+    if (writer === null || this.#measuringClock || this.counters.state !== "connected") return;
+    if (performance.now() - this.#clockMeasuredAt < CLOCK_CHECK_MS) return;
+    this.#measuringClock = true;
+    this.#measureRedisClock(writer).catch(() => {}).finally(() => this.#measuringClock = false);
   }
 
   /**
@@ -552,6 +607,7 @@ export class ClusterSync {
       this.#pendingBytes += batch.length;
     }
     while (this.#pendingBytes > this.#maxPendingBytes) this.#dropOldestPending();
+    this.#recheckRedisClock();
     this.#publishPending();
   };
 
@@ -588,7 +644,10 @@ export class ClusterSync {
           next.mark = "followUp";
         }
         if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
-        const minId = Math.max(0, Math.floor(this.#redisNowMs() - this.#peerTimeout * 1000));
+        const redisNowMs = this.#redisNowMs();
+        setPublishTime(next.batch, redisNowMs);
+        this.#mac.seal(next.batch);
+        const minId = Math.max(0, Math.floor(redisNowMs - this.#peerTimeout * 1000));
         const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
         await this.#send(writer, [
           "XADD",
@@ -627,7 +686,7 @@ export class ClusterSync {
     }
   }
 
-  async #readLoop(reader: RedisConnection): Promise<void> {
+  async #readLoop(reader: StreamReaderConnection): Promise<void> {
     let caughtUp = false;
     const count = String(READ_COUNT);
     const block = String(this.#blockMs);
@@ -655,8 +714,11 @@ export class ClusterSync {
     if (!Array.isArray(entries)) throw new Error("unexpected XREAD reply");
     const redisNowMs = this.#redisNowMs();
     for (const entry of entries) {
-      if (!Array.isArray(entry) || entry.length !== 2) throw new Error("unexpected XREAD entry");
-      const id = String(entry[0]);
+      if (!Array.isArray(entry) || entry.length !== 2 || !(entry[0] instanceof Uint8Array)) {
+        throw new Error("unexpected XREAD entry");
+      }
+      const id = idDecoder.decode(entry[0]);
+      if (!/^[0-9]{1,20}-[0-9]{1,20}$/.test(id)) throw new Error("unexpected XREAD entry id");
       this.#lastId = id;
       this.#applyEntry(id, entry[1], redisNowMs);
     }
@@ -664,29 +726,9 @@ export class ClusterSync {
   }
 
   #applyEntry(id: string, fields: unknown, redisNowMs: number): void {
-    if (
-      !Array.isArray(fields) || fields.length !== 2 || String(fields[0]) !== BATCH_FIELD ||
-      !(fields[1] instanceof Uint8Array)
-    ) {
-      this.counters.badBatches++;
-      return;
-    }
-    const batch: Uint8Array = fields[1];
-    const own = batchIsFrom(batch, this.recorder.instance);
-    if (own) {
-      this.counters.ownBatches++;
-      if (!batchIsLate(batch)) return;
-    }
-    if (checkBatch(batch) !== null) {
-      this.counters.badBatches++;
-      return;
-    }
-    const idMs = Number.parseInt(id, 10);
-    const age = Math.max(0, Math.floor((redisNowMs - idMs) / 1000)) + batchDelay(batch);
-    if (age >= this.#peerTimeout) {
-      this.counters.staleBatches++;
-      return;
-    }
+    const admitted = this.#gate.admit(id, fields, redisNowMs);
+    if (!admitted.apply) return;
+    const { batch, own, age } = admitted;
     // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
     // such a peer still expires on time (as restoreState relies on too).
     this.#applyNow = this.#clock.now - age;
@@ -714,6 +756,8 @@ export class ClusterSync {
       return;
     }
     // Our own completions were counted when they happened; applied again they only refresh.
+    // `seeder` is the origin's (left == 0): a "completed" with bytes left leaves a leecher, and
+    // counts nowhere, as at the origin.
     const own = this.#applyingOwn;
     const completed = op === OP_COMPLETED;
     this.#store.announce(
@@ -724,7 +768,7 @@ export class ClusterSync {
       addressOffset,
       port,
       op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
-      completed || seeder,
+      seeder,
       0,
       this.#applyNow,
       this.#scratch,
@@ -734,6 +778,8 @@ export class ClusterSync {
     else this.counters.applied++;
   };
 }
+
+const idDecoder = new TextDecoder();
 
 /** Orders two stream ids `ms-seq`. */
 export function compareStreamIds(a: string, b: string): number {
