@@ -10,6 +10,7 @@
 export interface Figure {
   what: string;
   value: number;
+  /** "ms", "µs", …; "" for a count. */
   unit: string;
   /** "max": value ≤ bar passes (durations); "min": value ≥ bar passes (counts, rates). */
   kind: "max" | "min";
@@ -21,8 +22,9 @@ export function checkBars(figures: Figure[]): void {
   const over: string[] = [];
   for (const f of figures) {
     const ok = f.kind === "max" ? f.value <= f.bar : f.value >= f.bar;
-    const line = `${f.what}: ${round(f.value)} ${f.unit} (bar: ${f.kind === "max" ? "≤" : "≥"} ` +
-      `${round(f.bar)} ${f.unit})`;
+    const unit = f.unit === "" ? "" : ` ${f.unit}`;
+    const line = `${f.what}: ${round(f.value)}${unit} (bar: ${f.kind === "max" ? "≤" : "≥"} ` +
+      `${round(f.bar)}${unit})`;
     console.log(`${ok ? "  ok  " : "  OVER"} ${line}`);
     if (!ok) over.push(line);
   }
@@ -30,6 +32,7 @@ export function checkBars(figures: Figure[]): void {
 }
 
 function round(value: number): string {
+  if (Number.isInteger(value)) return String(value);
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
 }
 
