@@ -1,7 +1,8 @@
 /**
  * Fuzzing toolkit shared by the fuzz tests and bench/fuzz_long.ts: a seeded PRNG, byte and text
- * mutators, a strict bencode decoder (and npm:bencode for replies read off sockets), and oracles that say what otter must answer to a UDP
- * datagram or an HTTP request and check a reply against that.
+ * mutators, a strict bencode decoder (npm:bencode for replies read off sockets), and oracles
+ * that say what otter must answer to a UDP datagram or an HTTP request and check a reply
+ * against that.
  *
  * Everything is deterministic from one seed (`fuzzSeed`: OTTER_FUZZ_SEED or a fixed default), so
  * a failure printed with its seed and input number can be replayed. The oracles are written from
