@@ -23,6 +23,7 @@
 import assert from "node:assert/strict";
 import { bdecode, type Decoded, latin1 } from "./support/bencode.ts";
 import { type Child, spawnChild } from "./support/child.ts";
+import { ipv6Missing } from "./support/ipv6.ts";
 import { freeTcpUdpPort, startOtter } from "./support/otterProcess.ts";
 import { makeTorrent, randomBytes, toHex } from "./support/torrent.ts";
 
@@ -43,7 +44,6 @@ const python = ["/usr/bin/python3", "python3"].find((exe) =>
   runs(exe, ["-c", "import libtorrent"])
 );
 const hasAria2 = runs("aria2c", ["--version"]);
-const hasIpv6 = canBind("::1");
 const useOpentracker = Deno.env.get("OTTER_E2E_TRACKER") === "opentracker";
 
 interface Case {
@@ -64,8 +64,8 @@ for (const c of cases) {
     ? "python3-libtorrent is not installed"
     : c.leecher === "aria2" && !hasAria2
     ? "aria2c is not installed"
-    : c.family === 6 && !hasIpv6
-    ? "::1 is not available"
+    : c.family === 6 && ipv6Missing !== null
+    ? ipv6Missing
     : c.family === 6 && useOpentracker
     ? "Debian's opentracker is IPv4-only"
     : undefined;
@@ -80,8 +80,8 @@ for (const c of cases) {
 for (const family of [4, 6] as const) {
   const missing = !python
     ? "python3-libtorrent is not installed"
-    : family === 6 && !hasIpv6
-    ? "::1 is not available"
+    : family === 6 && ipv6Missing !== null
+    ? ipv6Missing
     : family === 6 && useOpentracker
     ? "Debian's opentracker is IPv4-only"
     : undefined;
@@ -422,15 +422,6 @@ function runs(command: string, args: string[]): boolean {
   try {
     return new Deno.Command(command, { args, stdout: "null", stderr: "null" }).outputSync()
       .success;
-  } catch {
-    return false;
-  }
-}
-
-function canBind(hostname: string): boolean {
-  try {
-    Deno.listen({ hostname, port: 0 }).close();
-    return true;
   } catch {
     return false;
   }

@@ -2,11 +2,10 @@
  * Full scrape: over real sockets (every torrent with its counts, keys in byte order, gzip decoded
  * by the system's `gzip -d`, caching for --full-scrape-every, one build for a flood, 403 with
  * --no-full-scrape), and the builder on a SwarmTable directly (200k torrents with shared
- * prefixes: correct, sorted, chunked, and sliced so no slice holds the event loop for long; a
- * store changing under the build still yields valid output).
+ * prefixes: correct, sorted, chunked, and sliced so timers run between slices; a store changing
+ * under the build still yields valid output).
  */
 import assert from "node:assert/strict";
-import process from "node:process";
 import { startOtter } from "./support/otterProcess.ts";
 import { bdecode, dict, latin1 } from "./support/bencode.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
@@ -15,7 +14,6 @@ import {
   buildFullScrape,
   CHUNK_BYTES,
   type FullScrapeBuild,
-  SLICE_MS,
   Slicer,
 } from "../src/ops/fullScrape.ts";
 import { percentEscape } from "./support/torrent.ts";
@@ -295,36 +293,6 @@ Deno.test("acceptsGzip reads Accept-Encoding with q-values", () => {
 
 // ---------------------------------------------------------------- the builder on a store
 
-function cpuMicros(): number {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-}
-
-/** Records each slice's wall time and the process CPU time it used. */
-class MeasuringSlicer extends Slicer {
-  readonly walls: number[] = [];
-  readonly cpus: number[] = [];
-  #wall = performance.now();
-  #cpu = cpuMicros();
-
-  override async pause(): Promise<void> {
-    this.#record();
-    await super.pause();
-    this.#wall = performance.now();
-    this.#cpu = cpuMicros();
-  }
-
-  override finish(): void {
-    this.#record();
-    super.finish();
-  }
-
-  #record(): void {
-    this.walls.push(performance.now() - this.#wall);
-    this.cpus.push((cpuMicros() - this.#cpu) / 1000);
-  }
-}
-
 /**
  * Walks a plain full scrape body; checks the layout, strictly ascending keys, and calls `entry`
  * per torrent. Returns the number of torrents.
@@ -385,12 +353,7 @@ function checkChunks(build: FullScrapeBuild): void {
   assert.equal(build.gzip.reduce((n, c) => n + c.length, 0), build.gzipBytes);
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
-
-Deno.test("full scrape builder: 200k torrents, correct and sorted, in short slices", async () => {
+Deno.test("full scrape builder: 200k torrents, correct and sorted, in slices with timers between", async () => {
   const store = new SwarmTable({ peerTimeout: 2700 });
   const hash = new Uint8Array(20);
   const address = new Uint8Array([10, 0, 0, 0]);
@@ -418,10 +381,19 @@ Deno.test("full scrape builder: 200k torrents, correct and sorted, in short slic
   const torrents = store.torrents;
   assert.equal(torrents, total);
 
-  const slicer = new MeasuringSlicer();
-  const started = performance.now();
-  const build = await buildFullScrape(store, slicer);
-  const ms = performance.now() - started;
+  // Timers run between the slices while the build goes on: a build that held the event loop
+  // throughout would let none run. How long each slice holds it is measured, against a bar, by
+  // bench/full_scrape_bench.ts.
+  let building = true;
+  let timerTurns = 0;
+  const turn = () => {
+    if (!building) return;
+    timerTurns++;
+    setTimeout(turn, 0);
+  };
+  setTimeout(turn, 0);
+  const build = await buildFullScrape(store, new Slicer());
+  building = false;
   checkChunks(build);
   assert.equal(build.torrents, torrents);
 
@@ -434,24 +406,8 @@ Deno.test("full scrape builder: 200k torrents, correct and sorted, in short slic
   assert.equal(n, torrents);
   assert.deepEqual(await gunzipStream(build.gzip), plain);
 
-  // Wall time includes being preempted by other processes; CPU time does not (but includes
-  // other threads). A slice that really held the event loop long shows in both.
-  const held = slicer.walls.map((w, i) => Math.min(w, slicer.cpus[i]));
-  const report = `${torrents} torrents in ${ms.toFixed(0)} ms, ${slicer.walls.length} slices; ` +
-    `wall p50 ${percentile(slicer.walls, 0.5).toFixed(1)} p99 ${
-      percentile(slicer.walls, 0.99).toFixed(1)
-    } max ${Math.max(...slicer.walls).toFixed(1)} ms; min(wall, cpu) p50 ${
-      percentile(held, 0.5).toFixed(1)
-    } max ${
-      Math.max(...held).toFixed(1)
-    } ms; plain ${build.plainBytes} B, gzip ${build.gzipBytes} B`;
-  console.log(report);
-  assert.ok(slicer.walls.length > 5, "the build was not sliced");
-  // The worst slice may also carry a GC pause or, under `deno test --parallel`, other test files'
-  // threads in the process CPU figure: allow that, while an unsliced build (hundreds of ms) fails.
-  assert.ok(Math.max(...held) < SLICE_MS + 40, `a slice held the event loop too long: ${report}`);
-  assert.ok(percentile(held, 0.5) < SLICE_MS + 4, report);
-  assert.ok(ms < 30_000, report);
+  assert.ok(build.slices > 5, `the build was not sliced: ${build.slices} slice(s)`);
+  assert.ok(timerTurns > 5, `timers ran ${timerTurns} times during ${build.slices} slices`);
 });
 
 Deno.test("full scrape builder: a store changing during the build still gives valid output", async () => {

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   classifyHttpBody,
+  decodeBencodeOracle,
   expectHttpStatus,
   expectUdp,
   fuzzSeed,
@@ -534,7 +535,7 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
         } else assert.equal(response.status, expect.status, why);
       }
       if (response.status === 200 && expect.route !== "other" && req.method !== "HEAD") {
-        const reply = classifyHttpBody(body, expect.route, limits);
+        const reply = classifyHttpBody(body, expect.route, limits, decodeBencodeOracle);
         assert.notEqual(reply.kind, "bad", `${reply.kind === "bad" && reply.problem}: ${why}`);
       }
     }));
@@ -572,7 +573,7 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
           const target = targets[i]?.[2];
           const route = target === undefined ? "other" : routeOf(target);
           if (r.status === 200 && route !== "other" && r.body.length > 0) {
-            const reply = classifyHttpBody(r.body, route, limits);
+            const reply = classifyHttpBody(r.body, route, limits, decodeBencodeOracle);
             assert.notEqual(reply.kind, "bad", `${reply.kind === "bad" && reply.problem}: ${why}`);
           }
         }
@@ -590,7 +591,12 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
   const response = await fetch(
     `${base}/announce?info_hash=${escaped}&peer_id=${"-FZ0001-".padEnd(20, "w")}&port=41001`,
   );
-  const first = classifyHttpBody(new Uint8Array(await response.arrayBuffer()), "announce", limits);
+  const first = classifyHttpBody(
+    new Uint8Array(await response.arrayBuffer()),
+    "announce",
+    limits,
+    decodeBencodeOracle,
+  );
   assert.equal(first.kind, "announce");
   assert.deepEqual(await udpAnnounce(otter, hash, 41002), ["127.0.0.1:41001"]);
   health.assertHealthy("the final announces");

@@ -182,7 +182,7 @@ Deno.test("AccessPolicy: white, black, off and swap", () => {
   );
 });
 
-Deno.test("InfoHashSet.parse: a million-line file loads well under a second", () => {
+Deno.test("InfoHashSet.parse: a million-line file loads whole", () => {
   const n = 1_000_000;
   const random = seeded(5);
   const bytes = new Uint8Array(n * 41);
@@ -192,20 +192,11 @@ Deno.test("InfoHashSet.parse: a million-line file loads well under a second", ()
     bytes[i * 41 + 40] = 10;
   }
   const text = new TextDecoder().decode(bytes);
-  const times: number[] = [];
-  let size = 0;
-  for (let round = 0; round < 3; round++) {
-    const start = performance.now();
-    const { set, problemCount } = InfoHashSet.parse(text);
-    times.push(performance.now() - start);
-    assert.equal(problemCount, 0);
-    size = set.size;
-  }
-  assert.ok(size > n - 10, `size ${size}`);
-  const best = Math.min(...times);
-  console.log(`1M-line parse: ${times.map((t) => t.toFixed(0)).join(", ")} ms`);
-  // The bound leaves room for slow CI machines; the figure above is what to watch.
-  assert.ok(best < 1500, `best of three parses took ${best.toFixed(0)} ms`);
+  // How long this takes is measured, against a bar, by bench/access_list_bench.ts.
+  const { set, problemCount } = InfoHashSet.parse(text);
+  assert.equal(problemCount, 0);
+  assert.ok(set.size > n - 10, `size ${set.size}`);
+  assert.ok(set.has(hashOf(text.slice(0, 40)), 0) && set.has(hashOf(text.slice(-41, -1)), 0));
 });
 
 // ---- the file watcher ----

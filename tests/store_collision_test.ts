@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { SwarmTable } from "../src/store/swarmTable.ts";
-import { assertInvariants } from "../src/store/invariants.ts";
+import { assertInvariants, longestPeerRun } from "../src/store/invariants.ts";
 import { hashBytes } from "../src/hash/halfSipHash.ts";
 
 const N = 20000;
@@ -127,14 +127,16 @@ Deno.test("peers crafted to share an address or port still spread in a big swarm
   const table = new SwarmTable({ peerTimeout: 100 });
   const ih = new Uint8Array(20).fill(3);
   const address = new Uint8Array(16);
-  const start = performance.now();
   // One IPv6 /64 varying only the low word and the port: 40k peers.
   for (let i = 0; i < 40000; i++) {
     new DataView(address.buffer).setUint32(12, i >> 4);
     table.announce(ih, 0, 6, address, 0, 1 + (i & 15), 2, false, 0, 1, out, 0);
   }
-  const ms = performance.now() - start;
   assert.equal(table.peers6, 40000);
-  assert.ok(ms < 2000, `${ms} ms for 40k inserts`);
+  // No probe runs long (the most seen over 1000 random keys is 331; a hash blind to the
+  // low word or the port piles them into runs of thousands). The time 40k inserts take is
+  // measured by bench/swarm_scale_bench.ts.
+  const run = longestPeerRun(table);
+  assert.ok(run <= 1000, `a run of ${run} occupied records`);
   assertInvariants(table);
 });

@@ -14,6 +14,7 @@ import {
   REPLY_CAPACITY,
 } from "../src/servers/udpFastSocket.ts";
 import { LIBC_PATHS } from "../src/servers/libc.ts";
+import { ipv6Missing } from "./support/ipv6.ts";
 
 const supported = fastUdpSupport().ok;
 const ignore = !supported;
@@ -26,16 +27,7 @@ const libcAtKnownPath = LIBC_PATHS.some((path) => {
   }
 });
 
-/** Whether ::1 can be bound here (IPv6 may be disabled on a CI host). */
-function ipv6Loopback(): boolean {
-  try {
-    Deno.listenDatagram({ transport: "udp", hostname: "::1", port: 0 }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const ignoreIpv6 = ignore || !ipv6Loopback();
+const ignoreIpv6 = ignore || ipv6Missing !== null;
 
 /** Replies `[family, port (2 bytes), address (4 or 16 bytes), ...payload]`; marker first bytes
  *  0x00 → no reply, 0xEE → throws, 0xBB → invalid length. */

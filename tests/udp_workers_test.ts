@@ -7,6 +7,7 @@
  * bounded.
  */
 import assert from "node:assert/strict";
+import { ipv6Missing } from "./support/ipv6.ts";
 import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
 import {
   announcePacket,
@@ -21,15 +22,7 @@ import { UdpWorkerPool } from "../src/servers/udpWorkerPool.ts";
 
 const ignore = !fastUdpSupport().ok;
 
-function ipv6Loopback(): boolean {
-  try {
-    Deno.listenDatagram({ transport: "udp", hostname: "::1", port: 0 }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const ignoreIpv6 = ignore || !ipv6Loopback();
+const ignoreIpv6 = ignore || ipv6Missing !== null;
 
 function hash(seed: number): Uint8Array {
   return new Uint8Array(20).map((_, i) => (seed * 131 + i * 17 + 5) & 0xff);

@@ -178,6 +178,43 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
   return problems;
 }
 
+/**
+ * Longest run of occupied records in any peer set (a list long enough to be an open-addressing
+ * set), counted around the end; 0 when no list is a set. No lookup or insert in a set probes
+ * further, so this says "finding a peer stays O(1) in a big swarm" without a clock, as
+ * `SwarmTable.maxProbeLength` does for torrents.
+ */
+export function longestPeerRun(table: SwarmTable): number {
+  const { rows, capacity, pools } = table.view();
+  let longest = 0;
+  for (let s = 0; s < capacity; s++) {
+    const o = s * ROW_WORDS;
+    if (rows[o + ROW_LAST_ACTIVITY] === 0) continue;
+    for (let f = 0; f < 2; f++) {
+      const F = o + (f === 0 ? ROW_V4 : ROW_V6);
+      const R = f === 0 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+      const c = rows[F + LIST_META] >>> CLASS_SHIFT;
+      if ((rows[F + LIST_META] & COUNT_MASK) === 0 || c < LINEAR_CLASSES) continue;
+      const cap = CLASS_CAPACITY[c];
+      const base = rows[F + LIST_BLOCK] * (BLOCK_HEADER_WORDS + cap * R) + BLOCK_HEADER_WORDS;
+      const pool = pools[f * CLASS_COUNT + c];
+      const used = (i: number) => pool[base + (i % cap) * R + R - 1] !== 0;
+      let empty = 0;
+      while (empty < cap && used(empty)) empty++;
+      if (empty === cap) { // a full set (the 7/8 fill limit forbids it)
+        longest = Math.max(longest, cap);
+        continue;
+      }
+      let run = 0;
+      for (let i = empty + 1; i <= empty + cap; i++) {
+        run = used(i) ? run + 1 : 0;
+        if (run > longest) longest = run;
+      }
+    }
+  }
+  return longest;
+}
+
 /** Throws with every problem found; convenient in tests. */
 export function assertInvariants(table: SwarmTable): void {
   const problems = checkInvariants(table);

@@ -1,7 +1,8 @@
 /**
  * Fuzzing toolkit shared by the fuzz tests and bench/fuzz_long.ts: a seeded PRNG, byte and text
- * mutators, a strict bencode decoder, and oracles that say what otter must answer to a UDP
- * datagram or an HTTP request and check a reply against that.
+ * mutators, a strict bencode decoder (npm:bencode for replies read off sockets), and oracles
+ * that say what otter must answer to a UDP datagram or an HTTP request and check a reply
+ * against that.
  *
  * Everything is deterministic from one seed (`fuzzSeed`: OTTER_FUZZ_SEED or a fixed default), so
  * a failure printed with its seed and input number can be replayed. The oracles are written from
@@ -18,6 +19,7 @@ import {
   ERROR_UNKNOWN_ACTION,
 } from "../../src/protocol/udpPacket.ts";
 import { ACCESS_DENIED_REASON } from "../../src/ops/accessList.ts";
+import { bdecode, type Decoded } from "./bencode.ts";
 
 // ------------------------------------------------------------------ seeds and the PRNG
 
@@ -342,6 +344,21 @@ export function decodeBencodeStrict(bytes: Uint8Array): BValue {
   return value;
 }
 
+/**
+ * What `decodeBencodeStrict` gives, read by npm:bencode instead (support/bencode.ts `bdecode`,
+ * canonical replies only): for replies read off sockets. The in-process fuzzers keep the
+ * hand-written decoder, about ten times faster over their millions of inputs.
+ */
+export function decodeBencodeOracle(bytes: Uint8Array): BValue {
+  return asBValue(bdecode(bytes));
+}
+
+function asBValue(value: Decoded): BValue {
+  if (typeof value === "number" || value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map(asBValue);
+  return new Map(Object.entries(value).map(([key, item]) => [key, asBValue(item)]));
+}
+
 function readDigits(bytes: Uint8Array, at: number, end: number, signed: boolean): number {
   let i = at;
   let negative = false;
@@ -664,15 +681,16 @@ function isCount(v: BValue | undefined): v is number {
   return typeof v === "number" && v >= 0 && v <= 0xffffffff;
 }
 
-/** Decodes and checks a 200 body from /announce or /scrape. */
+/** Decodes (with `decode`) and checks a 200 body from /announce or /scrape. */
 export function classifyHttpBody(
   body: Uint8Array,
   route: "announce" | "scrape",
   limits: HttpAnnounceLimits,
+  decode: (body: Uint8Array) => BValue = decodeBencodeStrict,
 ): HttpBody {
   let value: BValue;
   try {
-    value = decodeBencodeStrict(body);
+    value = decode(body);
   } catch (e) {
     return { kind: "bad", problem: `not canonical bencode: ${(e as Error).message}` };
   }
