@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures in README "Performance", reproduced: otter against Debian's opentracker with
+# The figures in docs/performance.md ("Against opentracker"), reproduced: otter against Debian's opentracker with
 # ../shared/load/compare.sh (same machine, same minutes, ratios), plus the latency at half rate,
 # the portable UDP path, memory per peer in three swarm shapes, idle RSS and --cluster overhead.
 #

@@ -1,7 +1,7 @@
 /**
  * Measures the state file with 1M peers in several swarm shapes: save in one go, sliced save
  * (total time and the longest slice, i.e. the longest event-loop pause), file write, checking
- * and restoring. One-shot figures for the README, the median of three runs each:
+ * and restoring. One-shot figures for docs/performance.md ("State file"), the median of three runs each:
  *
  *   deno run --allow-all bench/state_restore.ts
  */

@@ -13,7 +13,7 @@ import { bdecode } from "./support/bencode.ts";
 
 const SEED = fuzzSeed(0x0dd5eed);
 
-/** The file format as README and accessList.ts describe it, read the simple way. */
+/** The file format as docs/operating.md and accessList.ts describe it, read the simple way. */
 function reference(file: string): { hashes: Set<string>; problemLines: number[] } {
   const hashes = new Set<string>();
   const problemLines: number[] = [];

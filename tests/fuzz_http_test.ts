@@ -2,7 +2,7 @@
  * Fuzzes otter's whole HTTP request path in process (HttpTracker on a real Tracker and
  * SwarmTable): announce and scrape URLs with random, repeated and missing parameters, broken
  * escapes, binary junk, overlong values and bad methods, plus forwarding headers behind a trusted
- * proxy. Every reply must have the README's status; a 200 must be canonical bencode with either a
+ * proxy. Every reply must have the status docs/protocols.md gives; a 200 must be canonical bencode with either a
  * failure reason or the announce/scrape keys, agreeing with the store; valid announces must
  * succeed; the store must pass its invariant checker. Seeded: OTTER_FUZZ_SEED replays a run.
  */

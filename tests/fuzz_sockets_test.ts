@@ -3,7 +3,7 @@
  * (fast FFI and portable), mutated HTTP requests through fetch, and raw TCP junk (broken request
  * lines, raw binary, oversized and malformed headers, bad methods, pipelining, binary noise).
  * Every UDP reply must follow BEP 15 (right action and transaction id, no amplification); every
- * HTTP reply must have the README's status, never a 500 (a handler exception), and a 200 from
+ * HTTP reply must have the status docs/protocols.md gives, never a 500 (a handler exception), and a 200 from
  * announce or scrape must be canonical bencode. Afterwards otter must still answer a valid
  * announce correctly, must not have exited, must not have logged an error, and must stop with
  * code 0. Seeded: OTTER_FUZZ_SEED replays; every loop and read has a deadline.

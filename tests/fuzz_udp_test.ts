@@ -1,7 +1,7 @@
 /**
  * Fuzzes otter's whole UDP request path in process (UdpTracker on a real Tracker and SwarmTable):
  * random datagrams and mutated connect, announce and scrape packets, many with valid connection
- * ids so announces and scrapes reach the store. Every reply must follow BEP 15 and the README
+ * ids so announces and scrapes reach the store. Every reply must follow BEP 15 and docs/protocols.md
  * (right action and transaction id, no amplification before a valid id, errors that say what is
  * wrong), agree with the store's counts, and the store must pass its invariant checker.
  * Seeded: OTTER_FUZZ_SEED replays a run; each profile is bounded in time.

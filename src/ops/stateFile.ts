@@ -51,7 +51,7 @@ const SEEDER_FLAG = 0x8000;
 const KEEP_DOWNLOADED_SECONDS = 86400;
 
 /** Work per slice of a periodic save before the event loop gets a turn: one unit per peer,
- * TORRENT_WORK per torrent (a few milliseconds; see README for the measured pauses). */
+ * TORRENT_WORK per torrent (a few milliseconds; docs/performance.md has the measured pauses). */
 const SLICE_WORK = 16384;
 const TORRENT_WORK = 8;
 const CHUNK_BYTES = 1 << 20;

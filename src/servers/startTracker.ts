@@ -247,7 +247,7 @@ function listenHttp(
     address,
     (hostname) => {
       // otter's own HTTP/1.1 server, not Deno.serve: only it can bound connections and time out
-      // slow or idle clients (httpWire.ts; measured in the README's design notes).
+      // slow or idle clients (httpWire.ts; measured in docs/design-notes.md).
       const server = HttpWireServer.listen(hostname, address.port, handler, {
         maxConnections: config.maxConnections,
         maxConnectionsPerIp: config.maxConnectionsPerIp,

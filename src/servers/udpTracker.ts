@@ -6,7 +6,7 @@
  * With `--rate-limit`, a datagram over its source's limit is dropped silently before anything
  * else (src/ops/rateLimit.ts).
  *
- * Policy for bad datagrams (see README "UDP and bad packets"):
+ * Policy for bad datagrams (docs/protocols.md, "UDP (BEP 15)"):
  * - shorter than 16 bytes, a connect without the protocol magic, or an error packet (action 3)
  *   from a client: dropped silently;
  * - announce or scrape with a connection id we did not issue to this address (from any of its

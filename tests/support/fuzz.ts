@@ -6,7 +6,7 @@
  *
  * Everything is deterministic from one seed (`fuzzSeed`: OTTER_FUZZ_SEED or a fixed default), so
  * a failure printed with its seed and input number can be replayed. The oracles are written from
- * the README's protocol rules, not from otter's code, so they can disagree with it.
+ * the protocol rules of docs/protocols.md, not from otter's code, so they can disagree with it.
  */
 import {
   ERROR_ANNOUNCE_TOO_SHORT,
@@ -446,7 +446,7 @@ function decodeAt(bytes: Uint8Array, cursor: { at: number }, depth: number): BVa
 
 // ------------------------------------------------------------------ UDP oracle
 
-/** What otter must do with one datagram (README "UDP (BEP 15)"). */
+/** What otter must do with one datagram (docs/protocols.md, "UDP (BEP 15)"). */
 export type UdpExpect =
   | { kind: "drop" }
   | { kind: "connect" }
@@ -468,7 +468,7 @@ export interface UdpOracleContext {
   family: 4 | 6;
 }
 
-/** The README's rules for one datagram of `length` bytes. */
+/** docs/protocols.md's rules for one datagram of `length` bytes. */
 export function expectUdp(packet: Uint8Array, length: number, ctx: UdpOracleContext): UdpExpect {
   if (length < 16) return { kind: "drop" };
   const action = getU32(packet, 8);
@@ -631,7 +631,7 @@ function peerKey(bytes: Uint8Array, o: number, entry: number): number {
 
 export type HttpRoute = "announce" | "scrape" | "other";
 
-/** The README's routing rules for a request URL (absolute, as Request.url) and method. */
+/** docs/protocols.md's routing rules for a request URL (absolute, as Request.url) and method. */
 export function expectHttpStatus(
   url: string,
   method: string,
