@@ -43,7 +43,7 @@
  * bad messages (not an object, no action), server closes, handshake and connect failures,
  * announce timeouts. A closed connection reconnects after 1 s and announces "started" again.
  * --pid PID: the tracker's RSS before connecting, with every connection open, each second, at the
- * end, and its CPU use (cores) over the measured window.
+ * end, and its CPU use (cores) over the measured window (idle mode: over the hold).
  *
  * Limits: one fd per connection: the soft RLIMIT_NOFILE is raised to the hard one, and the tool
  * refuses more connections than fit. Loopback has ~28k ephemeral ports per source address, so
@@ -974,6 +974,8 @@ int main(int argc, char **argv) {
     if (opt_pid) rss_quiet = rss_kib(opt_pid);
     rss_max = rss_quiet > rss_max ? rss_quiet : rss_max;
     u64 hold_start = now_ns();
+    if (opt_pid) srv0 = cpu_s(opt_pid);
+    me0 = self_cpu_s();
     for (int sec = 1; sec <= (int)(opt_idle + 0.5) && !interrupted; sec++) {
       sleep_until(hold_start + (u64)sec * 1000000000ull);
       if (!opt_pid) continue;
@@ -982,6 +984,8 @@ int main(int argc, char **argv) {
       printf("idle %2d s: tracker VmRSS %ld KiB\n", sec, rss_end);
     }
     idle_s = (double)(now_ns() - hold_start) / 1e9;
+    if (opt_pid) srv1 = cpu_s(opt_pid);
+    me1 = self_cpu_s();
   }
   __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
   stats_t tot;
@@ -1001,7 +1005,8 @@ int main(int argc, char **argv) {
   double secs = opt_idle > 0 ? (double)(now_ns() - g_t0) / 1e9 : opt_dur;
   u64 pv[4] = {pctl(tot.hist, .5), pctl(tot.hist, .9), pctl(tot.hist, .99), pctl(tot.hist, 1)};
   u64 av[3] = {pctl(tot.ahist, .5), pctl(tot.ahist, .99), pctl(tot.ahist, 1)};
-  double srv_cores = opt_pid && opt_idle <= 0 ? (srv1 - srv0) / opt_dur : -1, me_cores = opt_idle <= 0 ? (me1 - me0) / opt_dur : -1;
+  double span = opt_idle > 0 ? idle_s : opt_dur; /* cores over the measured window, or over the idle hold */
+  double srv_cores = opt_pid && span > 0 ? (srv1 - srv0) / span : -1, me_cores = span > 0 ? (me1 - me0) / span : -1;
   long rss_ref = opt_idle > 0 ? rss_end : rss_open;
   double per_conn = opt_pid && rss_ref >= 0 ? (double)(rss_ref - rss0) * 1024.0 / (double)opened : -1;
   double per_open = opt_pid && rss_open >= 0 ? (double)(rss_open - rss0) * 1024.0 / (double)opened : -1;
