@@ -16,7 +16,9 @@
 # (VmRSS at the end of the hold - VmRSS before connecting) / connections. Before each measurement the
 # script waits up to --quiet-wait s for a second in which the machine is nearly idle, and reports the
 # busy cores before and the cores used by others during the run: on a shared machine they say how
-# far to trust a figure.
+# far to trust a figure. Announces per tracker CPU-second (announces/s / the tracker's cores over
+# the window, all its threads) moves much less than announces/s when other work takes the
+# tracker's core: on a busy machine compare that figure.
 #
 # bittorrent-tracker comes from tests/webtorrent/node_modules (`deno install` there; this script
 # runs it if the package is missing) and must be 11.2.3. wsload is built with gcc into
@@ -172,7 +174,7 @@ jget() { sed -n "s/^RESULT .*\"$2\":\\([-0-9.]*\\).*/\\1/p" "$1" | head -1; }
 
 echo "ws_compare: $(uptime)"
 echo "wsload $WSLOAD; bittorrent-tracker $(bt_version) under node $(node --version); raw output in $OUT"
-printf 'test\trun\ttracker\tannounce_rps\toffers_rps\tanswers_rps\tp50_us\tp99_us\terrors\ttracker_cores\tload_cores\tother_cores\tbefore_cores\trss_open_per_conn_b\trss_per_conn_b\n' >"$OUT/results.tsv"
+printf 'test\trun\ttracker\tannounce_rps\toffers_rps\tanswers_rps\tp50_us\tp99_us\terrors\ttracker_cores\tload_cores\tother_cores\tbefore_cores\trss_open_per_conn_b\trss_per_conn_b\tannounces_per_tracker_core_s\n' >"$OUT/results.tsv"
 
 run_one() { # test run name: one wsload run on a fresh tracker; appends to results.tsv
   local test=$1 run=$2 name=$3 out="$OUT/$1-$2-$3.txt" a b other
@@ -198,10 +200,12 @@ run_one() { # test run name: one wsload run on a fresh tracker; appends to resul
   [ "$test" = idle ] && otc=0 olc=0
   other=$(awk -v t="$busy" -v tc="$otc" -v lc="$olc" 'BEGIN {
     o = t - (tc > 0 ? tc : 0) - (lc > 0 ? lc : 0); printf "%.2f", (o < 0 ? 0 : o) }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$run" "$name" \
+  local per_core
+  per_core=$(awk -v r="$(jget "$out" announce_rps)" -v c="$tc" 'BEGIN { if (c > 0.05) printf "%.0f", r / c }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$test" "$run" "$name" \
     "$(jget "$out" announce_rps)" "$(jget "$out" offers_rps)" "$(jget "$out" answers_rps)" \
     "$(jget "$out" p50_us)" "$(jget "$out" p99_us)" "$(jget "$out" errors)" "$tc" "$lc" "$other" "$BEFORE" \
-    "$(jget "$out" rss_open_per_conn_b)" "$(jget "$out" rss_per_conn_b)" >>"$OUT/results.tsv"
+    "$(jget "$out" rss_open_per_conn_b)" "$(jget "$out" rss_per_conn_b)" "$per_core" >>"$OUT/results.tsv"
   if [ "$test" = throughput ]; then
     printf 'run %s  %-18s %8.0f announces/s %9.0f offers/s %9.0f answers/s  p50 %6.1f ms  p99 %7.1f ms  errors %s  cores: tracker %s load %s other %s, before %s\n' \
       "$run" "$(label "$name")" "$(jget "$out" announce_rps)" "$(jget "$out" offers_rps)" "$(jget "$out" answers_rps)" \
@@ -230,7 +234,7 @@ fi
 # ---------------------------------------------------------------- table
 # results.tsv columns: 1 test 2 run 3 tracker 4 announce_rps 5 offers_rps 6 answers_rps 7 p50_us
 # 8 p99_us 9 errors 10 tracker_cores 11 load_cores 12 other_cores 13 before_cores
-# 14 rss_open_per_conn_b 15 rss_per_conn_b
+# 14 rss_open_per_conn_b 15 rss_per_conn_b 16 announces_per_tracker_core_s (announce_rps / tracker_cores)
 echo
 awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
   function median(list,   n, a, i, j, t) {
@@ -252,27 +256,29 @@ awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
         }
       if (list != "") rs = sprintf("%.2f", median(list)) (maxrun[test] > 1 ? " (" rs ")" : "")
     }
-    printf "%-44s %-20s %-20s %s\n", title, num(b, scale, dec), both ? num(o, scale, dec) : "", rs
+    printf "%-48s %-20s %-20s %s\n", title, num(b, scale, dec), both ? num(o, scale, dec) : "", rs
   }
   NR == 1 { next }
   {
-    for (c = 4; c <= 15; c++) { col[$1, $3, c] = col[$1, $3, c] " " $c; val[$1, $2, $3, c] = $c }
+    for (c = 4; c <= 16; c++) { col[$1, $3, c] = col[$1, $3, c] " " $c; val[$1, $2, $3, c] = $c }
     if ($2 > maxrun[$1]) maxrun[$1] = $2
     errs[$1, $3] += $9
   }
   END {
-    printf "%-44s %-20s %-20s %s\n", "figure", "bittorrent-tracker", both ? "otter" : "", both ? "otter/bt (per run)" : ""
+    printf "%-48s %-20s %-20s %s\n", "figure", "bittorrent-tracker", both ? "otter" : "", both ? "otter/bt (per run)" : ""
     row("announces/s (median)", "throughput", 4, 1, 0, 1)
+    row("announces per tracker CPU-second (median)", "throughput", 16, 1, 0, 1)
     row("offers forwarded/s (median)", "throughput", 5, 1, 0, 1)
     row("answers relayed/s (median)", "throughput", 6, 1, 0, 1)
     row("p50 announce -> reply, ms (median)", "throughput", 7, 1000, 1, 0)
     row("p99 announce -> reply, ms (median)", "throughput", 8, 1000, 1, 0)
     row("tracker cores used (median)", "throughput", 10, 1, 2, 0)
+    row("wsload cores used (median; >= 0.9: load-bound)", "throughput", 11, 1, 2, 0)
     row("other processes, cores (median)", "throughput", 12, 1, 2, 0)
     if (("throughput", "bt", 4) in col)
-      printf "%-44s %-20s %-20s\n", "errors (sum over runs)", errs["throughput", "bt"] + 0, both ? errs["throughput", "otter"] + 0 : ""
+      printf "%-48s %-20s %-20s\n", "errors (sum over runs)", errs["throughput", "bt"] + 0, both ? errs["throughput", "otter"] + 0 : ""
     row("RSS per idle connection, announced, B", "idle", 15, 1, 0, 1)
     row("RSS per open connection, no announce, B", "idle", 14, 1, 0, 1)
     if (("idle", "bt", 4) in col)
-      printf "%-44s %-20s %-20s\n", "errors in the idle test", errs["idle", "bt"] + 0, both ? errs["idle", "otter"] + 0 : ""
+      printf "%-48s %-20s %-20s\n", "errors in the idle test", errs["idle", "bt"] + 0, both ? errs["idle", "otter"] + 0 : ""
   }' "$OUT/results.tsv" | tee "$OUT/table.txt"
