@@ -5,6 +5,7 @@
 #   bash bench/ws_compare.sh [--runs 3] [--duration 10] [--out DIR]
 #   bash bench/ws_compare.sh --otter-cmd 'deno run -A main.ts --http 127.0.0.1:{PORT}' [...]
 #   bash bench/ws_compare.sh --otter-port PORT --otter-pid PID [...]   (an otter already running)
+#   add --ceiling for a third column: bench/ws_ref.c, a minimal C relay (what any tracker could reach)
 #
 # Throughput: each run starts a fresh tracker pinned to core 0 (taskset -c 0), opens --conns
 # WebSocket connections with wsload pinned to core 1, and measures --duration seconds of closed-loop
@@ -46,6 +47,7 @@ usage: $PROG [options]
   --otter-port PORT   or: an otter already running on 127.0.0.1:PORT (pin it to core 0 yourself)
   --otter-pid PID     its PID, for RSS and CPU (with --otter-port)
   --otter-path P      otter's WebSocket path (default /announce)
+  --ceiling           also run bench/ws_ref.c (a minimal C relay: the machine's ceiling for this load)
   --quiet-wait S      wait up to S s for a quiet second before each run (default 5; 0 = off)
   --out DIR           keep raw output there (default: a temporary directory, removed)
   -h, --help          this text
@@ -54,10 +56,11 @@ EOF
 die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 2; }
 
 RUNS=3 DURATION=10 CONNS=1000 TORRENTS=100 WINDOW=128 IDLE_CONNS=10000 IDLE_TORRENTS=1000 IDLE_HOLD=10
-TESTS=throughput,idle OTTER_CMD='' OTTER_PORT='' OTTER_PID='' OTTER_PATH=/announce QUIET_WAIT=5 OUT=''
+TESTS=throughput,idle OTTER_CMD='' OTTER_PORT='' OTTER_PID='' OTTER_PATH=/announce QUIET_WAIT=5 OUT='' CEILING=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
+    --ceiling) CEILING=1; shift; continue ;;
     --runs) RUNS=$2 ;;
     --duration) DURATION=$2 ;;
     --conns) CONNS=$2 ;;
@@ -102,6 +105,8 @@ CACHE=${OTTER_LOAD_CACHE:-$HOME/.cache/otter-load}
 mkdir -p "$CACHE"
 WSLOAD=$CACHE/wsload-$(sha256sum bench/wsload.c | cut -c1-12)
 [ -x "$WSLOAD" ] || gcc -O2 -Wall -Wextra -o "$WSLOAD" bench/wsload.c -lpthread || die "cannot build wsload"
+WSREF=$CACHE/ws_ref-$(sha256sum bench/ws_ref.c | cut -c1-12)
+[ "$CEILING" = 0 ] || [ -x "$WSREF" ] || gcc -O2 -Wall -Wextra -o "$WSREF" bench/ws_ref.c || die "cannot build ws_ref"
 need_fds=$((IDLE_CONNS > CONNS ? IDLE_CONNS : CONNS))
 if [ "$(ulimit -n)" -lt $((need_fds + 1000)) ]; then
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -122,13 +127,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_tracker() { # name log: sets TRACKER_PID, TRACKER_URL
   local name=$1 log=$2 port
-  if [ "$name" = bt ]; then
-    taskset -c 0 node "$BT_DIR/bt_tracker.mjs" --port 0 --timeout-ms 3600000 >"$log" 2>&1 &
+  if [ "$name" = bt ] || [ "$name" = ref ]; then
+    if [ "$name" = bt ]; then
+      taskset -c 0 node "$BT_DIR/bt_tracker.mjs" --port 0 --timeout-ms 3600000 >"$log" 2>&1 &
+    else
+      taskset -c 0 "$WSREF" 0 >"$log" 2>&1 &
+    fi
     TRACKER_PID=$!
     STARTED+=("$TRACKER_PID")
     for _ in $(seq 100); do grep -qs '"listening"' "$log" && break; sleep 0.1; done
     port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$log" | head -1)
-    [ -n "$port" ] || { cat "$log" >&2; die "bittorrent-tracker did not start"; }
+    [ -n "$port" ] || { cat "$log" >&2; die "$(label "$name") did not start"; }
     TRACKER_URL=ws://127.0.0.1:$port/announce
   elif [ -n "$OTTER_CMD" ]; then
     port=$(free_port)
@@ -144,14 +153,15 @@ start_tracker() { # name log: sets TRACKER_PID, TRACKER_URL
   fi
 }
 stop_tracker() {
-  if [ "$1" = bt ] || [ -n "$OTTER_CMD" ]; then
+  if [ "$1" != otter ] || [ -n "$OTTER_CMD" ]; then
     kill "$TRACKER_PID" 2>/dev/null || true
     wait "$TRACKER_PID" 2>/dev/null || true
   fi
 }
 TRACKERS=(bt)
 [ -n "$OTTER_CMD$OTTER_PORT" ] && TRACKERS+=(otter)
-label() { [ "$1" = bt ] && echo bittorrent-tracker || echo otter; }
+[ "$CEILING" = 1 ] && TRACKERS+=(ref)
+label() { case $1 in bt) echo bittorrent-tracker ;; ref) echo "ws_ref (ceiling)" ;; *) echo otter ;; esac; }
 
 # ---------------------------------------------------------------- machine load
 cpu_busy() { awk '/^cpu / { printf "%d %d\n", $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8 }' /proc/stat; }
@@ -221,8 +231,9 @@ run_one() { # test run name: one wsload run on a fresh tracker; appends to resul
 
 if want throughput; then
   for run in $(seq "$RUNS"); do
-    order=("${TRACKERS[@]}")
-    ((run % 2 == 0 && ${#TRACKERS[@]} == 2)) && order=(otter bt)
+    # rotate the order each run, so a drift of the machine favours no tracker
+    k=$(((run - 1) % ${#TRACKERS[@]}))
+    order=("${TRACKERS[@]:k}" "${TRACKERS[@]:0:k}")
     for name in "${order[@]}"; do run_one throughput "$run" "$name"; done
   done
 fi
@@ -236,18 +247,19 @@ fi
 # 8 p99_us 9 errors 10 tracker_cores 11 load_cores 12 other_cores 13 before_cores
 # 14 rss_open_per_conn_b 15 rss_per_conn_b 16 announces_per_tracker_core_s (announce_rps / tracker_cores)
 echo
-awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
+awk -F'\t' -v names="${TRACKERS[*]}" '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " "); if (!n) return "";
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
   function num(v, scale, dec) { return v == "" ? "-" : sprintf("%\047.*f", dec, v / scale) }
-  function row(title, test, c, scale, dec, ratio,   b, o, r, list, rs) {
+  function row(title, test, c, scale, dec, ratio,   i, r, list, rs, line) {
     if (!((test, "bt", c) in col)) return
-    b = median(col[test, "bt", c]); o = both ? median(col[test, "otter", c]) : ""
+    line = sprintf("%-48s", title)
+    for (i = 1; i <= nn; i++) line = line sprintf(" %-18s", num(median(col[test, nm[i], c]), scale, dec))
     rs = ""
-    if (both && ratio) {
+    if (has_otter && ratio) {
       list = ""
       for (r = 1; r <= maxrun[test]; r++)
         if (val[test, r, "bt", c] > 0 && (test, r, "otter", c) in val) {
@@ -256,7 +268,18 @@ awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
         }
       if (list != "") rs = sprintf("%.2f", median(list)) (maxrun[test] > 1 ? " (" rs ")" : "")
     }
-    printf "%-48s %-20s %-20s %s\n", title, num(b, scale, dec), both ? num(o, scale, dec) : "", rs
+    print line " " rs
+  }
+  function total(title, test,   i, line) {
+    if (!((test, "bt", 4) in col)) return
+    line = sprintf("%-48s", title)
+    for (i = 1; i <= nn; i++) line = line sprintf(" %-18s", errs[test, nm[i]] + 0)
+    print line
+  }
+  BEGIN {
+    nn = split(names, nm, " ")
+    for (i = 1; i <= nn; i++) { if (nm[i] == "otter") has_otter = 1 }
+    label["bt"] = "bittorrent-tracker"; label["otter"] = "otter"; label["ref"] = "ws_ref (ceiling)"
   }
   NR == 1 { next }
   {
@@ -265,7 +288,9 @@ awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
     errs[$1, $3] += $9
   }
   END {
-    printf "%-48s %-20s %-20s %s\n", "figure", "bittorrent-tracker", both ? "otter" : "", both ? "otter/bt (per run)" : ""
+    line = sprintf("%-48s", "figure")
+    for (i = 1; i <= nn; i++) line = line sprintf(" %-18s", label[nm[i]])
+    print line (has_otter ? " otter/bt (per run)" : "")
     row("announces/s (median)", "throughput", 4, 1, 0, 1)
     row("announces per tracker CPU-second (median)", "throughput", 16, 1, 0, 1)
     row("offers forwarded/s (median)", "throughput", 5, 1, 0, 1)
@@ -275,10 +300,8 @@ awk -F'\t' -v both=$((${#TRACKERS[@]} == 2)) '
     row("tracker cores used (median)", "throughput", 10, 1, 2, 0)
     row("wsload cores used (median; >= 0.9: load-bound)", "throughput", 11, 1, 2, 0)
     row("other processes, cores (median)", "throughput", 12, 1, 2, 0)
-    if (("throughput", "bt", 4) in col)
-      printf "%-48s %-20s %-20s\n", "errors (sum over runs)", errs["throughput", "bt"] + 0, both ? errs["throughput", "otter"] + 0 : ""
+    total("errors (sum over runs)", "throughput")
     row("RSS per idle connection, announced, B", "idle", 15, 1, 0, 1)
     row("RSS per open connection, no announce, B", "idle", 14, 1, 0, 1)
-    if (("idle", "bt", 4) in col)
-      printf "%-48s %-20s %-20s\n", "errors in the idle test", errs["idle", "bt"] + 0, both ? errs["idle", "otter"] + 0 : ""
+    total("errors in the idle test", "idle")
   }' "$OUT/results.tsv" | tee "$OUT/table.txt"

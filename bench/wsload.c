@@ -187,13 +187,13 @@ static int hexv(int c) { return c >= '0' && c <= '9' ? c - '0' : (c | 32) >= 'a'
    point; *bin stays 1 while every char is U+0000..U+00FF. Returns the end, or NULL if malformed. */
 static const char *jstr(const char *p, const char *e, uint8_t *out, int cap, int *n, int *bin) {
   int k = 0, isbin = 1;
-  if (!out && !n && !bin) /* only skipping (SDPs): memchr to the quote, stepping over escapes */
-    for (;;) {
-      const char *q = memchr(p, '"', (size_t)(e - p)), *bs;
+  if (!out && !n && !bin) /* only skipping (SDPs): the first quote after an even run of backslashes */
+    for (const char *s = p;;) {
+      const char *q = memchr(p, '"', (size_t)(e - p)), *r;
       if (!q) return NULL;
-      if (!(bs = memchr(p, '\\', (size_t)(q - p)))) return q + 1;
-      if (bs + 1 >= e) return NULL;
-      p = bs + 2; /* the escaped char, whatever it is, is not the end */
+      for (r = q; r > s && r[-1] == '\\'; r--) {}
+      if (!((q - r) & 1)) return q + 1;
+      p = q + 1;
     }
   while (p < e) {
     unsigned c = (uint8_t)*p++, cp;
