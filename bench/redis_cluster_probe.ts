@@ -15,7 +15,10 @@
  *      slot: one reader connection per shard, and per-node streams of one shard share its tag;
  *   5. INFO server run_id and XINFO STREAM (entries-added, max-deleted-entry-id, first entry),
  *      what a node uses to notice a Redis restarted empty or a tail trimmed past it;
- *   6. (--failover) XADDs every 20 ms through the cluster client while the master of shard 0 is
+ *   6. a slot migration by hand (CLUSTER SETSLOT … IMPORTING/MIGRATING, MIGRATE): once the key
+ *      has moved, the old master answers `ASK slot host:port`, the new one `MOVED` unless the
+ *      command follows ASKING on the same connection (what a reader must do during a reshard);
+ *   7. (--failover) XADDs every 20 ms through the cluster client while the master of shard 0 is
  *      SIGKILLed: how long writes fail, whether the client finds the promoted replica by itself,
  *      and how many acknowledged entries the promoted replica lacks (replication is
  *      asynchronous).
@@ -158,10 +161,55 @@ for (let i = 0; i + 1 < xinfo.length; i += 2) {
 }
 console.log(`5. XINFO STREAM after MAXLEN 1: ${fields.join(" ")}`);
 
+// 6. ASK during a slot migration (on a shard stream of its own, so the others stay put).
+const moving = shardKey(SHARDS - 1);
+const slot = await redisCli(["-p", String(cluster.ports[0]), "CLUSTER", "KEYSLOT", moving]);
+const source = masterOf.get(SHARDS - 1)!;
+const target = topology.find((n) => n.role === "master" && n.port !== source)!.port;
+const nodeId = (port: number) => redisCli(["-p", String(port), "CLUSTER", "MYID"]);
+const sourceId = await nodeId(source);
+const targetId = await nodeId(target);
+await redisCli(["-p", String(target), "CLUSTER", "SETSLOT", slot, "IMPORTING", sourceId]);
+await redisCli(["-p", String(source), "CLUSTER", "SETSLOT", slot, "MIGRATING", targetId]);
+await redisCli([
+  "-p",
+  String(source),
+  "MIGRATE",
+  "127.0.0.1",
+  String(target),
+  "",
+  "0",
+  "5000",
+  "KEYS",
+  moving,
+]);
+const onSource = createClient({ url: `redis://127.0.0.1:${source}`, RESP: 2 });
+const onTarget = createClient({ url: `redis://127.0.0.1:${target}`, RESP: 2 });
+for (const c of [onSource, onTarget]) {
+  c.on("error", () => {});
+  await c.connect();
+}
+const read = ["XREAD", "COUNT", "1", "STREAMS", moving, "0-0"];
+const attempt = (c: typeof onSource) =>
+  c.sendCommand(read).then(
+    (reply) => `${JSON.stringify(reply).slice(0, 60)}…`,
+    (error) => `"${(error as Error).message}"`,
+  );
+console.log(`6. key moved mid-migration: XREAD on the old master: ${await attempt(onSource)}`);
+console.log(`6. XREAD on the new master without ASKING: ${await attempt(onTarget)}`);
+await onTarget.sendCommand(["ASKING"]);
+console.log(`6. ASKING, then XREAD on the new master: ${await attempt(onTarget)}`);
+for (const port of topology.filter((n) => n.role === "master").map((n) => n.port)) {
+  await redisCli(["-p", String(port), "CLUSTER", "SETSLOT", slot, "NODE", targetId]);
+}
+console.log(`6. after CLUSTER SETSLOT ${slot} NODE on every master: ${await attempt(onSource)}`);
+onSource.destroy();
+onTarget.destroy();
+masterOf.set(SHARDS - 1, target);
 plain.destroy();
 right.destroy();
 
-// 6. Failover under writes.
+// 7. Failover under writes.
 if (FAILOVER) {
   const victim = masterOf.get(0)!;
   const acked: string[] = [];
@@ -193,7 +241,7 @@ if (FAILOVER) {
   const killedAt = performance.now();
   const before = acked.length;
   await cluster.kill(victim);
-  console.log(`6. SIGKILLed master ${victim} (shard 0) after ${before} acknowledged XADDs`);
+  console.log(`7. SIGKILLed master ${victim} (shard 0) after ${before} acknowledged XADDs`);
   const deadline = performance.now() + 30_000;
   while (performance.now() < deadline) {
     await sleep(100);
@@ -202,7 +250,7 @@ if (FAILOVER) {
   running = false;
   await writer;
   console.log(
-    `6. writes failed ${failures} times, from ${Math.round(firstFailure - killedAt)} ms to ` +
+    `7. writes failed ${failures} times, from ${Math.round(firstFailure - killedAt)} ms to ` +
       `${
         Math.round(lastFailure - killedAt)
       } ms after the kill; ${acked.length} acknowledged in all`,
@@ -215,7 +263,7 @@ if (FAILOVER) {
   const heldIds = new Set(held.map((entry) => String(entry[0])));
   const lost = acked.filter((id) => !heldIds.has(id)).length;
   console.log(
-    `6. promoted replica ${promoted} holds ${held.length} entries; acknowledged but lost: ${lost}`,
+    `7. promoted replica ${promoted} holds ${held.length} entries; acknowledged but lost: ${lost}`,
   );
   direct.destroy();
 }
