@@ -25,7 +25,8 @@
  * The info_hash pool is udpload's (entry i a pure function of --seed and i, as udpload -x), so
  * --torrents T --ports P re-announce exactly the peers `udpload -t T -F T*P` added; or --pool FILE
  * reads 40-hex-char lines (`udpload -D -t N`). Announces: event none, numwant 50, a random peer
- * id, port 1..P, a quarter of them seeders.
+ * id, port 1..P, a quarter of them seeders (a random quarter; with --fill-seeders exactly the
+ * peers the fill made seeders, so that re-announces change no peer: a steady swarm).
  *
  * UDP: --sockets S connected sockets, each with its own connection id (refreshed after 60 s or an
  * error reply, the old one used meanwhile). Request i leaves on socket i % S with transaction id
@@ -75,6 +76,10 @@ static int mode_http = -1, opt_ports = 10, opt_conns = 64, opt_socks = 4, opt_nu
 static double opt_spin_us = 0, opt_rate, opt_dur = 10, opt_warm = 1, opt_timeout_ms = 1000;
 static long opt_torrents; /* 0: the whole --pool, or 100000 */
 static u64 opt_seed = 1;
+/* --fill-seeders: a peer is a seeder exactly when udpload's fill made it one (left = 0 for fill
+   index g = torrent + torrents x (port - 1) with g % 4 == 0), so re-announces change no peer's
+   state: a steady swarm, as between real clients' events (cluster refresh suppression) */
+static int opt_fill_seeders;
 static const char *target;
 static uint8_t *pool;
 static struct sockaddr_storage dst;
@@ -135,6 +140,11 @@ static const uint8_t *hash_of(u64 i) {
     for (int b = 0; b < 8; b++) h[w * 8 + b] = (uint8_t)(v >> (8 * b));
   }
   return h;
+}
+/* left for --fill-seeders: 0 (seeder) where udpload's fill made the peer a seeder, else > 0 */
+static u64 fill_left(u64 torrent, int port, u64 r3) {
+  u64 g = torrent + (u64)opt_torrents * (u64)(port - 1);
+  return (g & 3) ? 1 + (r3 >> 34) % 1000000000ull : 0;
 }
 static void load_pool(const char *file) {
   FILE *f = fopen(file, "r");
@@ -214,6 +224,7 @@ static void udp_issue(u64 i) {
   uint8_t *p = s->buf[s->ntx];
   u64 r1 = rnd(), r2 = rnd(), r3 = rnd(), left = (r3 & 3) ? 1 + (r3 >> 34) % 1000000000ull : 0;
   int port = 1 + (int)((r1 >> 20) % (u64)opt_ports);
+  if (opt_fill_seeders) left = fill_left(r1 % (u64)opt_torrents, port, r3);
   put64(p, s->cid); put32(p + 8, 1); put32(p + 12, (uint32_t)i);
   memcpy(p + 16, hash_of(r1 % (u64)opt_torrents), 20);
   memcpy(p + 36, "-OL0001-", 8); memcpy(p + 44, &r2, 8); memcpy(p + 52, &r3, 4);
@@ -350,6 +361,7 @@ static void h_send(int k, u64 i, u64 now) { /* request i on connection k, behind
   if (c->outn + 1024 > OUTCAP || c->qn == QCAP) { st.dropped += measured(i); return; }
   char *p = c->out + c->outn;
   u64 r1 = rnd(), r2 = rnd(), r3 = rnd(), left = (r3 & 3) ? 1 + (r3 >> 34) % 1000000000ull : 0;
+  if (opt_fill_seeders) left = fill_left(r1 % (u64)opt_torrents, 1 + (int)((r1 >> 20) % (u64)opt_ports), r3);
   uint8_t pid[12];
   memcpy(pid, &r2, 8); memcpy(pid + 8, &r3, 4);
   p = hex_escape(p + sprintf(p, "GET /announce?info_hash="), hash_of(r1 % (u64)opt_torrents), 20);
@@ -478,7 +490,7 @@ int main(int argc, char **argv) {
       {"warmup", 1, 0, 'w'}, {"torrents", 1, 0, 't'}, {"ports", 1, 0, 'P'}, {"pool", 1, 0, 'f'},
       {"seed", 1, 0, 'x'}, {"numwant", 1, 0, 'n'}, {"sockets", 1, 0, 's'}, {"conns", 1, 0, 'c'},
       {"timeout-ms", 1, 0, 'o'}, {"pipeline", 0, 0, 'p'},
-      {"spin-us", 1, 0, 'S'}, {0, 0, 0, 0}};
+      {"spin-us", 1, 0, 'S'}, {"fill-seeders", 0, 0, 'F'}, {0, 0, 0, 0}};
   const char *pool_file = NULL;
   for (int o; (o = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
     switch (o) {
@@ -496,6 +508,7 @@ int main(int argc, char **argv) {
     case 'o': opt_timeout_ms = atof(optarg); break;
     case 'p': opt_pipeline = 1; break;
     case 'S': opt_spin_us = atof(optarg); break;
+    case 'F': opt_fill_seeders = 1; break;
     default: mode_http = -1; optind = argc + 1; break;
     }
   }
@@ -506,7 +519,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: openloop (--udp|--http) HOST:PORT --rate R [--duration S(10, max 600)] [--warmup S(1)]\n"
                     "  [--torrents N(100000)] [--pool FILE] [--ports P(10)] [--seed X(1)] [--numwant N(50)]\n"
                     "  [--sockets S(4, udp)] [--conns C(64, http)] [--pipeline (http)] [--timeout-ms T(1000)]\n"
-                    "  [--spin-us U(0): poll, not sleep, when a due time is this close]\n");
+                    "  [--spin-us U(0): poll, not sleep, when a due time is this close]\n"
+                    "  [--fill-seeders: seeders exactly as udpload's fill made them, not a random quarter]\n");
     return 2;
   }
   if (pool_file) load_pool(pool_file);
