@@ -16,7 +16,6 @@ import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
   announce,
   FakeStore,
-  hex,
   infoHash,
   ipv4,
   ipv6,
