@@ -14,8 +14,8 @@ import {
   buildFullScrape,
   CHUNK_BYTES,
   type FullScrapeBuild,
-  Slicer,
 } from "../src/ops/fullScrape.ts";
+import { Slicer } from "../src/store/slicer.ts";
 import { percentEscape } from "./support/torrent.ts";
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

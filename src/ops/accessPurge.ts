@@ -4,7 +4,7 @@
  * next state file, instead of lingering until their peers time out.
  *
  * The walk visits every torrent slot once, in slices of SLICE_MS with a timer turn in between
- * (fullScrape.ts's Slicer), so millions of torrents never stall announces. It goes down from an
+ * (store/slicer.ts), so millions of torrents never stall announces. It goes down from an
  * empty slot, like the cleaner: between slices rows move only by deletion's backward shift,
  * toward their home slot and never across a slot that was empty when the walk began, so a row
  * present at the start cannot slip from the unvisited part into the visited one; dropping a row
@@ -14,7 +14,7 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "./accessList.ts";
-import { SLICE_MS, Slicer } from "./fullScrape.ts";
+import { SLICE_MS, Slicer } from "../store/slicer.ts";
 
 /** Slots visited between two looks at the slice clock. */
 const SLOTS_PER_CHECK = 1024;

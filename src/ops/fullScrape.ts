@@ -22,49 +22,16 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "./accessList.ts";
 import { writeScrapeEnd, writeScrapeFile, writeScrapeStart } from "../protocol/httpReply.ts";
+import { SLICE_MS, Slicer } from "../store/slicer.ts";
 
 /** Largest chunk a build produces (plain and gzip). */
 export const CHUNK_BYTES = 65536;
-/** Work time per slice before yielding to the event loop. */
-export const SLICE_MS = 7;
 /** Bytes one `files` entry takes at most: 3 + 20 + 42 of keys + 3 × 10 digits + 2. */
 const ENTRY_MAX = 128;
 /** Ranges this short are sorted by insertion instead of radix passes. */
 const INSERTION_MAX = 24;
 /** A copy restarted this often (the table kept resizing) finishes in one blocking pass. */
 const MAX_COPY_RESTARTS = 8;
-
-/** Cuts long jobs into slices of at most `budgetMs` of work, and measures them. */
-export class Slicer {
-  slices = 1;
-  maxSliceMs = 0;
-  #sliceStart = performance.now();
-
-  constructor(readonly budgetMs = SLICE_MS) {}
-
-  /** Has this slice used its budget? Cheap enough to call every few thousand steps. */
-  due(): boolean {
-    return performance.now() - this.#sliceStart >= this.budgetMs;
-  }
-
-  /** Ends the slice and lets the event loop run timers and I/O before the next one. */
-  async pause(): Promise<void> {
-    this.#endSlice();
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.slices++;
-    this.#sliceStart = performance.now();
-  }
-
-  /** Records the slice running now (call when the job is done). */
-  finish(): void {
-    this.#endSlice();
-  }
-
-  #endSlice(): void {
-    const ms = performance.now() - this.#sliceStart;
-    if (ms > this.maxSliceMs) this.maxSliceMs = ms;
-  }
-}
 
 /**
  * The torrents of a store at one moment, sorted: entry `order[i]` (i < count) has its info hash at

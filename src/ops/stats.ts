@@ -4,7 +4,7 @@
  * Text by default: the counter modes answer opentracker's four MRTG lines (two numbers, an uptime
  * line, a label); `format=json` answers the requested mode as JSON, and every mode at once when
  * no mode is given. Modes that need every torrent (top10, top100, completed, statedump) work on a
- * sorted snapshot of the store taken in slices (see fullScrape.ts), `renew` walks every peer in
+ * sorted snapshot of the store taken in slices (store/slicer.ts), `renew` walks every peer in
  * slices, so a large store never blocks the event loop for long; both walks are shared by all
  * requests and rebuilt at most once a second (statsWalks.ts).
  *

@@ -1,14 +1,15 @@
 /**
  * The walks over the whole store that /stats needs (the sorted torrent snapshot with its top 100
  * and completed sums, for top10, top100, completed and statedump; the peer-age histogram, for
- * renew), shared by every request. A walk is built once at a time, in slices (see fullScrape.ts),
+ * renew), shared by every request. A walk is built once at a time, in slices (store/slicer.ts),
  * and kept for `keepMs` (a second) after it is done: any number of stats requests, all modes
  * together, cost at most one of each walk per second plus its build time. Then it is dropped, so a
  * snapshot the size of the store does not stay in memory between polls.
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "./accessList.ts";
-import { Slicer, snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
+import { Slicer } from "../store/slicer.ts";
+import { snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 
 export interface TopEntry {
   infoHash: string;

@@ -22,7 +22,7 @@ import { HttpWireServer } from "./httpWire.ts";
 import { registerOperatorRoutes } from "./operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
 import { PortableUdpSocket } from "./udpPortableSocket.ts";
-import { addWorkerMetrics, UdpWorkerPool } from "./udpWorkerPool.ts";
+import { renderWorkerMetrics, UdpWorkerPool } from "./udpWorkerPool.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -291,4 +291,16 @@ function openUdp(
     "UDP",
     log,
   );
+}
+
+/** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
+function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
+  const metrics = http.routes.get("/metrics");
+  if (metrics === undefined || pools.length === 0) return;
+  http.routes.set("/metrics", async (request, info, query) => {
+    const response = await metrics(request, info, query);
+    if (response.status !== 200) return response;
+    const body = (await response.text()) + renderWorkerMetrics(pools);
+    return new Response(body, { status: 200, headers: response.headers });
+  });
 }

@@ -54,7 +54,6 @@ import {
   SO_ATTACH_REUSEPORT_CBPF,
   SOL_SOCKET,
 } from "./libc.ts";
-import type { HttpTracker } from "./httpTracker.ts";
 
 /** Batch arenas per Worker: a ring, so a Worker can receive ahead while the main isolate answers. */
 export const ARENAS = 4;
@@ -549,16 +548,4 @@ export function renderWorkerMetrics(pools: readonly UdpWorkerPool[]): string {
     }
   }
   return lines.join("\n") + "\n";
-}
-
-/** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
-export function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
-  const metrics = http.routes.get("/metrics");
-  if (metrics === undefined || pools.length === 0) return;
-  http.routes.set("/metrics", async (request, info, query) => {
-    const response = await metrics(request, info, query);
-    if (response.status !== 200) return response;
-    const body = (await response.text()) + renderWorkerMetrics(pools);
-    return new Response(body, { status: 200, headers: response.headers });
-  });
 }
