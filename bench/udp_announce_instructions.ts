@@ -11,8 +11,8 @@
  * each reply carries peers. A warm-up of WARMUP_ROUNDS rounds runs first, so the measured
  * announces run optimised code. Everything is seeded: two runs do the same work.
  */
-import { parseCommandLine } from "../src/ops/config.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { Clock } from "../src/config/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { Tracker } from "../src/servers/tracker.ts";

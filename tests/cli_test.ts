@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { runOtter } from "./support/otterProcess.ts";
-import { ConfigError, helpText, parseCommandLine } from "../src/ops/config.ts";
-import { parseListenAddress } from "../src/ops/listenAddress.ts";
+import { ConfigError, helpText, parseCommandLine } from "../src/config/config.ts";
+import { parseListenAddress } from "../src/config/listenAddress.ts";
 
 Deno.test("listen addresses: host:port, [v6]:port, bare port, and bad ones", () => {
   assert.deepEqual(parseListenAddress("127.0.0.1:6969"), { hostname: "127.0.0.1", port: 6969 });

@@ -3,8 +3,8 @@
  * config file), and otter refusing to start a cluster without a secret.
  */
 import assert from "node:assert/strict";
-import { ConfigError, helpText, parseCommandLine } from "../src/ops/config.ts";
-import { defaultConfigToml, loadConfig } from "../src/ops/configFile.ts";
+import { ConfigError, helpText, parseCommandLine } from "../src/config/config.ts";
+import { defaultConfigToml, loadConfig } from "../src/config/configFile.ts";
 import { runOtter } from "./support/otterProcess.ts";
 import {
   checkClusterName,

@@ -7,7 +7,7 @@
  * The defaults' arithmetic: a 21 MB full scrape read at 1 MB/s completes.
  */
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../src/ops/config.ts";
+import { parseCommandLine } from "../src/config/config.ts";
 import { addressKey, ConnectionsPerAddress } from "../src/ops/connectionsPerAddress.ts";
 import { sendDeadline } from "../src/servers/httpWire.ts";
 import { startOtter } from "./support/otterProcess.ts";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { crc32 } from "../src/hash/crc32.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { Clock } from "../src/config/clock.ts";
 import {
   checkState,
   encodeState,

@@ -7,7 +7,7 @@
  * through a proxy otter was not told about (through a local one, everyone is loopback), so who
  * sent it is unknown.
  */
-import type { Config } from "../ops/config.ts";
+import type { Config } from "../config/config.ts";
 import { CidrSet, parseIpAddress } from "../ops/cidr.ts";
 import { resolveClient } from "../ops/clientAddress.ts";
 import { FullScrape } from "../ops/fullScrape.ts";

@@ -3,9 +3,9 @@
  * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
  * small steps. Returns a handle that stops everything.
  */
-import type { Config, ListenAddress } from "../ops/config.ts";
-import type { Clock } from "../ops/clock.ts";
-import { formatHostPort } from "../ops/listenAddress.ts";
+import type { Config, ListenAddress } from "../config/config.ts";
+import type { Clock } from "../config/clock.ts";
+import { formatHostPort } from "../config/listenAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";

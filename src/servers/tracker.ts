@@ -4,8 +4,8 @@
  * and handed to every server, so both protocols see one swarm. The policy fields are plain fields
  * the servers read per request; `applySettings` replaces them when SIGHUP reloads the config.
  */
-import type { Config } from "../ops/config.ts";
-import type { Clock } from "../ops/clock.ts";
+import type { Config } from "../config/config.ts";
+import type { Clock } from "../config/clock.ts";
 import { RequestCounters } from "../ops/requestCounters.ts";
 import { AccessPolicy } from "../ops/accessList.ts";
 import { CidrSet } from "../ops/cidr.ts";

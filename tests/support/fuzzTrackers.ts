@@ -12,9 +12,9 @@
  * request lines through, where `new Request` would percent-encode it first), a quarter as real
  * Request objects. Failures throw FuzzFailure naming the profile, seed and input number.
  */
-import { parseCommandLine } from "../../src/ops/config.ts";
-import type { Config } from "../../src/ops/config.ts";
-import { Clock } from "../../src/ops/clock.ts";
+import { parseCommandLine } from "../../src/config/config.ts";
+import type { Config } from "../../src/config/config.ts";
+import { Clock } from "../../src/config/clock.ts";
 import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/ops/accessList.ts";
 import { CLEAN_BUDGET, SwarmTable } from "../../src/store/swarmTable.ts";
 import { checkInvariants } from "../../src/store/invariants.ts";

@@ -2,8 +2,8 @@
  * otter's own HTTP server (src/servers/httpWire.ts) in the test process, on 127.0.0.1 and a free
  * port, over a fresh tracker built from command-line flags; disposing of it shuts it down.
  */
-import { parseCommandLine } from "../../src/ops/config.ts";
-import { Clock } from "../../src/ops/clock.ts";
+import { parseCommandLine } from "../../src/config/config.ts";
+import { Clock } from "../../src/config/clock.ts";
 import { SwarmTable } from "../../src/store/swarmTable.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
 import { HttpTracker } from "../../src/servers/httpTracker.ts";

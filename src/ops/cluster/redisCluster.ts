@@ -96,7 +96,7 @@ export interface ClusterSyncOptions {
    */
   secret: Uint8Array | null;
   store: ClusterStore;
-  /** The tracker clock (`src/ops/clock.ts`): whole seconds since start. */
+  /** The tracker clock (`src/config/clock.ts`): whole seconds since start. */
   clock: { now: number };
   log: (line: string) => void;
   /** This node's access list: other nodes' changes for torrents it forbids are skipped. */

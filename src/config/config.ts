@@ -11,8 +11,8 @@
  * with "--".
  */
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
-import { CidrSet } from "./cidr.ts";
-import { checkClusterName, checkNodeId, parseClusterUrl } from "./cluster/clusterOptions.ts";
+import { CidrSet } from "../ops/cidr.ts";
+import { checkClusterName, checkNodeId, parseClusterUrl } from "../ops/cluster/clusterOptions.ts";
 
 export type { ListenAddress };
 
