@@ -11,7 +11,7 @@
  * with "--".
  */
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
-import { CidrSet } from "../ops/cidr.ts";
+import { CidrSet } from "../policy/cidr.ts";
 import { checkClusterName, checkNodeId, parseClusterUrl } from "../ops/cluster/clusterOptions.ts";
 
 export type { ListenAddress };

@@ -20,7 +20,7 @@
  * next full scrape at once, before its swarm is dropped (accessPurge.ts).
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
-import type { AccessPolicy } from "./accessList.ts";
+import type { AccessPolicy } from "../policy/accessList.ts";
 import { writeScrapeEnd, writeScrapeFile, writeScrapeStart } from "../protocol/httpReply.ts";
 import { SLICE_MS, Slicer } from "../store/slicer.ts";
 

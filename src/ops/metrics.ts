@@ -5,7 +5,7 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
-import type { RateLimiter } from "./rateLimit.ts";
+import type { RateLimiter } from "../policy/rateLimit.ts";
 import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "./cluster/redisCluster.ts";
 import type { StatsWalks } from "./statsWalks.ts";

@@ -34,7 +34,7 @@ import { crc32 } from "../hash/crc32.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
 import type { Clock } from "../config/clock.ts";
-import type { AccessPolicy } from "./accessList.ts";
+import type { AccessPolicy } from "../policy/accessList.ts";
 
 export const STATE_VERSION = 1;
 const MAGIC = new TextEncoder().encode("OTTRSTAT");

@@ -7,7 +7,7 @@
  * snapshot the size of the store does not stay in memory between polls.
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
-import type { AccessPolicy } from "./accessList.ts";
+import type { AccessPolicy } from "../policy/accessList.ts";
 import { Slicer } from "../store/slicer.ts";
 import { snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 

@@ -9,9 +9,9 @@ import { EVENT_STOPPED } from "../protocol/events.ts";
 import { opForEvent } from "../ops/cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
-import { parseIpAddress } from "../ops/cidr.ts";
-import { type HeaderSource, resolveClient } from "../ops/clientAddress.ts";
-import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
+import { parseIpAddress } from "../policy/cidr.ts";
+import { type HeaderSource, resolveClient } from "../policy/clientAddress.ts";
+import { ACCESS_DENIED_REASON } from "../policy/accessList.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_OTHER,
@@ -21,7 +21,7 @@ import {
   RESULT_OK,
 } from "../ops/requestCounters.ts";
 import { HttpServerCounters } from "../ops/httpServerCounters.ts";
-import { ConnectionsPerAddress } from "../ops/connectionsPerAddress.ts";
+import { ConnectionsPerAddress } from "../policy/connectionsPerAddress.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 

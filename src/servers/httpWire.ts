@@ -27,9 +27,9 @@
  * their unsent bytes: the pooled reply buffer goes back while the write waits.
  */
 import { writeDecimal } from "../protocol/httpReply.ts";
-import { parseIpAddress } from "../ops/cidr.ts";
+import { parseIpAddress } from "../policy/cidr.ts";
 import type { HttpServerCounters } from "../ops/httpServerCounters.ts";
-import { type AddressKey, addressKey } from "../ops/connectionsPerAddress.ts";
+import { type AddressKey, addressKey } from "../policy/connectionsPerAddress.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
 
 export interface HttpLimits {

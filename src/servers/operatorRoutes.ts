@@ -8,8 +8,8 @@
  * sent it is unknown.
  */
 import type { Config } from "../config/config.ts";
-import { CidrSet, parseIpAddress } from "../ops/cidr.ts";
-import { resolveClient } from "../ops/clientAddress.ts";
+import { CidrSet, parseIpAddress } from "../policy/cidr.ts";
+import { resolveClient } from "../policy/clientAddress.ts";
 import { FullScrape } from "../ops/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
 import { statsResponse } from "../ops/stats.ts";

@@ -7,12 +7,12 @@
 import type { Config } from "../config/config.ts";
 import type { Clock } from "../config/clock.ts";
 import { RequestCounters } from "../ops/requestCounters.ts";
-import { AccessPolicy } from "../ops/accessList.ts";
-import { CidrSet } from "../ops/cidr.ts";
-import { DeniabilityMixer } from "../ops/deniability.ts";
+import { AccessPolicy } from "../policy/accessList.ts";
+import { CidrSet } from "../policy/cidr.ts";
+import { DeniabilityMixer } from "../policy/deniability.ts";
 import type { ChangeRecorder } from "../ops/cluster/changeBatch.ts";
 import type { ClusterCounters } from "../ops/cluster/redisCluster.ts";
-import { RateLimiter } from "../ops/rateLimit.ts";
+import { RateLimiter } from "../policy/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 

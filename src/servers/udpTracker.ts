@@ -4,7 +4,7 @@
  * `handle`; it does no I/O and nothing a packet holds can make it throw.
  *
  * With `--rate-limit`, a datagram over its source's limit is dropped silently before anything
- * else (src/ops/rateLimit.ts).
+ * else (src/policy/rateLimit.ts).
  *
  * Policy for bad datagrams (see README "UDP and bad packets"):
  * - shorter than 16 bytes, a connect without the protocol magic, or an error packet (action 3)
@@ -49,7 +49,7 @@ import {
   RESULT_ERROR,
   RESULT_OK,
 } from "../ops/requestCounters.ts";
-import { ACCESS_DENIED_REASON } from "../ops/accessList.ts";
+import { ACCESS_DENIED_REASON } from "../policy/accessList.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";
 

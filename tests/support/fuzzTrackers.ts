@@ -15,7 +15,7 @@
 import { parseCommandLine } from "../../src/config/config.ts";
 import type { Config } from "../../src/config/config.ts";
 import { Clock } from "../../src/config/clock.ts";
-import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/ops/accessList.ts";
+import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/policy/accessList.ts";
 import { CLEAN_BUDGET, SwarmTable } from "../../src/store/swarmTable.ts";
 import { checkInvariants } from "../../src/store/invariants.ts";
 import { ConnectionIds } from "../../src/protocol/connectionId.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { isIP } from "node:net";
-import { CidrSet, parseForwardedEntry, parseIpAddress } from "../src/ops/cidr.ts";
+import { CidrSet, parseForwardedEntry, parseIpAddress } from "../src/policy/cidr.ts";
 
 /** Seeded xorshift32: uint32 values, reproducible across runs. */
 function seeded(seed: number): () => number {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../src/ops/accessList.ts";
-import { watchAccessList } from "../src/ops/accessListFile.ts";
+import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../src/policy/accessList.ts";
+import { watchAccessList } from "../src/policy/accessListFile.ts";
 
 /** Seeded xorshift32: uint32 values, reproducible across runs. */
 function seeded(seed: number): () => number {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DeniabilityMixer } from "../src/ops/deniability.ts";
+import { DeniabilityMixer } from "../src/policy/deniability.ts";
 
 /** Seeded xorshift32: uint32 values, reproducible across runs. */
 function seeded(seed: number): () => number {

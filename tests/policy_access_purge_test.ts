@@ -1,13 +1,13 @@
 /**
- * ForbiddenSwarmPurge (src/ops/accessPurge.ts) in process: after a reload it drops exactly the
+ * ForbiddenSwarmPurge (src/policy/accessPurge.ts) in process: after a reload it drops exactly the
  * torrents the new list forbids, with their peers and counts, even while announces add torrents
  * (growing the table), stops delete others (backward shifts) and the cleaner runs between its
  * slices; a reload during a walk is purged for too. SwarmTable.dropTorrentAt keeps the table's
  * invariants.
  */
 import assert from "node:assert/strict";
-import { AccessPolicy, InfoHashSet } from "../src/ops/accessList.ts";
-import { ForbiddenSwarmPurge, type PurgeResult } from "../src/ops/accessPurge.ts";
+import { AccessPolicy, InfoHashSet } from "../src/policy/accessList.ts";
+import { ForbiddenSwarmPurge, type PurgeResult } from "../src/policy/accessPurge.ts";
 import { CLEAN_BUDGET, SwarmTable } from "../src/store/swarmTable.ts";
 import { assertInvariants } from "../src/store/invariants.ts";
 

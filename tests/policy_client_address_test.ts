@@ -1,11 +1,11 @@
 /**
- * The client-address resolver (src/ops/clientAddress.ts): X-Forwarded-For walked right to left past
+ * The client-address resolver (src/policy/clientAddress.ts): X-Forwarded-For walked right to left past
  * trusted proxies, garbage stopping the walk at the last trusted hop, X-Real-IP only without
  * X-Forwarded-For, headers ignored from untrusted peers.
  */
 import assert from "node:assert/strict";
-import { CidrSet, parseIpAddress } from "../src/ops/cidr.ts";
-import { resolveClient } from "../src/ops/clientAddress.ts";
+import { CidrSet, parseIpAddress } from "../src/policy/cidr.ts";
+import { resolveClient } from "../src/policy/clientAddress.ts";
 
 const TRUSTED = CidrSet.parse(["127.0.0.0/8", "10.0.0.0/8", "::1/128", "fd00::/8"]);
 
