@@ -14,7 +14,7 @@ import {
   buildFullScrape,
   CHUNK_BYTES,
   type FullScrapeBuild,
-} from "../src/ops/fullScrape.ts";
+} from "../src/observe/fullScrape.ts";
 import { Slicer } from "../src/store/slicer.ts";
 import { percentEscape } from "./support/torrent.ts";
 

@@ -19,8 +19,8 @@ import {
   PROTOCOL_HTTP,
   RESULT_ERROR,
   RESULT_OK,
-} from "../ops/requestCounters.ts";
-import { HttpServerCounters } from "../ops/httpServerCounters.ts";
+} from "../observe/requestCounters.ts";
+import { HttpServerCounters } from "../observe/httpServerCounters.ts";
 import { ConnectionsPerAddress } from "../policy/connectionsPerAddress.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";

@@ -28,7 +28,7 @@
  */
 import { writeDecimal } from "../protocol/httpReply.ts";
 import { parseIpAddress } from "../policy/cidr.ts";
-import type { HttpServerCounters } from "../ops/httpServerCounters.ts";
+import type { HttpServerCounters } from "../observe/httpServerCounters.ts";
 import { type AddressKey, addressKey } from "../policy/connectionsPerAddress.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
 

@@ -10,19 +10,19 @@
 import type { Config } from "../config/config.ts";
 import { CidrSet, parseIpAddress } from "../policy/cidr.ts";
 import { resolveClient } from "../policy/clientAddress.ts";
-import { FullScrape } from "../ops/fullScrape.ts";
-import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../ops/metrics.ts";
-import { statsResponse } from "../ops/stats.ts";
-import { StatsWalks } from "../ops/statsWalks.ts";
-import { LoopLag } from "../ops/loopLag.ts";
-import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
+import { FullScrape } from "../observe/fullScrape.ts";
+import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../observe/metrics.ts";
+import { statsResponse } from "../observe/stats.ts";
+import { StatsWalks } from "../observe/statsWalks.ts";
+import { LoopLag } from "../observe/loopLag.ts";
+import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
   PROTOCOL_HTTP,
   RESULT_ERROR,
   RESULT_OK,
-} from "../ops/requestCounters.ts";
+} from "../observe/requestCounters.ts";
 import { VERSION } from "../version.ts";
 import type { HttpTracker } from "./httpTracker.ts";
 import type { Tracker } from "./tracker.ts";

@@ -10,7 +10,7 @@ import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../policy/accessListFile.ts";
-import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
+import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
 import { StateFile } from "../ops/stateFile.ts";
 import { randomNodeId } from "../ops/cluster/clusterOptions.ts";

@@ -6,7 +6,7 @@
  */
 import type { Config } from "../config/config.ts";
 import type { Clock } from "../config/clock.ts";
-import { RequestCounters } from "../ops/requestCounters.ts";
+import { RequestCounters } from "../observe/requestCounters.ts";
 import { AccessPolicy } from "../policy/accessList.ts";
 import { CidrSet } from "../policy/cidr.ts";
 import { DeniabilityMixer } from "../policy/deniability.ts";

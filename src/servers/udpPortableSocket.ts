@@ -9,7 +9,7 @@ import {
   errorText,
   type UdpListenerFailures,
   type UdpSocketFailures,
-} from "../ops/udpSocketFailures.ts";
+} from "../observe/udpSocketFailures.ts";
 
 const RECEIVE_CAPACITY = 2048;
 const REPLY_CAPACITY = 4096;

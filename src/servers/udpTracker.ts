@@ -48,7 +48,7 @@ import {
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
-} from "../ops/requestCounters.ts";
+} from "../observe/requestCounters.ts";
 import { ACCESS_DENIED_REASON } from "../policy/accessList.ts";
 import { refusedReason } from "../store/swarmTable.ts";
 import type { Tracker } from "./tracker.ts";

@@ -22,7 +22,7 @@ import { ConnectionIds } from "../../src/protocol/connectionId.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
 import { UdpTracker } from "../../src/servers/udpTracker.ts";
 import { HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "../../src/servers/httpTracker.ts";
-import { PROTOCOL_UDP } from "../../src/ops/requestCounters.ts";
+import { PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
 import {
   classifyHttpBody,
   expectHttpStatus,
