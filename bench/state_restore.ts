@@ -13,7 +13,7 @@ import {
   nextTurn,
   restoreState,
   writeStateFile,
-} from "../src/ops/stateFile.ts";
+} from "../src/persist/stateFile.ts";
 
 const PEER_TIMEOUT = 2700;
 const NO_PEERS = new Uint8Array(0);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Clock, type TimeSources } from "../src/config/clock.ts";
 import { parseCommandLine } from "../src/config/config.ts";
-import { StateFile } from "../src/ops/stateFile.ts";
+import { StateFile } from "../src/persist/stateFile.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";

@@ -12,8 +12,8 @@ import {
   parseClusterUrl,
   randomNodeId,
   streamKey,
-} from "../src/ops/cluster/clusterOptions.ts";
-import { compareStreamIds } from "../src/ops/cluster/redisCluster.ts";
+} from "../src/cluster/clusterOptions.ts";
+import { compareStreamIds } from "../src/cluster/redisCluster.ts";
 
 Deno.test("parseClusterUrl accepts redis and rediss URLs", () => {
   for (

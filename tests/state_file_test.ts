@@ -17,7 +17,7 @@ import {
   STATE_VERSION,
   StateFile,
   writeStateFile,
-} from "../src/ops/stateFile.ts";
+} from "../src/persist/stateFile.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import {
   announcePacket,

@@ -12,7 +12,7 @@
  */
 import { type ListenAddress, parseListenAddress } from "./listenAddress.ts";
 import { CidrSet } from "../policy/cidr.ts";
-import { checkClusterName, checkNodeId, parseClusterUrl } from "../ops/cluster/clusterOptions.ts";
+import { checkClusterName, checkNodeId, parseClusterUrl } from "../cluster/clusterOptions.ts";
 
 export type { ListenAddress };
 

@@ -6,7 +6,7 @@
  * request line over 8 KiB 414.
  */
 import { EVENT_STOPPED } from "../protocol/events.ts";
-import { opForEvent } from "../ops/cluster/changeBatch.ts";
+import { opForEvent } from "../cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
 import { parseIpAddress } from "../policy/cidr.ts";

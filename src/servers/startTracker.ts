@@ -12,9 +12,9 @@ import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable
 import { watchAccessList } from "../policy/accessListFile.ts";
 import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
-import { StateFile } from "../ops/stateFile.ts";
-import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
-import { readClusterSecret } from "../ops/cluster/clusterSecret.ts";
+import { StateFile } from "../persist/stateFile.ts";
+import { randomNodeId } from "../cluster/clusterOptions.ts";
+import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udpTracker.ts";
 import { HttpTracker } from "./httpTracker.ts";
@@ -129,7 +129,7 @@ export async function startTracker(
     // buffer. The Redis client (and the Node compatibility layer under it) is loaded only with
     // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
     if (config.cluster !== "") {
-      const { ClusterSync } = await import("../ops/cluster/redisCluster.ts");
+      const { ClusterSync } = await import("../cluster/redisCluster.ts");
       const sync = new ClusterSync({
         url: config.cluster,
         name: config.clusterName,

@@ -19,7 +19,7 @@
  * connection id, so otter cannot amplify spoofed traffic.
  */
 import { EVENT_STOPPED } from "../protocol/events.ts";
-import { opForEvent } from "../ops/cluster/changeBatch.ts";
+import { opForEvent } from "../cluster/changeBatch.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import {
   ACTION_ERROR,

@@ -35,7 +35,7 @@
  *
  * Version 1 (no sequence, time or tag) is refused as an unsupported version.
  */
-import { crc32 } from "../../hash/crc32.ts";
+import { crc32 } from "../hash/crc32.ts";
 
 export const OP_ANNOUNCE = 1;
 export const OP_STOPPED = 2;

@@ -58,7 +58,7 @@ import {
   setPublishTime,
 } from "./changeBatch.ts";
 import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
-import type { AccessPolicy } from "../../policy/accessList.ts";
+import type { AccessPolicy } from "../policy/accessList.ts";
 import { BatchMac } from "./batchMac.ts";
 import { BATCH_FIELD, BatchGate, type RejectedCounts } from "./batchGate.ts";
 import { StreamReaderConnection } from "./streamReader.ts";
