@@ -16,7 +16,7 @@ import { Clock } from "../src/config/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { Tracker } from "../src/servers/tracker.ts";
-import { UdpTracker } from "../src/servers/udpTracker.ts";
+import { UdpTracker } from "../src/servers/udp/udpTracker.ts";
 
 const TORRENTS = 2000;
 const PEERS_PER_TORRENT = 20;

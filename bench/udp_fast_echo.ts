@@ -16,7 +16,7 @@ import {
   type DatagramHandler,
   FastUdpSocket,
   fastUdpSupport,
-} from "../src/servers/udpFastSocket.ts";
+} from "../src/servers/udp/udpFastSocket.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

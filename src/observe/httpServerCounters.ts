@@ -1,5 +1,5 @@
 /**
- * What otter's own HTTP server (src/servers/httpWire.ts) counts about the connections and requests
+ * What otter's own HTTP server (src/servers/http/httpWire.ts) counts about the connections and requests
  * it turns away before the tracker sees them: one object shared by every HTTP listener of a
  * process, read by /metrics and /stats. Plain number fields, bumped in place.
  */

@@ -16,13 +16,13 @@ import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
-import { UdpTracker } from "./udpTracker.ts";
-import { HttpTracker } from "./httpTracker.ts";
-import { HttpWireServer } from "./httpWire.ts";
-import { registerOperatorRoutes } from "./operatorRoutes.ts";
-import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
-import { PortableUdpSocket } from "./udpPortableSocket.ts";
-import { renderWorkerMetrics, UdpWorkerPool } from "./udpWorkerPool.ts";
+import { UdpTracker } from "./udp/udpTracker.ts";
+import { HttpTracker } from "./http/httpTracker.ts";
+import { HttpWireServer } from "./http/httpWire.ts";
+import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
+import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udp/udpFastSocket.ts";
+import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
+import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 
 export interface RunningTracker {
   tracker: Tracker;

@@ -20,8 +20,12 @@ import { CLEAN_BUDGET, SwarmTable } from "../../src/store/swarmTable.ts";
 import { checkInvariants } from "../../src/store/invariants.ts";
 import { ConnectionIds } from "../../src/protocol/connectionId.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
-import { UdpTracker } from "../../src/servers/udpTracker.ts";
-import { HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "../../src/servers/httpTracker.ts";
+import { UdpTracker } from "../../src/servers/udp/udpTracker.ts";
+import {
+  HttpTracker,
+  MAX_REQUEST_BYTES,
+  type WireClient,
+} from "../../src/servers/http/httpTracker.ts";
 import { PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
 import {
   classifyHttpBody,

@@ -26,10 +26,10 @@
  * `serverCounters` (for /metrics and /stats). A client that does not take its replies holds only
  * their unsent bytes: the pooled reply buffer goes back while the write waits.
  */
-import { writeDecimal } from "../protocol/httpReply.ts";
-import { parseIpAddress } from "../policy/cidr.ts";
-import type { HttpServerCounters } from "../observe/httpServerCounters.ts";
-import { type AddressKey, addressKey } from "../policy/connectionsPerAddress.ts";
+import { writeDecimal } from "../../protocol/httpReply.ts";
+import { parseIpAddress } from "../../policy/cidr.ts";
+import type { HttpServerCounters } from "../../observe/httpServerCounters.ts";
+import { type AddressKey, addressKey } from "../../policy/connectionsPerAddress.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
 
 export interface HttpLimits {

@@ -45,7 +45,7 @@ import {
   errorText,
   type UdpListenerFailures,
   type UdpSocketFailures,
-} from "../observe/udpSocketFailures.ts";
+} from "../../observe/udpSocketFailures.ts";
 import {
   addressOf,
   errnoText,

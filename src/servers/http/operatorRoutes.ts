@@ -7,25 +7,25 @@
  * through a proxy otter was not told about (through a local one, everyone is loopback), so who
  * sent it is unknown.
  */
-import type { Config } from "../config/config.ts";
-import { CidrSet, parseIpAddress } from "../policy/cidr.ts";
-import { resolveClient } from "../policy/clientAddress.ts";
-import { FullScrape } from "../observe/fullScrape.ts";
-import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../observe/metrics.ts";
-import { statsResponse } from "../observe/stats.ts";
-import { StatsWalks } from "../observe/statsWalks.ts";
-import { LoopLag } from "../observe/loopLag.ts";
-import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
+import type { Config } from "../../config/config.ts";
+import { CidrSet, parseIpAddress } from "../../policy/cidr.ts";
+import { resolveClient } from "../../policy/clientAddress.ts";
+import { FullScrape } from "../../observe/fullScrape.ts";
+import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../../observe/metrics.ts";
+import { statsResponse } from "../../observe/stats.ts";
+import { StatsWalks } from "../../observe/statsWalks.ts";
+import { LoopLag } from "../../observe/loopLag.ts";
+import type { UdpListenerFailures } from "../../observe/udpSocketFailures.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
   PROTOCOL_HTTP,
   RESULT_ERROR,
   RESULT_OK,
-} from "../observe/requestCounters.ts";
-import { VERSION } from "../version.ts";
+} from "../../observe/requestCounters.ts";
+import { VERSION } from "../../version.ts";
 import type { HttpTracker } from "./httpTracker.ts";
-import type { Tracker } from "./tracker.ts";
+import type { Tracker } from "../tracker.ts";
 
 export interface OperatorRoutes {
   readonly fullScrape: FullScrape;

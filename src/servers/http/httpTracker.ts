@@ -5,13 +5,13 @@
  * (what BitTorrent clients show their users); an unknown path 404; a non-GET method 405; a
  * request line over 8 KiB 414.
  */
-import { EVENT_STOPPED } from "../protocol/events.ts";
-import { opForEvent } from "../cluster/changeBatch.ts";
-import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../protocol/httpQuery.ts";
-import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../protocol/httpReply.ts";
-import { parseIpAddress } from "../policy/cidr.ts";
-import { type HeaderSource, resolveClient } from "../policy/clientAddress.ts";
-import { ACCESS_DENIED_REASON } from "../policy/accessList.ts";
+import { EVENT_STOPPED } from "../../protocol/events.ts";
+import { opForEvent } from "../../cluster/changeBatch.ts";
+import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../../protocol/httpQuery.ts";
+import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../../protocol/httpReply.ts";
+import { parseIpAddress } from "../../policy/cidr.ts";
+import { type HeaderSource, resolveClient } from "../../policy/clientAddress.ts";
+import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_OTHER,
@@ -19,11 +19,11 @@ import {
   PROTOCOL_HTTP,
   RESULT_ERROR,
   RESULT_OK,
-} from "../observe/requestCounters.ts";
-import { HttpServerCounters } from "../observe/httpServerCounters.ts";
-import { ConnectionsPerAddress } from "../policy/connectionsPerAddress.ts";
-import { refusedReason } from "../store/swarmTable.ts";
-import type { Tracker } from "./tracker.ts";
+} from "../../observe/requestCounters.ts";
+import { HttpServerCounters } from "../../observe/httpServerCounters.ts";
+import { ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
+import { refusedReason } from "../../store/swarmTable.ts";
+import type { Tracker } from "../tracker.ts";
 
 /** Longest request URL we read; longer requests are refused without parsing. */
 export const MAX_REQUEST_BYTES = 8192;

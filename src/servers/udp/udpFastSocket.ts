@@ -67,7 +67,7 @@ import {
   errorText,
   type UdpListenerFailures,
   type UdpSocketFailures,
-} from "../observe/udpSocketFailures.ts";
+} from "../../observe/udpSocketFailures.ts";
 
 export interface DatagramHandler {
   /** Handles one datagram. `packet` holds `length` valid bytes; `address` (4 or 16 bytes at addressOffset, network

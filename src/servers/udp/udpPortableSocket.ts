@@ -4,12 +4,12 @@
  * available (not Linux/glibc, no --allow-ffi) or when `--udp-io portable` asks for it.
  */
 import { type DatagramHandler, firstHandlerErrorLine, udpListenerUrl } from "./udpFastSocket.ts";
-import { parseIpAddress } from "../policy/cidr.ts";
+import { parseIpAddress } from "../../policy/cidr.ts";
 import {
   errorText,
   type UdpListenerFailures,
   type UdpSocketFailures,
-} from "../observe/udpSocketFailures.ts";
+} from "../../observe/udpSocketFailures.ts";
 
 const RECEIVE_CAPACITY = 2048;
 const REPLY_CAPACITY = 4096;

@@ -18,9 +18,9 @@
  * No reply is ever longer than the request unless the sender proved its address with a valid
  * connection id, so otter cannot amplify spoofed traffic.
  */
-import { EVENT_STOPPED } from "../protocol/events.ts";
-import { opForEvent } from "../cluster/changeBatch.ts";
-import { ConnectionIds } from "../protocol/connectionId.ts";
+import { EVENT_STOPPED } from "../../protocol/events.ts";
+import { opForEvent } from "../../cluster/changeBatch.ts";
+import { ConnectionIds } from "../../protocol/connectionId.ts";
 import {
   ACTION_ERROR,
   ANNOUNCE_REPLY_HEADER_LENGTH,
@@ -38,7 +38,7 @@ import {
   writeError,
   writeScrapeEntry,
   writeScrapeReplyHeader,
-} from "../protocol/udpPacket.ts";
+} from "../../protocol/udpPacket.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_CONNECT,
@@ -48,10 +48,10 @@ import {
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
-} from "../observe/requestCounters.ts";
-import { ACCESS_DENIED_REASON } from "../policy/accessList.ts";
-import { refusedReason } from "../store/swarmTable.ts";
-import type { Tracker } from "./tracker.ts";
+} from "../../observe/requestCounters.ts";
+import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
+import { refusedReason } from "../../store/swarmTable.ts";
+import type { Tracker } from "../tracker.ts";
 
 const ANNOUNCE_REPLY_HEADER = ANNOUNCE_REPLY_HEADER_LENGTH;
 
