@@ -37,7 +37,7 @@ import {
   STATS_SLOTS,
   STOP_FAIL,
   STOP_RUN,
-} from "./udpWorkerPool.ts";
+} from "./ioWorkerLayout.ts";
 
 const WAIT_MS = 100;
 const EBADF = 9;

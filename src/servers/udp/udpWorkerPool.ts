@@ -24,10 +24,7 @@
  * heartbeat is more than 25 ms late, yields a timer turn (a MessageChannel or FFI turn would not
  * let timers and HTTP run: measured).
  *
- * Control block (Int32 words): 0 stop request (1 stop, 2 fail on purpose, for tests), 1 the
- * Worker's phase (0 starting, 1 running, 2 stopped), then per arena its state, its datagram
- * count and its reply count. Then Float64 statistics the Worker writes (read racily, for
- * metrics only). Arenas start at byte 4096.
+ * The shared memory's layout is in ioWorkerLayout.ts.
  */
 import {
   type AnswerCounters,
@@ -54,42 +51,28 @@ import {
   SO_ATTACH_REUSEPORT_CBPF,
   SOL_SOCKET,
 } from "./libc.ts";
-
-/** Batch arenas per Worker: a ring, so a Worker can receive ahead while the main isolate answers. */
-export const ARENAS = 4;
-export const C_STOP = 0;
-export const C_PHASE = 1;
-export const C_STATE = 8;
-export const C_COUNT = C_STATE + ARENAS;
-export const C_SENDS = C_COUNT + ARENAS;
-export const CONTROL_WORDS = C_SENDS + ARENAS;
-export const STATS_OFFSET = CONTROL_WORDS * 4;
-export const S_RECEIVED = 0;
-export const S_SENT = 1;
-export const S_SEND_DROPPED = 2;
-export const S_BATCHES = 3;
-export const S_RECEIVE_ERRORS = 4;
-export const STATS_SLOTS = 8;
-export const ARENAS_OFFSET = 4096;
-export const SHARED_SIZE = ARENAS_OFFSET + ARENAS * ARENA_SIZE;
-
-export const STOP_RUN = 0;
-export const STOP_NOW = 1;
-export const STOP_FAIL = 2;
-export const ARENA_FREE = 0;
-export const ARENA_FULL = 1;
-export const ARENA_ANSWERED = 2;
-export const PHASE_RUNNING = 1;
-export const PHASE_STOPPED = 2;
-
-/** What the main isolate sends a Worker once, to start it. */
-export interface IoWorkerStart {
-  index: number;
-  fd: number;
-  family: 4 | 6;
-  shared: SharedArrayBuffer;
-  doorbell: SharedArrayBuffer;
-}
+import {
+  ARENA_ANSWERED,
+  ARENA_FULL,
+  ARENAS,
+  ARENAS_OFFSET,
+  C_COUNT,
+  C_SENDS,
+  C_STATE,
+  C_STOP,
+  CONTROL_WORDS,
+  type IoWorkerStart,
+  S_BATCHES,
+  S_RECEIVE_ERRORS,
+  S_RECEIVED,
+  S_SEND_DROPPED,
+  S_SENT,
+  SHARED_SIZE,
+  STATS_OFFSET,
+  STATS_SLOTS,
+  STOP_FAIL,
+  STOP_NOW,
+} from "./ioWorkerLayout.ts";
 
 /** One Worker's figures. */
 export interface UdpWorkerStats {
