@@ -4,7 +4,8 @@
  * X-Forwarded-For, headers ignored from untrusted peers.
  */
 import assert from "node:assert/strict";
-import { CidrSet, parseIpAddress } from "../src/policy/cidr.ts";
+import { CidrSet } from "../src/policy/cidr.ts";
+import { parseIpAddress } from "../src/protocol/ipAddress.ts";
 import { resolveClient } from "../src/policy/clientAddress.ts";
 
 const TRUSTED = CidrSet.parse(["127.0.0.0/8", "10.0.0.0/8", "::1/128", "fd00::/8"]);

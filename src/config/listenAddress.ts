@@ -1,7 +1,10 @@
 /**
  * Listen addresses as operators write them: `HOST:PORT`, `[V6]:PORT`, or a bare `PORT`
- * (which means `[::]:PORT`, one dual-stack socket for IPv4 and IPv6).
+ * (which means `[::]:PORT`, one dual-stack socket for IPv4 and IPv6). HOST is a name, or an
+ * address that must then be one by protocol/ipAddress.ts's rules (brackets hold IPv6 only, a host
+ * of digits and dots is IPv4), so a typo fails here, naming the flag, not at the listen.
  */
+import { parseIpAddress } from "../protocol/ipAddress.ts";
 
 export interface ListenAddress {
   hostname: string;
@@ -32,10 +35,7 @@ export function parseListenAddress(text: string): ListenAddress | string {
   const port = Number(portText);
   if (port > 65535) return bad;
   if (!/^[0-9A-Za-z.:%_-]+$/.test(hostname)) return bad;
+  const literal = hostname.includes(":") || /^[0-9.]+$/.test(hostname);
+  if (literal && parseIpAddress(hostname, new Uint8Array(16)) === 0) return bad;
   return { hostname, port };
-}
-
-/** Formats an address for log lines and URLs: IPv6 in brackets. */
-export function formatHostPort(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }

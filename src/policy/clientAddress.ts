@@ -19,7 +19,8 @@
  * Per request on the HTTP hot path behind a proxy, so it walks the text by index into a
  * caller-owned buffer and allocates nothing.
  */
-import { type CidrSet, parseForwardedEntry, parseIpAddress } from "./cidr.ts";
+import type { CidrSet } from "./cidr.ts";
+import { parseForwardedEntry, parseIpAddress } from "../protocol/ipAddress.ts";
 
 /** The request's headers, as `Headers.get` gives them (repeated fields joined with ", "). */
 export type HeaderSource = { get(name: string): string | null };

@@ -5,7 +5,7 @@
  */
 import type { Config, ListenAddress } from "../config/config.ts";
 import type { Clock } from "../config/clock.ts";
-import { formatHostPort } from "../config/listenAddress.ts";
+import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";

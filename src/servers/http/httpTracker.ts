@@ -9,7 +9,7 @@ import { EVENT_STOPPED } from "../../protocol/events.ts";
 import { opForEvent } from "../../cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../../protocol/httpReply.ts";
-import { parseIpAddress } from "../../policy/cidr.ts";
+import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import { type HeaderSource, resolveClient } from "../../policy/clientAddress.ts";
 import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
 import {

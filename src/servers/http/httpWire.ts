@@ -27,7 +27,7 @@
  * their unsent bytes: the pooled reply buffer goes back while the write waits.
  */
 import { writeDecimal } from "../../protocol/httpReply.ts";
-import { parseIpAddress } from "../../policy/cidr.ts";
+import { formatHostPort, parseIpAddress } from "../../protocol/ipAddress.ts";
 import type { HttpServerCounters } from "../../observe/httpServerCounters.ts";
 import { type AddressKey, addressKey } from "../../policy/connectionsPerAddress.ts";
 import { type HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
@@ -927,12 +927,14 @@ export class HttpWireServer {
     if (target.charCodeAt(0) === SLASH) {
       // Only a plain host[:port] may shape the URL: "a/b?" would move the path routes see.
       const given = headers.get("host");
-      const host = given !== null && HOST.test(given) ? given : hostOf(this.addr);
+      const host = given !== null && HOST.test(given)
+        ? given
+        : formatHostPort(this.addr.hostname, this.addr.port);
       url = `http://${host}${target}`;
     } else if (/^https?:\/\//i.test(target)) {
       url = target;
     } else if (target === "*") {
-      url = `http://${hostOf(this.addr)}/*`;
+      url = `http://${formatHostPort(this.addr.hostname, this.addr.port)}/*`;
     } else {
       return head.method === M_OTHER ? 405 : null;
     }
@@ -1101,12 +1103,6 @@ export class HttpWireServer {
     );
     await writeAll(c.conn, bytes);
   }
-}
-
-function hostOf(addr: Deno.NetAddr): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
 }
 
 /** Writes a 200 reply with `length` body bytes from `body` at out[o]; returns the end offset. */

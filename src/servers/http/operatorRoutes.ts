@@ -8,7 +8,8 @@
  * sent it is unknown.
  */
 import type { Config } from "../../config/config.ts";
-import { CidrSet, parseIpAddress } from "../../policy/cidr.ts";
+import { CidrSet } from "../../policy/cidr.ts";
+import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import { resolveClient } from "../../policy/clientAddress.ts";
 import { FullScrape } from "../../observe/fullScrape.ts";
 import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../../observe/metrics.ts";

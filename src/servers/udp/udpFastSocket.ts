@@ -68,6 +68,12 @@ import {
   type UdpListenerFailures,
   type UdpSocketFailures,
 } from "../../observe/udpSocketFailures.ts";
+import {
+  formatHostPort,
+  formatIpAddress,
+  ipv4Mapped,
+  parseIpAddress,
+} from "../../protocol/ipAddress.ts";
 
 export interface DatagramHandler {
   /** Handles one datagram. `packet` holds `length` valid bytes; `address` (4 or 16 bytes at addressOffset, network
@@ -199,8 +205,7 @@ export class TimerStarvationGuard {
 
 /** "udp://127.0.0.1:6969", "udp://[::1]:6969": how a listener is named in logs and metrics. */
 export function udpListenerUrl(hostname: string, port: number): string {
-  const host = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
-  return `udp://${host}:${port}`;
+  return `udp://${formatHostPort(hostname, port)}`;
 }
 
 /** The line every UDP path logs for its first handler error (a bug: the datagram went unanswered);
@@ -457,7 +462,7 @@ export function openUdpFd(
   }
   const lib = libc();
   const family = ip.family;
-  const where = family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
+  const where = formatHostPort(formatIpAddress(family, ip.bytes), port);
   scratchBuffer ??= new ArrayBuffer(256);
   const bytes = new Uint8Array(scratchBuffer);
   const view = new DataView(scratchBuffer);
@@ -694,75 +699,21 @@ export class FastUdpSocket implements UdpListenerFailures {
   }
 }
 
-/** Parses a literal IPv4 ("1.2.3.4") or IPv6 ("::1", "[::1]", "::ffff:1.2.3.4") address. IPv4 parts
- *  are decimal without leading zeros; zone ids are refused. Set-up only: it allocates. */
+/**
+ * The address a fast-path socket binds: protocol/ipAddress.ts's rules, with two for binding. A zone
+ * id (`fe80::1%eth0`) is refused: binding a link-local address needs its scope id, which this path
+ * does not set. An IPv4-mapped address written as IPv6 stays IPv6 (an AF_INET6 socket on
+ * `::ffff:a.b.c.d`), as the operator wrote it. Set-up only: it allocates.
+ */
 export function parseIpLiteral(text: string): { family: 4 | 6; bytes: Uint8Array } | undefined {
-  const v4 = parseIpv4(text);
-  if (v4 !== undefined) return { family: 4, bytes: v4 };
-  const inner = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
-  const v6 = parseIpv6(inner);
-  return v6 === undefined ? undefined : { family: 6, bytes: v6 };
-}
-
-function parseIpv4(text: string): Uint8Array | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  const bytes = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const part = parts[i];
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(part)) return undefined;
-    const value = Number(part);
-    if (value > 255) return undefined;
-    bytes[i] = value;
-  }
-  return bytes;
-}
-
-function parseIpv6(text: string): Uint8Array | undefined {
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const head = parseGroups(halves[0], halves.length === 1);
-  const tail = halves.length === 2 ? parseGroups(halves[1], true) : [];
-  if (head === undefined || tail === undefined) return undefined;
-  if (halves.length === 1 ? head.length !== 8 : head.length + tail.length > 7) return undefined;
+  if (text.includes("%")) return undefined;
   const bytes = new Uint8Array(16);
-  head.forEach((group, i) => {
-    bytes[2 * i] = group >> 8;
-    bytes[2 * i + 1] = group & 0xff;
-  });
-  tail.forEach((group, i) => {
-    const at = 16 - 2 * (tail.length - i);
-    bytes[at] = group >> 8;
-    bytes[at + 1] = group & 0xff;
-  });
-  return bytes;
-}
-
-/** Colon-separated hex groups as 16-bit numbers; a dotted IPv4 last group counts as two. */
-function parseGroups(text: string, ipv4LastAllowed: boolean): number[] | undefined {
-  if (text === "") return [];
-  const parts = text.split(":");
-  const groups: number[] = [];
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i];
-    if (ipv4LastAllowed && i === parts.length - 1 && part.includes(".")) {
-      const v4 = parseIpv4(part);
-      if (v4 === undefined) return undefined;
-      groups.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-    } else if (/^[0-9a-fA-F]{1,4}$/.test(part)) {
-      groups.push(parseInt(part, 16));
-    } else {
-      return undefined;
-    }
-  }
-  return groups;
-}
-
-function formatIp(ip: { family: 4 | 6; bytes: Uint8Array }): string {
-  if (ip.family === 4) return ip.bytes.join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((ip.bytes[i] << 8) | ip.bytes[i + 1]).toString(16));
-  return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+  const family = parseIpAddress(text, bytes);
+  if (family === 0) return undefined;
+  if (family === 6) return { family, bytes };
+  if (!text.includes(":")) return { family, bytes: bytes.slice(0, 4) };
+  ipv4Mapped(bytes);
+  return { family: 6, bytes };
 }
 
 function socketError(what: string, errno: number): Error {

@@ -4,7 +4,7 @@
  * available (not Linux/glibc, no --allow-ffi) or when `--udp-io portable` asks for it.
  */
 import { type DatagramHandler, firstHandlerErrorLine, udpListenerUrl } from "./udpFastSocket.ts";
-import { parseIpAddress } from "../../policy/cidr.ts";
+import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import {
   errorText,
   type UdpListenerFailures,
