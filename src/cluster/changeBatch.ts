@@ -92,14 +92,14 @@ export function opForEvent(event: number): number {
   return event === 3 ? OP_STOPPED : event === 1 ? OP_COMPLETED : OP_ANNOUNCE;
 }
 
-function writeU32(bytes: Uint8Array, at: number, value: number): void {
+function writeU32BE(bytes: Uint8Array, at: number, value: number): void {
   bytes[at] = value >>> 24;
   bytes[at + 1] = value >>> 16;
   bytes[at + 2] = value >>> 8;
   bytes[at + 3] = value;
 }
 
-function readU32(bytes: Uint8Array, at: number): number {
+function readU32BE(bytes: Uint8Array, at: number): number {
   return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
 }
 
@@ -208,10 +208,10 @@ export class ChangeRecorder {
     out[2] = MAGIC_2;
     out[3] = MAGIC_3;
     out[8] = BATCH_VERSION;
-    writeU32(out, 12, count);
+    writeU32BE(out, 12, count);
     out.set(this.instance, INSTANCE_AT);
     this.#sequence = (this.#sequence + 1) >>> 0;
-    writeU32(out, SEQUENCE_AT, this.#sequence);
+    writeU32BE(out, SEQUENCE_AT, this.#sequence);
     out[ID_LENGTH_AT] = this.#nodeId.length;
     out.set(this.#nodeId, HEADER_SIZE);
     let at = HEADER_SIZE + this.#nodeId.length;
@@ -231,7 +231,7 @@ export class ChangeRecorder {
 
 /** Writes the checksum of a batch whose other bytes are final (the tag included). */
 export function writeChecksum(batch: Uint8Array): void {
-  writeU32(batch, 4, crc32(batch, CRC_START));
+  writeU32BE(batch, 4, crc32(batch, CRC_START));
 }
 
 /**
@@ -254,18 +254,18 @@ export function markLate(batch: Uint8Array, waitedSeconds: number, queued: boole
  */
 export function setPublishTime(batch: Uint8Array, ms: number): void {
   const whole = Math.max(0, Math.floor(ms));
-  writeU32(batch, TIME_AT, Math.floor(whole / 4294967296));
-  writeU32(batch, TIME_AT + 4, whole >>> 0);
+  writeU32BE(batch, TIME_AT, Math.floor(whole / 4294967296));
+  writeU32BE(batch, TIME_AT + 4, whole >>> 0);
 }
 
 /** The publish time of a batch that `checkBatch` accepted. */
 export function batchPublishTime(batch: Uint8Array): number {
-  return readU32(batch, TIME_AT) * 4294967296 + readU32(batch, TIME_AT + 4);
+  return readU32BE(batch, TIME_AT) * 4294967296 + readU32BE(batch, TIME_AT + 4);
 }
 
 /** The sequence number of a batch that `checkBatch` accepted. */
 export function batchSequence(batch: Uint8Array): number {
-  return readU32(batch, SEQUENCE_AT);
+  return readU32BE(batch, SEQUENCE_AT);
 }
 
 /** The node id of a batch that `checkBatch` accepted, for log lines. */
@@ -308,7 +308,7 @@ export function batchInstanceKey(batch: Uint8Array): string {
 
 /** The record count in a batch's header (meaningful once the batch has been checked). */
 export function batchRecordCount(batch: Uint8Array): number {
-  return readU32(batch, 12);
+  return readU32BE(batch, 12);
 }
 
 /**
@@ -329,8 +329,8 @@ export function checkBatch(bytes: Uint8Array): string | null {
   if (idLength < 1 || idLength > MAX_NODE_ID_BYTES) return "bad node id length";
   const recordsStart = HEADER_SIZE + idLength;
   if (length < recordsStart) return "truncated node id";
-  if (readU32(bytes, 4) !== crc32(bytes, CRC_START)) return "checksum mismatch";
-  const count = readU32(bytes, 12);
+  if (readU32BE(bytes, 4) !== crc32(bytes, CRC_START)) return "checksum mismatch";
+  const count = readU32BE(bytes, 12);
   let at = recordsStart;
   for (let n = 0; n < count; n++) {
     if (at >= length) return "fewer records than counted";
@@ -370,7 +370,7 @@ export function decodeBatch(bytes: Uint8Array, apply: ApplyChange): DecodeResult
  * (origin, delay) before applying it, without a second checksum pass.
  */
 export function applyCheckedBatch(bytes: Uint8Array, apply: ApplyChange): number {
-  const count = readU32(bytes, 12);
+  const count = readU32BE(bytes, 12);
   let at = HEADER_SIZE + bytes[ID_LENGTH_AT];
   for (let n = 0; n < count; n++) {
     const flags = bytes[at];

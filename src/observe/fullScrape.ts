@@ -119,7 +119,7 @@ async function copyTorrents(
 }
 
 /** Big-endian 32-bit word of `hashes` at byte `p`. */
-function wordAt(hashes: Uint8Array, p: number): number {
+function u32BE(hashes: Uint8Array, p: number): number {
   return ((hashes[p] << 24) | (hashes[p + 1] << 16) | (hashes[p + 2] << 8) | hashes[p + 3]) >>> 0;
 }
 
@@ -174,7 +174,7 @@ async function sortByHash(n: number, hashes: Uint8Array, slicer: Slicer): Promis
     }
     histograms.fill(0);
     for (let k = start; k < end; k++) {
-      const key = wordAt(hashes, order[k] * 20 + word * 4);
+      const key = u32BE(hashes, order[k] * 20 + word * 4);
       keys[k] = key;
       histograms[key & 255]++;
       histograms[256 + ((key >>> 8) & 255)]++;

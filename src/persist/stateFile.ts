@@ -143,8 +143,8 @@ class StateEncoder {
     store.copyInfoHash(slot, b, start);
     const activity = rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
     const idle = this.#now > activity ? this.#now - activity : 0;
-    writeU32(b, start + 20, result.downloaded);
-    writeU32(b, start + 24, idle);
+    writeU32LE(b, start + 20, result.downloaded);
+    writeU32LE(b, start + 24, idle);
     this.#pos = start + TORRENT_BYTES;
     this.#count = 0;
     store.forEachPeer(slot, 4, this.#onPeer4);
@@ -152,8 +152,8 @@ class StateEncoder {
     this.#count = 0;
     store.forEachPeer(slot, 6, this.#onPeer6);
     const n6 = this.#count;
-    writeU32(b, start + 28, n4);
-    writeU32(b, start + 32, n6);
+    writeU32LE(b, start + 28, n4);
+    writeU32LE(b, start + 32, n6);
     this.torrents++;
     this.peers4 += n4;
     this.peers6 += n6;
@@ -161,14 +161,14 @@ class StateEncoder {
   }
 }
 
-function writeU32(b: Uint8Array, o: number, v: number): void {
+function writeU32LE(b: Uint8Array, o: number, v: number): void {
   b[o] = v;
   b[o + 1] = v >>> 8;
   b[o + 2] = v >>> 16;
   b[o + 3] = v >>> 24;
 }
 
-function readU32(b: Uint8Array, o: number): number {
+function readU32LE(b: Uint8Array, o: number): number {
   return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 }
 
@@ -227,12 +227,12 @@ export async function encodeState(
   encoder.seal();
   const head = new Uint8Array(HEAD_BYTES + SUMMARY_BYTES);
   head.set(MAGIC, 0);
-  writeU32(head, 8, STATE_VERSION);
-  writeU32(head, 16, savedAtMs % 0x100000000);
-  writeU32(head, 20, Math.floor(savedAtMs / 0x100000000));
-  writeU32(head, 24, encoder.torrents);
-  writeU32(head, 28, encoder.peers4);
-  writeU32(head, 32, encoder.peers6);
+  writeU32LE(head, 8, STATE_VERSION);
+  writeU32LE(head, 16, savedAtMs % 0x100000000);
+  writeU32LE(head, 20, Math.floor(savedAtMs / 0x100000000));
+  writeU32LE(head, 24, encoder.torrents);
+  writeU32LE(head, 28, encoder.peers4);
+  writeU32LE(head, 32, encoder.peers6);
   let crc = crc32(head, HEAD_BYTES);
   let bytes = head.length;
   for (const chunk of encoder.chunks) {
@@ -240,7 +240,7 @@ export async function encodeState(
     bytes += chunk.length;
     if (pause !== null) await pause();
   }
-  writeU32(head, 12, crc);
+  writeU32LE(head, 12, crc);
   return {
     chunks: [head, ...encoder.chunks],
     torrents: encoder.torrents,
@@ -281,24 +281,24 @@ export function checkState(bytes: Uint8Array): StateSummary | string {
   for (let i = 0; i < MAGIC.length; i++) {
     if (bytes[i] !== MAGIC[i]) return "not an otter state file (bad magic)";
   }
-  const version = readU32(bytes, 8);
+  const version = readU32LE(bytes, 8);
   if (version !== STATE_VERSION) return `unsupported state file version ${version}`;
-  if (crc32(bytes, HEAD_BYTES) !== readU32(bytes, 12)) {
+  if (crc32(bytes, HEAD_BYTES) !== readU32LE(bytes, 12)) {
     return "checksum mismatch (damaged or truncated)";
   }
-  const savedAtMs = readU32(bytes, 16) + readU32(bytes, 20) * 0x100000000;
-  const torrents = readU32(bytes, 24);
-  const peers4 = readU32(bytes, 28);
-  const peers6 = readU32(bytes, 32);
-  if (readU32(bytes, 36) !== 0) return "reserved header field is not zero";
+  const savedAtMs = readU32LE(bytes, 16) + readU32LE(bytes, 20) * 0x100000000;
+  const torrents = readU32LE(bytes, 24);
+  const peers4 = readU32LE(bytes, 28);
+  const peers6 = readU32LE(bytes, 32);
+  if (readU32LE(bytes, 36) !== 0) return "reserved header field is not zero";
   let o = HEAD_BYTES + SUMMARY_BYTES;
   let seen4 = 0;
   let seen6 = 0;
   const end = bytes.length;
   for (let t = 0; t < torrents; t++) {
     if (o + TORRENT_BYTES > end) return `truncated in torrent ${t + 1} of ${torrents}`;
-    const n4 = readU32(bytes, o + 28);
-    const n6 = readU32(bytes, o + 32);
+    const n4 = readU32LE(bytes, o + 28);
+    const n6 = readU32LE(bytes, o + 32);
     o += TORRENT_BYTES;
     if (n4 > peers4 - seen4 || n6 > peers6 - seen6) {
       return `torrent ${t + 1} holds more peers than the header counts`;
@@ -347,7 +347,7 @@ export function restoreState(
   peerTimeout: number,
   access: AccessPolicy | null = null,
 ): RestoreCounts {
-  const torrents = readU32(bytes, 24);
+  const torrents = readU32LE(bytes, 24);
   const counts: RestoreCounts = {
     torrents: 0,
     peers: 0,
@@ -359,10 +359,10 @@ export function restoreState(
   let o = HEAD_BYTES + SUMMARY_BYTES;
   for (let t = 0; t < torrents; t++) {
     const hashAt = o;
-    const downloaded = readU32(bytes, o + 20);
-    const idle = readU32(bytes, o + 24) + downSeconds;
-    const n4 = readU32(bytes, o + 28);
-    const n6 = readU32(bytes, o + 32);
+    const downloaded = readU32LE(bytes, o + 20);
+    const idle = readU32LE(bytes, o + 24) + downSeconds;
+    const n4 = readU32LE(bytes, o + 28);
+    const n6 = readU32LE(bytes, o + 32);
     o += TORRENT_BYTES;
     if (access !== null && !access.allows(bytes, hashAt)) {
       counts.forbidden++;

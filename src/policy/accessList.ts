@@ -36,7 +36,7 @@ const HEX = new Int8Array(128).fill(-1);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX[65 + i] = HEX[97 + i] = 10 + i;
 
-function isBlank(c: number): boolean {
+function isSpaceTabOrCr(c: number): boolean {
   return c === 32 || c === 9 || c === 13;
 }
 
@@ -117,8 +117,8 @@ export class InfoHashSet {
       if (end < 0) end = length;
       let start = next;
       next = end + 1;
-      while (start < end && isBlank(text.charCodeAt(start))) start++;
-      while (end > start && isBlank(text.charCodeAt(end - 1))) end--;
+      while (start < end && isSpaceTabOrCr(text.charCodeAt(start))) start++;
+      while (end > start && isSpaceTabOrCr(text.charCodeAt(end - 1))) end--;
       if (start === end || text.charCodeAt(start) === 35) continue;
 
       let i = start;
@@ -146,7 +146,7 @@ export class InfoHashSet {
           report(line, start, end, "more than 40 hex digits");
           continue;
         }
-        while (isBlank(text.charCodeAt(i))) i++;
+        while (isSpaceTabOrCr(text.charCodeAt(i))) i++;
         if (text.charCodeAt(i) !== 35) {
           report(line, start, end, "text after the info hash (comments start with #)");
           continue;

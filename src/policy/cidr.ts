@@ -11,7 +11,7 @@
  */
 import { ipv4Mapped, isIpv4Mapped, parseIpAddress } from "../protocol/ipAddress.ts";
 
-function word(b: Uint8Array, o: number): number {
+function int32BE(b: Uint8Array, o: number): number {
   return (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 }
 
@@ -68,13 +68,13 @@ export class CidrSet {
       if (family === 0) fail(entry);
       if (!textIsV6) {
         const mask = maskWord(bits);
-        v4.push(word(bytes, 0) & mask, mask);
+        v4.push(int32BE(bytes, 0) & mask, mask);
         continue;
       }
       // Written in the mapped space: rebuild the 16 bytes before masking.
       if (family === 4) ipv4Mapped(bytes);
       const masks = [maskWord(bits), maskWord(bits - 32), maskWord(bits - 64), maskWord(bits - 96)];
-      const net = [0, 1, 2, 3].map((k) => word(bytes, k * 4) & masks[k]);
+      const net = [0, 1, 2, 3].map((k) => int32BE(bytes, k * 4) & masks[k]);
       // Does this network reach into ::ffff:0:0/96, the home of IPv4 addresses?
       const mapped = [0, 0, 0xffff, 0];
       const coversMapped = bits <= 96 && [0, 1, 2].every((k) => (mapped[k] & masks[k]) === net[k]);
@@ -97,7 +97,7 @@ export class CidrSet {
     }
     if (family === 4) {
       const v4 = this.#v4;
-      const w = word(address, offset);
+      const w = int32BE(address, offset);
       for (let i = 0; i < v4.length; i += 2) {
         if ((w & v4[i + 1]) === v4[i]) return true;
       }
@@ -105,10 +105,10 @@ export class CidrSet {
     }
     const v6 = this.#v6;
     if (v6.length === 0) return false;
-    const w0 = word(address, offset);
-    const w1 = word(address, offset + 4);
-    const w2 = word(address, offset + 8);
-    const w3 = word(address, offset + 12);
+    const w0 = int32BE(address, offset);
+    const w1 = int32BE(address, offset + 4);
+    const w2 = int32BE(address, offset + 8);
+    const w3 = int32BE(address, offset + 12);
     for (let i = 0; i < v6.length; i += 8) {
       if (
         (w0 & v6[i + 4]) === v6[i] && (w1 & v6[i + 5]) === v6[i + 1] &&

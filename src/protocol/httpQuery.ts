@@ -179,7 +179,7 @@ const N_COMPACT = codes("compact");
 const N_KEY = codes("key");
 
 /** True if query[start, end) is exactly `name`. */
-function nameIs(query: string, start: number, end: number, name: Uint8Array): boolean {
+function nameIsExactly(query: string, start: number, end: number, name: Uint8Array): boolean {
   if (end - start !== name.length) return false;
   for (let i = 0; i < name.length; i++) {
     if (query.charCodeAt(start + i) !== name[i]) return false;
@@ -230,7 +230,7 @@ function parameterOf(query: string, start: number, end: number): number {
       if (first === 100) candidate = P_DOWNLOADED, name = N_DOWNLOADED;
       break;
   }
-  return candidate !== P_UNKNOWN && nameIs(query, start, end, name) ? candidate : P_UNKNOWN;
+  return candidate !== P_UNKNOWN && nameIsExactly(query, start, end, name) ? candidate : P_UNKNOWN;
 }
 
 /** Index just past the name starting at `p` (at its '=' or '&' or the end), or BAD_CHAR. */
@@ -403,7 +403,7 @@ export function parseScrapeQuery(query: string, out: Uint8Array): number | strin
     const end = nameEnd(query, p);
     if (end < 0) return "invalid character in query";
     const value = end < n && query.charCodeAt(end) === 61 ? end + 1 : end;
-    if (nameIs(query, p, end, N_INFO_HASH)) {
+    if (nameIsExactly(query, p, end, N_INFO_HASH)) {
       if (count === MAX_HTTP_SCRAPE_HASHES) return "too many info hashes (max 64)";
       const r = decodeValue(query, value, out, count * 20, 20);
       if (r < 0) return encodingFailure(r);

@@ -106,14 +106,14 @@ export function isIpv4Mapped(b: Uint8Array, o: number): boolean {
     b[o + 10] === 0xff && b[o + 11] === 0xff;
 }
 
-function isBlank(c: number): boolean {
+function isSpaceOrTab(c: number): boolean {
   return c === 32 || c === 9;
 }
 
 /** Parses an address in `text[start, end)`; brackets and a zone id are handled here. */
 function parseRange(text: string, start: number, end: number, out: Uint8Array): 0 | 4 | 6 {
-  while (start < end && isBlank(text.charCodeAt(start))) start++;
-  while (end > start && isBlank(text.charCodeAt(end - 1))) end--;
+  while (start < end && isSpaceOrTab(text.charCodeAt(start))) start++;
+  while (end > start && isSpaceOrTab(text.charCodeAt(end - 1))) end--;
   let bracketed = false;
   if (start < end && text.charCodeAt(start) === 91) {
     if (text.charCodeAt(end - 1) !== 93) return 0;
@@ -171,8 +171,8 @@ export function parseForwardedEntry(
   end: number,
   out: Uint8Array,
 ): 0 | 4 | 6 {
-  while (start < end && isBlank(value.charCodeAt(start))) start++;
-  while (end > start && isBlank(value.charCodeAt(end - 1))) end--;
+  while (start < end && isSpaceOrTab(value.charCodeAt(start))) start++;
+  while (end > start && isSpaceOrTab(value.charCodeAt(end - 1))) end--;
   if (end - start >= 2 && value.charCodeAt(start) === 34 && value.charCodeAt(end - 1) === 34) {
     start++;
     end--;

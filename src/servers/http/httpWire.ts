@@ -159,7 +159,7 @@ const HOST = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 const encoder = new TextEncoder();
 
 /** True if b[start, end) equals `name` compared ASCII-case-insensitively (`name` lower case). */
-function nameIs(b: Uint8Array, start: number, end: number, name: string): boolean {
+function nameIsCaseless(b: Uint8Array, start: number, end: number, name: string): boolean {
   if (end - start !== name.length) return false;
   // |0x20 lower-cases letters; no other token character maps onto a letter or '-'.
   for (let i = 0; i < name.length; i++) {
@@ -257,7 +257,7 @@ function joinedValues(b: Uint8Array, start: number, end: number, name: string): 
     while (b[colon] !== COLON) colon++;
     let lineEnd = colon;
     while (b[lineEnd] !== LF) lineEnd++;
-    if (nameIs(b, p, colon, name)) {
+    if (nameIsCaseless(b, p, colon, name)) {
       const [valueStart, valueEnd] = trimmedValue(b, colon + 1, lineEnd);
       values.push(utf8.decode(b.subarray(valueStart, valueEnd)));
     }
@@ -373,36 +373,36 @@ function parseHead(b: Uint8Array, start: number, end: number, h: RequestHead): n
     for (let i = valueStart; i < valueEnd; i++) if (b[i] === CR) return 400;
     switch (nameEnd - nameStart) {
       case 6:
-        if (nameIs(b, nameStart, nameEnd, "expect")) h.expect = true;
+        if (nameIsCaseless(b, nameStart, nameEnd, "expect")) h.expect = true;
         break;
       case 9:
-        if (nameIs(b, nameStart, nameEnd, "x-real-ip") && h.realIpLines++ === 0) {
+        if (nameIsCaseless(b, nameStart, nameEnd, "x-real-ip") && h.realIpLines++ === 0) {
           h.realIpStart = valueStart;
           h.realIpEnd = valueEnd;
         }
         break;
       case 10:
-        if (nameIs(b, nameStart, nameEnd, "connection")) {
+        if (nameIsCaseless(b, nameStart, nameEnd, "connection")) {
           const tokens = connectionTokens(b, valueStart, valueEnd);
           close ||= (tokens & 1) !== 0;
           keepAlive ||= (tokens & 2) !== 0;
         }
         break;
       case 14:
-        if (nameIs(b, nameStart, nameEnd, "content-length")) {
+        if (nameIsCaseless(b, nameStart, nameEnd, "content-length")) {
           const n = decimal(b, valueStart, valueEnd);
           if (n < 0 || (h.contentLength >= 0 && h.contentLength !== n)) return 400;
           h.contentLength = n;
         }
         break;
       case 15:
-        if (nameIs(b, nameStart, nameEnd, "x-forwarded-for") && h.xffLines++ === 0) {
+        if (nameIsCaseless(b, nameStart, nameEnd, "x-forwarded-for") && h.xffLines++ === 0) {
           h.xffStart = valueStart;
           h.xffEnd = valueEnd;
         }
         break;
       case 17:
-        if (nameIs(b, nameStart, nameEnd, "transfer-encoding")) h.transferEncoding = true;
+        if (nameIsCaseless(b, nameStart, nameEnd, "transfer-encoding")) h.transferEncoding = true;
         break;
     }
   }
@@ -432,8 +432,8 @@ function connectionTokens(b: Uint8Array, start: number, end: number): number {
     while (p < end && b[p] !== 44) p++;
     let tokenEnd = p;
     while (tokenEnd > tokenStart && (b[tokenEnd - 1] === SP || b[tokenEnd - 1] === HT)) tokenEnd--;
-    if (nameIs(b, tokenStart, tokenEnd, "close")) found |= 1;
-    else if (nameIs(b, tokenStart, tokenEnd, "keep-alive")) found |= 2;
+    if (nameIsCaseless(b, tokenStart, tokenEnd, "close")) found |= 1;
+    else if (nameIsCaseless(b, tokenStart, tokenEnd, "keep-alive")) found |= 2;
   }
   return found;
 }
