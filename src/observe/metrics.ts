@@ -2,6 +2,10 @@
  * `GET /metrics`: the tracker's figures in the Prometheus text exposition format (version 0.0.4),
  * one HELP and TYPE line per family. Everything here is a counter or a value the store keeps up
  * to date, so a scrape costs a few hundred bytes of string work and no walk over the store.
+ *
+ * The families are tables, one per source (the store and full scrape, the HTTP servers, the UDP
+ * listeners, the rate limiter, …), each row a name, a type, a help line and how to read the
+ * samples; a source that is absent (no cluster, no rate limit) leaves its table out.
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
@@ -55,45 +59,333 @@ export interface MetricsSources {
   statsWalks?: StatsWalks;
 }
 
-/** The UDP socket loops' counters: metric name, help, field. */
-const UDP_SOCKET_FAMILIES: readonly [string, string, keyof UdpSocketFailures][] = [
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** A family's samples: its one value, or one value per label set (`name="value",…`). */
+export type Samples = number | readonly (readonly [labels: string, value: number])[];
+
+/** One metric family: name, type, help line, and how to read its samples from a source `S`. */
+export type Family<S> = readonly [
+  name: string,
+  type: "counter" | "gauge",
+  help: string,
+  samples: (source: S) => Samples,
+];
+
+/** What every scrape reads: the store, the request counters, the full scrape, memory. */
+interface CoreSources {
+  store: SwarmTable;
+  fullScrape: FullScrape;
+  cleaning: CleaningTime;
+  memory: Deno.MemoryUsage;
+}
+
+const STORE_FAMILIES: readonly Family<CoreSources>[] = [
+  ["otter_torrents", "gauge", "Torrents held.", (s) => s.store.torrents],
   [
-    "otter_udp_truncated_total",
-    "UDP datagrams longer than the 2048-byte receive slot, ignored, by listener and I/O path.",
-    "truncated",
+    "otter_peers",
+    "gauge",
+    "Peers held (seeders included), by address family.",
+    (s) => [[`family="4"`, s.store.peers4], [`family="6"`, s.store.peers6]],
   ],
   [
-    "otter_udp_handler_errors_total",
-    "UDP datagrams left unanswered because handling them threw (a bug; the first is logged).",
-    "handlerErrors",
+    "otter_seeders",
+    "gauge",
+    "Seeders held, by address family.",
+    (s) => [[`family="4"`, s.store.seeders4], [`family="6"`, s.store.seeders6]],
   ],
   [
-    "otter_udp_receive_errors_total",
-    "Failed UDP receive calls (other than nothing queued or an interrupted call).",
-    "receiveErrors",
+    "otter_full_scrape_builds_total",
+    "counter",
+    "Full scrape builds finished.",
+    (s) => s.fullScrape.builds,
   ],
   [
-    "otter_udp_send_dropped_total",
-    "UDP replies not sent: socket send buffer full or a send error.",
-    "sendDropped",
+    "otter_full_scrape_build_seconds_total",
+    "counter",
+    "Wall time of all full scrape builds (sliced, so the event loop kept running).",
+    (s) => s.fullScrape.buildMsTotal / 1000,
+  ],
+  [
+    "otter_full_scrape_last_build_seconds",
+    "gauge",
+    "Wall time of the last full scrape build (0 before the first).",
+    (s) => (s.fullScrape.last?.buildMs ?? 0) / 1000,
+  ],
+  [
+    "otter_full_scrape_last_build_torrents",
+    "gauge",
+    "Torrents in the last full scrape build.",
+    (s) => s.fullScrape.last?.torrents ?? 0,
+  ],
+  [
+    "otter_full_scrape_last_build_bytes",
+    "gauge",
+    "Size of the last full scrape build, by content encoding.",
+    (s) => [
+      [`encoding="identity"`, s.fullScrape.last?.plainBytes ?? 0],
+      [`encoding="gzip"`, s.fullScrape.last?.gzipBytes ?? 0],
+    ],
+  ],
+  [
+    "otter_full_scrape_served_total",
+    "counter",
+    "Full scrapes served, by encoding.",
+    (s) => [
+      [`encoding="identity"`, s.fullScrape.servedPlain],
+      [`encoding="gzip"`, s.fullScrape.servedGzip],
+    ],
+  ],
+  [
+    "otter_full_scrape_refused_total",
+    "counter",
+    "Full scrapes refused because full scrape is disabled.",
+    (s) => s.fullScrape.refused,
+  ],
+  [
+    "otter_full_scrape_served_bytes_total",
+    "counter",
+    "Full scrape body bytes served.",
+    (s) => s.fullScrape.bytesServed,
+  ],
+  [
+    "otter_clean_passes_total",
+    "counter",
+    "Completed passes of the expiry cleaner.",
+    (s) => s.store.cleanPasses,
+  ],
+  [
+    "otter_clean_steps_total",
+    "counter",
+    "Timed steps of the expiry cleaner.",
+    (s) => s.cleaning.steps,
+  ],
+  [
+    "otter_clean_seconds_total",
+    "counter",
+    "Time spent in the expiry cleaner.",
+    (s) => s.cleaning.ms / 1000,
+  ],
+  [
+    "otter_resident_memory_bytes",
+    "gauge",
+    "Resident set size of the process.",
+    (s) => s.memory.rss,
+  ],
+  ["otter_heap_used_bytes", "gauge", "V8 heap in use.", (s) => s.memory.heapUsed],
+  ["otter_heap_total_bytes", "gauge", "V8 heap reserved.", (s) => s.memory.heapTotal],
+  [
+    "otter_external_memory_bytes",
+    "gauge",
+    "Memory outside the V8 heap held by JavaScript objects (typed arrays).",
+    (s) => s.memory.external,
+  ],
+  [
+    "otter_store_bytes",
+    "gauge",
+    "Bytes of the peer store's typed arrays.",
+    (s) => s.store.byteSize,
+  ],
+  [
+    "otter_store_refused_total",
+    "counter",
+    "Announces refused at --max-torrents or --max-peers (--when-full refuse), by the cap hit.",
+    (
+      s,
+    ) => [[`reason="torrents"`, s.store.refusedTorrents], [`reason="peers"`, s.store.refusedPeers]],
+  ],
+  [
+    "otter_store_evicted_torrents_total",
+    "counter",
+    "Torrents evicted to make room at --max-torrents or --max-peers (--when-full evict).",
+    (s) => s.store.evictedTorrents,
   ],
 ];
 
-export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+const HTTP_FAMILIES: readonly Family<HttpServerCounters>[] = [
+  ["otter_http_connections", "gauge", "HTTP connections open.", (http) => http.open],
+  [
+    "otter_http_connections_refused_total",
+    "counter",
+    "HTTP connections closed at accept, unanswered, because --max-connections were open " +
+    "(max_connections) or their address had --max-connections-per-ip open (per_ip).",
+    (http) => [[`reason="max_connections"`, http.refused], [`reason="per_ip"`, http.refusedPerIp]],
+  ],
+  [
+    "otter_http_connections_timed_out_total",
+    "counter",
+    "HTTP connections closed by a timeout: header (--header-timeout, no whole request head in " +
+    "time), idle (--idle-timeout, idle between requests or not taking a reply) or send " +
+    "(a reply going out below --min-send-rate).",
+    (http) => [
+      [`reason="header"`, http.headerTimeouts],
+      [`reason="idle"`, http.idleTimeouts],
+      [`reason="send"`, http.sendTimeouts],
+    ],
+  ],
+  [
+    "otter_http_pending_write_bytes",
+    "gauge",
+    "Bytes of replies waiting for HTTP clients that do not take them as fast as they come.",
+    (http) => http.pendingWriteBytes,
+  ],
+  [
+    "otter_http_rejected_requests_total",
+    "counter",
+    "HTTP requests answered with an error and a close before the tracker saw them, by status: " +
+    "400 malformed head, 405 CONNECT/TRACE, 414 request line over 8 KiB, 431 head over " +
+    "8 KiB, 505 HTTP/2 or later, 500 a route failed.",
+    (http) => REJECT_STATUSES.map((status) => [`status="${status}"`, http.rejectedWith(status)]),
+  ],
+];
 
-class Exposition {
-  readonly lines: string[] = [];
-
-  family(name: string, type: "counter" | "gauge", help: string): this {
-    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    return this;
-  }
-
-  sample(name: string, value: number, labels = ""): this {
-    this.lines.push(`${name}${labels === "" ? "" : `{${labels}}`} ${formatValue(value)}`);
-    return this;
-  }
+/** A UDP socket loop figure as samples: one per listener. */
+function perListener(
+  figure: (failures: UdpSocketFailures) => number,
+): (listeners: readonly UdpListenerFailures[]) => Samples {
+  return (listeners) =>
+    listeners.map((udp) => [`listener="${udp.listener}",io="${udp.io}"`, figure(udp.failures())]);
 }
+
+const UDP_SOCKET_FAMILIES: readonly Family<readonly UdpListenerFailures[]>[] = [
+  [
+    "otter_udp_truncated_total",
+    "counter",
+    "UDP datagrams longer than the 2048-byte receive slot, ignored, by listener and I/O path.",
+    perListener((f) => f.truncated),
+  ],
+  [
+    "otter_udp_handler_errors_total",
+    "counter",
+    "UDP datagrams left unanswered because handling them threw (a bug; the first is logged).",
+    perListener((f) => f.handlerErrors),
+  ],
+  [
+    "otter_udp_receive_errors_total",
+    "counter",
+    "Failed UDP receive calls (other than nothing queued or an interrupted call).",
+    perListener((f) => f.receiveErrors),
+  ],
+  [
+    "otter_udp_send_dropped_total",
+    "counter",
+    "UDP replies not sent: socket send buffer full or a send error.",
+    perListener((f) => f.sendDropped),
+  ],
+];
+
+const RATE_LIMIT_FAMILIES: readonly Family<RateLimiter>[] = [
+  [
+    "otter_udp_rate_limited_total",
+    "counter",
+    "UDP datagrams dropped without a reply by --rate-limit.",
+    (limiter) => limiter.limited,
+  ],
+  [
+    "otter_udp_rate_limit_shared_total",
+    "counter",
+    "UDP datagrams charged to another source's bucket because the bucket table set was busy.",
+    (limiter) => limiter.shared,
+  ],
+  [
+    "otter_udp_rate_limit_sources",
+    "gauge",
+    "Sources (IPv4 addresses, IPv6 /64s) whose bucket is not full: seen in about the last second.",
+    (limiter) => limiter.sources(performance.now()),
+  ],
+  [
+    "otter_udp_rate_limit_per_second",
+    "gauge",
+    "UDP requests per second allowed per source (0: no limit).",
+    (limiter) => limiter.perSecond,
+  ],
+];
+
+const LOOP_LAG_FAMILIES: readonly Family<LoopLag>[] = [
+  [
+    "otter_event_loop_lag_max_seconds",
+    "gauge",
+    "Longest event-loop pause since start (lateness of a 10 ms timer).",
+    (lag) => lag.maxMs / 1000,
+  ],
+  [
+    "otter_event_loop_lag_recent_max_seconds",
+    "gauge",
+    "Longest event-loop pause in the last 60 seconds.",
+    (lag) => lag.recentMaxMs() / 1000,
+  ],
+];
+
+const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
+  [
+    "otter_cluster_connected",
+    "gauge",
+    "1 while the Redis link is up, else 0.",
+    (cluster) => cluster.state === "connected" ? 1 : 0,
+  ],
+  [
+    "otter_cluster_published_changes_total",
+    "counter",
+    "Local changes published.",
+    (cluster) => cluster.publishedChanges,
+  ],
+  [
+    "otter_cluster_applied_changes_total",
+    "counter",
+    "Other nodes' changes applied.",
+    (cluster) => cluster.applied,
+  ],
+  [
+    "otter_cluster_forbidden_changes_total",
+    "counter",
+    "Other nodes' changes skipped: the access list forbids their torrent.",
+    (cluster) => cluster.forbidden,
+  ],
+  [
+    "otter_cluster_rejected_total",
+    "counter",
+    "Stream entries refused: malformed, oversized (never read in), bad_mac (not signed with " +
+    "the cluster secret), replayed (a batch already applied).",
+    (cluster) => Object.entries(cluster.rejected).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_dropped_changes_total",
+    "counter",
+    "Local changes dropped because the queue was full during an outage.",
+    (cluster) => cluster.droppedChanges,
+  ],
+  [
+    "otter_cluster_connects_total",
+    "counter",
+    "Connections made to Redis.",
+    (cluster) => cluster.connects,
+  ],
+];
+
+const STATS_WALK_FAMILIES: readonly Family<StatsWalks>[] = [
+  [
+    "otter_stats_walks_total",
+    "counter",
+    "Walks over the whole store for /stats: torrents (sorted snapshot: top10, top100, completed, " +
+    "statedump) and peers (renew); each shared by all requests for a second.",
+    (walks) => [[`walk="torrents"`, walks.torrentBuilds], [`walk="peers"`, walks.peerBuilds]],
+  ],
+];
+
+const PROCESS_FAMILIES: readonly Family<MetricsSources>[] = [
+  [
+    "otter_uptime_seconds",
+    "gauge",
+    "Seconds since the tracker started.",
+    (sources) => sources.uptimeSeconds(),
+  ],
+  [
+    "otter_build_info",
+    "gauge",
+    "Always 1; the version is a label.",
+    (sources) => [[`version="${sources.version}"`, 1]],
+  ],
+];
 
 function formatValue(value: number): string {
   if (Number.isNaN(value)) return "NaN";
@@ -102,15 +394,30 @@ function formatValue(value: number): string {
   return String(value);
 }
 
-/** Renders every metric; label values are fixed names, so no escaping is needed. */
-export function renderMetrics(sources: MetricsSources): string {
-  const { store, counters, fullScrape, cleaning } = sources;
-  const out = new Exposition();
+/** Appends each family's HELP, TYPE and sample lines, read from `source`, to `lines`. */
+export function renderFamilies<S>(
+  lines: string[],
+  families: readonly Family<S>[],
+  source: S,
+): void {
+  for (const [name, type, help, read] of families) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    const samples = read(source);
+    if (typeof samples === "number") {
+      lines.push(`${name} ${formatValue(samples)}`);
+      continue;
+    }
+    for (const [labels, value] of samples) lines.push(`${name}{${labels}} ${formatValue(value)}`);
+  }
+}
 
-  out.family(
-    "otter_requests_total",
-    "counter",
-    "Requests handled, by protocol, action and result (dropped: ignored without a reply).",
+/** `otter_requests_total`: one series per protocol, action and result that can happen. */
+function renderRequests(lines: string[], counters: RequestCounters): void {
+  const name = "otter_requests_total";
+  lines.push(
+    `# HELP ${name} Requests handled, by protocol, action and result (dropped: ignored without a ` +
+      "reply).",
+    `# TYPE ${name} counter`,
   );
   for (let p = 0; p < PROTOCOL_NAMES.length; p++) {
     for (let a = 0; a < ACTION_NAMES.length; a++) {
@@ -118,235 +425,40 @@ export function renderMetrics(sources: MetricsSources): string {
       if (p === PROTOCOL_UDP && a === ACTION_FULL_SCRAPE) continue;
       if (p === PROTOCOL_HTTP && a === ACTION_CONNECT) continue;
       for (let r = 0; r < RESULT_NAMES.length; r++) {
-        out.sample(
-          "otter_requests_total",
-          counters.get(p, a, r),
-          `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",result="${RESULT_NAMES[r]}"`,
-        );
+        const labels = `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",result="${
+          RESULT_NAMES[r]
+        }"`;
+        lines.push(`${name}{${labels}} ${formatValue(counters.get(p, a, r))}`);
       }
     }
   }
+}
 
-  out.family("otter_torrents", "gauge", "Torrents held.")
-    .sample("otter_torrents", store.torrents);
-  out.family("otter_peers", "gauge", "Peers held (seeders included), by address family.")
-    .sample("otter_peers", store.peers4, `family="4"`)
-    .sample("otter_peers", store.peers6, `family="6"`);
-  out.family("otter_seeders", "gauge", "Seeders held, by address family.")
-    .sample("otter_seeders", store.seeders4, `family="4"`)
-    .sample("otter_seeders", store.seeders6, `family="6"`);
-
-  const last = fullScrape.last;
-  out.family("otter_full_scrape_builds_total", "counter", "Full scrape builds finished.")
-    .sample("otter_full_scrape_builds_total", fullScrape.builds);
-  out.family(
-    "otter_full_scrape_build_seconds_total",
-    "counter",
-    "Wall time of all full scrape builds (sliced, so the event loop kept running).",
-  ).sample("otter_full_scrape_build_seconds_total", fullScrape.buildMsTotal / 1000);
-  out.family(
-    "otter_full_scrape_last_build_seconds",
-    "gauge",
-    "Wall time of the last full scrape build (0 before the first).",
-  ).sample("otter_full_scrape_last_build_seconds", last === null ? 0 : last.buildMs / 1000);
-  out.family(
-    "otter_full_scrape_last_build_torrents",
-    "gauge",
-    "Torrents in the last full scrape build.",
-  ).sample("otter_full_scrape_last_build_torrents", last === null ? 0 : last.torrents);
-  out.family(
-    "otter_full_scrape_last_build_bytes",
-    "gauge",
-    "Size of the last full scrape build, by content encoding.",
-  )
-    .sample(
-      "otter_full_scrape_last_build_bytes",
-      last === null ? 0 : last.plainBytes,
-      `encoding="identity"`,
-    )
-    .sample(
-      "otter_full_scrape_last_build_bytes",
-      last === null ? 0 : last.gzipBytes,
-      `encoding="gzip"`,
-    );
-  out.family("otter_full_scrape_served_total", "counter", "Full scrapes served, by encoding.")
-    .sample("otter_full_scrape_served_total", fullScrape.servedPlain, `encoding="identity"`)
-    .sample("otter_full_scrape_served_total", fullScrape.servedGzip, `encoding="gzip"`);
-  out.family(
-    "otter_full_scrape_refused_total",
-    "counter",
-    "Full scrapes refused because full scrape is disabled.",
-  ).sample("otter_full_scrape_refused_total", fullScrape.refused);
-  out.family("otter_full_scrape_served_bytes_total", "counter", "Full scrape body bytes served.")
-    .sample("otter_full_scrape_served_bytes_total", fullScrape.bytesServed);
-
-  out.family("otter_clean_passes_total", "counter", "Completed passes of the expiry cleaner.")
-    .sample("otter_clean_passes_total", store.cleanPasses);
-  out.family("otter_clean_steps_total", "counter", "Timed steps of the expiry cleaner.")
-    .sample("otter_clean_steps_total", cleaning.steps);
-  out.family("otter_clean_seconds_total", "counter", "Time spent in the expiry cleaner.")
-    .sample("otter_clean_seconds_total", cleaning.ms / 1000);
-
-  const memory = Deno.memoryUsage();
-  out.family("otter_resident_memory_bytes", "gauge", "Resident set size of the process.")
-    .sample("otter_resident_memory_bytes", memory.rss);
-  out.family("otter_heap_used_bytes", "gauge", "V8 heap in use.")
-    .sample("otter_heap_used_bytes", memory.heapUsed);
-  out.family("otter_heap_total_bytes", "gauge", "V8 heap reserved.")
-    .sample("otter_heap_total_bytes", memory.heapTotal);
-  out.family(
-    "otter_external_memory_bytes",
-    "gauge",
-    "Memory outside the V8 heap held by JavaScript objects (typed arrays).",
-  ).sample("otter_external_memory_bytes", memory.external);
-  out.family("otter_store_bytes", "gauge", "Bytes of the peer store's typed arrays.")
-    .sample("otter_store_bytes", store.byteSize);
-  out.family(
-    "otter_store_refused_total",
-    "counter",
-    "Announces refused at --max-torrents or --max-peers (--when-full refuse), by the cap hit.",
-  )
-    .sample("otter_store_refused_total", store.refusedTorrents, `reason="torrents"`)
-    .sample("otter_store_refused_total", store.refusedPeers, `reason="peers"`);
-  out.family(
-    "otter_store_evicted_torrents_total",
-    "counter",
-    "Torrents evicted to make room at --max-torrents or --max-peers (--when-full evict).",
-  ).sample("otter_store_evicted_torrents_total", store.evictedTorrents);
-
-  const http = sources.http;
-  if (http !== undefined) {
-    out.family("otter_http_connections", "gauge", "HTTP connections open.")
-      .sample("otter_http_connections", http.open);
-    out.family(
-      "otter_http_connections_refused_total",
-      "counter",
-      "HTTP connections closed at accept, unanswered, because --max-connections were open " +
-        "(max_connections) or their address had --max-connections-per-ip open (per_ip).",
-    )
-      .sample("otter_http_connections_refused_total", http.refused, `reason="max_connections"`)
-      .sample("otter_http_connections_refused_total", http.refusedPerIp, `reason="per_ip"`);
-    out.family(
-      "otter_http_connections_timed_out_total",
-      "counter",
-      "HTTP connections closed by a timeout: header (--header-timeout, no whole request head in " +
-        "time), idle (--idle-timeout, idle between requests or not taking a reply) or send " +
-        "(a reply going out below --min-send-rate).",
-    )
-      .sample("otter_http_connections_timed_out_total", http.headerTimeouts, `reason="header"`)
-      .sample("otter_http_connections_timed_out_total", http.idleTimeouts, `reason="idle"`)
-      .sample("otter_http_connections_timed_out_total", http.sendTimeouts, `reason="send"`);
-    out.family(
-      "otter_http_pending_write_bytes",
-      "gauge",
-      "Bytes of replies waiting for HTTP clients that do not take them as fast as they come.",
-    ).sample("otter_http_pending_write_bytes", http.pendingWriteBytes);
-    out.family(
-      "otter_http_rejected_requests_total",
-      "counter",
-      "HTTP requests answered with an error and a close before the tracker saw them, by status: " +
-        "400 malformed head, 405 CONNECT/TRACE, 414 request line over 8 KiB, 431 head over " +
-        "8 KiB, 505 HTTP/2 or later, 500 a route failed.",
-    );
-    for (const status of REJECT_STATUSES) {
-      out.sample(
-        "otter_http_rejected_requests_total",
-        http.rejectedWith(status),
-        `status="${status}"`,
-      );
-    }
+/** Renders every metric; label values are fixed names, so no escaping is needed. */
+export function renderMetrics(sources: MetricsSources): string {
+  const lines: string[] = [];
+  renderRequests(lines, sources.counters);
+  const { store, fullScrape, cleaning } = sources;
+  renderFamilies(lines, STORE_FAMILIES, {
+    store,
+    fullScrape,
+    cleaning,
+    memory: Deno.memoryUsage(),
+  });
+  if (sources.http !== undefined) renderFamilies(lines, HTTP_FAMILIES, sources.http);
+  if (sources.udp !== undefined && sources.udp.length > 0) {
+    renderFamilies(lines, UDP_SOCKET_FAMILIES, sources.udp);
   }
-  const udp = sources.udp ?? [];
-  if (udp.length > 0) {
-    const figures = udp.map((listener) => listener.failures());
-    for (const [name, help, field] of UDP_SOCKET_FAMILIES) {
-      out.family(name, "counter", help);
-      for (let i = 0; i < udp.length; i++) {
-        out.sample(name, figures[i][field], `listener="${udp[i].listener}",io="${udp[i].io}"`);
-      }
-    }
+  if (sources.rateLimit !== undefined) {
+    renderFamilies(lines, RATE_LIMIT_FAMILIES, sources.rateLimit);
   }
-  const limiter = sources.rateLimit;
-  if (limiter !== undefined) {
-    out.family(
-      "otter_udp_rate_limited_total",
-      "counter",
-      "UDP datagrams dropped without a reply by --rate-limit.",
-    ).sample("otter_udp_rate_limited_total", limiter.limited);
-    out.family(
-      "otter_udp_rate_limit_shared_total",
-      "counter",
-      "UDP datagrams charged to another source's bucket because the bucket table set was busy.",
-    ).sample("otter_udp_rate_limit_shared_total", limiter.shared);
-    out.family(
-      "otter_udp_rate_limit_sources",
-      "gauge",
-      "Sources (IPv4 addresses, IPv6 /64s) whose bucket is not full: seen in about the last second.",
-    ).sample("otter_udp_rate_limit_sources", limiter.sources(performance.now()));
-    out.family(
-      "otter_udp_rate_limit_per_second",
-      "gauge",
-      "UDP requests per second allowed per source (0: no limit).",
-    ).sample("otter_udp_rate_limit_per_second", limiter.perSecond);
+  if (sources.loopLag !== undefined) renderFamilies(lines, LOOP_LAG_FAMILIES, sources.loopLag);
+  if (sources.cluster !== undefined && sources.cluster !== null) {
+    renderFamilies(lines, CLUSTER_FAMILIES, sources.cluster);
   }
-  const loopLag = sources.loopLag;
-  if (loopLag !== undefined) {
-    out.family(
-      "otter_event_loop_lag_max_seconds",
-      "gauge",
-      "Longest event-loop pause since start (lateness of a 10 ms timer).",
-    ).sample("otter_event_loop_lag_max_seconds", loopLag.maxMs / 1000);
-    out.family(
-      "otter_event_loop_lag_recent_max_seconds",
-      "gauge",
-      "Longest event-loop pause in the last 60 seconds.",
-    ).sample("otter_event_loop_lag_recent_max_seconds", loopLag.recentMaxMs() / 1000);
+  if (sources.statsWalks !== undefined) {
+    renderFamilies(lines, STATS_WALK_FAMILIES, sources.statsWalks);
   }
-  const cluster = sources.cluster;
-  if (cluster !== undefined && cluster !== null) {
-    out.family("otter_cluster_connected", "gauge", "1 while the Redis link is up, else 0.")
-      .sample("otter_cluster_connected", cluster.state === "connected" ? 1 : 0);
-    out.family("otter_cluster_published_changes_total", "counter", "Local changes published.")
-      .sample("otter_cluster_published_changes_total", cluster.publishedChanges);
-    out.family("otter_cluster_applied_changes_total", "counter", "Other nodes' changes applied.")
-      .sample("otter_cluster_applied_changes_total", cluster.applied);
-    out.family(
-      "otter_cluster_forbidden_changes_total",
-      "counter",
-      "Other nodes' changes skipped: the access list forbids their torrent.",
-    ).sample("otter_cluster_forbidden_changes_total", cluster.forbidden);
-    const rejected = out.family(
-      "otter_cluster_rejected_total",
-      "counter",
-      "Stream entries refused: malformed, oversized (never read in), bad_mac (not signed with " +
-        "the cluster secret), replayed (a batch already applied).",
-    );
-    for (const [reason, count] of Object.entries(cluster.rejected)) {
-      rejected.sample("otter_cluster_rejected_total", count, `reason="${reason}"`);
-    }
-    out.family(
-      "otter_cluster_dropped_changes_total",
-      "counter",
-      "Local changes dropped because the queue was full during an outage.",
-    ).sample("otter_cluster_dropped_changes_total", cluster.droppedChanges);
-    out.family("otter_cluster_connects_total", "counter", "Connections made to Redis.")
-      .sample("otter_cluster_connects_total", cluster.connects);
-  }
-
-  const walks = sources.statsWalks;
-  if (walks !== undefined) {
-    out.family(
-      "otter_stats_walks_total",
-      "counter",
-      "Walks over the whole store for /stats: torrents (sorted snapshot: top10, top100, completed, " +
-        "statedump) and peers (renew); each shared by all requests for a second.",
-    )
-      .sample("otter_stats_walks_total", walks.torrentBuilds, `walk="torrents"`)
-      .sample("otter_stats_walks_total", walks.peerBuilds, `walk="peers"`);
-  }
-  out.family("otter_uptime_seconds", "gauge", "Seconds since the tracker started.")
-    .sample("otter_uptime_seconds", sources.uptimeSeconds());
-  out.family("otter_build_info", "gauge", "Always 1; the version is a label.")
-    .sample("otter_build_info", 1, `version="${sources.version}"`);
-  return out.lines.join("\n") + "\n";
+  renderFamilies(lines, PROCESS_FAMILIES, sources);
+  return lines.join("\n") + "\n";
 }

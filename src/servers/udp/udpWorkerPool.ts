@@ -43,6 +43,7 @@ import {
   type UdpListenerFailures,
   type UdpSocketFailures,
 } from "../../observe/udpSocketFailures.ts";
+import { type Family, renderFamilies, type Samples } from "../../observe/metrics.ts";
 import {
   addressOf,
   errnoText,
@@ -485,50 +486,56 @@ function bindFreeReusePort(hostname: string, options: FastUdpOptions) {
   }
 }
 
+/** A Worker figure as samples: one per Worker of every pool. */
+function perWorker(
+  figure: (stats: UdpWorkerStats) => number,
+): (pools: readonly UdpWorkerPool[]) => Samples {
+  return (pools) =>
+    pools.flatMap((pool) =>
+      Array.from({ length: pool.size }, (_, i) => {
+        const labels = `listener="${pool.listener}",worker="${i}"`;
+        return [labels, figure(pool.workerStats(i))] as const;
+      })
+    );
+}
+
+const WORKER_FAMILIES: readonly Family<readonly UdpWorkerPool[]>[] = [
+  [
+    "otter_udp_worker_packets_total",
+    "counter",
+    "UDP datagrams received by each I/O worker's socket.",
+    perWorker((s) => s.received),
+  ],
+  [
+    "otter_udp_worker_replies_total",
+    "counter",
+    "UDP replies sent by each I/O worker.",
+    perWorker((s) => s.sent),
+  ],
+  [
+    "otter_udp_worker_send_dropped_total",
+    "counter",
+    "UDP replies an I/O worker could not send (send buffer full or a send error).",
+    perWorker((s) => s.sendDropped),
+  ],
+  [
+    "otter_udp_worker_batches_total",
+    "counter",
+    "recvmmsg batches each I/O worker received.",
+    perWorker((s) => s.batches),
+  ],
+  [
+    "otter_udp_worker_up",
+    "gauge",
+    "1 while the I/O worker runs, 0 once it died.",
+    perWorker((s) => s.alive ? 1 : 0),
+  ],
+];
+
 /** Prometheus lines for the pools' Workers (appended to /metrics), or "" without pools. */
 export function renderWorkerMetrics(pools: readonly UdpWorkerPool[]): string {
   if (pools.length === 0) return "";
-  const families: [string, string, string, (s: UdpWorkerStats) => number][] = [
-    [
-      "otter_udp_worker_packets_total",
-      "counter",
-      "UDP datagrams received by each I/O worker's socket.",
-      (s) => s.received,
-    ],
-    [
-      "otter_udp_worker_replies_total",
-      "counter",
-      "UDP replies sent by each I/O worker.",
-      (s) => s.sent,
-    ],
-    [
-      "otter_udp_worker_send_dropped_total",
-      "counter",
-      "UDP replies an I/O worker could not send (send buffer full or a send error).",
-      (s) => s.sendDropped,
-    ],
-    [
-      "otter_udp_worker_batches_total",
-      "counter",
-      "recvmmsg batches each I/O worker received.",
-      (s) => s.batches,
-    ],
-    [
-      "otter_udp_worker_up",
-      "gauge",
-      "1 while the I/O worker runs, 0 once it died.",
-      (s) => s.alive ? 1 : 0,
-    ],
-  ];
   const lines: string[] = [];
-  for (const [name, type, help, value] of families) {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const pool of pools) {
-      for (let i = 0; i < pool.size; i++) {
-        const labels = `listener="${pool.listener}",worker="${i}"`;
-        lines.push(`${name}{${labels}} ${value(pool.workerStats(i))}`);
-      }
-    }
-  }
+  renderFamilies(lines, WORKER_FAMILIES, pools);
   return lines.join("\n") + "\n";
 }
