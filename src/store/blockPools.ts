@@ -40,7 +40,7 @@ const FREE_TRIM_WORDS = 1 << 16;
 const TRIM_EARNED = 64;
 
 export class BlockPools {
-  /** The words of each pool: family f (0 = IPv4, 1 = IPv6), class c at index f * CLASS_COUNT + c. */
+  /** Each pool's words: family f (0 = IPv4, 1 = IPv6), class c at index f * CLASS_COUNT + c. */
   readonly words: Uint32Array[] = Array.from({ length: 2 * CLASS_COUNT }, () => NO_WORDS);
   /** Blocks in use per pool, same indexing. */
   readonly used: Uint32Array = allocWords(2 * CLASS_COUNT);

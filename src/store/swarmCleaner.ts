@@ -5,8 +5,8 @@
  * A pass walks the table downwards from an empty slot, so the rows a backward-shift deletion moves
  * (those above the hole, up to the next empty slot) are always ones the pass has already visited:
  * nothing is skipped and nothing needs a second look. A step visits up to `budget` slots and stops
- * early after WORK_PER_SLOT * budget work units (records looked at, removals, shifted rows), pausing
- * inside a huge list and resuming there at the next step. A step that paused remembers the row it
+ * early after WORK_PER_SLOT * budget work units (records looked at, removals, shifted rows),
+ * pausing inside a huge list and resuming there at the next step. A step that paused remembers the row it
  * was in: if deletions moved another row under the cursor meanwhile, it starts that slot afresh.
  *
  * Peer records carry a 15-bit time stamp (seconds mod 32768), so each must be examined within
