@@ -13,7 +13,7 @@ import {
   randomNodeId,
   streamKey,
 } from "../src/cluster/clusterOptions.ts";
-import { compareStreamIds } from "../src/cluster/redisCluster.ts";
+import { compareStreamIds } from "../src/cluster/redisCommands.ts";
 
 Deno.test("parseClusterUrl accepts redis and rediss URLs", () => {
   for (

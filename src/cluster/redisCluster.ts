@@ -40,46 +40,43 @@
  * applied. The stream is read through streamReader.ts, which holds at most MAX_BATCH_BYTES per
  * entry value whatever someone XADDed, so one XREAD brings at most READ_COUNT entries of that
  * size (two values each) into memory.
+ *
+ * This file is the sync's sessions and its publish queue; redisCommands.ts sends commands (with a
+ * reply deadline) and checks a Redis at connect, streamApply.ts applies what is read, and
+ * clusterCounters.ts is what it counts.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
 // deno-lint-ignore no-import-prefix
 import { createClient, ErrorReply, RESP_TYPES } from "npm:@redis/client@6.3.1";
 import {
-  applyCheckedBatch,
-  batchIsQueued,
   batchRecordCount,
   ChangeRecorder,
   markLate,
   MAX_BATCH_BYTES,
   MAX_BATCH_RECORDS,
-  OP_COMPLETED,
-  OP_STOPPED,
   setPublishTime,
 } from "./changeBatch.ts";
 import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { BatchMac } from "./batchMac.ts";
-import { BATCH_FIELD, BatchGate, type RejectedCounts } from "./batchGate.ts";
+import { BATCH_FIELD, BatchGate } from "./batchGate.ts";
 import { StreamReaderConnection } from "./streamReader.ts";
+import { type ClusterStore, StreamApplier } from "./streamApply.ts";
+import { type ClusterCounters, newClusterCounters } from "./clusterCounters.ts";
+import {
+  checkCommands,
+  checkStreamKey,
+  compareStreamIds,
+  describe,
+  redisClockOffsetMs,
+  type RedisConnection,
+  RedisUnsupportedError,
+  send,
+  withTimeout,
+} from "./redisCommands.ts";
 
-/** What the sync needs from the peer store; `SwarmTable` satisfies it. */
-export interface ClusterStore {
-  announce(
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    event: number,
-    seeder: boolean,
-    numwant: number,
-    now: number,
-    out: Uint8Array,
-    outOffset: number,
-  ): number;
-}
+export type { ClusterStore };
 
 export interface ClusterSyncOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
@@ -118,42 +115,6 @@ export interface ClusterSyncOptions {
   maxBatchRecords?: number;
 }
 
-export interface ClusterCounters {
-  state: "connected" | "disconnected";
-  /** Batches appended to the stream, and the changes in them. */
-  published: number;
-  publishedChanges: number;
-  /** Other nodes' changes applied to the store, and the batches they came in. */
-  applied: number;
-  appliedBatches: number;
-  /** Changes skipped because this node's access list forbids their torrent. */
-  forbidden: number;
-  /**
-   * Stream entries refused, by reason: malformed (truncated, wrong version, bad checksum,
-   * garbage), oversized (over MAX_BATCH_BYTES, never read into memory), bad_mac (not signed with
-   * our cluster secret), replayed (a batch of an origin's already applied again).
-   */
-  rejected: RejectedCounts;
-  /** Batches skipped as older than the peer timeout (own late ones included, as before). */
-  staleBatches: number;
-  /** This node's own batches read back and skipped. */
-  ownBatches: number;
-  /** Changes from this node's own late batches, applied again in stream order. */
-  reapplied: number;
-  /** Local changes never published: recorder ring full, queue over its limit, or too old. */
-  droppedChanges: number;
-  /** Times a connection was established, the first included. */
-  connects: number;
-}
-
-/** The slice of a node-redis client this module uses. */
-interface RedisConnection {
-  connect(): Promise<unknown>;
-  sendCommand(args: ReadonlyArray<string | Buffer>): Promise<unknown>;
-  destroy(): void;
-  on(event: "error", listener: (error: Error) => void): unknown;
-}
-
 interface PendingBatch {
   batch: Uint8Array;
   count: number;
@@ -174,62 +135,15 @@ const READ_COUNT = 32;
 const XREAD_SHAPE = [1, 2, READ_COUNT, 2, 2];
 /** How often the offset to Redis's clock is measured again while connected. */
 const CLOCK_CHECK_MS = 60_000;
-/** Streams came in 5.0, XADD's MINID trimming in 6.2. */
-const MIN_REDIS_VERSION = "6.2";
-
-/** Redis lacks a command (or an option) the sync needs, or forbids it to this user. */
-export class RedisUnsupportedError extends Error {}
-
-/** Redis's answer as one short printable line, for a log line. */
-function quoteReply(text: string): string {
-  const line = text.replace(/[^\x20-\x7e]+/g, "?");
-  return JSON.stringify(line.length > 160 ? `${line.slice(0, 160)}…` : line);
-}
-
-/** The error for a reply saying `command` cannot be used here, or null for any other failure. */
-function unsupported(command: string, error: unknown): RedisUnsupportedError | null {
-  if (!(error instanceof ErrorReply)) return null;
-  const text = error.message;
-  if (/^ERR unknown command/i.test(text)) {
-    return new RedisUnsupportedError(
-      `it has no ${command} command (Redis said ${quoteReply(text)}); ` +
-        `the cluster sync needs Redis ${MIN_REDIS_VERSION} or newer`,
-    );
-  }
-  if (/^NOPERM/.test(text)) {
-    return new RedisUnsupportedError(
-      `its user may not run ${command} (Redis said ${quoteReply(text)}); the cluster sync ` +
-        "needs TIME, TYPE, XADD, XREAD and XREVRANGE on its stream key",
-    );
-  }
-  return null;
-}
-
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
-  readonly counters: ClusterCounters = {
-    state: "disconnected",
-    published: 0,
-    publishedChanges: 0,
-    applied: 0,
-    appliedBatches: 0,
-    forbidden: 0,
-    rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
-    staleBatches: 0,
-    ownBatches: 0,
-    reapplied: 0,
-    droppedChanges: 0,
-    connects: 0,
-  };
+  readonly counters: ClusterCounters = newClusterCounters();
 
   readonly #url: string;
   readonly #redactedUrl: string;
   readonly #key: string;
   readonly #nodeId: string;
   readonly #peerTimeout: number;
-  readonly #store: ClusterStore;
-  readonly #access: AccessPolicy | null;
-  readonly #clock: { now: number };
   readonly #log: (line: string) => void;
   readonly #flushIntervalMs: number;
   readonly #blockMs: number;
@@ -244,7 +158,7 @@ export class ClusterSync {
   #writer: RedisConnection | null = null;
   #reader: StreamReaderConnection | null = null;
   readonly #mac: BatchMac;
-  readonly #gate: BatchGate;
+  readonly #applier: StreamApplier;
   #flushTimer: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | null = null;
@@ -268,12 +182,6 @@ export class ClusterSync {
   /** performance.now() when an own queued batch was last reapplied, and of the last flush. */
   #lastQueuedReapplyAt = -1;
   #lastFlushAt = 0;
-  /** Id of the last stream entry read; the next XREAD starts after it. */
-  #lastId = "0-0";
-  /** The `now` passed to the store for the batch being applied, and whether it is our own. */
-  #applyNow = 1;
-  #applyingOwn = false;
-  readonly #scratch = new Uint8Array(64);
 
   constructor(options: ClusterSyncOptions) {
     const url = parseClusterUrl(options.url);
@@ -283,9 +191,6 @@ export class ClusterSync {
     this.#key = streamKey(options.name);
     this.#nodeId = options.nodeId;
     this.#peerTimeout = options.peerTimeout;
-    this.#store = options.store;
-    this.#access = options.access ?? null;
-    this.#clock = options.clock;
     this.#log = options.log;
     this.#flushIntervalMs = Math.min(1000, options.flushIntervalMs ?? 200);
     this.#blockMs = options.blockMs ?? 1000;
@@ -299,12 +204,23 @@ export class ClusterSync {
       options.maxBatchRecords ?? MAX_BATCH_RECORDS,
     );
     this.#mac = new BatchMac(options.secret, options.name);
-    this.#gate = new BatchGate(
+    const gate = new BatchGate(
       this.#mac,
       this.recorder.instance,
       options.peerTimeout,
       this.counters,
       options.log,
+    );
+    this.#applier = new StreamApplier(
+      gate,
+      options.store,
+      options.access ?? null,
+      options.clock,
+      this.counters,
+      () => {
+        this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
+        this.#lastQueuedReapplyAt = performance.now();
+      },
     );
   }
 
@@ -361,10 +277,10 @@ export class ClusterSync {
       let fatal: RedisUnsupportedError | null = null;
       try {
         const handshake = Promise.all([writer.connect(), reader.connect()]);
-        await this.#withTimeout(handshake, this.#commandTimeoutMs, writer, reader);
+        await withTimeout(handshake, this.#commandTimeoutMs, writer, reader);
         await this.#measureRedisClock(writer);
-        await this.#checkStreamKey(writer);
-        await this.#checkCommands(writer);
+        await checkStreamKey(writer, this.#key, this.#commandTimeoutMs);
+        await checkCommands(writer, this.#key, this.#commandTimeoutMs);
         await this.#checkStreamTail(writer);
         this.counters.connects++;
         this.#loggedUnsupported = "";
@@ -477,92 +393,13 @@ export class ClusterSync {
     });
   }
 
-  /**
-   * Rejects if `promise` takes longer than `ms`, and then destroys `connections`. (node-redis's
-   * own command timeout only covers the wait to be written, not the wait for the reply, so a
-   * server that accepts and never answers would hang us without this.)
-   */
-  #withTimeout<T>(
-    promise: Promise<T>,
-    ms: number,
-    ...connections: { destroy(): void }[]
-  ): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new Error(`no reply within ${ms} ms`));
-        for (const connection of connections) connection.destroy();
-      }, ms);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  /** Sends one command; a reply saying Redis cannot run it rejects with RedisUnsupportedError. */
-  #send(
-    connection: RedisConnection | StreamReaderConnection,
-    args: ReadonlyArray<string | Buffer>,
-    ms = this.#commandTimeoutMs,
-  ): Promise<unknown> {
-    const reply = connection instanceof StreamReaderConnection
-      ? connection.sendCommand(args as ReadonlyArray<string>)
-      : connection.sendCommand(args);
-    return this.#withTimeout(reply, ms, connection).catch((error) => {
-      throw unsupported(String(args[0]), error) ?? error;
-    });
-  }
-
-  /**
-   * Tries each stream command the sync sends, in a form that changes nothing, so that a Redis
-   * lacking one is found now rather than at the first publish. Other refusals (out of memory,
-   * loading, a read-only replica) may pass, so they are left to the real commands.
-   */
-  async #checkCommands(writer: RedisConnection): Promise<void> {
-    // XADD with the ID 0-0 is refused once its arguments are parsed, before the key is touched.
-    // A Redis before 6.2 takes MINID for the ID and calls it invalid.
-    const xadd = ["XADD", this.#key, "MINID", "~", "0", "0-0", BATCH_FIELD, ""];
-    const probes = [
-      xadd,
-      ["XREAD", "COUNT", "1", "STREAMS", this.#key, "$"],
-      ["XREVRANGE", this.#key, "0-1", "0-2"],
-    ];
-    for (const args of probes) {
-      try {
-        await this.#send(writer, args);
-      } catch (error) {
-        if (!(error instanceof ErrorReply)) throw error;
-        if (args === xadd && /invalid stream id|syntax error/i.test(error.message)) {
-          throw new RedisUnsupportedError(
-            `its XADD has no MINID option (Redis said ${quoteReply(error.message)}); ` +
-              `the cluster sync needs Redis ${MIN_REDIS_VERSION} or newer`,
-          );
-        }
-      }
-    }
-  }
-
-  /** A key of another type would fail every XADD and XREAD: refuse to start the session. */
-  async #checkStreamKey(writer: RedisConnection): Promise<void> {
-    const type = String(
-      await this.#send(writer, ["TYPE", this.#key]),
-    );
-    if (type !== "none" && type !== "stream") {
-      throw new Error(`key ${this.#key} holds a ${type}, not a stream`);
-    }
-  }
-
   #redisNowMs(): number {
     return performance.now() + this.#redisClockOffsetMs;
   }
 
   async #measureRedisClock(writer: RedisConnection): Promise<void> {
-    const sent = performance.now();
-    const reply = await this.#send(writer, ["TIME"]);
-    const received = performance.now();
-    if (!Array.isArray(reply) || reply.length !== 2) throw new Error("unexpected TIME reply");
-    const redisMs = Number(String(reply[0])) * 1000 + Math.floor(Number(String(reply[1])) / 1000);
-    if (!Number.isFinite(redisMs)) throw new Error("unexpected TIME reply");
-    this.#redisClockOffsetMs = redisMs - (sent + received) / 2;
-    this.#clockMeasuredAt = received;
+    this.#redisClockOffsetMs = await redisClockOffsetMs(writer, this.#commandTimeoutMs);
+    this.#clockMeasuredAt = performance.now();
   }
 
   /** Measures the clock offset again if it is due; a failure is left to the other commands. */
@@ -579,12 +416,13 @@ export class ClusterSync {
    * data, or another server took over), new entries may carry smaller ids: read it all again.
    */
   async #checkStreamTail(writer: RedisConnection): Promise<void> {
-    if (this.#lastId === "0-0") return;
-    const reply = await this.#send(writer, ["XREVRANGE", this.#key, "+", "-", "COUNT", "1"]);
+    if (this.#applier.lastId === "0-0") return;
+    const args = ["XREVRANGE", this.#key, "+", "-", "COUNT", "1"];
+    const reply = await send(writer, this.#commandTimeoutMs, args);
     if (!Array.isArray(reply)) throw new Error("unexpected XREVRANGE reply");
     const tail = reply.length > 0 && Array.isArray(reply[0]) ? String(reply[0][0]) : "0-0";
-    if (compareStreamIds(tail, this.#lastId) >= 0) return;
-    this.#lastId = "0-0";
+    if (compareStreamIds(tail, this.#applier.lastId) >= 0) return;
+    this.#applier.lastId = "0-0";
     // Our late batches published to the lost stream will never come back.
     this.#queuedUnread = 0;
     for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
@@ -649,7 +487,7 @@ export class ClusterSync {
         this.#mac.seal(next.batch);
         const minId = Math.max(0, Math.floor(redisNowMs - this.#peerTimeout * 1000));
         const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
-        await this.#send(writer, [
+        await send(writer, this.#commandTimeoutMs, [
           "XADD",
           this.#key,
           "MINID",
@@ -693,106 +531,14 @@ export class ClusterSync {
     const timeout = this.#blockMs + this.#commandTimeoutMs;
     while (this.#running) {
       const args = caughtUp
-        ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#lastId]
-        : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#lastId];
-      const reply = await this.#send(reader, args, timeout);
-      const entries = this.#applyReply(reply);
+        ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#applier.lastId]
+        : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#applier.lastId];
+      const reply = await send(reader, timeout, args);
+      const entries = this.#applier.applyReply(reply, this.#redisNowMs());
       if (!caughtUp && entries < READ_COUNT) {
         caughtUp = true;
         this.#markReady();
       }
     }
   }
-
-  /** Applies one XREAD reply; returns how many entries it held. */
-  #applyReply(reply: unknown): number {
-    if (reply === null) return 0;
-    if (!Array.isArray(reply) || reply.length !== 1 || !Array.isArray(reply[0])) {
-      throw new Error("unexpected XREAD reply");
-    }
-    const entries = reply[0][1];
-    if (!Array.isArray(entries)) throw new Error("unexpected XREAD reply");
-    const redisNowMs = this.#redisNowMs();
-    for (const entry of entries) {
-      if (!Array.isArray(entry) || entry.length !== 2 || !(entry[0] instanceof Uint8Array)) {
-        throw new Error("unexpected XREAD entry");
-      }
-      const id = idDecoder.decode(entry[0]);
-      if (!/^[0-9]{1,20}-[0-9]{1,20}$/.test(id)) throw new Error("unexpected XREAD entry id");
-      this.#lastId = id;
-      this.#applyEntry(id, entry[1], redisNowMs);
-    }
-    return entries.length;
-  }
-
-  #applyEntry(id: string, fields: unknown, redisNowMs: number): void {
-    const admitted = this.#gate.admit(id, fields, redisNowMs);
-    if (!admitted.apply) return;
-    const { batch, own, age } = admitted;
-    // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
-    // such a peer still expires on time (as restoreState relies on too).
-    this.#applyNow = this.#clock.now - age;
-    this.#applyingOwn = own;
-    applyCheckedBatch(batch, this.#applyChange);
-    if (!own) this.counters.appliedBatches++;
-    else if (batchIsQueued(batch)) {
-      this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
-      this.#lastQueuedReapplyAt = performance.now();
-    }
-  }
-
-  #applyChange = (
-    op: number,
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    seeder: boolean,
-  ): void => {
-    if (this.#access !== null && !this.#access.allows(infoHash, hashOffset)) {
-      this.counters.forbidden++;
-      return;
-    }
-    // Our own completions were counted when they happened; applied again they only refresh.
-    // `seeder` is the origin's (left == 0): a "completed" with bytes left leaves a leecher, and
-    // counts nowhere, as at the origin.
-    const own = this.#applyingOwn;
-    const completed = op === OP_COMPLETED;
-    this.#store.announce(
-      infoHash,
-      hashOffset,
-      family,
-      address,
-      addressOffset,
-      port,
-      op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
-      seeder,
-      0,
-      this.#applyNow,
-      this.#scratch,
-      0,
-    );
-    if (own) this.counters.reapplied++;
-    else this.counters.applied++;
-  };
-}
-
-const idDecoder = new TextDecoder();
-
-/** Orders two stream ids `ms-seq`. */
-export function compareStreamIds(a: string, b: string): number {
-  const aDash = a.indexOf("-");
-  const bDash = b.indexOf("-");
-  const aMs = Number(aDash < 0 ? a : a.slice(0, aDash));
-  const bMs = Number(bDash < 0 ? b : b.slice(0, bDash));
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  const aSeq = aDash < 0 ? 0 : Number(a.slice(aDash + 1));
-  const bSeq = bDash < 0 ? 0 : Number(b.slice(bDash + 1));
-  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message || error.name : String(error);
 }

@@ -19,7 +19,7 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { FullScrape } from "./fullScrape.ts";
 import type { LoopLag } from "./loopLag.ts";
-import type { ClusterCounters } from "../cluster/redisCluster.ts";
+import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import { CHUNK_BYTES, type TorrentSnapshot } from "./fullScrape.ts";

@@ -11,7 +11,7 @@ import { AccessPolicy } from "../policy/accessList.ts";
 import { CidrSet } from "../policy/cidr.ts";
 import { DeniabilityMixer } from "../policy/deniability.ts";
 import type { ChangeRecorder } from "../cluster/changeBatch.ts";
-import type { ClusterCounters } from "../cluster/redisCluster.ts";
+import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import { RateLimiter } from "../policy/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
