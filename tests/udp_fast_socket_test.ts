@@ -6,13 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type DatagramHandler,
-  FastUdpSocket,
-  fastUdpSupport,
-  parseIpLiteral,
-  REPLY_CAPACITY,
-} from "../src/servers/udp/udpFastSocket.ts";
+import { FastUdpSocket, fastUdpSupport, parseIpLiteral } from "../src/servers/udp/udpFastSocket.ts";
+import { type DatagramHandler, REPLY_CAPACITY } from "../src/servers/udp/udpBatchArena.ts";
 import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
 import { ipv6Missing } from "./support/ipv6.ts";
 

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/config/config.ts";
 import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
-import { fastUdpSupport, PACKET_CAPACITY } from "../src/servers/udp/udpFastSocket.ts";
+import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { PACKET_CAPACITY } from "../src/servers/udp/udpBatchArena.ts";
 import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

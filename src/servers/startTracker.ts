@@ -20,7 +20,8 @@ import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
 import { HttpWireServer } from "./http/httpWire.ts";
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
-import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udp/udpFastSocket.ts";
+import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
+import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
 import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 

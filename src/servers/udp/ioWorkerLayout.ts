@@ -9,7 +9,7 @@
  * count and its reply count. Then Float64 statistics the Worker writes (read racily, for
  * metrics only). Arenas start at byte 4096.
  */
-import { ARENA_SIZE } from "./udpFastSocket.ts";
+import { ARENA_SIZE } from "./udpBatchArena.ts";
 
 /** Batch arenas per Worker: a ring, so a Worker can receive ahead while the main isolate answers. */
 export const ARENAS = 4;

@@ -11,7 +11,7 @@
  * dies, and the pool logs it and closes the socket.
  */
 /// <reference lib="deno.worker" />
-import { ARENA_SIZE, BatchArena, type SendCounters } from "./udpFastSocket.ts";
+import { ARENA_SIZE, BatchArena, type SendCounters } from "./udpBatchArena.ts";
 import { EINTR, errnoText, libc } from "./libc.ts";
 import {
   ARENA_ANSWERED,

@@ -3,7 +3,8 @@
  * receive allocates 64 KiB) and one reused reply buffer. Used where the FFI fast path is not
  * available (not Linux/glibc, no --allow-ffi) or when `--udp-io portable` asks for it.
  */
-import { type DatagramHandler, firstHandlerErrorLine, udpListenerUrl } from "./udpFastSocket.ts";
+import { firstHandlerErrorLine, udpListenerUrl } from "./udpFastSocket.ts";
+import { type DatagramHandler } from "./udpBatchArena.ts";
 import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import {
   errorText,

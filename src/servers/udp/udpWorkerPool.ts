@@ -11,7 +11,7 @@
  * beyond that the store itself would have to be sharded (by info hash) over several threads.
  *
  * Hand-over, without copying: per Worker one SharedArrayBuffer holds a control block and a ring
- * of four batch arenas (udpFastSocket.ts's `BatchArena`, whose pointers are the same in every
+ * of four batch arenas (udpBatchArena.ts's `BatchArena`, whose pointers are the same in every
  * thread). Arena states, in the control block: FREE (the Worker's: it receives into it) → FULL
  * (the main isolate's: it answers, writing replies and send headers in place) → ANSWERED (the
  * Worker's again: it sends, then FREE). A Worker goes round the ring in order, so the main
@@ -27,10 +27,6 @@
  * The shared memory's layout is in ioWorkerLayout.ts.
  */
 import {
-  type AnswerCounters,
-  ARENA_SIZE,
-  BatchArena,
-  type DatagramHandler,
   type FastUdpOptions,
   firstHandlerErrorLine,
   openUdpFd,
@@ -38,6 +34,12 @@ import {
   timerTurn,
   udpListenerUrl,
 } from "./udpFastSocket.ts";
+import {
+  type AnswerCounters,
+  ARENA_SIZE,
+  BatchArena,
+  type DatagramHandler,
+} from "./udpBatchArena.ts";
 import {
   errorText,
   type UdpListenerFailures,
