@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { ConfigError, parseCommandLine } from "../src/config/config.ts";
-import type { Config } from "../src/config/config.ts";
+import type { Config } from "../src/config/options.ts";
 import { defaultConfigToml, loadConfig, reloadConfig } from "../src/config/configFile.ts";
 import { Clock } from "../src/config/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";

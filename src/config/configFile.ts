@@ -1,5 +1,5 @@
 /**
- * The TOML config file: every option of config.ts's table is a top-level key of the same name
+ * The TOML config file: every option of options.ts's table is a top-level key of the same name
  * (`peer-timeout = 2700`, `http = ["[::]:6969"]`, `no-full-scrape = true`), flags override it, and
  * SIGHUP re-reads it. An unknown key or bad value is a ConfigError naming the file, the line and
  * the key; smol-toml reports the line of a syntax error, and the line of a key is found here.
@@ -10,17 +10,13 @@
 // deno-lint-ignore no-import-prefix
 import { parse, TomlError } from "npm:smol-toml@1.9.1";
 import {
-  type Config,
   ConfigError,
-  optionNamed,
-  OPTIONS,
-  type OptionSpec,
   parseCommandLine,
   type ParsedCommandLine,
   type RawSettings,
-  type RawValue,
   resolveConfig,
 } from "./config.ts";
+import { type Config, optionNamed, OPTIONS, type OptionSpec, type RawValue } from "./options.ts";
 
 export type ReadText = (path: string) => string;
 

@@ -3,7 +3,7 @@
  * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
  * small steps. Returns a handle that stops everything.
  */
-import type { Config, ListenAddress } from "../config/config.ts";
+import type { Config, ListenAddress } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
 import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";

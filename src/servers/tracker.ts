@@ -4,7 +4,7 @@
  * and handed to every server, so both protocols see one swarm. The policy fields are plain fields
  * the servers read per request; `applySettings` replaces them when SIGHUP reloads the config.
  */
-import type { Config } from "../config/config.ts";
+import type { Config } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
 import { RequestCounters } from "../observe/requestCounters.ts";
 import { AccessPolicy } from "../policy/accessList.ts";

@@ -13,7 +13,7 @@
  * Request objects. Failures throw FuzzFailure naming the profile, seed and input number.
  */
 import { parseCommandLine } from "../../src/config/config.ts";
-import type { Config } from "../../src/config/config.ts";
+import type { Config } from "../../src/config/options.ts";
 import { Clock } from "../../src/config/clock.ts";
 import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/policy/accessList.ts";
 import { CLEAN_BUDGET, SwarmTable } from "../../src/store/swarmTable.ts";

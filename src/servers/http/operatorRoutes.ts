@@ -7,7 +7,7 @@
  * through a proxy otter was not told about (through a local one, everyone is loopback), so who
  * sent it is unknown.
  */
-import type { Config } from "../../config/config.ts";
+import type { Config } from "../../config/options.ts";
 import { CidrSet } from "../../policy/cidr.ts";
 import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import { resolveClient } from "../../policy/clientAddress.ts";
