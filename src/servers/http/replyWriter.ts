@@ -8,12 +8,7 @@
  */
 import { writeDecimal } from "../../protocol/httpReply.ts";
 import { parseDecimal } from "./requestHead.ts";
-
-function ascii(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
+import { ascii } from "../../protocol/asciiBytes.ts";
 
 const OK_START = ascii("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
 export const END_PLAIN = ascii("\r\n\r\n");

@@ -10,6 +10,7 @@
  * spoken; a folded header line, a CR inside a value, or two different Content-Lengths are 400.
  */
 import { MAX_REQUEST_BYTES, type WireClient } from "./httpTracker.ts";
+import { ascii } from "../../protocol/asciiBytes.ts";
 
 export const CR = 13;
 export const LF = 10;
@@ -32,12 +33,6 @@ const TCHAR = new Uint8Array(256);
 for (let code = 48; code <= 57; code++) TCHAR[code] = 1;
 for (let code = 65; code <= 90; code++) TCHAR[code] = TCHAR[code + 32] = 1;
 for (const char of "!#$%&'*+-.^_`|~") TCHAR[char.charCodeAt(0)] = 1;
-
-function ascii(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
 
 const PATH_ANNOUNCE = ascii("/announce");
 const PATH_SCRAPE = ascii("/scrape");
