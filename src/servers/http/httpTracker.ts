@@ -118,8 +118,8 @@ export class HttpTracker {
    */
   answerWire(scrape: boolean, query: string, client: WireClient): number {
     if (scrape) {
-      const n = this.#scrapeBody(query);
-      if (n >= 0 || this.fullScrape !== null) return n;
+      const length = this.#scrapeBody(query);
+      if (length >= 0 || this.fullScrape !== null) return length;
       return this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled");
     }
     this.#address.set(client.address);
@@ -157,55 +157,61 @@ export class HttpTracker {
   /** An announce's body into #out (#address holding the socket peer's); returns its length. */
   #announceBody(query: string, peerFamily: 0 | 4 | 6, headers: HeaderSource): number {
     const tracker = this.#tracker;
-    const q = this.#query;
-    const problem = parseAnnounceQuery(query, q);
+    const announce = this.#query;
+    const problem = parseAnnounceQuery(query, announce);
     if (problem !== null) return this.#failureBody(ACTION_ANNOUNCE, problem);
-    if (!tracker.access.allows(q.infoHash, 0)) {
+    if (!tracker.access.allows(announce.infoHash, 0)) {
       return this.#failureBody(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
     }
     const address = this.#address;
     const family = resolveClient(peerFamily, address, tracker.trustProxy, headers);
     if (family === 0) return this.#failureBody(ACTION_ANNOUNCE, "unusable client address");
     const entry = family === 4 ? 6 : 18;
-    const numwant = q.event === EVENT_STOPPED ? 0 : tracker.numwant(q.numwant, tracker.maxNumwant);
+    const numwant = announce.event === EVENT_STOPPED
+      ? 0
+      : tracker.numwant(announce.numwant, tracker.maxNumwant);
     const store = tracker.store;
     const count = store.announce(
-      q.infoHash,
+      announce.infoHash,
       0,
       family,
       address,
       0,
-      q.port,
-      q.event,
-      q.leftIsZero,
+      announce.port,
+      announce.event,
+      announce.leftIsZero,
       numwant,
       tracker.clock.now,
       this.#peers,
       0,
     );
-    const r = store.result;
+    const result = store.result;
     // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
-    if (count < 0) return this.#failureBody(ACTION_ANNOUNCE, refusedReason(r.refused));
+    if (count < 0) return this.#failureBody(ACTION_ANNOUNCE, refusedReason(result.refused));
     tracker.changes?.record(
-      opForEvent(q.event),
-      q.infoHash,
+      opForEvent(announce.event),
+      announce.infoHash,
       0,
       family,
       address,
       0,
-      q.port,
-      q.leftIsZero,
+      announce.port,
+      announce.leftIsZero,
     );
     let shown = count;
-    const generated = tracker.generatedPeersFor(q.infoHash, 0, r.complete + r.incomplete);
+    const generated = tracker.generatedPeersFor(
+      announce.infoHash,
+      0,
+      result.complete + result.incomplete,
+    );
     if (generated > 0) {
       shown = tracker.deniability!.mixIn(family, this.#peers, 0, count, numwant, generated);
     }
-    const n = writeAnnounceReply(
+    const length = writeAnnounceReply(
       this.#out,
-      r.complete,
-      r.downloaded,
-      r.incomplete + generated,
+      result.complete,
+      result.downloaded,
+      result.incomplete + generated,
       tracker.jitteredInterval(),
       tracker.minInterval,
       family,
@@ -216,7 +222,7 @@ export class HttpTracker {
       family === 4 ? 4 : 16,
     );
     tracker.counters.add(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
-    return n;
+    return length;
   }
 
   #scrape(
@@ -224,8 +230,8 @@ export class HttpTracker {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
-    const n = this.#scrapeBody(query);
-    if (n >= 0) return this.#bencoded(n);
+    const length = this.#scrapeBody(query);
+    if (length >= 0) return this.#bencoded(length);
     if (this.fullScrape !== null) return this.fullScrape(request, info, query);
     return this.#bencoded(this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled"));
   }
@@ -237,7 +243,7 @@ export class HttpTracker {
     if (typeof parsed === "string") return this.#failureBody(ACTION_SCRAPE, parsed);
     if (parsed === 0) return -1;
     const store = tracker.store;
-    const r = store.result;
+    const result = store.result;
     const counts = this.#scrapeCounts;
     const access = tracker.access;
     for (let i = 0; i < parsed; i++) {
@@ -247,14 +253,14 @@ export class HttpTracker {
         continue;
       }
       store.scrape(this.#scrapeHashes, i * 20);
-      counts[i * 3] = r.complete;
-      counts[i * 3 + 1] = r.downloaded;
-      counts[i * 3 + 2] = r.incomplete +
-        tracker.generatedPeersFor(this.#scrapeHashes, i * 20, r.complete + r.incomplete);
+      counts[i * 3] = result.complete;
+      counts[i * 3 + 1] = result.downloaded;
+      counts[i * 3 + 2] = result.incomplete +
+        tracker.generatedPeersFor(this.#scrapeHashes, i * 20, result.complete + result.incomplete);
     }
-    const n = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
+    const length = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
     tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
-    return n;
+    return length;
   }
 }
 

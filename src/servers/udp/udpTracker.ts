@@ -119,55 +119,62 @@ export class UdpTracker {
     out: Uint8Array,
   ): number {
     const tracker = this.#tracker;
-    const a = this.#announce;
-    const problem = readAnnounce(packet, length, a);
+    const request = this.#announce;
+    const problem = readAnnounce(packet, length, request);
     if (problem !== null) {
       tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
-      return writeError(out, a.transactionId, problem, this.#replyCapacity);
+      return writeError(out, request.transactionId, problem, this.#replyCapacity);
     }
-    if (!tracker.access.allows(packet, a.infoHashOffset)) {
+    if (!tracker.access.allows(packet, request.infoHashOffset)) {
       tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
-      return writeError(out, a.transactionId, ACCESS_DENIED_REASON, this.#replyCapacity);
+      return writeError(out, request.transactionId, ACCESS_DENIED_REASON, this.#replyCapacity);
     }
     const entry = family === 4 ? 6 : 18;
     const capacity = Math.floor((this.#replyCapacity - ANNOUNCE_REPLY_HEADER) / entry);
-    const numwant = a.event === EVENT_STOPPED ? 0 : tracker.numwant(a.numwant, capacity);
+    const numwant = request.event === EVENT_STOPPED
+      ? 0
+      : tracker.numwant(request.numwant, capacity);
     const store = tracker.store;
     const peers = store.announce(
       packet,
-      a.infoHashOffset,
+      request.infoHashOffset,
       family,
       address,
       addressOffset,
-      a.port,
-      a.event,
-      a.leftIsZero,
+      request.port,
+      request.event,
+      request.leftIsZero,
       numwant,
       tracker.clock.now,
       out,
       ANNOUNCE_REPLY_HEADER,
     );
-    const r = store.result;
+    const result = store.result;
     if (peers < 0) {
       // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
       tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
-      return writeError(out, a.transactionId, refusedReason(r.refused), this.#replyCapacity);
+      return writeError(
+        out,
+        request.transactionId,
+        refusedReason(result.refused),
+        this.#replyCapacity,
+      );
     }
     tracker.changes?.record(
-      opForEvent(a.event),
+      opForEvent(request.event),
       packet,
-      a.infoHashOffset,
+      request.infoHashOffset,
       family,
       address,
       addressOffset,
-      a.port,
-      a.leftIsZero,
+      request.port,
+      request.leftIsZero,
     );
     let shown = peers;
     const generated = tracker.generatedPeersFor(
       packet,
-      a.infoHashOffset,
-      r.complete + r.incomplete,
+      request.infoHashOffset,
+      result.complete + result.incomplete,
     );
     if (generated > 0) {
       shown = tracker.deniability!.mixIn(
@@ -181,10 +188,10 @@ export class UdpTracker {
     }
     writeAnnounceReplyHeader(
       out,
-      a.transactionId,
+      request.transactionId,
       tracker.jitteredInterval(),
-      r.incomplete + generated,
-      r.complete,
+      result.incomplete + generated,
+      result.complete,
     );
     tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
     return ANNOUNCE_REPLY_HEADER + shown * entry;
@@ -203,7 +210,7 @@ export class UdpTracker {
       return writeError(out, transactionId, hashes, this.#replyCapacity);
     }
     const store = tracker.store;
-    const r = store.result;
+    const result = store.result;
     const access = tracker.access;
     let offset = writeScrapeReplyHeader(out, transactionId);
     for (let i = 0; i < hashes; i++) {
@@ -214,8 +221,18 @@ export class UdpTracker {
         continue;
       }
       store.scrape(packet, hashOffset);
-      const generated = tracker.generatedPeersFor(packet, hashOffset, r.complete + r.incomplete);
-      offset = writeScrapeEntry(out, offset, r.complete, r.downloaded, r.incomplete + generated);
+      const generated = tracker.generatedPeersFor(
+        packet,
+        hashOffset,
+        result.complete + result.incomplete,
+      );
+      offset = writeScrapeEntry(
+        out,
+        offset,
+        result.complete,
+        result.downloaded,
+        result.incomplete + generated,
+      );
     }
     tracker.counters.add(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK);
     return offset;
