@@ -23,6 +23,7 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { writeScrapeEnd, writeScrapeFile, writeScrapeStart } from "../protocol/httpReply.ts";
 import { SLICE_MS, Slicer } from "../store/slicer.ts";
+import { acceptsGzip } from "../protocol/acceptEncoding.ts";
 
 /** Largest chunk a build produces (plain and gzip). */
 export const CHUNK_BYTES = 65536;
@@ -338,25 +339,6 @@ export async function buildFullScrape(
     slices: slicer.slices,
     maxSliceMs: slicer.maxSliceMs,
   };
-}
-
-/** Does an Accept-Encoding value allow gzip (`gzip`, `x-gzip` or `*` with a non-zero q)? */
-export function acceptsGzip(acceptEncoding: string | null): boolean {
-  if (acceptEncoding === null) return false;
-  let star = false;
-  for (const part of acceptEncoding.split(",")) {
-    const [name, ...params] = part.split(";");
-    const coding = name.trim().toLowerCase();
-    let q = 1;
-    for (const param of params) {
-      const [key, value] = param.split("=");
-      if (key.trim().toLowerCase() === "q") q = Number(value?.trim());
-    }
-    const allowed = q > 0; // NaN (a malformed q) counts as refused
-    if (coding === "gzip" || coding === "x-gzip") return allowed;
-    if (coding === "*") star = allowed;
-  }
-  return star;
 }
 
 /** Streams cached chunks; each request gets its own stream over the shared chunks. */
