@@ -25,6 +25,7 @@ const LAYERS: readonly { level: number; path: string }[] = [
   { level: 8, path: "src/store/" },
   { level: 9, path: "src/hash/" },
   { level: 9, path: "src/version.ts" },
+  { level: 9, path: "src/fileErrors.ts" },
 ];
 
 const ROOT = new URL("../", import.meta.url);

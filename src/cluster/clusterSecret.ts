@@ -9,6 +9,7 @@
  * refusing would stop a tracker over a mode an operator set on purpose. Nothing here ever puts the
  * secret's bytes into a message.
  */
+import { fileErrorText } from "../fileErrors.ts";
 
 export const MIN_SECRET_BYTES = 16;
 export const MAX_SECRET_BYTES = 4096;
@@ -18,13 +19,6 @@ export type ClusterSecret = {
   /** One line to log (the file's mode is too open), or null. */
   warning: string | null;
 } | { error: string };
-
-function describe(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "file not found";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
-  return error instanceof Error ? error.message.split("\n")[0] : String(error);
-}
 
 /** Reads and checks the secret file; every problem is one line in `error`. */
 export async function readClusterSecret(path: string): Promise<ClusterSecret> {
@@ -49,7 +43,7 @@ export async function readClusterSecret(path: string): Promise<ClusterSecret> {
     }
     bytes = buffer.subarray(0, length);
   } catch (error) {
-    return { error: `${where}: ${describe(error)}` };
+    return { error: `${where}: ${fileErrorText(error)}` };
   }
   let end = bytes.length;
   while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;

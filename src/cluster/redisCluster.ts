@@ -68,7 +68,7 @@ import {
   checkCommands,
   checkStreamKey,
   compareStreamIds,
-  describe,
+  errorLine,
   redisClockOffsetMs,
   type RedisConnection,
   RedisUnsupportedError,
@@ -350,7 +350,7 @@ export class ClusterSync {
    * after another failure was logged (Redis back, but an older one).
    */
   #setDisconnected(error: unknown): void {
-    const reason = describe(error);
+    const reason = errorLine(error);
     if (!(error instanceof RedisUnsupportedError)) {
       this.#setState("disconnected", reason);
       return;

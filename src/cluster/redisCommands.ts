@@ -163,6 +163,6 @@ export function compareStreamIds(a: string, b: string): number {
 }
 
 /** An error as one line for the log. */
-export function describe(error: unknown): string {
+export function errorLine(error: unknown): string {
   return error instanceof Error ? error.message || error.name : String(error);
 }

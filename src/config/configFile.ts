@@ -17,17 +17,11 @@ import {
   resolveConfig,
 } from "./config.ts";
 import { type Config, optionNamed, OPTIONS, type OptionSpec, type RawValue } from "./options.ts";
+import { fileErrorText } from "../fileErrors.ts";
 
 export type ReadText = (path: string) => string;
 
 const readTextSync: ReadText = (path) => Deno.readTextFileSync(path);
-
-function describeReadError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "file not found";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  return e instanceof Error ? e.message.split("\n")[0] : String(e);
-}
 
 /** The 1-based line where top-level key `key` is set (`key =`, `"key" =`, `key.x =`, `[key]`). */
 export function lineOfKey(text: string, key: string): number {
@@ -131,7 +125,7 @@ export function readConfigFile(path: string, readText: ReadText = readTextSync):
   try {
     text = readText(path);
   } catch (e) {
-    throw new ConfigError(`--config ${path}: ${describeReadError(e)}`);
+    throw new ConfigError(`--config ${path}: ${fileErrorText(e)}`);
   }
   return parseConfigText(text, path);
 }

@@ -16,6 +16,7 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 import type { Clock } from "../config/clock.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { checkState, encodeState, restoreState } from "./stateFormat.ts";
+import { fileErrorText } from "../fileErrors.ts";
 
 /** Resolves after one timer turn, so sockets and timers run between slices. */
 export function nextTurn(): Promise<void> {
@@ -54,11 +55,6 @@ export async function writeStateFile(path: string, chunks: Uint8Array[]): Promis
 function directoryOf(path: string): string {
   const slash = path.lastIndexOf("/");
   return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
-}
-
-function describe(e: unknown): string {
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return e instanceof Error ? e.message.split("\n")[0] : String(e);
 }
 
 /** "20240102T030405Z": a file-name-safe UTC time stamp. */
@@ -128,7 +124,7 @@ export class StateFile {
       await Deno.writeFile(probe, new Uint8Array(0));
       await Deno.remove(probe);
     } catch (e) {
-      throw new Error(`cannot write state file ${this.path}: ${describe(e)}`);
+      throw new Error(`cannot write state file ${this.path}: ${fileErrorText(e)}`);
     }
   }
 
@@ -148,7 +144,7 @@ export class StateFile {
         this.#log(`state ${this.path}: no such file yet; starting empty`);
         return;
       }
-      throw new Error(`cannot read state file ${this.path}: ${describe(e)}`);
+      throw new Error(`cannot read state file ${this.path}: ${fileErrorText(e)}`);
     }
     const checked = checkState(bytes);
     if (typeof checked === "string") {
@@ -157,7 +153,7 @@ export class StateFile {
       try {
         await Deno.rename(this.path, aside);
       } catch (e) {
-        moved = `could not move it aside (${describe(e)})`;
+        moved = `could not move it aside (${fileErrorText(e)})`;
       }
       this.#log(`state ${this.path}: ${checked}; ${moved}; starting empty`);
       return;
@@ -239,7 +235,7 @@ export class StateFile {
       );
       return true;
     } catch (e) {
-      this.#log(`state ${this.path}: save failed: ${describe(e)}`);
+      this.#log(`state ${this.path}: save failed: ${fileErrorText(e)}`);
       return false;
     }
   }

@@ -12,6 +12,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { type AccessPolicy, InfoHashSet } from "./accessList.ts";
+import { fileErrorText } from "../fileErrors.ts";
 
 const DEBOUNCE_MS = 100;
 /** Problem lines logged per load; the rest are only counted. */
@@ -22,12 +23,6 @@ export interface AccessListWatch {
   close(): void;
   /** Reloads now; resolves true if a new set was put in force. */
   reload(): Promise<boolean>;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "file not found";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return error instanceof Error ? error.message : String(error);
 }
 
 function signature(info: Deno.FileInfo): string {
@@ -83,7 +78,7 @@ export async function watchAccessList(
     const { text, info } = await read();
     apply(text, info, true);
   } catch (error) {
-    throw new Error(`cannot read access list '${path}': ${describe(error)}`);
+    throw new Error(`cannot read access list '${path}': ${fileErrorText(error)}`);
   }
 
   async function loadOnce(): Promise<boolean> {
@@ -92,7 +87,7 @@ export async function watchAccessList(
       return apply(text, info, false);
     } catch (error) {
       log(
-        `access list ${path}: reload failed, ${describe(error)}; keeping the previous ` +
+        `access list ${path}: reload failed, ${fileErrorText(error)}; keeping the previous ` +
           `${policy.set.size} info hashes`,
       );
       return false;
@@ -141,7 +136,7 @@ export async function watchAccessList(
   try {
     watcher = Deno.watchFs(directory, { recursive: false });
   } catch (e) {
-    throw new Error(`access list ${path}: cannot watch ${directory}: ${describe(e)}`);
+    throw new Error(`access list ${path}: cannot watch ${directory}: ${fileErrorText(e)}`);
   }
   (async () => {
     try {
@@ -150,7 +145,9 @@ export async function watchAccessList(
         schedule(event.paths.includes(absolute));
       }
     } catch (error) {
-      if (!closed) log(`access list ${path}: stopped watching ${directory}: ${describe(error)}`);
+      if (!closed) {
+        log(`access list ${path}: stopped watching ${directory}: ${fileErrorText(error)}`);
+      }
     }
   })();
 
