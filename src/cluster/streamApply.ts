@@ -10,26 +10,12 @@
  */
 import { applyCheckedBatch, batchIsQueued, OP_COMPLETED, OP_STOPPED } from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
+import type { SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 
-/** What the sync needs from the peer store; `SwarmTable` satisfies it. */
-export interface ClusterStore {
-  announce(
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    event: number,
-    seeder: boolean,
-    numwant: number,
-    now: number,
-    out: Uint8Array,
-    outOffset: number,
-  ): number;
-}
+/** What the sync needs from the peer store: its ordinary announce. */
+export type ClusterStore = Pick<SwarmTable, "announce">;
 
 const idDecoder = new TextDecoder();
 

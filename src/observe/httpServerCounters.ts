@@ -4,7 +4,7 @@
  * process, read by /metrics and /stats. Plain number fields, bumped in place.
  */
 
-/** Statuses a request can be turned away with, each followed by a close (see httpWire.ts). */
+/** Statuses a request can be turned away with, each followed by a close (see replyWriter.ts). */
 export const REJECT_STATUSES = [400, 405, 414, 431, 500, 505] as const;
 export type RejectStatus = typeof REJECT_STATUSES[number];
 

@@ -31,7 +31,7 @@
  * have changed while the tracker was down.
  */
 import { crc32 } from "../hash/crc32.ts";
-import type { SwarmTable } from "../store/swarmTable.ts";
+import type { PeerVisitor, SwarmTable } from "../store/swarmTable.ts";
 import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 
@@ -87,48 +87,28 @@ class StateEncoder {
     this.#pos = 0;
   }
 
-  #writeTail(port: number, seeder: boolean, lastSeen: number): void {
-    const b = this.#buf;
-    const p = this.#pos;
-    let age = this.#now - lastSeen;
-    if (age < 0) age = 0;
-    else if (age > MAX_AGE) age = MAX_AGE;
-    const flags = seeder ? age | SEEDER_FLAG : age;
-    b[p] = port >>> 8;
-    b[p + 1] = port;
-    b[p + 2] = flags;
-    b[p + 3] = flags >>> 8;
-    this.#pos = p + 4;
-    this.#count++;
+  /** The forEachPeer callback that writes a peer whose address is `addressBytes` long. */
+  #peerWriter(addressBytes: 4 | 16): PeerVisitor {
+    return (address, offset, port, seeder, lastSeen) => {
+      const bytes = this.#buf;
+      let at = this.#pos;
+      for (let i = 0; i < addressBytes; i++) bytes[at + i] = address[offset + i];
+      at += addressBytes;
+      let age = this.#now - lastSeen;
+      if (age < 0) age = 0;
+      else if (age > MAX_AGE) age = MAX_AGE;
+      const flags = seeder ? age | SEEDER_FLAG : age;
+      bytes[at] = port >>> 8;
+      bytes[at + 1] = port;
+      bytes[at + 2] = flags;
+      bytes[at + 3] = flags >>> 8;
+      this.#pos = at + 4;
+      this.#count++;
+    };
   }
 
-  readonly #onPeer4 = (
-    address: Uint8Array,
-    offset: number,
-    port: number,
-    seeder: boolean,
-    lastSeen: number,
-  ): void => {
-    const b = this.#buf;
-    const p = this.#pos;
-    for (let i = 0; i < 4; i++) b[p + i] = address[offset + i];
-    this.#pos = p + 4;
-    this.#writeTail(port, seeder, lastSeen);
-  };
-
-  readonly #onPeer6 = (
-    address: Uint8Array,
-    offset: number,
-    port: number,
-    seeder: boolean,
-    lastSeen: number,
-  ): void => {
-    const b = this.#buf;
-    const p = this.#pos;
-    for (let i = 0; i < 16; i++) b[p + i] = address[offset + i];
-    this.#pos = p + 16;
-    this.#writeTail(port, seeder, lastSeen);
-  };
+  readonly #onPeer4 = this.#peerWriter(4);
+  readonly #onPeer6 = this.#peerWriter(16);
 
   /** Writes one torrent (slot in use); returns the peers written. */
   writeSlot(slot: number, rows: Uint32Array): number {

@@ -30,6 +30,11 @@ export const BLOCK_WORDS = Int32Array.from(
     CLASS_CAPACITY[i % CLASS_COUNT] * (i < CLASS_COUNT ? RECORD_WORDS_V4 : RECORD_WORDS_V6),
 );
 
+/** Word offset, in its pool, of the first record of block `block` of pool `poolIndex`. */
+export function recordsOf(poolIndex: number, block: number): number {
+  return block * BLOCK_WORDS[poolIndex] + BLOCK_HEADER_WORDS;
+}
+
 /** A pool that must grow grows by this factor. */
 const POOL_GROWTH = 1.5;
 /** Pools start at (and are not shrunk below) about this many words. */
@@ -52,11 +57,6 @@ export class BlockPools {
   /** An announce earns a little trim allowance. */
   earnTrim(): void {
     if (this.trimAllowance < TRIM_WORDS) this.trimAllowance += TRIM_EARNED;
-  }
-
-  /** Word offset, in its pool, of the first record of block `block` of pool `poolIndex`. */
-  recordsOf(poolIndex: number, block: number): number {
-    return block * BLOCK_WORDS[poolIndex] + BLOCK_HEADER_WORDS;
   }
 
   /** Takes a zeroed block from pool `poolIndex` for the row at slot `owner`; returns its index. */

@@ -23,7 +23,7 @@ import {
   ROW_WORDS,
   SEEDER_BIT,
 } from "./layout.ts";
-import type { BlockPools } from "./blockPools.ts";
+import { recordsOf } from "./blockPools.ts";
 
 /** A seeder asking for leechers in a big set walks at most this many records. */
 const SEEDER_WALK_LIMIT = 4096;
@@ -35,7 +35,7 @@ const SEEDER_WALK_LIMIT = 4096;
  */
 export function samplePeers(
   rows: Uint32Array,
-  pools: BlockPools,
+  pools: readonly Uint32Array[],
   slot: number,
   family: 4 | 6,
   self: number,
@@ -54,8 +54,8 @@ export function samplePeers(
   const want = numwant < eligible ? numwant : eligible;
   const sizeClass = meta >>> CLASS_SHIFT;
   const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
-  const pool = pools.words[poolIndex];
-  const records = pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+  const pool = pools[poolIndex];
+  const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
   const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
   let steps = seeder && slots > SEEDER_WALK_LIMIT ? SEEDER_WALK_LIMIT : slots;
   let i = rangeOf(random() >>> 0, slots);

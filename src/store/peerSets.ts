@@ -42,7 +42,7 @@ import {
   SEEDER_BIT,
   TIME_MASK,
 } from "./layout.ts";
-import type { BlockPools } from "./blockPools.ts";
+import { type BlockPools, recordsOf } from "./blockPools.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
 /** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
@@ -104,19 +104,27 @@ export class PeerKey {
     return this.#hash;
   }
 
-  /** Whether the record at pool[record..] holds this peer. */
-  isAt(pool: Uint32Array, record: number, recordWords: number): boolean {
-    return pool[record] === this.address0 &&
-      pool[record + recordWords - 1] >>> PORT_SHIFT === this.port &&
-      (recordWords === RECORD_WORDS_V4 ||
-        (pool[record + 1] === this.address1 && pool[record + 2] === this.address2 &&
-          pool[record + 3] === this.address3));
+  /** Whether the IPv6 record at pool[record..], whose first word matched, holds this address. */
+  sameV6Tail(pool: Uint32Array, record: number): boolean {
+    return pool[record + 1] === this.address1 && pool[record + 2] === this.address2 &&
+      pool[record + 3] === this.address3;
   }
 }
+
+/** Called for each stored peer: its address (reused bytes), port, seeder flag and last time seen. */
+export type PeerVisitor = (
+  address: Uint8Array,
+  addressOffset: number,
+  port: number,
+  seeder: boolean,
+  lastSeen: number,
+) => void;
 
 export class PeerSets {
   readonly #table: TorrentTable;
   readonly #pools: BlockPools;
+  /** `#pools.words`, the same array for the store's life. */
+  readonly #poolWords: Uint32Array[];
   readonly #counters: Uint32Array;
   readonly #k0: number;
   readonly #k1: number;
@@ -124,6 +132,7 @@ export class PeerSets {
   constructor(table: TorrentTable, pools: BlockPools, counters: Uint32Array, hashKey: Uint32Array) {
     this.#table = table;
     this.#pools = pools;
+    this.#poolWords = pools.words;
     this.#counters = counters;
     this.#k0 = hashKey[0] | 0;
     this.#k1 = hashKey[1] | 0;
@@ -142,9 +151,15 @@ export class PeerSets {
     recordWords: number,
     key: PeerKey,
   ): number {
+    // The key's first word and port in locals: the scans compare them to every record.
+    const address0 = key.address0;
+    const port = key.port;
     if (sizeClass < LINEAR_CLASSES) {
       for (let i = 0, record = records; i < count; i++, record += recordWords) {
-        if (key.isAt(pool, record, recordWords)) return i;
+        if (
+          pool[record] === address0 && pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
+          (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
+        ) return i;
       }
       return ~count;
     }
@@ -152,8 +167,12 @@ export class PeerSets {
     let i = rangeOf(key.hash(recordWords), capacity);
     for (;;) {
       const record = records + i * recordWords;
-      if (pool[record + recordWords - 1] === 0) return ~i;
-      if (key.isAt(pool, record, recordWords)) return i;
+      const tail = pool[record + recordWords - 1];
+      if (tail === 0) return ~i;
+      if (
+        pool[record] === address0 && tail >>> PORT_SHIFT === port &&
+        (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
+      ) return i;
       if (++i === capacity) i = 0;
     }
   }
@@ -166,9 +185,9 @@ export class PeerSets {
     if (meta === 0) return false;
     const sizeClass = meta >>> CLASS_SHIFT;
     const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
-    const records = this.#pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
-    const pool = this.#pools.words[poolIndex];
+    const pool = this.#poolWords[poolIndex];
     return this.find(pool, records, sizeClass, meta & COUNT_MASK, recordWords, key) >= 0;
   }
 
@@ -189,6 +208,7 @@ export class PeerSets {
     onlyIfNewer: boolean,
     latest: number,
   ): number {
+    const poolWords = this.#poolWords;
     const familyList = family === 4 ? ROW_V4 : ROW_V6;
     const familyPool = family === 4 ? 0 : CLASS_COUNT;
     const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
@@ -207,8 +227,8 @@ export class PeerSets {
       i = 0;
     } else {
       let poolIndex = familyPool + sizeClass;
-      let pool = pools.words[poolIndex];
-      let records = pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+      let pool = poolWords[poolIndex];
+      let records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
       const found = this.find(pool, records, sizeClass, count, recordWords, key);
       if (found >= 0) {
         const tailAt = records + found * recordWords + recordWords - 1;
@@ -225,8 +245,8 @@ export class PeerSets {
         this.#moveList(slot, familyList, familyPool, recordWords, classFor(count + 1));
         sizeClass = rows[list + LIST_META] >>> CLASS_SHIFT;
         poolIndex = familyPool + sizeClass;
-        records = pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-        return this.find(pools.words[poolIndex], records, sizeClass, count, recordWords, key);
+        records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+        return this.find(poolWords[poolIndex], records, sizeClass, count, recordWords, key);
       }
       i = ~found;
       if (count >= CLASS_MAX[sizeClass]) {
@@ -235,8 +255,8 @@ export class PeerSets {
         this.#moveList(slot, familyList, familyPool, recordWords, to);
         sizeClass = to;
         poolIndex = familyPool + sizeClass;
-        pool = pools.words[poolIndex];
-        records = pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+        pool = poolWords[poolIndex];
+        records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
         if (sizeClass < LINEAR_CLASSES) {
           i = count;
         } else {
@@ -249,8 +269,8 @@ export class PeerSets {
       }
     }
     const poolIndex = familyPool + sizeClass;
-    const pool = pools.words[poolIndex];
-    const record = pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;
+    const pool = poolWords[poolIndex];
+    const record = recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;
     pool[record] = key.address0;
     if (recordWords === RECORD_WORDS_V6) {
       pool[record + 1] = key.address1;
@@ -280,8 +300,8 @@ export class PeerSets {
     const count = meta & COUNT_MASK;
     const sizeClass = meta >>> CLASS_SHIFT;
     const poolIndex = familyPool + sizeClass;
-    const pool = this.#pools.words[poolIndex];
-    const records = this.#pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const pool = this.#poolWords[poolIndex];
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const i = this.find(pool, records, sizeClass, count, recordWords, key);
     if (i < 0) return;
     if ((pool[records + i * recordWords + recordWords - 1] & SEEDER_BIT) !== 0) {
@@ -371,13 +391,7 @@ export class PeerSets {
     family: 4 | 6,
     latest: number,
     scratch: Uint8Array,
-    fn: (
-      address: Uint8Array,
-      addressOffset: number,
-      port: number,
-      seeder: boolean,
-      lastSeen: number,
-    ) => void,
+    fn: PeerVisitor,
   ): void {
     const rows = this.#table.rows;
     const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
@@ -386,9 +400,9 @@ export class PeerSets {
     const count = meta & COUNT_MASK;
     const sizeClass = meta >>> CLASS_SHIFT;
     const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
-    const pool = this.#pools.words[poolIndex];
+    const pool = this.#poolWords[poolIndex];
     const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
-    const records = this.#pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
     for (let i = 0; i < slots; i++) {
       const record = records + i * recordWords;
@@ -448,6 +462,7 @@ export class PeerSets {
     recordWords: number,
     to: number,
   ): void {
+    const poolWords = this.#poolWords;
     const pools = this.#pools;
     const list = slot * ROW_WORDS + familyList;
     const rows = this.#table.rows;
@@ -458,10 +473,10 @@ export class PeerSets {
     const toPool = familyPool + to;
     const fromBlock = rows[list + LIST_BLOCK];
     const toBlock = pools.alloc(toPool, slot);
-    const source = pools.words[fromPool];
-    const target = pools.words[toPool];
-    const sourceRecords = pools.recordsOf(fromPool, fromBlock);
-    const targetRecords = pools.recordsOf(toPool, toBlock);
+    const source = poolWords[fromPool];
+    const target = poolWords[toPool];
+    const sourceRecords = recordsOf(fromPool, fromBlock);
+    const targetRecords = recordsOf(toPool, toBlock);
     const slots = from < LINEAR_CLASSES ? count : CLASS_CAPACITY[from];
     const toCapacity = CLASS_CAPACITY[to];
     const toSet = to >= LINEAR_CLASSES;

@@ -33,7 +33,7 @@ import {
   TIME_MASK,
   TIME_PERIOD,
 } from "./layout.ts";
-import { type BlockPools, TRIM_WORDS } from "./blockPools.ts";
+import { type BlockPools, recordsOf, TRIM_WORDS } from "./blockPools.ts";
 import { DELETE_WORK, type PeerSets } from "./peerSets.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
@@ -229,7 +229,7 @@ export class SwarmCleaner {
     const sizeClass = meta >>> CLASS_SHIFT;
     const poolIndex = familyPool + sizeClass;
     const pool = this.#pools.words[poolIndex];
-    const records = this.#pools.recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const timeout = this.#peerTimeout;
     let finished = true;
     let seedersGone = 0;

@@ -36,13 +36,14 @@ import {
 import { allocWords } from "./memory.ts";
 import { BlockPools } from "./blockPools.ts";
 import { TorrentTable } from "./torrentTable.ts";
-import { PeerKey, PeerSets } from "./peerSets.ts";
+import { PeerKey, PeerSets, type PeerVisitor } from "./peerSets.ts";
 import { samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
 export { CLEAN_BUDGET, CLEAN_INTERVAL_MS } from "./swarmCleaner.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
+export type { PeerVisitor };
 
 export interface SwarmTableOptions extends CapOptions {
   /** Seconds a peer lives without re-announcing. Must be <= 16000 (15-bit time stamps). */
@@ -221,7 +222,7 @@ export class SwarmTable {
       if (numwant > 0) {
         written = samplePeers(
           table.rows,
-          this.#pools,
+          this.#pools.words,
           slot,
           family,
           self,
@@ -367,17 +368,7 @@ export class SwarmTable {
    * Calls fn for each stored peer of the slot's list; the address bytes are reused scratch and
    * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
    */
-  forEachPeer(
-    slot: number,
-    family: 4 | 6,
-    fn: (
-      address: Uint8Array,
-      addressOffset: number,
-      port: number,
-      seeder: boolean,
-      lastSeen: number,
-    ) => void,
-  ): void {
+  forEachPeer(slot: number, family: 4 | 6, fn: PeerVisitor): void {
     this.#peers.forEach(slot, family, this.#latest, this.#addressScratch, fn);
   }
 
