@@ -6,6 +6,9 @@
  *   deno run --allow-all bench/udp_announce_instructions.ts [ANNOUNCES]
  *   bash bench/udp_announce_instructions.sh     # callgrind: instructions per announce
  *
+ * With CALLGRIND_TOGGLE_LIB naming bench/callgrind_toggle.c built as a shared library, callgrind
+ * (started with --collect-atstart=no) counts the measured announces only.
+ *
  * The store holds TORRENTS torrents of PEERS_PER_TORRENT peers (every fifth peer IPv6); each round
  * re-announces every peer once (event none, numwant 50: the steady state of a busy tracker), so
  * each reply carries peers. A warm-up of WARMUP_ROUNDS rounds runs first, so the measured
@@ -93,9 +96,18 @@ function run(count: number): void {
   }
 }
 
+/** Under callgrind (udp_announce_instructions.sh), counts only what runs between two calls. */
+const toggleLibrary = Deno.env.get("CALLGRIND_TOGGLE_LIB");
+const toggle = toggleLibrary === undefined
+  ? () => {}
+  : Deno.dlopen(toggleLibrary, { callgrind_toggle: { parameters: [], result: "void" } }).symbols
+    .callgrind_toggle;
+
 run(WARMUP_ROUNDS * PEERS);
 const started = performance.now();
+toggle();
 run(announces);
+toggle();
 const ms = performance.now() - started;
 const peers = store.peers4 + store.peers6;
 if (peers !== PEERS) throw new Error(`store holds ${peers} peers, not ${PEERS}`);
