@@ -8,7 +8,13 @@
  * batches, read back when they were published late, refresh what they changed without counting
  * completions again.
  */
-import { applyCheckedBatch, batchIsQueued, OP_COMPLETED, OP_STOPPED } from "./changeBatch.ts";
+import {
+  type ApplyChange,
+  applyCheckedBatch,
+  batchIsQueued,
+  OP_COMPLETED,
+  OP_STOPPED,
+} from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
@@ -83,16 +89,16 @@ export class StreamApplier {
     else if (batchIsQueued(batch)) this.#ownQueuedReapplied();
   }
 
-  #applyChange = (
-    op: number,
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    seeder: boolean,
-  ): void => {
+  readonly #applyChange: ApplyChange = (
+    op,
+    infoHash,
+    hashOffset,
+    family,
+    address,
+    addressOffset,
+    port,
+    seeder,
+  ) => {
     if (this.#access !== null && !this.#access.allows(infoHash, hashOffset)) {
       this.#counters.forbidden++;
       return;
