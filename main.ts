@@ -3,9 +3,9 @@
  * listener, clean expired peers in small steps, reload settings on SIGHUP, and stop gracefully on
  * SIGINT/SIGTERM.
  */
-import { ConfigError, helpText } from "./src/ops/config.ts";
-import { defaultConfigToml, loadConfig, reloadConfig } from "./src/ops/configFile.ts";
-import { Clock } from "./src/ops/clock.ts";
+import { ConfigError, helpText } from "./src/config/config.ts";
+import { defaultConfigToml, loadConfig, reloadConfig } from "./src/config/configFile.ts";
+import { Clock } from "./src/config/clock.ts";
 import { startTracker } from "./src/servers/startTracker.ts";
 import { VERSION } from "./src/version.ts";
 

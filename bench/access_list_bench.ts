@@ -1,5 +1,5 @@
 /**
- * Access list loading against its bar (moved here from tests/ops_access_list_test.ts, which
+ * Access list loading against its bar (moved here from tests/policy_access_list_test.ts, which
  * keeps the behaviour: a million-line list loads whole).
  *
  *   deno bench --allow-all bench/access_list_bench.ts
@@ -8,7 +8,7 @@
  * 1500 ms (a reload on SIGHUP or a file change must not stall the tracker for long), and the
  * parse on its own as an ordinary bench.
  */
-import { InfoHashSet } from "../src/ops/accessList.ts";
+import { InfoHashSet } from "../src/policy/accessList.ts";
 import { checkBars } from "./bar.ts";
 
 const LINES = 1_000_000;

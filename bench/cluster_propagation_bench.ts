@@ -8,8 +8,8 @@
  * 200 ms (the default): 300 announces recorded on A, 3-9 ms apart; each one's delay is from
  * its record on A to its arrival in B's store. Bars: p50 within 500 ms, p99 within 1000 ms.
  */
-import { opForEvent } from "../src/ops/cluster/changeBatch.ts";
-import { type ClusterStore, ClusterSync } from "../src/ops/cluster/redisCluster.ts";
+import { opForEvent } from "../src/cluster/changeBatch.ts";
+import { type ClusterStore, ClusterSync } from "../src/cluster/redisCluster.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "../tests/support/redisServer.ts";
 import { checkBars, quantile } from "./bar.ts";

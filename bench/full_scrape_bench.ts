@@ -12,7 +12,8 @@
  * within 30 s.
  */
 import process from "node:process";
-import { buildFullScrape, SLICE_MS, Slicer } from "../src/ops/fullScrape.ts";
+import { buildFullScrape } from "../src/observe/fullScrape.ts";
+import { SLICE_MS, Slicer } from "../src/store/slicer.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { checkBars, quantile } from "./bar.ts";
 

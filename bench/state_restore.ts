@@ -6,14 +6,8 @@
  *   deno run --allow-all bench/state_restore.ts
  */
 import { SwarmTable } from "../src/store/swarmTable.ts";
-import {
-  checkState,
-  encodeState,
-  joinChunks,
-  nextTurn,
-  restoreState,
-  writeStateFile,
-} from "../src/ops/stateFile.ts";
+import { nextTurn, writeStateFile } from "../src/persist/stateFile.ts";
+import { checkState, encodeState, joinChunks, restoreState } from "../src/persist/stateFormat.ts";
 
 const PEER_TIMEOUT = 2700;
 const NO_PEERS = new Uint8Array(0);

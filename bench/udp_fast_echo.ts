@@ -12,11 +12,8 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  type DatagramHandler,
-  FastUdpSocket,
-  fastUdpSupport,
-} from "../src/servers/udpFastSocket.ts";
+import { FastUdpSocket, fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { type DatagramHandler } from "../src/servers/udp/udpBatchArena.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

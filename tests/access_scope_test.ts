@@ -14,8 +14,8 @@ import { bdecode, dict, latin1 } from "./support/bencode.ts";
 import { announcePacket, readU32, scrapePacket, UdpTestClient } from "./support/udpClient.ts";
 import { percentEscape } from "./support/torrent.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
 
 function hash(seed: number): Uint8Array {

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
-import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
+import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
 import { VERSION } from "../src/version.ts";
 import {
   assertAnnounces,

@@ -5,16 +5,22 @@
  */
 import assert from "node:assert/strict";
 import { runOtter } from "./support/otterProcess.ts";
-import { ConfigError, helpText, parseCommandLine } from "../src/ops/config.ts";
-import { parseListenAddress } from "../src/ops/listenAddress.ts";
+import { ConfigError, helpText, parseCommandLine } from "../src/config/config.ts";
+import { parseListenAddress } from "../src/config/listenAddress.ts";
 
 Deno.test("listen addresses: host:port, [v6]:port, bare port, and bad ones", () => {
   assert.deepEqual(parseListenAddress("127.0.0.1:6969"), { hostname: "127.0.0.1", port: 6969 });
   assert.deepEqual(parseListenAddress("[::1]:80"), { hostname: "::1", port: 80 });
   assert.deepEqual(parseListenAddress("6969"), { hostname: "::", port: 6969 });
+  assert.deepEqual(parseListenAddress("localhost:80"), { hostname: "localhost", port: 80 });
+  assert.deepEqual(parseListenAddress("[fe80::1%eth0]:80"), { hostname: "fe80::1%eth0", port: 80 });
   for (
     const bad of ["::1:80", "[::1]80", "host:", ":80", "1.2.3.4:70000", "1.2.3.4:x", "[1.2.3.4]:5"]
   ) {
+    assert.equal(typeof parseListenAddress(bad), "string", bad);
+  }
+  // An address must be one by the parser every other address goes through (ipAddress.ts).
+  for (const bad of ["1.2.3.256:80", "01.2.3.4:80", "1.2.3:80", "[::g]:80", "[1::2::3]:80"]) {
     assert.equal(typeof parseListenAddress(bad), "string", bad);
   }
 });

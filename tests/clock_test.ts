@@ -5,9 +5,9 @@
  * the state file only: its saved-at stamp and the downtime a restore adds to every peer's age.
  */
 import assert from "node:assert/strict";
-import { Clock, type TimeSources } from "../src/ops/clock.ts";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { StateFile } from "../src/ops/stateFile.ts";
+import { Clock, type TimeSources } from "../src/config/clock.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { StateFile } from "../src/persist/stateFile.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";

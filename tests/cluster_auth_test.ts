@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient, RESP_TYPES } from "npm:@redis/client@6.3.1";
-import { ChangeRecorder, MAX_BATCH_BYTES, writeChecksum } from "../src/ops/cluster/changeBatch.ts";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { ChangeRecorder, MAX_BATCH_BYTES, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {

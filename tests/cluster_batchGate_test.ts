@@ -9,10 +9,10 @@ import {
   MAX_BATCH_BYTES,
   setPublishTime,
   writeChecksum,
-} from "../src/ops/cluster/changeBatch.ts";
-import { BatchMac } from "../src/ops/cluster/batchMac.ts";
-import { BatchGate, type GateCounters } from "../src/ops/cluster/batchGate.ts";
-import { OversizedValue, SkippedElements } from "../src/ops/cluster/streamReader.ts";
+} from "../src/cluster/changeBatch.ts";
+import { BatchMac } from "../src/cluster/batchMac.ts";
+import { BatchGate, type GateCounters } from "../src/cluster/batchGate.ts";
+import { OversizedValue, SkippedElements } from "../src/cluster/streamReader.ts";
 
 const SECRET = new TextEncoder().encode("a cluster secret of some length");
 const OTHER = new TextEncoder().encode("another cluster secret, not ours");

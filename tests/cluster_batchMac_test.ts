@@ -9,8 +9,8 @@ import {
   TAG_AT,
   TAG_SIZE,
   writeChecksum,
-} from "../src/ops/cluster/changeBatch.ts";
-import { BatchMac } from "../src/ops/cluster/batchMac.ts";
+} from "../src/cluster/changeBatch.ts";
+import { BatchMac } from "../src/cluster/batchMac.ts";
 
 const SECRET = new TextEncoder().encode("correct horse battery staple 42");
 

@@ -25,7 +25,7 @@ import {
   RECORD_SIZE_V6,
   setPublishTime,
   writeChecksum,
-} from "../src/ops/cluster/changeBatch.ts";
+} from "../src/cluster/changeBatch.ts";
 
 interface Change {
   op: number;

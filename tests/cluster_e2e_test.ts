@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
-import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/ops/cluster/changeBatch.ts";
+import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
 import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {

@@ -3,8 +3,8 @@
  * config file), and otter refusing to start a cluster without a secret.
  */
 import assert from "node:assert/strict";
-import { ConfigError, helpText, parseCommandLine } from "../src/ops/config.ts";
-import { defaultConfigToml, loadConfig } from "../src/ops/configFile.ts";
+import { ConfigError, helpText, parseCommandLine } from "../src/config/config.ts";
+import { defaultConfigToml, loadConfig } from "../src/config/configFile.ts";
 import { runOtter } from "./support/otterProcess.ts";
 import {
   checkClusterName,
@@ -12,8 +12,8 @@ import {
   parseClusterUrl,
   randomNodeId,
   streamKey,
-} from "../src/ops/cluster/clusterOptions.ts";
-import { compareStreamIds } from "../src/ops/cluster/redisCluster.ts";
+} from "../src/cluster/clusterOptions.ts";
+import { compareStreamIds } from "../src/cluster/redisCommands.ts";
 
 Deno.test("parseClusterUrl accepts redis and rediss URLs", () => {
   for (

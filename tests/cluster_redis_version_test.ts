@@ -7,9 +7,9 @@
  * after start is logged once while the node keeps serving and retrying.
  */
 import assert from "node:assert/strict";
-import { ClusterSync } from "../src/ops/cluster/redisCluster.ts";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { ClusterSync } from "../src/cluster/redisCluster.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
 import {
   FakeRedis,

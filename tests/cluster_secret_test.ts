@@ -1,6 +1,6 @@
 /** The cluster secret file: its bytes minus trailing line breaks, 16 to 4096 of them, never echoed. */
 import assert from "node:assert/strict";
-import { MAX_SECRET_BYTES, readClusterSecret } from "../src/ops/cluster/clusterSecret.ts";
+import { MAX_SECRET_BYTES, readClusterSecret } from "../src/cluster/clusterSecret.ts";
 
 const text = new TextDecoder();
 

@@ -11,7 +11,7 @@ import {
   OversizedValue,
   SkippedElements,
   StreamReaderConnection,
-} from "../src/ops/cluster/streamReader.ts";
+} from "../src/cluster/streamReader.ts";
 import { FakeRedis, RESP_OK } from "./support/fakeRedis.ts";
 
 const encoder = new TextEncoder();

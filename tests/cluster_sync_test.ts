@@ -9,8 +9,8 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
 import { crc32 } from "../src/hash/crc32.ts";
-import { opForEvent } from "../src/ops/cluster/changeBatch.ts";
-import { ClusterSync } from "../src/ops/cluster/redisCluster.ts";
+import { opForEvent } from "../src/cluster/changeBatch.ts";
+import { ClusterSync } from "../src/cluster/redisCluster.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {

@@ -5,14 +5,14 @@
  * edit is broken).
  */
 import assert from "node:assert/strict";
-import { parseCommandLine, resolveConfig } from "../src/ops/config.ts";
+import { parseCommandLine, resolveConfig } from "../src/config/config.ts";
 import {
   defaultConfigToml,
   lineOfKey,
   loadConfig,
   parseConfigText,
   reloadConfig,
-} from "../src/ops/configFile.ts";
+} from "../src/config/configFile.ts";
 import { runOtter, startOtter } from "./support/otterProcess.ts";
 import { bdecode, type Decoded } from "./support/bencode.ts";
 

@@ -9,13 +9,9 @@ import assert from "node:assert/strict";
 import { startOtter } from "./support/otterProcess.ts";
 import { bdecode, dict, latin1 } from "./support/bencode.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
-import {
-  acceptsGzip,
-  buildFullScrape,
-  CHUNK_BYTES,
-  type FullScrapeBuild,
-  Slicer,
-} from "../src/ops/fullScrape.ts";
+import { acceptsGzip } from "../src/protocol/acceptEncoding.ts";
+import { buildFullScrape, CHUNK_BYTES, type FullScrapeBuild } from "../src/observe/fullScrape.ts";
+import { Slicer } from "../src/store/slicer.ts";
 import { percentEscape } from "./support/torrent.ts";
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

@@ -6,7 +6,7 @@
  * and announces are admitted exactly for the hashes in force. Seeded: OTTER_FUZZ_SEED replays.
  */
 import assert from "node:assert/strict";
-import { AccessPolicy, InfoHashSet } from "../src/ops/accessList.ts";
+import { AccessPolicy, InfoHashSet } from "../src/policy/accessList.ts";
 import { fuzzLoop, fuzzSeed, hex, mutateText, oddChar, Rng, shown } from "./support/fuzz.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { bdecode } from "./support/bencode.ts";

@@ -8,10 +8,10 @@
  * SIGHUP logs one line each time and keeps serving. Seeded: OTTER_FUZZ_SEED replays a run.
  */
 import assert from "node:assert/strict";
-import { ConfigError, parseCommandLine } from "../src/ops/config.ts";
-import type { Config } from "../src/ops/config.ts";
-import { defaultConfigToml, loadConfig, reloadConfig } from "../src/ops/configFile.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { ConfigError, parseCommandLine } from "../src/config/config.ts";
+import type { Config } from "../src/config/options.ts";
+import { defaultConfigToml, loadConfig, reloadConfig } from "../src/config/configFile.ts";
+import { Clock } from "../src/config/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { fuzzLoop, fuzzSeed, mutateText, oddChar, Rng, shown } from "./support/fuzz.ts";

@@ -7,9 +7,9 @@
  * The defaults' arithmetic: a 21 MB full scrape read at 1 MB/s completes.
  */
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { addressKey, ConnectionsPerAddress } from "../src/ops/connectionsPerAddress.ts";
-import { sendDeadline } from "../src/servers/httpWire.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { addressKey, ConnectionsPerAddress } from "../src/policy/connectionsPerAddress.ts";
+import { sendDeadline } from "../src/servers/http/httpWire.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { RawClient } from "./support/rawHttp.ts";
 import { startWire } from "./support/wireServer.ts";

@@ -1,5 +1,5 @@
 /**
- * otter's own HTTP/1.1 server (src/servers/httpWire.ts) in process over real loopback sockets,
+ * otter's own HTTP/1.1 server (src/servers/http/httpWire.ts) in process over real loopback sockets,
  * driven byte by byte with a raw client: announce and scrape from bytes, HEAD, pipelining in
  * order, keep-alive and its ends (Connection: close, HTTP/1.0), request bodies skipped, routes
  * answered through Request/Response (Content-Length, chunked, HTTP/1.0 until close), refusals

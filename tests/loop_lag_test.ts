@@ -3,7 +3,7 @@
  * last minute (synthetic times), a real blocked loop, and its figures on /metrics and /stats.
  */
 import assert from "node:assert/strict";
-import { LoopLag } from "../src/ops/loopLag.ts";
+import { LoopLag } from "../src/observe/loopLag.ts";
 import { startOtter } from "./support/otterProcess.ts";
 
 Deno.test("loop lag: lateness beyond the 10 ms tick; the minute window forgets", () => {

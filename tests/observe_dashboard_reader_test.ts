@@ -17,8 +17,8 @@ import {
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
-} from "../src/ops/requestCounters.ts";
-import { HttpServerCounters } from "../src/ops/httpServerCounters.ts";
+} from "../src/observe/requestCounters.ts";
+import { HttpServerCounters } from "../src/observe/httpServerCounters.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 
 function announce(

@@ -25,6 +25,21 @@ async function withAssetServer(test: (origin: string) => Promise<void>): Promise
   }
 }
 
+Deno.test("dashboard assets: Accept-Encoding read by the full scrape's rule", async () => {
+  const encoding = async (acceptEncoding: string) => {
+    const request = new Request("http://otter/dashboard", {
+      headers: { "accept-encoding": acceptEncoding },
+    });
+    const response = await dashboardAssetResponse(DASHBOARD_PATH, request);
+    await response!.body?.cancel();
+    return response!.headers.get("content-encoding");
+  };
+  assert.equal(await encoding("x-gzip"), "gzip");
+  // An explicit gzip;q=0 refuses gzip whatever `*` says, in any order.
+  assert.equal(await encoding("*;q=1, gzip;q=0"), null);
+  assert.equal(await encoding("gzip;q=0, *"), null);
+});
+
 Deno.test("dashboard assets: page and files over a socket, gzip, ETag and 304", async () => {
   await withAssetServer(async (origin) => {
     const page = await fetch(`${origin}${DASHBOARD_PATH}`, {

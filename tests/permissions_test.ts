@@ -7,9 +7,9 @@
  * clear line, not a stack trace.
  */
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
-import { LIBC_PATHS } from "../src/servers/libc.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import {
   assertAnnounces,

@@ -6,7 +6,7 @@
  * changes the limit.
  */
 import assert from "node:assert/strict";
-import { RateLimiter } from "../src/ops/rateLimit.ts";
+import { RateLimiter } from "../src/policy/rateLimit.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { announcePacket, connectPacket, readU32 } from "./support/udpClient.ts";
 

@@ -8,16 +8,15 @@
 import assert from "node:assert/strict";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { crc32 } from "../src/hash/crc32.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { Clock } from "../src/config/clock.ts";
+import { StateFile, writeStateFile } from "../src/persist/stateFile.ts";
 import {
   checkState,
   encodeState,
   joinChunks,
   restoreState,
   STATE_VERSION,
-  StateFile,
-  writeStateFile,
-} from "../src/ops/stateFile.ts";
+} from "../src/persist/stateFormat.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import {
   announcePacket,

@@ -8,7 +8,7 @@ import { startOtter } from "./support/otterProcess.ts";
 import { RawClient } from "./support/rawHttp.ts";
 import { bdecode, type Decoded } from "./support/bencode.ts";
 import { announcePacket, scrapePacket, UdpTestClient } from "./support/udpClient.ts";
-import { STATS_MODES } from "../src/ops/stats.ts";
+import { STATS_MODES } from "../src/observe/stats.ts";
 import { VERSION } from "../src/version.ts";
 import { percentEscape } from "./support/torrent.ts";
 

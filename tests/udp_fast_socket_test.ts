@@ -6,14 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type DatagramHandler,
-  FastUdpSocket,
-  fastUdpSupport,
-  parseIpLiteral,
-  REPLY_CAPACITY,
-} from "../src/servers/udpFastSocket.ts";
-import { LIBC_PATHS } from "../src/servers/libc.ts";
+import { FastUdpSocket, fastUdpSupport, parseIpLiteral } from "../src/servers/udp/udpFastSocket.ts";
+import { type DatagramHandler, REPLY_CAPACITY } from "../src/servers/udp/udpBatchArena.ts";
+import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
 import { ipv6Missing } from "./support/ipv6.ts";
 
 const supported = fastUdpSupport().ok;
@@ -189,7 +184,7 @@ Deno.test({
   async fn() {
     const script = await Deno.makeTempFile({ suffix: ".ts" });
     try {
-      const module = new URL("../src/servers/udpFastSocket.ts", import.meta.url).href;
+      const module = new URL("../src/servers/udp/udpFastSocket.ts", import.meta.url).href;
       await Deno.writeTextFile(
         script,
         `import { FastUdpSocket, fastUdpSupport } from ${JSON.stringify(module)};
@@ -224,7 +219,7 @@ Deno.test({
     const script = await Deno.makeTempFile({ suffix: ".ts" });
     try {
       const module = (name: string) =>
-        JSON.stringify(new URL(`../src/servers/${name}`, import.meta.url).href);
+        JSON.stringify(new URL(`../src/servers/udp/${name}`, import.meta.url).href);
       // Deno refuses its pointer helpers under a scoped grant: every call below would throw if
       // the fast path still used them (opening, the arenas, errno, steering, the Workers).
       await Deno.writeTextFile(

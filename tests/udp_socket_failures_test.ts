@@ -6,10 +6,11 @@
  * store throw, standing in for a bug: nothing a packet holds can make the handler throw.
  */
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../src/ops/config.ts";
-import { Clock } from "../src/ops/clock.ts";
+import { parseCommandLine } from "../src/config/config.ts";
+import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
-import { fastUdpSupport, PACKET_CAPACITY } from "../src/servers/udpFastSocket.ts";
+import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { PACKET_CAPACITY } from "../src/servers/udp/udpBatchArena.ts";
 import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

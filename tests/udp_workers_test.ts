@@ -17,8 +17,8 @@ import {
   scrapePacket,
   UdpTestClient,
 } from "./support/udpClient.ts";
-import { fastUdpSupport } from "../src/servers/udpFastSocket.ts";
-import { UdpWorkerPool } from "../src/servers/udpWorkerPool.ts";
+import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { UdpWorkerPool } from "../src/servers/udp/udpWorkerPool.ts";
 
 const ignore = !fastUdpSupport().ok;
 

@@ -13,8 +13,8 @@ export function randomKey(): Uint32Array {
   return crypto.getRandomValues(new Uint32Array(2));
 }
 
-/** Reads a little-endian u32 from any byte offset. */
-function word(b: Uint8Array, o: number): number {
+/** Reads a little-endian 32-bit word (as a signed int32) from any byte offset. */
+function int32LE(b: Uint8Array, o: number): number {
   return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
 }
 
@@ -39,7 +39,7 @@ export function hashBytes(
   for (let i = 0, o = offset; i < blocks + 3; i++, o += 4) {
     let m = 0;
     if (i < blocks) {
-      m = i < blocks - 1 ? word(bytes, o) : (length << 24) | 0;
+      m = i < blocks - 1 ? int32LE(bytes, o) : (length << 24) | 0;
       v3 ^= m;
     } else if (i === blocks) {
       v2 ^= 0xff;

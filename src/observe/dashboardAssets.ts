@@ -16,6 +16,7 @@ import dashboardJs from "./dashboard/dashboard.js" with { type: "text" };
 import uplotJs from "npm:uplot@1.6.32/dist/uPlot.iife.min.js" with { type: "text" };
 // deno-lint-ignore no-import-prefix
 import uplotCss from "npm:uplot@1.6.32/dist/uPlot.min.css" with { type: "text" };
+import { acceptsGzip } from "../protocol/acceptEncoding.ts";
 
 /** The page's own address; its files live under it. */
 export const DASHBOARD_PATH = "/dashboard";
@@ -68,18 +69,6 @@ async function prepare(type: string, text: string): Promise<PreparedAsset> {
   let hex = "";
   for (let i = 0; i < 12; i++) hex += digest[i].toString(16).padStart(2, "0");
   return { type, plain, gzip, etag: `"${hex}"`, gzipEtag: `"${hex}-gz"` };
-}
-
-/** True if the request's Accept-Encoding takes gzip (and not with q=0). */
-function acceptsGzip(header: string | null): boolean {
-  if (header === null) return false;
-  for (const part of header.split(",")) {
-    const [coding, ...params] = part.trim().toLowerCase().split(";");
-    if (coding.trim() !== "gzip" && coding.trim() !== "*") continue;
-    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
-    return q === undefined || Number(q.slice(2)) > 0;
-  }
-  return false;
 }
 
 /** True if If-None-Match lists `etag` (or is `*`). */

@@ -20,7 +20,7 @@ import {
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
-} from "../ops/requestCounters.ts";
+} from "./requestCounters.ts";
 
 export interface DashboardReaderSources {
   requests: { get(protocol: number, action: number, result: number): number };

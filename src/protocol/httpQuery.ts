@@ -46,9 +46,16 @@ export class AnnounceQuery {
   hasPeerId = false;
 }
 
-// Decoder results that do not fit the return value; set once per value, never per char.
-/** Index where the last value read stopped: its terminating '&' or the end of the query. */
-let valueEnd = 0;
+/**
+ * The second result of the value readers below: where the value they read stopped, at its
+ * terminating '&' or the end of the query. The caller passes one in and reads it right after the
+ * call; a parse reuses one object (`valueEnd`) for all its values, so nothing is allocated.
+ */
+class ValueEnd {
+  index = 0;
+}
+
+const valueEnd = new ValueEnd();
 
 const BAD_ESCAPE = -2;
 const BAD_CHAR = -3;
@@ -68,7 +75,7 @@ function encodingFailure(code: number): string {
 /**
  * Percent-decodes the value starting at `p` (up to the next '&' or the end) into `dest` at
  * `destOffset`, writing at most `capacity` bytes. Returns the full decoded length (which may exceed
- * `capacity`) or BAD_ESCAPE / BAD_CHAR; sets `valueEnd`.
+ * `capacity`) or BAD_ESCAPE / BAD_CHAR, and where the value ended in `end`.
  */
 function decodeValue(
   query: string,
@@ -76,6 +83,7 @@ function decodeValue(
   dest: Uint8Array,
   destOffset: number,
   capacity: number,
+  end: ValueEnd,
 ): number {
   const n = query.length;
   let length = 0;
@@ -97,12 +105,12 @@ function decodeValue(
     if (length < capacity) dest[destOffset + length] = c;
     length++;
   }
-  valueEnd = p;
+  end.index = p;
   return length;
 }
 
 /** Like `decodeValue` but only validates and measures the value. */
-function skipValue(query: string, p: number): number {
+function skipValue(query: string, p: number, end: ValueEnd): number {
   const n = query.length;
   let length = 0;
   while (p < n) {
@@ -121,7 +129,7 @@ function skipValue(query: string, p: number): number {
     }
     length++;
   }
-  valueEnd = p;
+  end.index = p;
   return length;
 }
 
@@ -129,10 +137,16 @@ const NOT_A_NUMBER = -1;
 
 /**
  * Reads the non-negative decimal value starting at `p`, saturating at `clamp`. Returns it, or
- * NOT_A_NUMBER (empty, a non-digit, more than `maxDigits` digits), BAD_ESCAPE or BAD_CHAR; sets
- * `valueEnd`. Escaped digits are accepted like raw ones.
+ * NOT_A_NUMBER (empty, a non-digit, more than `maxDigits` digits), BAD_ESCAPE or BAD_CHAR, and
+ * where the value ended in `end`. Escaped digits are accepted like raw ones.
  */
-function decodeNumber(query: string, p: number, maxDigits: number, clamp: number): number {
+function decodeNumber(
+  query: string,
+  p: number,
+  maxDigits: number,
+  clamp: number,
+  end: ValueEnd,
+): number {
   const n = query.length;
   let value = 0;
   let digits = 0;
@@ -152,13 +166,13 @@ function decodeNumber(query: string, p: number, maxDigits: number, clamp: number
     }
     if (c < 48 || c > 57 || ++digits > maxDigits) {
       // The rest of the value still decides between "not a number" and an encoding failure.
-      const rest = skipValue(query, p);
+      const rest = skipValue(query, p, end);
       return rest < 0 ? rest : NOT_A_NUMBER;
     }
     value = value * 10 + (c - 48);
     if (value > clamp) value = clamp;
   }
-  valueEnd = p;
+  end.index = p;
   return digits === 0 ? NOT_A_NUMBER : value;
 }
 
@@ -179,7 +193,7 @@ const N_COMPACT = codes("compact");
 const N_KEY = codes("key");
 
 /** True if query[start, end) is exactly `name`. */
-function nameIs(query: string, start: number, end: number, name: Uint8Array): boolean {
+function nameIsExactly(query: string, start: number, end: number, name: Uint8Array): boolean {
   if (end - start !== name.length) return false;
   for (let i = 0; i < name.length; i++) {
     if (query.charCodeAt(start + i) !== name[i]) return false;
@@ -230,7 +244,7 @@ function parameterOf(query: string, start: number, end: number): number {
       if (first === 100) candidate = P_DOWNLOADED, name = N_DOWNLOADED;
       break;
   }
-  return candidate !== P_UNKNOWN && nameIs(query, start, end, name) ? candidate : P_UNKNOWN;
+  return candidate !== P_UNKNOWN && nameIsExactly(query, start, end, name) ? candidate : P_UNKNOWN;
 }
 
 /** Index just past the name starting at `p` (at its '=' or '&' or the end), or BAD_CHAR. */
@@ -264,70 +278,74 @@ function eventOf(length: number): number {
   return -1;
 }
 
-/** Reads the value at `p` of one parameter into `into`; returns a failure reason or null. */
+/**
+ * Reads the value at `p` of one parameter into `into`; returns a failure reason or null, and where
+ * the value ended in `end`.
+ */
 function readAnnounceValue(
   query: string,
   p: number,
   parameter: number,
   into: AnnounceQuery,
+  end: ValueEnd,
 ): string | null {
   let r: number;
   switch (parameter) {
     case P_INFO_HASH:
-      r = decodeValue(query, p, into.infoHash, 0, 20);
+      r = decodeValue(query, p, into.infoHash, 0, 20, end);
       if (r < 0) return encodingFailure(r);
       return r === 20 ? null : "info_hash must be 20 bytes";
     case P_PEER_ID:
-      r = decodeValue(query, p, into.peerId, 0, 20);
+      r = decodeValue(query, p, into.peerId, 0, 20, end);
       if (r < 0) return encodingFailure(r);
       return r === 20 ? null : "peer_id must be 20 bytes";
     case P_PORT:
-      r = decodeNumber(query, p, 5, 99999);
+      r = decodeNumber(query, p, 5, 99999, end);
       if (r < NOT_A_NUMBER) return encodingFailure(r);
       if (r < 1 || r > 65535) return "invalid port";
       into.port = r;
       return null;
     case P_UPLOADED:
-      r = decodeNumber(query, p, 20, Infinity);
+      r = decodeNumber(query, p, 20, Infinity, end);
       if (r < 0) return r === NOT_A_NUMBER ? "invalid uploaded" : encodingFailure(r);
       into.uploaded = r;
       return null;
     case P_DOWNLOADED:
-      r = decodeNumber(query, p, 20, Infinity);
+      r = decodeNumber(query, p, 20, Infinity, end);
       if (r < 0) return r === NOT_A_NUMBER ? "invalid downloaded" : encodingFailure(r);
       into.downloaded = r;
       return null;
     case P_LEFT:
-      r = decodeNumber(query, p, 20, Infinity);
+      r = decodeNumber(query, p, 20, Infinity, end);
       if (r < 0) return r === NOT_A_NUMBER ? "invalid left" : encodingFailure(r);
       into.left = r;
       into.leftIsZero = r === 0;
       return null;
     case P_EVENT:
-      r = decodeValue(query, p, eventScratch, 0, eventScratch.length);
+      r = decodeValue(query, p, eventScratch, 0, eventScratch.length, end);
       if (r < 0) return encodingFailure(r);
       r = eventOf(r);
       if (r < 0) return "invalid event";
       into.event = r;
       return null;
     case P_NUMWANT:
-      r = decodeNumber(query, p, Infinity, MAX_NUMWANT);
+      r = decodeNumber(query, p, Infinity, MAX_NUMWANT, end);
       if (r < 0) return r === NOT_A_NUMBER ? "invalid numwant" : encodingFailure(r);
       into.numwant = r;
       return null;
     case P_COMPACT:
-      r = decodeNumber(query, p, 1, 9);
+      r = decodeNumber(query, p, 1, 9, end);
       if (r < NOT_A_NUMBER) return encodingFailure(r);
       if (r === 0) return "this tracker sends compact peer lists only (compact=1)";
       if (r !== 1) return "invalid compact";
       into.compact = 1;
       return null;
     case P_KEY:
-      r = skipValue(query, p);
+      r = skipValue(query, p, end);
       if (r < 0) return encodingFailure(r);
       return r > MAX_KEY_BYTES ? "key is too long" : null;
     default:
-      r = skipValue(query, p);
+      r = skipValue(query, p, end);
       return r < 0 ? encodingFailure(r) : null;
   }
 }
@@ -373,9 +391,10 @@ export function parseAnnounceQuery(query: string, into: AnnounceQuery): string |
       end < n && query.charCodeAt(end) === 61 ? end + 1 : end,
       parameter,
       into,
+      valueEnd,
     );
     if (failure !== null) return failure;
-    p = valueEnd + 1;
+    p = valueEnd.index + 1;
   }
   if (!hasInfoHash) return "missing info_hash";
   if (!into.hasPeerId) return "missing peer_id";
@@ -403,17 +422,17 @@ export function parseScrapeQuery(query: string, out: Uint8Array): number | strin
     const end = nameEnd(query, p);
     if (end < 0) return "invalid character in query";
     const value = end < n && query.charCodeAt(end) === 61 ? end + 1 : end;
-    if (nameIs(query, p, end, N_INFO_HASH)) {
+    if (nameIsExactly(query, p, end, N_INFO_HASH)) {
       if (count === MAX_HTTP_SCRAPE_HASHES) return "too many info hashes (max 64)";
-      const r = decodeValue(query, value, out, count * 20, 20);
+      const r = decodeValue(query, value, out, count * 20, 20, valueEnd);
       if (r < 0) return encodingFailure(r);
       if (r !== 20) return "info_hash must be 20 bytes";
       count++;
     } else {
-      const r = skipValue(query, value);
+      const r = skipValue(query, value, valueEnd);
       if (r < 0) return encodingFailure(r);
     }
-    p = valueEnd + 1;
+    p = valueEnd.index + 1;
   }
   return count;
 }

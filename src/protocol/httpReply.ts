@@ -8,12 +8,7 @@
  */
 
 import { MAX_HTTP_SCRAPE_HASHES } from "./httpQuery.ts";
-
-function ascii(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
+import { ascii, copyBytes } from "./asciiBytes.ts";
 
 const COMPLETE = ascii("d8:completei");
 const DOWNLOADED = ascii("e10:downloadedi");
@@ -34,24 +29,18 @@ const FILE_INCOMPLETE = ascii("e10:incompletei");
 /** Longest bencoded integer we write: a sign and 16 digits cover every safe integer. */
 const MAX_INT_LENGTH = 17;
 
-function copy(out: Uint8Array, o: number, bytes: Uint8Array): number {
-  // A plain loop beats TypedArray.set for runs this short.
-  for (let i = 0; i < bytes.length; i++) out[o + i] = bytes[i];
-  return o + bytes.length;
-}
-
 /**
- * Writes `value` in decimal at `o`; returns the offset after it. Fractions are truncated and
+ * Writes `value` in decimal at `at`; returns the offset after it. Fractions are truncated and
  * non-finite values written as 0, so a caller bug cannot produce invalid bencode.
  */
-export function writeDecimal(out: Uint8Array, o: number, value: number): number {
+export function writeDecimal(out: Uint8Array, at: number, value: number): number {
   if (value >= 0 && value <= 0x7fffffff) {
     // The common case (counts, intervals, lengths) stays in small-integer arithmetic.
     let v = value | 0;
     let digits = 1;
     for (let t = v; t >= 10; t = (t / 10) | 0) digits++;
-    const end = o + digits;
-    for (let i = end - 1; i >= o; i--) {
+    const end = at + digits;
+    for (let i = end - 1; i >= at; i--) {
       const q = (v / 10) | 0;
       out[i] = 48 + v - q * 10;
       v = q;
@@ -59,19 +48,19 @@ export function writeDecimal(out: Uint8Array, o: number, value: number): number 
     return end;
   }
   if (!Number.isFinite(value)) {
-    out[o] = 48;
-    return o + 1;
+    out[at] = 48;
+    return at + 1;
   }
   value = Math.trunc(value);
   if (value < 0) {
-    out[o++] = 45;
+    out[at++] = 45;
     value = -value;
   }
   if (value > Number.MAX_SAFE_INTEGER) value = Number.MAX_SAFE_INTEGER; // keeps MAX_INT_LENGTH true
   let digits = 1;
   for (let t = value; t >= 10; t = Math.floor(t / 10)) digits++;
-  const end = o + digits;
-  for (let i = end - 1; i >= o; i--) {
+  const end = at + digits;
+  for (let i = end - 1; i >= at; i--) {
     const q = Math.floor(value / 10);
     out[i] = 48 + (value - q * 10);
     value = q;
@@ -80,10 +69,10 @@ export function writeDecimal(out: Uint8Array, o: number, value: number): number 
 }
 
 /** Writes `<length>:` for a bencoded string. */
-function stringLength(out: Uint8Array, o: number, length: number): number {
-  o = writeDecimal(out, o, length);
-  out[o] = 58; // ':'
-  return o + 1;
+function stringLength(out: Uint8Array, at: number, length: number): number {
+  at = writeDecimal(out, at, length);
+  out[at] = 58; // ':'
+  return at + 1;
 }
 
 /** Upper bound of `writeAnnounceReply`'s output for `peersLength` bytes of peers. */
@@ -116,34 +105,34 @@ export function writeAnnounceReply(
   if (out.length < maxAnnounceReplyLength(peersLength)) {
     throw new RangeError("announce reply buffer too small");
   }
-  let o = copy(out, 0, COMPLETE);
-  o = writeDecimal(out, o, complete);
-  o = copy(out, o, DOWNLOADED);
-  o = writeDecimal(out, o, downloaded);
+  let at = copyBytes(out, 0, COMPLETE);
+  at = writeDecimal(out, at, complete);
+  at = copyBytes(out, at, DOWNLOADED);
+  at = writeDecimal(out, at, downloaded);
   if (externalIp !== null && (externalIpLength === 4 || externalIpLength === 16)) {
-    o = copy(out, o, EXTERNAL_IP);
-    o = stringLength(out, o, externalIpLength);
-    for (let i = 0; i < externalIpLength; i++) out[o + i] = externalIp[externalIpOffset + i];
-    o += externalIpLength;
-    o = copy(out, o, INCOMPLETE);
+    at = copyBytes(out, at, EXTERNAL_IP);
+    at = stringLength(out, at, externalIpLength);
+    for (let i = 0; i < externalIpLength; i++) out[at + i] = externalIp[externalIpOffset + i];
+    at += externalIpLength;
+    at = copyBytes(out, at, INCOMPLETE);
   } else {
-    o = copy(out, o, INCOMPLETE_AFTER_INT);
+    at = copyBytes(out, at, INCOMPLETE_AFTER_INT);
   }
-  o = writeDecimal(out, o, incomplete);
-  o = copy(out, o, INTERVAL);
-  o = writeDecimal(out, o, interval);
-  o = copy(out, o, MIN_INTERVAL);
-  o = writeDecimal(out, o, minInterval);
-  o = copy(out, o, family === 6 ? PEERS6 : PEERS);
-  o = stringLength(out, o, peersLength);
+  at = writeDecimal(out, at, incomplete);
+  at = copyBytes(out, at, INTERVAL);
+  at = writeDecimal(out, at, interval);
+  at = copyBytes(out, at, MIN_INTERVAL);
+  at = writeDecimal(out, at, minInterval);
+  at = copyBytes(out, at, family === 6 ? PEERS6 : PEERS);
+  at = stringLength(out, at, peersLength);
   if (peersLength === peers.length) {
-    out.set(peers, o);
+    out.set(peers, at);
   } else {
-    for (let i = 0; i < peersLength; i++) out[o + i] = peers[i];
+    for (let i = 0; i < peersLength; i++) out[at + i] = peers[i];
   }
-  o += peersLength;
-  out[o] = 101; // 'e'
-  return o + 1;
+  at += peersLength;
+  out[at] = 101; // 'e'
+  return at + 1;
 }
 
 function utf8Length(text: string): number {
@@ -163,35 +152,35 @@ function utf8Length(text: string): number {
   return n;
 }
 
-function writeUtf8(out: Uint8Array, o: number, text: string): number {
+function writeUtf8(out: Uint8Array, at: number, text: string): number {
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
     if (c < 0x80) {
-      out[o++] = c;
+      out[at++] = c;
     } else if (c < 0x800) {
-      out[o++] = 0xc0 | (c >> 6);
-      out[o++] = 0x80 | (c & 63);
+      out[at++] = 0xc0 | (c >> 6);
+      out[at++] = 0x80 | (c & 63);
     } else {
       if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) {
         const d = text.charCodeAt(i + 1);
         if (d >= 0xdc00 && d < 0xe000) {
           c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
           i++;
-          out[o++] = 0xf0 | (c >> 18);
-          out[o++] = 0x80 | ((c >> 12) & 63);
-          out[o++] = 0x80 | ((c >> 6) & 63);
-          out[o++] = 0x80 | (c & 63);
+          out[at++] = 0xf0 | (c >> 18);
+          out[at++] = 0x80 | ((c >> 12) & 63);
+          out[at++] = 0x80 | ((c >> 6) & 63);
+          out[at++] = 0x80 | (c & 63);
           continue;
         }
       }
       // Lone surrogates are written as U+FFFD, like TextEncoder does.
       if (c >= 0xd800 && c < 0xe000) c = 0xfffd;
-      out[o++] = 0xe0 | (c >> 12);
-      out[o++] = 0x80 | ((c >> 6) & 63);
-      out[o++] = 0x80 | (c & 63);
+      out[at++] = 0xe0 | (c >> 12);
+      out[at++] = 0x80 | ((c >> 6) & 63);
+      out[at++] = 0x80 | (c & 63);
     }
   }
-  return o;
+  return at;
 }
 
 /** Length `writeFailure` will produce for `reason`. */
@@ -208,11 +197,11 @@ export function writeFailure(out: Uint8Array, reason: string): number {
   if (out.length < FAILURE.length + MAX_INT_LENGTH + 1 + n + 1) {
     throw new RangeError("failure reply buffer too small");
   }
-  let o = copy(out, 0, FAILURE);
-  o = stringLength(out, o, n);
-  o = writeUtf8(out, o, reason);
-  out[o] = 101;
-  return o + 1;
+  let at = copyBytes(out, 0, FAILURE);
+  at = stringLength(out, at, n);
+  at = writeUtf8(out, at, reason);
+  out[at] = 101;
+  return at + 1;
 }
 
 /** Bytes one `files` entry takes at most (three u32 counts). */
@@ -229,38 +218,38 @@ export function maxScrapeReplyLength(count: number): number {
  * `writeScrapeFile` per torrent in ascending raw byte order of the hashes without repeats (the
  * caller's duty), then `writeScrapeEnd`. Each returns the offset after what it wrote.
  */
-export function writeScrapeStart(out: Uint8Array, o: number): number {
-  return copy(out, o, FILES);
+export function writeScrapeStart(out: Uint8Array, at: number): number {
+  return copyBytes(out, at, FILES);
 }
 
 /** One `<20-byte hash>d8:complete…e` entry of the files dictionary; see `writeScrapeStart`. */
 export function writeScrapeFile(
   out: Uint8Array,
-  o: number,
+  at: number,
   hashes: Uint8Array,
   hashOffset: number,
   complete: number,
   downloaded: number,
   incomplete: number,
 ): number {
-  o = copy(out, o, FILE_KEY);
-  for (let i = 0; i < 20; i++) out[o + i] = hashes[hashOffset + i];
-  o = copy(out, o + 20, FILE_COMPLETE);
-  o = writeDecimal(out, o, complete);
-  o = copy(out, o, FILE_DOWNLOADED);
-  o = writeDecimal(out, o, downloaded);
-  o = copy(out, o, FILE_INCOMPLETE);
-  o = writeDecimal(out, o, incomplete);
-  out[o] = 101;
-  out[o + 1] = 101;
-  return o + 2;
+  at = copyBytes(out, at, FILE_KEY);
+  for (let i = 0; i < 20; i++) out[at + i] = hashes[hashOffset + i];
+  at = copyBytes(out, at + 20, FILE_COMPLETE);
+  at = writeDecimal(out, at, complete);
+  at = copyBytes(out, at, FILE_DOWNLOADED);
+  at = writeDecimal(out, at, downloaded);
+  at = copyBytes(out, at, FILE_INCOMPLETE);
+  at = writeDecimal(out, at, incomplete);
+  out[at] = 101;
+  out[at + 1] = 101;
+  return at + 2;
 }
 
 /** Closes the files dictionary and the reply; see `writeScrapeStart`. */
-export function writeScrapeEnd(out: Uint8Array, o: number): number {
-  out[o] = 101;
-  out[o + 1] = 101;
-  return o + 2;
+export function writeScrapeEnd(out: Uint8Array, at: number): number {
+  out[at] = 101;
+  out[at + 1] = 101;
+  return at + 2;
 }
 
 const order = new Uint8Array(MAX_HTTP_SCRAPE_HASHES);
@@ -309,13 +298,13 @@ export function writeScrapeReply(
     }
     order[j] = i;
   }
-  let o = writeScrapeStart(out, 0);
+  let at = writeScrapeStart(out, 0);
   for (let k = 0; k < count; k++) {
     const i = order[k];
     if (k > 0 && compareHashes(hashes, order[k - 1], i) === 0) continue;
-    o = writeScrapeFile(
+    at = writeScrapeFile(
       out,
-      o,
+      at,
       hashes,
       i * 20,
       counts[3 * i],
@@ -323,5 +312,5 @@ export function writeScrapeReply(
       counts[3 * i + 2],
     );
   }
-  return writeScrapeEnd(out, o);
+  return writeScrapeEnd(out, at);
 }

@@ -55,15 +55,16 @@ export const ERROR_SCRAPE_LENGTH = "scrape length must be 16 + 20n";
 /** For the server to send when `ConnectionIds.check` fails. */
 export const ERROR_CONNECTION_ID = "invalid connection id";
 
-function u32(p: Uint8Array, o: number): number {
-  return ((p[o] << 24) | (p[o + 1] << 16) | (p[o + 2] << 8) | p[o + 3]) >>> 0;
+function readU32BE(packet: Uint8Array, at: number): number {
+  return ((packet[at] << 24) | (packet[at + 1] << 16) | (packet[at + 2] << 8) | packet[at + 3]) >>>
+    0;
 }
 
-function putU32(out: Uint8Array, o: number, v: number): void {
-  out[o] = v >>> 24;
-  out[o + 1] = v >>> 16;
-  out[o + 2] = v >>> 8;
-  out[o + 3] = v;
+function writeU32BE(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
 }
 
 /** An announce request; one object is reused for every packet. */
@@ -96,9 +97,9 @@ export class UdpAnnounce {
  */
 export function classifyPacket(packet: Uint8Array, length: number): number {
   if (length < REQUEST_HEADER_LENGTH) return PACKET_DROP;
-  const action = u32(packet, 8);
+  const action = readU32BE(packet, 8);
   if (action === ACTION_CONNECT) {
-    return u32(packet, 0) === PROTOCOL_ID_HI && u32(packet, 4) === PROTOCOL_ID_LO
+    return readU32BE(packet, 0) === PROTOCOL_ID_HI && readU32BE(packet, 4) === PROTOCOL_ID_LO
       ? ACTION_CONNECT
       : PACKET_DROP;
   }
@@ -109,36 +110,36 @@ export function classifyPacket(packet: Uint8Array, length: number): number {
 
 /** The transaction id of any request of at least 16 bytes. */
 export function readTransactionId(packet: Uint8Array): number {
-  return u32(packet, 12);
+  return readU32BE(packet, 12);
 }
 
 /** Reads an unsigned 64-bit field as a Number; negative (top bit set) reads as 0. */
-function u64(p: Uint8Array, o: number): number {
-  const hi = u32(p, o);
+function readU64BE(packet: Uint8Array, at: number): number {
+  const hi = readU32BE(packet, at);
   if (hi >= 0x80000000) return 0;
-  return hi * 0x100000000 + u32(p, o + 4);
+  return hi * 0x100000000 + readU32BE(packet, at + 4);
 }
 
 /** Reads an announce request into `into`; returns an error reason or null. */
 export function readAnnounce(packet: Uint8Array, length: number, into: UdpAnnounce): string | null {
   if (length < REQUEST_HEADER_LENGTH) return ERROR_ANNOUNCE_TOO_SHORT;
-  into.connIdHi = u32(packet, 0);
-  into.connIdLo = u32(packet, 4);
-  into.transactionId = u32(packet, 12);
+  into.connIdHi = readU32BE(packet, 0);
+  into.connIdLo = readU32BE(packet, 4);
+  into.transactionId = readU32BE(packet, 12);
   if (length < ANNOUNCE_REQUEST_LENGTH) return ERROR_ANNOUNCE_TOO_SHORT;
   into.infoHashOffset = 16;
   into.peerIdOffset = 36;
-  into.downloaded = u64(packet, 56);
-  into.left = u64(packet, 64);
+  into.downloaded = readU64BE(packet, 56);
+  into.left = readU64BE(packet, 64);
   into.leftIsZero = (packet[64] | packet[65] | packet[66] | packet[67] | packet[68] | packet[69] |
     packet[70] | packet[71]) === 0;
-  into.uploaded = u64(packet, 72);
-  const event = u32(packet, 80);
+  into.uploaded = readU64BE(packet, 72);
+  const event = readU32BE(packet, 80);
   if (event > 3) return ERROR_INVALID_EVENT;
   into.event = event;
-  into.ipAddress = u32(packet, 84);
-  into.key = u32(packet, 88);
-  const numwant = u32(packet, 92) | 0;
+  into.ipAddress = readU32BE(packet, 84);
+  into.key = readU32BE(packet, 88);
+  const numwant = readU32BE(packet, 92) | 0;
   into.numwant = numwant < 0 ? -1 : numwant;
   const port = (packet[96] << 8) | packet[97];
   if (port === 0) return ERROR_INVALID_PORT;
@@ -168,8 +169,8 @@ export function writeConnectReply(
 ): number {
   // Copy first: the id may already sit in `out` (issued straight into the reply buffer).
   for (let i = 0; i < 8; i++) out[8 + i] = connectionId[connectionIdOffset + i];
-  putU32(out, 0, ACTION_CONNECT);
-  putU32(out, 4, transactionId);
+  writeU32BE(out, 0, ACTION_CONNECT);
+  writeU32BE(out, 4, transactionId);
   return CONNECT_REPLY_LENGTH;
 }
 
@@ -181,18 +182,18 @@ export function writeAnnounceReplyHeader(
   leechers: number,
   seeders: number,
 ): number {
-  putU32(out, 0, ACTION_ANNOUNCE);
-  putU32(out, 4, transactionId);
-  putU32(out, 8, interval);
-  putU32(out, 12, leechers);
-  putU32(out, 16, seeders);
+  writeU32BE(out, 0, ACTION_ANNOUNCE);
+  writeU32BE(out, 4, transactionId);
+  writeU32BE(out, 8, interval);
+  writeU32BE(out, 12, leechers);
+  writeU32BE(out, 16, seeders);
   return ANNOUNCE_REPLY_HEADER_LENGTH;
 }
 
 /** Writes the scrape reply header; entries go at offset 8. Returns 8. */
 export function writeScrapeReplyHeader(out: Uint8Array, transactionId: number): number {
-  putU32(out, 0, ACTION_SCRAPE);
-  putU32(out, 4, transactionId);
+  writeU32BE(out, 0, ACTION_SCRAPE);
+  writeU32BE(out, 4, transactionId);
   return SCRAPE_REPLY_HEADER_LENGTH;
 }
 
@@ -204,9 +205,9 @@ export function writeScrapeEntry(
   completed: number,
   leechers: number,
 ): number {
-  putU32(out, offset, seeders);
-  putU32(out, offset + 4, completed);
-  putU32(out, offset + 8, leechers);
+  writeU32BE(out, offset, seeders);
+  writeU32BE(out, offset + 4, completed);
+  writeU32BE(out, offset + 8, leechers);
   return offset + SCRAPE_ENTRY_LENGTH;
 }
 
@@ -222,8 +223,8 @@ export function writeError(
   message: string,
   maxLength: number,
 ): number {
-  putU32(out, 0, ACTION_ERROR);
-  putU32(out, 4, transactionId);
+  writeU32BE(out, 0, ACTION_ERROR);
+  writeU32BE(out, 4, transactionId);
   let n = message.length;
   const room = Math.min(maxLength, out.length) - ERROR_HEADER_LENGTH;
   if (n > room) n = room > 0 ? room : 0;

@@ -16,6 +16,7 @@
  * may not set RSV bits: wsFrame.ts refuses them).
  */
 import { createHash } from "node:crypto";
+import { ascii } from "./asciiBytes.ts";
 
 /** Looks up a request header by lower-case name; repeated fields joined with ", ". */
 export interface HeaderLookup {
@@ -83,12 +84,6 @@ export function checkUpgrade(method: string, http11: boolean, headers: HeaderLoo
   const key = headers.get("sec-websocket-key")?.trim() ?? "";
   if (!BASE64_KEY.test(key)) return refuse(400, "bad Sec-WebSocket-Key");
   return { ok: true, key, accept: acceptFor(key) };
-}
-
-function ascii(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
 }
 
 const SWITCHING_HEAD = ascii(

@@ -14,12 +14,7 @@
  */
 import { writeDecimal } from "./httpReply.ts";
 import { ID_BYTES } from "./wtMessage.ts";
-
-function ascii(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
+import { ascii, copyBytes } from "./asciiBytes.ts";
 
 const ANNOUNCE_HASH = ascii('{"action":"announce","info_hash":');
 const SCRAPE_FILES = ascii('{"action":"scrape","files":{');
@@ -46,11 +41,6 @@ const MAX_BYTES_PER_UNIT = 6;
 const MAX_ID_JSON = 2 + ID_BYTES * MAX_BYTES_PER_UNIT;
 /** A number written by writeDecimal. */
 const MAX_NUMBER = 17;
-
-function copy(out: Uint8Array, o: number, bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; i++) out[o + i] = bytes[i];
-  return o + bytes.length;
-}
 
 function need(out: Uint8Array, o: number, bytes: number): void {
   if (o + bytes > out.length) throw new RangeError(`reply needs up to ${bytes} bytes`);
@@ -162,11 +152,11 @@ export function writeWtAnnounceReply(
   interval: number,
 ): number {
   need(out, o, WT_ANNOUNCE_REPLY_MAX);
-  o = copy(out, o, ANNOUNCE_HASH);
+  o = copyBytes(out, o, ANNOUNCE_HASH);
   o = writeBinaryId(out, o, infoHash);
-  o = writeDecimal(out, copy(out, o, COMPLETE), complete);
-  o = writeDecimal(out, copy(out, o, INCOMPLETE), incomplete);
-  o = writeDecimal(out, copy(out, o, INTERVAL), interval);
+  o = writeDecimal(out, copyBytes(out, o, COMPLETE), complete);
+  o = writeDecimal(out, copyBytes(out, o, INCOMPLETE), incomplete);
+  o = writeDecimal(out, copyBytes(out, o, INTERVAL), interval);
   out[o] = 0x7d;
   return o + 1;
 }
@@ -188,11 +178,11 @@ function writeSignal(
   sdp: string,
 ): number {
   need(out, o, wtSignalMaxLength(sdp.length));
-  o = copy(out, o, ANNOUNCE_HASH);
+  o = copyBytes(out, o, ANNOUNCE_HASH);
   o = writeBinaryId(out, o, infoHash);
-  o = writeBinaryId(out, copy(out, o, PEER_ID), peerId);
-  o = writeBinaryId(out, copy(out, o, OFFER_ID), offerIds, offerIdAt);
-  o = writeJsonString(out, copy(out, o, kind), sdp);
+  o = writeBinaryId(out, copyBytes(out, o, PEER_ID), peerId);
+  o = writeBinaryId(out, copyBytes(out, o, OFFER_ID), offerIds, offerIdAt);
+  o = writeJsonString(out, copyBytes(out, o, kind), sdp);
   out[o++] = 0x7d;
   out[o++] = 0x7d;
   return o;
@@ -256,7 +246,7 @@ export function writeWtScrapeReply(
   minRequestInterval: number,
 ): number {
   need(out, o, wtScrapeReplyMaxLength(count));
-  o = copy(out, o, SCRAPE_FILES);
+  o = copyBytes(out, o, SCRAPE_FILES);
   let first = true;
   for (let i = 0; i < count; i++) {
     let repeated = false;
@@ -265,12 +255,12 @@ export function writeWtScrapeReply(
     if (!first) out[o++] = 0x2c;
     first = false;
     o = writeBinaryId(out, o, hashes, i * ID_BYTES);
-    o = writeDecimal(out, copy(out, o, FILE_COMPLETE), counts[3 * i]);
-    o = writeDecimal(out, copy(out, o, INCOMPLETE), counts[3 * i + 2]);
-    o = writeDecimal(out, copy(out, o, FILE_DOWNLOADED), counts[3 * i + 1]);
+    o = writeDecimal(out, copyBytes(out, o, FILE_COMPLETE), counts[3 * i]);
+    o = writeDecimal(out, copyBytes(out, o, INCOMPLETE), counts[3 * i + 2]);
+    o = writeDecimal(out, copyBytes(out, o, FILE_DOWNLOADED), counts[3 * i + 1]);
     out[o++] = 0x7d;
   }
-  o = writeDecimal(out, copy(out, o, FLAGS), minRequestInterval);
+  o = writeDecimal(out, copyBytes(out, o, FLAGS), minRequestInterval);
   out[o++] = 0x7d;
   out[o++] = 0x7d;
   return o;
@@ -294,9 +284,9 @@ export function writeWtError(
   reason: string,
 ): number {
   need(out, o, wtErrorMaxLength(reason.length));
-  o = copy(out, o, action === "scrape" ? ACTION_SCRAPE : ACTION_ANNOUNCE);
-  if (infoHash !== null) o = writeBinaryId(out, copy(out, o, INFO_HASH), infoHash);
-  o = writeJsonString(out, copy(out, o, FAILURE), reason);
+  o = copyBytes(out, o, action === "scrape" ? ACTION_SCRAPE : ACTION_ANNOUNCE);
+  if (infoHash !== null) o = writeBinaryId(out, copyBytes(out, o, INFO_HASH), infoHash);
+  o = writeJsonString(out, copyBytes(out, o, FAILURE), reason);
   out[o] = 0x7d;
   return o + 1;
 }

@@ -3,26 +3,27 @@
  * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
  * small steps. Returns a handle that stops everything.
  */
-import type { Config, ListenAddress } from "../ops/config.ts";
-import type { Clock } from "../ops/clock.ts";
-import { formatHostPort } from "../ops/listenAddress.ts";
+import type { Config, ListenAddress } from "../config/options.ts";
+import type { Clock } from "../config/clock.ts";
+import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
-import { watchAccessList } from "../ops/accessListFile.ts";
-import type { UdpListenerFailures } from "../ops/udpSocketFailures.ts";
-import { ForbiddenSwarmPurge } from "../ops/accessPurge.ts";
-import { StateFile } from "../ops/stateFile.ts";
-import { randomNodeId } from "../ops/cluster/clusterOptions.ts";
-import { readClusterSecret } from "../ops/cluster/clusterSecret.ts";
+import { watchAccessList } from "../policy/accessListFile.ts";
+import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
+import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
+import { StateFile } from "../persist/stateFile.ts";
+import { randomNodeId } from "../cluster/clusterOptions.ts";
+import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
-import { UdpTracker } from "./udpTracker.ts";
-import { HttpTracker } from "./httpTracker.ts";
-import { HttpWireServer } from "./httpWire.ts";
-import { registerOperatorRoutes } from "./operatorRoutes.ts";
-import { FastUdpSocket, fastUdpSupport, REPLY_CAPACITY } from "./udpFastSocket.ts";
-import { PortableUdpSocket } from "./udpPortableSocket.ts";
-import { addWorkerMetrics, UdpWorkerPool } from "./udpWorkerPool.ts";
+import { UdpTracker } from "./udp/udpTracker.ts";
+import { HttpTracker } from "./http/httpTracker.ts";
+import { HttpWireServer } from "./http/httpWire.ts";
+import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
+import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
+import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
+import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
+import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -129,7 +130,7 @@ export async function startTracker(
     // buffer. The Redis client (and the Node compatibility layer under it) is loaded only with
     // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
     if (config.cluster !== "") {
-      const { ClusterSync } = await import("../ops/cluster/redisCluster.ts");
+      const { ClusterSync } = await import("../cluster/redisCluster.ts");
       const sync = new ClusterSync({
         url: config.cluster,
         name: config.clusterName,
@@ -291,4 +292,16 @@ function openUdp(
     "UDP",
     log,
   );
+}
+
+/** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
+function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
+  const metrics = http.routes.get("/metrics");
+  if (metrics === undefined || pools.length === 0) return;
+  http.routes.set("/metrics", async (request, info, query) => {
+    const response = await metrics(request, info, query);
+    if (response.status !== 200) return response;
+    const body = (await response.text()) + renderWorkerMetrics(pools);
+    return new Response(body, { status: 200, headers: response.headers });
+  });
 }

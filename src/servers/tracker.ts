@@ -4,15 +4,15 @@
  * and handed to every server, so both protocols see one swarm. The policy fields are plain fields
  * the servers read per request; `applySettings` replaces them when SIGHUP reloads the config.
  */
-import type { Config } from "../ops/config.ts";
-import type { Clock } from "../ops/clock.ts";
-import { RequestCounters } from "../ops/requestCounters.ts";
-import { AccessPolicy } from "../ops/accessList.ts";
-import { CidrSet } from "../ops/cidr.ts";
-import { DeniabilityMixer } from "../ops/deniability.ts";
-import type { ChangeRecorder } from "../ops/cluster/changeBatch.ts";
-import type { ClusterCounters } from "../ops/cluster/redisCluster.ts";
-import { RateLimiter } from "../ops/rateLimit.ts";
+import type { Config } from "../config/options.ts";
+import type { Clock } from "../config/clock.ts";
+import { RequestCounters } from "../observe/requestCounters.ts";
+import { AccessPolicy } from "../policy/accessList.ts";
+import { CidrSet } from "../policy/cidr.ts";
+import { DeniabilityMixer } from "../policy/deniability.ts";
+import type { ChangeRecorder } from "../cluster/changeBatch.ts";
+import type { ClusterCounters } from "../cluster/clusterCounters.ts";
+import { RateLimiter } from "../policy/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 

@@ -44,7 +44,7 @@ export function resizeWords(words: Uint32Array, length: number): Uint32Array {
 /** A zero-length growable array, shared by every pool that has never held a block. */
 export const NO_WORDS: Uint32Array = new Uint32Array(new ArrayBuffer(0, { maxByteLength: 0 }));
 
-// Rows are hashed as bytes straight out of the Uint32Array (see swarmTable.ts), which only matches
+// Rows are hashed as bytes straight out of the Uint32Array (torrentTable.ts), which only matches
 // hashing the caller's bytes on a little-endian host. Every Deno target is little-endian.
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("otter's store needs a little-endian host");

@@ -3,9 +3,9 @@
  * (`FakeStore`, which follows the real store's rules for what it is used for here), with a clock
  * the test sets, and its log lines collected.
  */
-import { opForEvent, setPublishTime } from "../../src/ops/cluster/changeBatch.ts";
-import { BatchMac } from "../../src/ops/cluster/batchMac.ts";
-import { type ClusterStore, ClusterSync } from "../../src/ops/cluster/redisCluster.ts";
+import { opForEvent, setPublishTime } from "../../src/cluster/changeBatch.ts";
+import { BatchMac } from "../../src/cluster/batchMac.ts";
+import { type ClusterStore, ClusterSync } from "../../src/cluster/redisCluster.ts";
 import type { RedisServer } from "./redisServer.ts";
 
 export function sleep(ms: number): Promise<void> {

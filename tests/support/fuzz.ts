@@ -18,7 +18,7 @@ import {
   ERROR_SCRAPE_TOO_MANY,
   ERROR_UNKNOWN_ACTION,
 } from "../../src/protocol/udpPacket.ts";
-import { ACCESS_DENIED_REASON } from "../../src/ops/accessList.ts";
+import { ACCESS_DENIED_REASON } from "../../src/policy/accessList.ts";
 import { bdecode, type Decoded } from "./bencode.ts";
 
 // ------------------------------------------------------------------ seeds and the PRNG

@@ -12,17 +12,21 @@
  * request lines through, where `new Request` would percent-encode it first), a quarter as real
  * Request objects. Failures throw FuzzFailure naming the profile, seed and input number.
  */
-import { parseCommandLine } from "../../src/ops/config.ts";
-import type { Config } from "../../src/ops/config.ts";
-import { Clock } from "../../src/ops/clock.ts";
-import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/ops/accessList.ts";
+import { parseCommandLine } from "../../src/config/config.ts";
+import type { Config } from "../../src/config/options.ts";
+import { Clock } from "../../src/config/clock.ts";
+import { ACCESS_DENIED_REASON, AccessPolicy, InfoHashSet } from "../../src/policy/accessList.ts";
 import { CLEAN_BUDGET, SwarmTable } from "../../src/store/swarmTable.ts";
 import { checkInvariants } from "../../src/store/invariants.ts";
 import { ConnectionIds } from "../../src/protocol/connectionId.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
-import { UdpTracker } from "../../src/servers/udpTracker.ts";
-import { HttpTracker, MAX_REQUEST_BYTES, type WireClient } from "../../src/servers/httpTracker.ts";
-import { PROTOCOL_UDP } from "../../src/ops/requestCounters.ts";
+import { UdpTracker } from "../../src/servers/udp/udpTracker.ts";
+import {
+  HttpTracker,
+  MAX_REQUEST_BYTES,
+  type WireClient,
+} from "../../src/servers/http/httpTracker.ts";
+import { PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
 import {
   classifyHttpBody,
   expectHttpStatus,

@@ -1,13 +1,13 @@
 /**
- * otter's own HTTP server (src/servers/httpWire.ts) in the test process, on 127.0.0.1 and a free
+ * otter's own HTTP server (src/servers/http/httpWire.ts) in the test process, on 127.0.0.1 and a free
  * port, over a fresh tracker built from command-line flags; disposing of it shuts it down.
  */
-import { parseCommandLine } from "../../src/ops/config.ts";
-import { Clock } from "../../src/ops/clock.ts";
+import { parseCommandLine } from "../../src/config/config.ts";
+import { Clock } from "../../src/config/clock.ts";
 import { SwarmTable } from "../../src/store/swarmTable.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
-import { HttpTracker } from "../../src/servers/httpTracker.ts";
-import { type HttpLimits, HttpWireServer } from "../../src/servers/httpWire.ts";
+import { HttpTracker } from "../../src/servers/http/httpTracker.ts";
+import { type HttpLimits, HttpWireServer } from "../../src/servers/http/httpWire.ts";
 import { RawClient } from "./rawHttp.ts";
 
 export interface Wire extends AsyncDisposable {

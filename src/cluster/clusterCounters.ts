@@ -1,0 +1,52 @@
+/**
+ * What the cluster sync counts, for /metrics and /stats: its link's state, what it published and
+ * applied, and what it refused or dropped. Plain number fields, bumped in place by the sync, its
+ * gate (batchGate.ts) and its applier (streamApply.ts).
+ */
+import type { RejectedCounts } from "./batchGate.ts";
+
+export interface ClusterCounters {
+  state: "connected" | "disconnected";
+  /** Batches appended to the stream, and the changes in them. */
+  published: number;
+  publishedChanges: number;
+  /** Other nodes' changes applied to the store, and the batches they came in. */
+  applied: number;
+  appliedBatches: number;
+  /** Changes skipped because this node's access list forbids their torrent. */
+  forbidden: number;
+  /**
+   * Stream entries refused, by reason: malformed (truncated, wrong version, bad checksum,
+   * garbage), oversized (over MAX_BATCH_BYTES, never read into memory), bad_mac (not signed with
+   * our cluster secret), replayed (a batch of an origin's already applied again).
+   */
+  rejected: RejectedCounts;
+  /** Batches skipped as older than the peer timeout (own late ones included, as before). */
+  staleBatches: number;
+  /** This node's own batches read back and skipped. */
+  ownBatches: number;
+  /** Changes from this node's own late batches, applied again in stream order. */
+  reapplied: number;
+  /** Local changes never published: recorder ring full, queue over its limit, or too old. */
+  droppedChanges: number;
+  /** Times a connection was established, the first included. */
+  connects: number;
+}
+
+/** Counters at zero, disconnected. */
+export function newClusterCounters(): ClusterCounters {
+  return {
+    state: "disconnected",
+    published: 0,
+    publishedChanges: 0,
+    applied: 0,
+    appliedBatches: 0,
+    forbidden: 0,
+    rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
+    staleBatches: 0,
+    ownBatches: 0,
+    reapplied: 0,
+    droppedChanges: 0,
+    connects: 0,
+  };
+}

@@ -1,0 +1,417 @@
+/**
+ * What can be set: otter's settings (`Config`) and the one table of options that names, documents
+ * and bounds each of them, for the command line, the help text and the config file alike. Reading
+ * and checking values is config.ts's; this file is the table.
+ */
+import type { ListenAddress } from "./listenAddress.ts";
+
+export type { ListenAddress };
+
+export interface Config {
+  http: ListenAddress[];
+  udp: ListenAddress[];
+  /** Seconds between announces we ask clients for (each reply jitters it by ±10%). */
+  interval: number;
+  peerTimeout: number;
+  maxNumwant: number;
+  defaultNumwant: number;
+  udpIo: "auto" | "fast" | "portable";
+  /** UDP I/O Workers of the fast path (0: one per core; 1: none, the main isolate does the I/O). */
+  workers: number;
+  fullScrapeEvery: number;
+  noFullScrape: boolean;
+  statsFrom: string[];
+  whitelist: string;
+  blacklist: string;
+  trustProxy: string[];
+  deniability: number;
+  deniabilityMax: number;
+  config: string;
+  printConfig: boolean;
+  state: string;
+  stateEvery: number;
+  maxTorrents: number;
+  maxPeers: number;
+  whenFull: "refuse" | "evict";
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  headerTimeout: number;
+  idleTimeout: number;
+  minSendRate: number;
+  rateLimit: number;
+  cluster: string;
+  clusterName: string;
+  nodeId: string;
+  clusterSecretFile: string;
+  clusterInsecure: boolean;
+}
+
+export type OptionKind =
+  | "list"
+  | "integer"
+  | "choice"
+  | "strings"
+  | "text"
+  | "number"
+  | "flag"
+  | "rate";
+
+/** An option's value before conversion, as parseArgs gives it (config files are mapped to it). */
+export type RawValue = string | string[] | boolean;
+
+export interface OptionSpec {
+  name: string;
+  kind: OptionKind;
+  key: keyof Config;
+  valueName: string;
+  help: string;
+  defaultValue: RawValue;
+  /** What the help says the default is, where `defaultValue` (empty) does not say it. */
+  defaultText?: string;
+  /** Settings SIGHUP may change in a running tracker. */
+  reloadable?: boolean;
+  /** Only meaningful on the command line (not a config-file key). */
+  commandLineOnly?: boolean;
+  min?: number;
+  max?: number;
+  choices?: string[];
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "http",
+    kind: "list",
+    key: "http",
+    valueName: "HOST:PORT",
+    help: "serve HTTP announce/scrape here (repeatable; IPv6 as [::1]:6969; [::] is dual-stack)",
+    defaultValue: ["[::]:6969"],
+  },
+  {
+    name: "udp",
+    kind: "list",
+    key: "udp",
+    valueName: "HOST:PORT",
+    help: "serve UDP (BEP 15) here (repeatable; IPv6 as [::1]:6969; [::] is dual-stack)",
+    defaultValue: ["[::]:6969"],
+  },
+  {
+    name: "interval",
+    kind: "integer",
+    key: "interval",
+    valueName: "SECONDS",
+    help: "announce interval sent to clients, jittered by ±10% per reply; min interval is half",
+    defaultValue: "1800",
+    min: 10,
+    max: 86400,
+    reloadable: true,
+  },
+  {
+    name: "peer-timeout",
+    kind: "integer",
+    key: "peerTimeout",
+    valueName: "SECONDS",
+    help: "a peer silent this long is dropped",
+    defaultValue: "2700",
+    min: 1,
+    max: 16000,
+  },
+  {
+    name: "max-numwant",
+    kind: "integer",
+    key: "maxNumwant",
+    valueName: "N",
+    help: "most peers in one reply",
+    defaultValue: "200",
+    min: 0,
+    max: 5000,
+    reloadable: true,
+  },
+  {
+    name: "numwant",
+    kind: "integer",
+    key: "defaultNumwant",
+    valueName: "N",
+    help: "peers in a reply when the client does not say",
+    defaultValue: "50",
+    min: 0,
+    max: 5000,
+    reloadable: true,
+  },
+  {
+    name: "udp-io",
+    kind: "choice",
+    key: "udpIo",
+    valueName: "MODE",
+    help:
+      "UDP socket I/O: fast (Linux recvmmsg/sendmmsg via FFI), portable (Deno.listenDatagram), " +
+      "or auto (fast where available)",
+    defaultValue: "auto",
+    choices: ["auto", "fast", "portable"],
+  },
+  {
+    name: "workers",
+    kind: "integer",
+    key: "workers",
+    valueName: "N",
+    help: "UDP fast path I/O threads, each with its own SO_REUSEPORT socket; the store stays on " +
+      "the main thread (1 = none, the main thread does the I/O; 0 = one per core)",
+    defaultValue: "1",
+    min: 0,
+    max: 256,
+  },
+  {
+    name: "full-scrape-every",
+    kind: "integer",
+    key: "fullScrapeEvery",
+    valueName: "SECONDS",
+    help: "rebuild the cached full scrape (GET /scrape without info_hash) at most this often",
+    defaultValue: "60",
+    min: 1,
+    max: 86400,
+    reloadable: true,
+  },
+  {
+    name: "no-full-scrape",
+    kind: "flag",
+    key: "noFullScrape",
+    valueName: "",
+    help: "refuse full scrapes (403)",
+    defaultValue: false,
+    reloadable: true,
+  },
+  {
+    name: "stats-from",
+    kind: "strings",
+    key: "statsFrom",
+    valueName: "CIDR",
+    help: "networks that may read /stats and /metrics (repeatable)",
+    defaultValue: ["127.0.0.0/8", "::1/128"],
+    reloadable: true,
+  },
+  {
+    name: "whitelist",
+    kind: "text",
+    key: "whitelist",
+    valueName: "FILE",
+    help:
+      "serve only the info hashes listed in FILE (40 hex a line; reloaded on change and SIGHUP)",
+    defaultValue: "",
+  },
+  {
+    name: "blacklist",
+    kind: "text",
+    key: "blacklist",
+    valueName: "FILE",
+    help: "refuse the info hashes listed in FILE (40 hex a line; reloaded on change and SIGHUP)",
+    defaultValue: "",
+  },
+  {
+    name: "trust-proxy",
+    kind: "strings",
+    key: "trustProxy",
+    valueName: "CIDR",
+    help: "take the client address from X-Forwarded-For / X-Real-IP on connections from these " +
+      "networks (repeatable)",
+    defaultValue: [],
+    reloadable: true,
+  },
+  {
+    name: "deniability",
+    kind: "number",
+    key: "deniability",
+    valueName: "PROBABILITY",
+    help: "chance (0..1) that an announce reply gets generated addresses mixed in",
+    defaultValue: "0",
+    min: 0,
+    max: 1,
+    reloadable: true,
+  },
+  {
+    name: "deniability-max",
+    kind: "integer",
+    key: "deniabilityMax",
+    valueName: "N",
+    help: "most generated addresses mixed into one reply",
+    defaultValue: "4",
+    min: 1,
+    max: 50,
+    reloadable: true,
+  },
+  {
+    name: "config",
+    kind: "text",
+    key: "config",
+    valueName: "FILE",
+    help: "read settings from a TOML file (flags override it)",
+    defaultValue: "",
+    commandLineOnly: true,
+  },
+  {
+    name: "print-config",
+    kind: "flag",
+    key: "printConfig",
+    valueName: "",
+    help: "print the full default configuration as TOML and exit",
+    defaultValue: false,
+    commandLineOnly: true,
+  },
+  {
+    name: "state",
+    kind: "text",
+    key: "state",
+    valueName: "FILE",
+    help: "save the swarms to FILE on stop and periodically, and restore them on start",
+    defaultValue: "",
+  },
+  {
+    name: "state-every",
+    kind: "integer",
+    key: "stateEvery",
+    valueName: "SECONDS",
+    help: "how often to save the state file",
+    defaultValue: "300",
+    min: 1,
+    max: 86400,
+    reloadable: true,
+  },
+  {
+    name: "max-torrents",
+    kind: "integer",
+    key: "maxTorrents",
+    valueName: "N",
+    help: "most torrents held at once (the defaults of this and --max-peers keep otter within " +
+      "1 GiB)",
+    defaultValue: "2000000",
+    min: 1,
+    max: 100000000,
+  },
+  {
+    name: "max-peers",
+    kind: "integer",
+    key: "maxPeers",
+    valueName: "N",
+    help: "most peers held at once, IPv4 and IPv6 together",
+    defaultValue: "8000000",
+    min: 1,
+    max: 500000000,
+  },
+  {
+    name: "when-full",
+    kind: "choice",
+    key: "whenFull",
+    valueName: "POLICY",
+    help: 'at --max-torrents/--max-peers: refuse new torrents and peers ("tracker is full"), ' +
+      "or evict the least recently announced torrents (approximately) to make room",
+    defaultValue: "refuse",
+    choices: ["refuse", "evict"],
+  },
+  {
+    name: "max-connections",
+    kind: "integer",
+    key: "maxConnections",
+    valueName: "N",
+    help: "most concurrent HTTP connections",
+    defaultValue: "10000",
+    min: 1,
+    max: 1000000,
+  },
+  {
+    name: "max-connections-per-ip",
+    kind: "integer",
+    key: "maxConnectionsPerIp",
+    valueName: "N",
+    help: "most concurrent HTTP connections from one address, IPv6 per /64; --trust-proxy " +
+      "networks are exempt (0 = no cap)",
+    defaultValue: "128",
+    min: 0,
+    max: 1000000,
+  },
+  {
+    name: "header-timeout",
+    kind: "integer",
+    key: "headerTimeout",
+    valueName: "SECONDS",
+    help: "HTTP clients must send their request headers within this time",
+    defaultValue: "10",
+    min: 1,
+    max: 3600,
+  },
+  {
+    name: "idle-timeout",
+    kind: "integer",
+    key: "idleTimeout",
+    valueName: "SECONDS",
+    help: "an idle HTTP keep-alive connection is closed after this time",
+    defaultValue: "30",
+    min: 1,
+    max: 3600,
+  },
+  {
+    name: "min-send-rate",
+    kind: "integer",
+    key: "minSendRate",
+    valueName: "BYTES",
+    help: "an HTTP reply must reach its client at this many bytes a second on average, after " +
+      "--idle-timeout of grace, or the connection is closed",
+    defaultValue: "65536",
+    min: 1,
+    max: 1000000000,
+  },
+  {
+    name: "rate-limit",
+    kind: "rate",
+    key: "rateLimit",
+    valueName: "N/s",
+    help: "UDP requests per second allowed per source address, IPv6 per /64 (0 = off)",
+    defaultValue: "0/s",
+    reloadable: true,
+  },
+  {
+    name: "cluster",
+    kind: "text",
+    key: "cluster",
+    valueName: "URL",
+    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…",
+    defaultValue: "",
+  },
+  {
+    name: "cluster-name",
+    kind: "text",
+    key: "clusterName",
+    valueName: "NAME",
+    help: "the cluster's name (its Redis stream key)",
+    defaultValue: "otter",
+  },
+  {
+    name: "node-id",
+    kind: "text",
+    key: "nodeId",
+    valueName: "ID",
+    help: "this instance's id in the cluster",
+    defaultValue: "",
+    defaultText: "random",
+  },
+  {
+    name: "cluster-secret-file",
+    kind: "text",
+    key: "clusterSecretFile",
+    valueName: "FILE",
+    help: "authenticate cluster batches with the secret in FILE (at least 16 bytes, the same on " +
+      "every node; --cluster needs this or --cluster-insecure)",
+    defaultValue: "",
+  },
+  {
+    name: "cluster-insecure",
+    kind: "flag",
+    key: "clusterInsecure",
+    valueName: "",
+    help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
+      "peers to every node",
+    defaultValue: false,
+  },
+];
+
+/** The option called `name` (without "--"), or undefined. */
+export function optionNamed(name: string): OptionSpec | undefined {
+  return OPTIONS.find((spec) => spec.name === name);
+}

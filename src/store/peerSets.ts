@@ -1,0 +1,503 @@
+/**
+ * The peer lists of a torrent, one per address family, each in one block of its family's pool of
+ * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; longer
+ * ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed hash of
+ * (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows its block
+ * or shrinks well below it moves to a block of the class that fits (`#moveList`).
+ *
+ * A row's list fields (LIST_BLOCK, LIST_META, LIST_SEEDERS) sit at `row + familyList`, where
+ * familyList is ROW_V4 or ROW_V6; the family's pools start at index `familyPool` (0 or
+ * CLASS_COUNT); its records are `recordWords` long (RECORD_WORDS_V4 or _V6).
+ *
+ * The peer being worked on is a `PeerKey`, read once per call from the caller's bytes and passed
+ * to every function that needs it; its keyed hash is computed at most once per key.
+ */
+import { hashWords } from "../hash/halfSipHash.ts";
+import {
+  CLASS_CAPACITY,
+  CLASS_COUNT,
+  CLASS_MAX,
+  CLASS_MIN,
+  classFor,
+  LINEAR_CLASSES,
+} from "./classes.ts";
+import {
+  CLASS_SHIFT,
+  COUNT_MASK,
+  COUNTER_PEERS4,
+  COUNTER_PEERS6,
+  COUNTER_SEEDERS4,
+  COUNTER_SEEDERS6,
+  LIST_BLOCK,
+  LIST_META,
+  LIST_SEEDERS,
+  PORT_SHIFT,
+  rangeOf,
+  RECORD_WORDS_V4,
+  RECORD_WORDS_V6,
+  ROW_DOWNLOADED,
+  ROW_V4,
+  ROW_V6,
+  ROW_WORDS,
+  SEEDER_BIT,
+  TIME_MASK,
+} from "./layout.ts";
+import { type BlockPools, recordsOf } from "./blockPools.ts";
+import type { TorrentTable } from "./torrentTable.ts";
+
+/** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
+export const DELETE_WORK = 16;
+
+/** One peer's key as record words: its address (big-endian words) and port. Reused per call. */
+export class PeerKey {
+  address0 = 0;
+  address1 = 0;
+  address2 = 0;
+  address3 = 0;
+  port = 0;
+  readonly #k0: number;
+  readonly #k1: number;
+  #hash = 0;
+  #hashKnown = false;
+
+  constructor(hashKey: Uint32Array) {
+    this.#k0 = hashKey[0] | 0;
+    this.#k1 = hashKey[1] | 0;
+  }
+
+  /** Reads the peer at b[at..] (4 bytes for family 4, 16 for 6) with its port. */
+  read(family: 4 | 6, b: Uint8Array, at: number, port: number): void {
+    this.address0 = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+    if (family === 6) {
+      this.address1 = ((b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]) >>> 0;
+      this.address2 = ((b[at + 8] << 24) | (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11]) >>>
+        0;
+      this.address3 = ((b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15]) >>>
+        0;
+    }
+    this.port = port & 0xffff;
+    this.#hashKnown = false;
+  }
+
+  /** The keyed hash that places this peer in a set, computed once per `read`. */
+  hash(recordWords: number): number {
+    if (!this.#hashKnown) {
+      this.#hash = recordWords === RECORD_WORDS_V4
+        ? hashWords(this.#k0, this.#k1, 2, this.address0, this.port)
+        : hashWords(
+          this.#k0,
+          this.#k1,
+          2,
+          hashWords(
+            this.#k0,
+            this.#k1,
+            4,
+            this.address0,
+            this.address1,
+            this.address2,
+            this.address3,
+          ),
+          this.port,
+        );
+      this.#hashKnown = true;
+    }
+    return this.#hash;
+  }
+
+  /** Whether the IPv6 record at pool[record..], whose first word matched, holds this address. */
+  sameV6Tail(pool: Uint32Array, record: number): boolean {
+    return pool[record + 1] === this.address1 && pool[record + 2] === this.address2 &&
+      pool[record + 3] === this.address3;
+  }
+}
+
+/** Called for each stored peer: its address (reused bytes), port, seeder flag and last time seen. */
+export type PeerVisitor = (
+  address: Uint8Array,
+  addressOffset: number,
+  port: number,
+  seeder: boolean,
+  lastSeen: number,
+) => void;
+
+export class PeerSets {
+  readonly #table: TorrentTable;
+  readonly #pools: BlockPools;
+  /** `#pools.words`, the same array for the store's life. */
+  readonly #poolWords: Uint32Array[];
+  readonly #counters: Uint32Array;
+  readonly #k0: number;
+  readonly #k1: number;
+
+  constructor(table: TorrentTable, pools: BlockPools, counters: Uint32Array, hashKey: Uint32Array) {
+    this.#table = table;
+    this.#pools = pools;
+    this.#poolWords = pools.words;
+    this.#counters = counters;
+    this.#k0 = hashKey[0] | 0;
+    this.#k1 = hashKey[1] | 0;
+  }
+
+  /**
+   * The index of `key` in a list of `count` peers of class `sizeClass` whose records start at
+   * pool[records..], or, when it is not there, `~index` of where it would go: the end of a linear
+   * list, the first empty record of its probe run in a set (a negative number).
+   */
+  find(
+    pool: Uint32Array,
+    records: number,
+    sizeClass: number,
+    count: number,
+    recordWords: number,
+    key: PeerKey,
+  ): number {
+    // The key's first word and port in locals: the scans compare them to every record.
+    const address0 = key.address0;
+    const port = key.port;
+    if (sizeClass < LINEAR_CLASSES) {
+      for (let i = 0, record = records; i < count; i++, record += recordWords) {
+        if (
+          pool[record] === address0 && pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
+          (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
+        ) return i;
+      }
+      return ~count;
+    }
+    const capacity = CLASS_CAPACITY[sizeClass];
+    let i = rangeOf(key.hash(recordWords), capacity);
+    for (;;) {
+      const record = records + i * recordWords;
+      const tail = pool[record + recordWords - 1];
+      if (tail === 0) return ~i;
+      if (
+        pool[record] === address0 && tail >>> PORT_SHIFT === port &&
+        (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
+      ) return i;
+      if (++i === capacity) i = 0;
+    }
+  }
+
+  /** Whether `key` is stored in the list of `family` of the torrent at `slot`. */
+  contains(slot: number, family: 4 | 6, key: PeerKey): boolean {
+    const rows = this.#table.rows;
+    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const meta = rows[list + LIST_META];
+    if (meta === 0) return false;
+    const sizeClass = meta >>> CLASS_SHIFT;
+    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const pool = this.#poolWords[poolIndex];
+    return this.find(pool, records, sizeClass, meta & COUNT_MASK, recordWords, key) >= 0;
+  }
+
+  /**
+   * Inserts or refreshes `key` in the torrent at `slot` with the tail fields given (`stamp` is
+   * the 15-bit time); counts a completion when `completed` turns a leecher into a seeder. With
+   * `onlyIfNewer` a stored record younger than `stamp` (ages taken at `latest`) is kept as it is.
+   * Returns the peer's record index, or -1 if its list is at the largest class and full (the peer
+   * is then not stored).
+   */
+  upsert(
+    slot: number,
+    family: 4 | 6,
+    key: PeerKey,
+    seeder: boolean,
+    completed: boolean,
+    stamp: number,
+    onlyIfNewer: boolean,
+    latest: number,
+  ): number {
+    const poolWords = this.#poolWords;
+    const familyList = family === 4 ? ROW_V4 : ROW_V6;
+    const familyPool = family === 4 ? 0 : CLASS_COUNT;
+    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const pools = this.#pools;
+    const rows = this.#table.rows;
+    const row = slot * ROW_WORDS;
+    const list = row + familyList;
+    const tail = ((key.port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
+    const meta = rows[list + LIST_META];
+    let count = meta & COUNT_MASK;
+    let sizeClass = meta >>> CLASS_SHIFT;
+    let i: number;
+    if (count === 0) {
+      sizeClass = 0;
+      rows[list + LIST_BLOCK] = pools.alloc(familyPool, slot);
+      i = 0;
+    } else {
+      let poolIndex = familyPool + sizeClass;
+      let pool = poolWords[poolIndex];
+      let records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+      const found = this.find(pool, records, sizeClass, count, recordWords, key);
+      if (found >= 0) {
+        const tailAt = records + found * recordWords + recordWords - 1;
+        const old = pool[tailAt];
+        if (onlyIfNewer && ((latest - old) & TIME_MASK) < ((latest - stamp) & TIME_MASK)) {
+          return found;
+        }
+        pool[tailAt] = tail;
+        const wasSeeder = (old & SEEDER_BIT) !== 0;
+        if (wasSeeder !== seeder) this.addSeeders(list, family, seeder ? 1 : -1);
+        if (completed && seeder && !wasSeeder) rows[row + ROW_DOWNLOADED]++;
+        if (count >= CLASS_MIN[sizeClass]) return found;
+        // A shrink that clean() left to announces (huge lists); moving invalidates the index.
+        this.#moveList(slot, familyList, familyPool, recordWords, classFor(count + 1));
+        sizeClass = rows[list + LIST_META] >>> CLASS_SHIFT;
+        poolIndex = familyPool + sizeClass;
+        records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+        return this.find(poolWords[poolIndex], records, sizeClass, count, recordWords, key);
+      }
+      i = ~found;
+      if (count >= CLASS_MAX[sizeClass]) {
+        const to = classFor(count + 1);
+        if (to < 0) return -1;
+        this.#moveList(slot, familyList, familyPool, recordWords, to);
+        sizeClass = to;
+        poolIndex = familyPool + sizeClass;
+        pool = poolWords[poolIndex];
+        records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+        if (sizeClass < LINEAR_CLASSES) {
+          i = count;
+        } else {
+          const capacity = CLASS_CAPACITY[sizeClass];
+          i = rangeOf(key.hash(recordWords), capacity);
+          while (pool[records + i * recordWords + recordWords - 1] !== 0) {
+            if (++i === capacity) i = 0;
+          }
+        }
+      }
+    }
+    const poolIndex = familyPool + sizeClass;
+    const pool = poolWords[poolIndex];
+    const record = recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;
+    pool[record] = key.address0;
+    if (recordWords === RECORD_WORDS_V6) {
+      pool[record + 1] = key.address1;
+      pool[record + 2] = key.address2;
+      pool[record + 3] = key.address3;
+    }
+    pool[record + recordWords - 1] = tail;
+    count++;
+    rows[list + LIST_META] = (count | (sizeClass << CLASS_SHIFT)) >>> 0;
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]++;
+    if (seeder) {
+      this.addSeeders(list, family, 1);
+      if (completed) rows[row + ROW_DOWNLOADED]++;
+    }
+    return i;
+  }
+
+  /** Removes `key` from the list of `family` of the torrent at `slot`, if it is there. */
+  remove(slot: number, family: 4 | 6, key: PeerKey): void {
+    const familyList = family === 4 ? ROW_V4 : ROW_V6;
+    const familyPool = family === 4 ? 0 : CLASS_COUNT;
+    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const rows = this.#table.rows;
+    const list = slot * ROW_WORDS + familyList;
+    const meta = rows[list + LIST_META];
+    if (meta === 0) return;
+    const count = meta & COUNT_MASK;
+    const sizeClass = meta >>> CLASS_SHIFT;
+    const poolIndex = familyPool + sizeClass;
+    const pool = this.#poolWords[poolIndex];
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const i = this.find(pool, records, sizeClass, count, recordWords, key);
+    if (i < 0) return;
+    if ((pool[records + i * recordWords + recordWords - 1] & SEEDER_BIT) !== 0) {
+      this.addSeeders(list, family, -1);
+    }
+    this.removeRecord(pool, records, sizeClass, count, recordWords, i);
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]--;
+    this.listShrunk(slot, familyList, familyPool, recordWords, count - 1, sizeClass, Infinity);
+  }
+
+  /**
+   * Deletes record `i` of a list (linear: the last record fills the hole; set: backward shift).
+   * Returns the work done in the cleaner's units: one per set record looked at.
+   */
+  removeRecord(
+    pool: Uint32Array,
+    records: number,
+    sizeClass: number,
+    count: number,
+    recordWords: number,
+    i: number,
+  ): number {
+    if (sizeClass < LINEAR_CLASSES) {
+      const last = records + (count - 1) * recordWords;
+      const record = records + i * recordWords;
+      for (let w = 0; w < recordWords; w++) {
+        pool[record + w] = pool[last + w];
+        pool[last + w] = 0;
+      }
+      return 0;
+    }
+    const capacity = CLASS_CAPACITY[sizeClass];
+    let hole = i;
+    let next = i;
+    let work = 0;
+    for (;;) {
+      if (++next === capacity) next = 0;
+      const record = records + next * recordWords;
+      if (pool[record + recordWords - 1] === 0) break;
+      const home = rangeOf(this.#recordHash(pool, record, recordWords), capacity);
+      if ((next - home + capacity) % capacity >= (next - hole + capacity) % capacity) {
+        pool.copyWithin(records + hole * recordWords, record, record + recordWords);
+        hole = next;
+      }
+      work += 1;
+    }
+    pool.fill(0, records + hole * recordWords, records + hole * recordWords + recordWords);
+    return work;
+  }
+
+  /**
+   * Stores a list's new `count` after removals: frees the block when empty, moves the list to a
+   * smaller class when sparse (unless the rebuild would exceed `rebuildLimit` records). Returns
+   * the work done in the cleaner's units.
+   */
+  listShrunk(
+    slot: number,
+    familyList: number,
+    familyPool: number,
+    recordWords: number,
+    count: number,
+    sizeClass: number,
+    rebuildLimit: number,
+  ): number {
+    const rows = this.#table.rows;
+    const list = slot * ROW_WORDS + familyList;
+    if (count === 0) {
+      this.#pools.free(familyPool + sizeClass, rows[list + LIST_BLOCK], rows);
+      rows[list + LIST_BLOCK] = 0;
+      rows[list + LIST_META] = 0;
+      rows[list + LIST_SEEDERS] = 0;
+      return 0;
+    }
+    rows[list + LIST_META] = (count | (sizeClass << CLASS_SHIFT)) >>> 0;
+    if (count >= CLASS_MIN[sizeClass] || count > rebuildLimit) return 0;
+    this.#moveList(slot, familyList, familyPool, recordWords, classFor(count + 1));
+    return count * DELETE_WORK;
+  }
+
+  /**
+   * Calls fn for each stored peer of the list of `family` of the torrent at `slot`; the address
+   * bytes are `scratch`, reused, and lastSeen is rebuilt from the 15-bit stamp as the latest time
+   * at or before `latest` that has it. fn must not modify the store.
+   */
+  forEach(
+    slot: number,
+    family: 4 | 6,
+    latest: number,
+    scratch: Uint8Array,
+    fn: PeerVisitor,
+  ): void {
+    const rows = this.#table.rows;
+    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const meta = rows[list + LIST_META];
+    if (meta === 0) return;
+    const count = meta & COUNT_MASK;
+    const sizeClass = meta >>> CLASS_SHIFT;
+    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const pool = this.#poolWords[poolIndex];
+    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
+    for (let i = 0; i < slots; i++) {
+      const record = records + i * recordWords;
+      const tail = pool[record + recordWords - 1];
+      if (tail === 0) continue;
+      for (let w = 0; w < recordWords - 1; w++) {
+        const word = pool[record + w];
+        scratch[4 * w] = word >>> 24;
+        scratch[4 * w + 1] = word >>> 16;
+        scratch[4 * w + 2] = word >>> 8;
+        scratch[4 * w + 3] = word;
+      }
+      fn(
+        scratch,
+        0,
+        tail >>> PORT_SHIFT,
+        (tail & SEEDER_BIT) !== 0,
+        latest - ((latest - tail) & TIME_MASK),
+      );
+    }
+  }
+
+  /** Adds `delta` to the seeders of the list at rows[list..] and to the store's count. */
+  addSeeders(list: number, family: 4 | 6, delta: number): void {
+    this.#table.rows[list + LIST_SEEDERS] += delta;
+    this.#counters[family === 4 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] += delta;
+  }
+
+  /** The keyed hash of the stored record at pool[record..], equal to its peer's PeerKey.hash. */
+  #recordHash(pool: Uint32Array, record: number, recordWords: number): number {
+    const port = pool[record + recordWords - 1] >>> PORT_SHIFT;
+    if (recordWords === RECORD_WORDS_V4) {
+      return hashWords(this.#k0, this.#k1, 2, pool[record], port);
+    }
+    return hashWords(
+      this.#k0,
+      this.#k1,
+      2,
+      hashWords(
+        this.#k0,
+        this.#k1,
+        4,
+        pool[record],
+        pool[record + 1],
+        pool[record + 2],
+        pool[record + 3],
+      ),
+      port,
+    );
+  }
+
+  /** Moves the list of the torrent at `slot` at `familyList` into a block of class `to`. */
+  #moveList(
+    slot: number,
+    familyList: number,
+    familyPool: number,
+    recordWords: number,
+    to: number,
+  ): void {
+    const poolWords = this.#poolWords;
+    const pools = this.#pools;
+    const list = slot * ROW_WORDS + familyList;
+    const rows = this.#table.rows;
+    const meta = rows[list + LIST_META];
+    const count = meta & COUNT_MASK;
+    const from = meta >>> CLASS_SHIFT;
+    const fromPool = familyPool + from;
+    const toPool = familyPool + to;
+    const fromBlock = rows[list + LIST_BLOCK];
+    const toBlock = pools.alloc(toPool, slot);
+    const source = poolWords[fromPool];
+    const target = poolWords[toPool];
+    const sourceRecords = recordsOf(fromPool, fromBlock);
+    const targetRecords = recordsOf(toPool, toBlock);
+    const slots = from < LINEAR_CLASSES ? count : CLASS_CAPACITY[from];
+    const toCapacity = CLASS_CAPACITY[to];
+    const toSet = to >= LINEAR_CLASSES;
+    let next = 0;
+    for (let i = 0; i < slots; i++) {
+      const record = sourceRecords + i * recordWords;
+      if (source[record + recordWords - 1] === 0) continue;
+      let at: number;
+      if (toSet) {
+        let j = rangeOf(this.#recordHash(source, record, recordWords), toCapacity);
+        while (target[targetRecords + j * recordWords + recordWords - 1] !== 0) {
+          if (++j === toCapacity) j = 0;
+        }
+        at = targetRecords + j * recordWords;
+      } else {
+        at = targetRecords + next++ * recordWords;
+      }
+      for (let w = 0; w < recordWords; w++) target[at + w] = source[record + w];
+    }
+    rows[list + LIST_BLOCK] = toBlock;
+    rows[list + LIST_META] = (count | (to << CLASS_SHIFT)) >>> 0;
+    pools.free(fromPool, fromBlock, rows);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * Cuts long walks over the whole store (the full scrape's copy and sort, the stats walks, the
+ * access-list purge) into slices of a few milliseconds with a timer turn in between, so a store of
+ * millions of torrents never holds announces back for long. Nothing here knows the store: a walk
+ * asks `due()` every few thousand steps and `await pause()`s when it says so.
+ */
+
+/** Work time per slice before yielding to the event loop. */
+export const SLICE_MS = 7;
+
+/** Cuts long jobs into slices of at most `budgetMs` of work, and measures them. */
+export class Slicer {
+  slices = 1;
+  maxSliceMs = 0;
+  #sliceStart = performance.now();
+
+  constructor(readonly budgetMs = SLICE_MS) {}
+
+  /** Has this slice used its budget? Cheap enough to call every few thousand steps. */
+  due(): boolean {
+    return performance.now() - this.#sliceStart >= this.budgetMs;
+  }
+
+  /** Ends the slice and lets the event loop run timers and I/O before the next one. */
+  async pause(): Promise<void> {
+    this.#endSlice();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.slices++;
+    this.#sliceStart = performance.now();
+  }
+
+  /** Records the slice running now (call when the job is done). */
+  finish(): void {
+    this.#endSlice();
+  }
+
+  #endSlice(): void {
+    const ms = performance.now() - this.#sliceStart;
+    if (ms > this.maxSliceMs) this.maxSliceMs = ms;
+  }
+}

@@ -1,0 +1,319 @@
+/**
+ * Expiry: removes peers silent for more than the peer timeout, and torrents the rules let go, in
+ * small steps over the torrent table so that a store of millions never stalls announces.
+ *
+ * A pass walks the table downwards from an empty slot, so the rows a backward-shift deletion moves
+ * (those above the hole, up to the next empty slot) are always ones the pass has already visited:
+ * nothing is skipped and nothing needs a second look. A step visits up to `budget` slots and stops
+ * early after WORK_PER_SLOT * budget work units (records looked at, removals, shifted rows),
+ * pausing inside a huge list and resuming there at the next step. A step that paused remembers the row it
+ * was in: if deletions moved another row under the cursor meanwhile, it starts that slot afresh.
+ *
+ * Peer records carry a 15-bit time stamp (seconds mod 32768), so each must be examined within
+ * 32768 - peerTimeout seconds of its last announce, or its age wraps and it looks fresh; see
+ * CLEAN_BUDGET for the bound and how a pass that runs late is finished at any cost.
+ */
+import { CLASS_CAPACITY, CLASS_COUNT, LINEAR_CLASSES } from "./classes.ts";
+import {
+  CLASS_SHIFT,
+  COUNT_MASK,
+  COUNTER_PEERS4,
+  COUNTER_PEERS6,
+  COUNTER_TORRENTS,
+  LIST_BLOCK,
+  LIST_META,
+  RECORD_WORDS_V4,
+  RECORD_WORDS_V6,
+  ROW_DOWNLOADED,
+  ROW_LAST_ACTIVITY,
+  ROW_V4,
+  ROW_V6,
+  ROW_WORDS,
+  SEEDER_BIT,
+  TIME_MASK,
+  TIME_PERIOD,
+} from "./layout.ts";
+import { type BlockPools, recordsOf, TRIM_WORDS } from "./blockPools.ts";
+import { DELETE_WORK, type PeerSets } from "./peerSets.ts";
+import type { TorrentTable } from "./torrentTable.ts";
+
+/**
+ * Slots the server should pass to clean() every CLEAN_INTERVAL_MS: 40960 slots a second, so a
+ * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s, up to ~80 s
+ * while most of it expires. Besides the slot budget a step stops after WORK_PER_SLOT * budget
+ * work units (records looked at, removals, shifted rows), finishing a huge list over several
+ * steps. It also gives back at most 2 MB of pool memory, and shrinks the table at the end of a
+ * pass only if the table has at most SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans
+ * every old slot); cleanAll() shrinks any table. Measured with 1M peers stored
+ * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max
+ * under 10 ms of process CPU per step, including steps where half or all of the peers expire.
+ *
+ * Time stamp bound: records carry lastSeen mod 32768, so each one must be examined within
+ * 32768 - peerTimeout seconds (>= 16768 s, as peerTimeout <= 16000) of its last announce, or its
+ * age wraps and it looks fresh. A pass visits every record it finds in place; a record can miss
+ * one pass only when a table resize or a list rebuild moves it under the cursor, so the
+ * requirement is 2 * pass length < 32768 - peerTimeout: at most 160 s against 16768 s here. As
+ * a safety net clean() ignores its budget and finishes the pass once that pass has been running
+ * for (32768 - peerTimeout) / 4 seconds.
+ */
+export const CLEAN_BUDGET = 1024;
+export const CLEAN_INTERVAL_MS = 25;
+
+/** Work units per budget slot: one per slot or record looked at, DELETE_WORK per removal. */
+const WORK_PER_SLOT = 32;
+/** A step leaves shrinking lists larger than this to announces, to keep steps short. */
+const CLEAN_REBUILD_LIMIT = 1 << 15;
+/** A step shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
+const SHRINK_SCAN_LIMIT = 1 << 18;
+
+export class SwarmCleaner {
+  /** Completed passes (cursor wrap-arounds). */
+  passes = 0;
+  readonly #table: TorrentTable;
+  readonly #pools: BlockPools;
+  readonly #peers: PeerSets;
+  readonly #counters: Uint32Array;
+  readonly #peerTimeout: number;
+  readonly #keepDownloadedFor: number;
+  /** A pass running longer than this is finished at any cost (see the header). */
+  readonly #maxPassSeconds: number;
+
+  /** The slot the pass visits next. */
+  #cursor = 0;
+  /** Slots left to visit in the current pass (0: start a new pass). */
+  #passLeft = 0;
+  #passStart = 0;
+  /** Where a step stopped inside a big set: family (0/1), record, records left. */
+  #cleanFamily = 0;
+  #cleanRecord = 0;
+  #cleanLeft = 0;
+  /** The first two words of the row a paused step was in. */
+  #pausedWord0 = 0;
+  #pausedWord1 = 0;
+  /** Work units spent in this step. */
+  #work = 0;
+
+  constructor(
+    table: TorrentTable,
+    pools: BlockPools,
+    peers: PeerSets,
+    counters: Uint32Array,
+    peerTimeout: number,
+    keepDownloadedFor: number,
+  ) {
+    this.#table = table;
+    this.#pools = pools;
+    this.#peers = peers;
+    this.#counters = counters;
+    this.#peerTimeout = peerTimeout;
+    this.#keepDownloadedFor = keepDownloadedFor;
+    this.#maxPassSeconds = Math.floor((TIME_PERIOD - peerTimeout) / 4);
+  }
+
+  /** One step: visits up to `budget` slots (fewer if its work limit runs out); returns them. */
+  clean(now: number, budget: number): number {
+    let workLimit = budget * WORK_PER_SLOT;
+    // Falling behind the time-stamp bound: finish this pass whatever it costs.
+    const finishPass = this.#passLeft > 0 && now - this.#passStart > this.#maxPassSeconds;
+    if (finishPass) workLimit = Infinity;
+    const pools = this.#pools;
+    if (pools.trimAllowance < TRIM_WORDS) pools.trimAllowance = TRIM_WORDS;
+    this.#work = 0;
+    this.#forgetPauseIfRowMoved();
+    let visited = 0;
+    while ((finishPass || visited < budget) && this.#work < workLimit) {
+      if (this.#passLeft <= 0) this.#startPass(now);
+      visited++;
+      if (!this.#cleanSlot(this.#cursor, now, workLimit)) {
+        const row = this.#cursor * ROW_WORDS;
+        this.#pausedWord0 = this.#table.rows[row];
+        this.#pausedWord1 = this.#table.rows[row + 1];
+        break;
+      }
+      this.#stepCursor();
+      if (this.#passLeft <= 0) {
+        this.#endPass(now, false);
+        if (finishPass) break;
+      }
+    }
+    pools.trimAll();
+    return visited;
+  }
+
+  /** A full pass over every slot, at any cost (tests, shutdown, state save). */
+  cleanAll(now: number): void {
+    const pools = this.#pools;
+    pools.trimAllowance = Infinity;
+    this.#startPass(now);
+    while (this.#passLeft > 0) {
+      this.#work = 0;
+      this.#cleanSlot(this.#cursor, now, Infinity);
+      this.#stepCursor();
+    }
+    this.#endPass(now, true);
+    pools.trimAll();
+    pools.trimAllowance = TRIM_WORDS;
+  }
+
+  /**
+   * The table was resized: rows keep their place in hash order, so scaling keeps the pass roughly
+   * where it was; rows it misses are visited next pass.
+   */
+  tableResized(oldCapacity: number, newCapacity: number): void {
+    this.#cursor = Math.min(newCapacity - 1, Math.floor(this.#cursor * newCapacity / oldCapacity));
+    this.#passLeft = Math.min(newCapacity, Math.ceil(this.#passLeft * newCapacity / oldCapacity));
+    this.#cleanFamily = 0;
+    this.#cleanRecord = 0;
+    this.#cleanLeft = 0;
+  }
+
+  /** A paused step resumes inside a list only if the row it was in is still at the cursor. */
+  #forgetPauseIfRowMoved(): void {
+    if (this.#cleanFamily === 0 && this.#cleanLeft === 0) return;
+    const rows = this.#table.rows;
+    const row = this.#cursor * ROW_WORDS;
+    if (rows[row] !== this.#pausedWord0 || rows[row + 1] !== this.#pausedWord1) {
+      this.#cleanFamily = 0;
+      this.#cleanLeft = 0;
+    }
+  }
+
+  /**
+   * Expires one slot's peers, resuming inside a big set where the last step stopped, and frees
+   * the torrent if the rules say so. Returns false if the work limit ran out inside a list.
+   */
+  #cleanSlot(slot: number, now: number, workLimit: number): boolean {
+    this.#work += 1;
+    const rows = this.#table.rows;
+    const row = slot * ROW_WORDS;
+    if (rows[row + ROW_LAST_ACTIVITY] === 0) return true;
+    if (this.#cleanFamily === 0) {
+      if (rows[row + ROW_V4 + LIST_META] !== 0) {
+        if (!this.#cleanList(slot, 4, now, workLimit)) return false;
+      }
+      this.#cleanFamily = 1;
+      this.#cleanLeft = 0;
+    }
+    if (rows[row + ROW_V6 + LIST_META] !== 0) {
+      if (!this.#cleanList(slot, 6, now, workLimit)) return false;
+    }
+    if (rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0) {
+      if (
+        rows[row + ROW_DOWNLOADED] === 0 ||
+        now - rows[row + ROW_LAST_ACTIVITY] > this.#keepDownloadedFor
+      ) {
+        this.#work += this.#table.delete(slot) + DELETE_WORK;
+      }
+    }
+    return true;
+  }
+
+  /** Moves the cursor one slot down (wrapping) and forgets any position inside a list. */
+  #stepCursor(): void {
+    this.#cursor = this.#cursor === 0 ? this.#table.capacity - 1 : this.#cursor - 1;
+    this.#passLeft--;
+    this.#cleanFamily = 0;
+    this.#cleanLeft = 0;
+  }
+
+  /** Expires the list of `family` at `slot`; returns false if the work limit ran out in it. */
+  #cleanList(slot: number, family: 4 | 6, now: number, workLimit: number): boolean {
+    const familyList = family === 4 ? ROW_V4 : ROW_V6;
+    const familyPool = family === 4 ? 0 : CLASS_COUNT;
+    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const peers = this.#peers;
+    const rows = this.#table.rows;
+    const list = slot * ROW_WORDS + familyList;
+    const meta = rows[list + LIST_META];
+    let count = meta & COUNT_MASK;
+    const sizeClass = meta >>> CLASS_SHIFT;
+    const poolIndex = familyPool + sizeClass;
+    const pool = this.#pools.words[poolIndex];
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    const timeout = this.#peerTimeout;
+    let finished = true;
+    let seedersGone = 0;
+    const before = count;
+    if (sizeClass < LINEAR_CLASSES) {
+      // Backwards, so the last record moved into a hole has already been looked at.
+      for (let i = count - 1; i >= 0; i--) {
+        const tail = pool[records + i * recordWords + recordWords - 1];
+        if (((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          peers.removeRecord(pool, records, sizeClass, count, recordWords, i);
+          count--;
+        }
+      }
+      this.#work += before;
+    } else {
+      // Downwards from an empty record, like the table pass: a removal's backward shift only
+      // moves records already looked at. A paused walk resumes where it stopped.
+      const capacity = CLASS_CAPACITY[sizeClass];
+      let i = this.#cleanRecord;
+      let left = this.#cleanLeft;
+      if (left === 0 || i >= capacity) {
+        let empty = 0;
+        while (pool[records + empty * recordWords + recordWords - 1] !== 0) empty++;
+        i = empty === 0 ? capacity - 1 : empty - 1;
+        left = capacity - 1;
+      }
+      for (; left > 0; left--) {
+        if (this.#work >= workLimit) {
+          finished = false;
+          break;
+        }
+        this.#work += 1;
+        const tail = pool[records + i * recordWords + recordWords - 1];
+        if (tail !== 0 && ((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          this.#work += peers.removeRecord(pool, records, sizeClass, count, recordWords, i) +
+            DELETE_WORK;
+          if (--count === 0) break;
+        }
+        i = i === 0 ? capacity - 1 : i - 1;
+      }
+      this.#cleanRecord = i;
+      this.#cleanLeft = left;
+    }
+    const removed = before - count;
+    if (removed === 0) return finished;
+    if (seedersGone !== 0) peers.addSeeders(list, family, -seedersGone);
+    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= removed;
+    if (count === 0 || finished) {
+      this.#work += peers.listShrunk(
+        slot,
+        familyList,
+        familyPool,
+        recordWords,
+        count,
+        sizeClass,
+        CLEAN_REBUILD_LIMIT,
+      );
+    } else {
+      rows[list + LIST_META] = (count | (sizeClass << CLASS_SHIFT)) >>> 0;
+    }
+    return finished;
+  }
+
+  /** Starts a pass just below an empty slot (there always is one: the load stays below 1). */
+  #startPass(now: number): void {
+    const rows = this.#table.rows;
+    let empty = 0;
+    while (rows[empty * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0) empty++;
+    this.#cursor = empty === 0 ? this.#table.capacity - 1 : empty - 1;
+    this.#passLeft = this.#table.capacity;
+    this.#cleanFamily = 0;
+    this.#cleanLeft = 0;
+    this.#passStart = now;
+  }
+
+  /** Ends a pass; shrinks a mostly empty table if that is cheap enough (or `anyCost`). */
+  #endPass(now: number, anyCost: boolean): void {
+    this.passes++;
+    this.#passLeft = 0;
+    this.#passStart = now;
+    const torrents = this.#counters[COUNTER_TORRENTS];
+    const cheap = anyCost || torrents === 0 || this.#table.capacity <= SHRINK_SCAN_LIMIT;
+    if (cheap && this.#table.shrinkIfSparse()) this.#passLeft = 0;
+  }
+}
