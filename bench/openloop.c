@@ -174,12 +174,16 @@ static void record(u64 i, u64 now, int ok) {
   else if (lat > to_ns) st.timeouts++; /* answered, but after the timeout */
   else { st.ok++; st.hist[hidx(lat / 1000)]++; }
   if (stall_ns && ok == 1 && lat > stall_ns) {
+    /* replies come back out of order during a stall: join any recent episode within 100 ms */
     u64 d = due(i);
-    if (n_stalls && d < stalls[n_stalls - 1].last_due + 100000000ull && d + 100000000ull > stalls[n_stalls - 1].first_due) {
-      if (d > stalls[n_stalls - 1].last_due) stalls[n_stalls - 1].last_due = d;
-      if (d < stalls[n_stalls - 1].first_due) stalls[n_stalls - 1].first_due = d;
-      if (lat > stalls[n_stalls - 1].worst) stalls[n_stalls - 1].worst = lat;
-      stalls[n_stalls - 1].count++;
+    int k = n_stalls - 1;
+    for (; k >= 0 && k >= n_stalls - 16; k--)
+      if (d + 100000000ull > stalls[k].first_due && d < stalls[k].last_due + 100000000ull) break;
+    if (k >= 0 && k >= n_stalls - 16) {
+      if (d > stalls[k].last_due) stalls[k].last_due = d;
+      if (d < stalls[k].first_due) stalls[k].first_due = d;
+      if (lat > stalls[k].worst) stalls[k].worst = lat;
+      stalls[k].count++;
     } else if (n_stalls < MAX_STALLS) {
       stalls[n_stalls].first_due = stalls[n_stalls].last_due = d;
       stalls[n_stalls].worst = lat;
