@@ -6,7 +6,8 @@
  * between the incremental bookkeeping and the data shows up as a readable message.
  */
 
-import { hashBytes, hashWords } from "../hash/halfSipHash.ts";
+import { hashBytes } from "../hash/halfSipHash.ts";
+import { hash2Words, hash4Words } from "../hash/halfSipHashWords.ts";
 import { CLASS_CAPACITY, CLASS_COUNT, CLASS_MAX, LINEAR_CLASSES } from "./classes.ts";
 import {
   BLOCK_HEADER_WORDS,
@@ -132,11 +133,10 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
         if (keys.has(peerKey)) report(`${where}: duplicate peer ${peerKey}`);
         keys.add(peerKey);
         if (isSet) {
-          const h = R === RECORD_WORDS_V4 ? hashWords(k0, k1, 2, pool[p], port) : hashWords(
+          const h = R === RECORD_WORDS_V4 ? hash2Words(k0, k1, pool[p], port) : hash2Words(
             k0,
             k1,
-            2,
-            hashWords(k0, k1, 4, pool[p], pool[p + 1], pool[p + 2], pool[p + 3]),
+            hash4Words(k0, k1, pool[p], pool[p + 1], pool[p + 2], pool[p + 3]),
             port,
           );
           const home = rangeOf(h, cap);

@@ -12,7 +12,7 @@
  * The peer being worked on is a `PeerKey`, read once per call from the caller's bytes and passed
  * to every function that needs it; its keyed hash is computed at most once per key.
  */
-import { hashWords } from "../hash/halfSipHash.ts";
+import { hash2Words, hash4Words } from "../hash/halfSipHashWords.ts";
 import {
   CLASS_CAPACITY,
   CLASS_COUNT,
@@ -48,7 +48,10 @@ import type { TorrentTable } from "./torrentTable.ts";
 /** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
 export const DELETE_WORK = 16;
 
-/** One peer's key as record words: its address (big-endian words) and port. Reused per call. */
+/**
+ * One peer's key as record words: its address (big-endian words, held as int32 so that passing
+ * them to a call that is not inlined never boxes them) and port. Reused per call.
+ */
 export class PeerKey {
   address0 = 0;
   address1 = 0;
@@ -67,31 +70,27 @@ export class PeerKey {
 
   /** Reads the peer at b[at..] (4 bytes for family 4, 16 for 6) with its port. */
   read(family: 4 | 6, b: Uint8Array, at: number, port: number): void {
-    this.address0 = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+    this.address0 = (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
     if (family === 6) {
-      this.address1 = ((b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]) >>> 0;
-      this.address2 = ((b[at + 8] << 24) | (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11]) >>>
-        0;
-      this.address3 = ((b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15]) >>>
-        0;
+      this.address1 = (b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7];
+      this.address2 = (b[at + 8] << 24) | (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11];
+      this.address3 = (b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15];
     }
     this.port = port & 0xffff;
     this.#hashKnown = false;
   }
 
-  /** The keyed hash that places this peer in a set, computed once per `read`. */
+  /** The keyed hash (int32) that places this peer in a set, computed once per `read`. */
   hash(recordWords: number): number {
     if (!this.#hashKnown) {
       this.#hash = recordWords === RECORD_WORDS_V4
-        ? hashWords(this.#k0, this.#k1, 2, this.address0, this.port)
-        : hashWords(
+        ? hash2Words(this.#k0, this.#k1, this.address0, this.port)
+        : hash2Words(
           this.#k0,
           this.#k1,
-          2,
-          hashWords(
+          hash4Words(
             this.#k0,
             this.#k1,
-            4,
             this.address0,
             this.address1,
             this.address2,
@@ -106,8 +105,8 @@ export class PeerKey {
 
   /** Whether the IPv6 record at pool[record..], whose first word matched, holds this address. */
   sameV6Tail(pool: Uint32Array, record: number): boolean {
-    return pool[record + 1] === this.address1 && pool[record + 2] === this.address2 &&
-      pool[record + 3] === this.address3;
+    return (pool[record + 1] | 0) === this.address1 && (pool[record + 2] | 0) === this.address2 &&
+      (pool[record + 3] | 0) === this.address3;
   }
 }
 
@@ -157,7 +156,8 @@ export class PeerSets {
     if (sizeClass < LINEAR_CLASSES) {
       for (let i = 0, record = records; i < count; i++, record += recordWords) {
         if (
-          pool[record] === address0 && pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
+          (pool[record] | 0) === address0 &&
+          pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
           (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
         ) return i;
       }
@@ -170,7 +170,7 @@ export class PeerSets {
       const tail = pool[record + recordWords - 1];
       if (tail === 0) return ~i;
       if (
-        pool[record] === address0 && tail >>> PORT_SHIFT === port &&
+        (pool[record] | 0) === address0 && tail >>> PORT_SHIFT === port &&
         (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
       ) return i;
       if (++i === capacity) i = 0;
@@ -434,24 +434,19 @@ export class PeerSets {
   /** The keyed hash of the stored record at pool[record..], equal to its peer's PeerKey.hash. */
   #recordHash(pool: Uint32Array, record: number, recordWords: number): number {
     const port = pool[record + recordWords - 1] >>> PORT_SHIFT;
-    if (recordWords === RECORD_WORDS_V4) {
-      return hashWords(this.#k0, this.#k1, 2, pool[record], port);
-    }
-    return hashWords(
-      this.#k0,
-      this.#k1,
-      2,
-      hashWords(
-        this.#k0,
-        this.#k1,
-        4,
-        pool[record],
-        pool[record + 1],
-        pool[record + 2],
-        pool[record + 3],
-      ),
-      port,
+    const k0 = this.#k0;
+    const k1 = this.#k1;
+    // Words as int32 (`| 0`): a uint32 argument above 2^31 would be boxed.
+    if (recordWords === RECORD_WORDS_V4) return hash2Words(k0, k1, pool[record] | 0, port);
+    const a = hash4Words(
+      k0,
+      k1,
+      pool[record] | 0,
+      pool[record + 1] | 0,
+      pool[record + 2] | 0,
+      pool[record + 3] | 0,
     );
+    return hash2Words(k0, k1, a, port);
   }
 
   /** Moves the list of the torrent at `slot` at `familyList` into a block of class `to`. */

@@ -35,7 +35,7 @@ import {
 } from "./layout.ts";
 import { allocWords } from "./memory.ts";
 import { BlockPools } from "./blockPools.ts";
-import { TorrentTable } from "./torrentTable.ts";
+import { TorrentKey, TorrentTable } from "./torrentTable.ts";
 import { PeerKey, PeerSets, type PeerVisitor } from "./peerSets.ts";
 import { samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
@@ -107,7 +107,8 @@ export class SwarmTable {
   readonly #peers: PeerSets;
   readonly #cleaner: SwarmCleaner;
   readonly #caps: StoreCaps;
-  /** The peer of the call in progress, read once from the caller's bytes. */
+  /** The torrent and the peer of the call in progress, read once from the caller's bytes. */
+  readonly #torrent: TorrentKey;
   readonly #peer: PeerKey;
   readonly #addressScratch = new Uint8Array(16);
 
@@ -138,6 +139,7 @@ export class SwarmTable {
       options.keepDownloadedFor ?? 86400,
     );
     this.#caps = new StoreCaps(options, this.#table, this.#counters, this.#random);
+    this.#torrent = new TorrentKey(this.#hashKey);
     this.#peer = new PeerKey(this.#hashKey);
   }
 
@@ -172,25 +174,26 @@ export class SwarmTable {
     if ((port & 0xffff) === 0) event = EVENT_STOPPED;
     this.#pools.earnTrim();
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     const peer = this.#peer;
     peer.read(family, address, addressOffset, port);
     const caps = this.#caps;
     if (slot < 0) {
       if (event === EVENT_STOPPED) return this.#zeroResult();
       if (caps.newTorrentFull()) {
-        slot = caps.makeRoom(infoHash, hashOffset, hash, slot, this.result);
+        slot = caps.makeRoom(torrent, slot, this.result);
         if (slot === NO_ROOM) {
           this.#zeroResult();
           return -1;
         }
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     } else if (
       caps.peersFull() && event !== EVENT_STOPPED && !this.#peers.contains(slot, family, peer)
     ) {
-      slot = caps.makeRoom(infoHash, hashOffset, hash, slot, this.result);
+      slot = caps.makeRoom(torrent, slot, this.result);
       if (slot === NO_ROOM) {
         this.#zeroResult();
         return -1;
@@ -241,7 +244,9 @@ export class SwarmTable {
   /** Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown. */
   scrape(infoHash: Uint8Array, hashOffset: number): boolean {
     const table = this.#table;
-    const slot = table.find(infoHash, hashOffset, table.hashOf(infoHash, hashOffset));
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    const slot = table.find(torrent);
     if (slot < 0) {
       this.#zeroResult();
       return false;
@@ -395,8 +400,9 @@ export class SwarmTable {
     if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
     this.#pools.earnTrim();
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     const peer = this.#peer;
     peer.read(family, address, addressOffset, port);
     const peersFull = this.#caps.peersFull();
@@ -405,7 +411,7 @@ export class SwarmTable {
         this.#restoreSkipped++;
         return false;
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     } else if (peersFull && !this.#peers.contains(slot, family, peer)) {
       this.#restoreSkipped++;
       return false;
@@ -424,15 +430,16 @@ export class SwarmTable {
   setDownloaded(infoHash: Uint8Array, hashOffset: number, downloaded: number, now: number): void {
     if (now > this.#latest) this.#latest = now;
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     if (slot < 0) {
       if (downloaded <= 0) return;
       if (this.#counters[COUNTER_TORRENTS] >= this.#caps.maxTorrents) {
         this.#restoreSkipped++;
         return;
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     }
     const rows = table.rows;
     const row = slot * ROW_WORDS;

@@ -15,7 +15,7 @@
  * 16/17 on average, and it is among the newer half of all torrents with probability 2^-16 (every
  * sample would have to be).
  */
-import { hashBytes } from "../hash/halfSipHash.ts";
+import { hash5Words } from "../hash/halfSipHashWords.ts";
 import { CLASS_COUNT } from "./classes.ts";
 import {
   CLASS_SHIFT,
@@ -44,9 +44,45 @@ const GROWTH = 1.5;
 const SHRINK_LOAD = 0.2;
 const EVICTION_SAMPLES = 16;
 
-/** Info hash bytes b[at .. at+4] as the little-endian row word that holds them. */
+/** Info hash bytes b[at .. at+4] as the little-endian row word that holds them, as an int32. */
 function rowWord(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+  return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24);
+}
+
+/**
+ * The info hash an announce works on, read once from the caller's bytes: its five row words and
+ * its keyed hash, which places its row. Words and hash are int32, so passing them to a call that
+ * is not inlined never boxes them. One is reused per call, like PeerKey.
+ */
+export class TorrentKey {
+  w0 = 0;
+  w1 = 0;
+  w2 = 0;
+  w3 = 0;
+  w4 = 0;
+  hash = 0;
+  readonly #k0: number;
+  readonly #k1: number;
+
+  constructor(hashKey: Uint32Array) {
+    this.#k0 = hashKey[0] | 0;
+    this.#k1 = hashKey[1] | 0;
+  }
+
+  /** Reads the info hash at infoHash[at .. at+20] and hashes it. */
+  read(infoHash: Uint8Array, at: number): void {
+    const w0 = rowWord(infoHash, at);
+    const w1 = rowWord(infoHash, at + 4);
+    const w2 = rowWord(infoHash, at + 8);
+    const w3 = rowWord(infoHash, at + 12);
+    const w4 = rowWord(infoHash, at + 16);
+    this.w0 = w0;
+    this.w1 = w1;
+    this.w2 = w2;
+    this.w3 = w3;
+    this.w4 = w4;
+    this.hash = hash5Words(this.#k0, this.#k1, w0, w1, w2, w3, w4);
+  }
 }
 
 export class TorrentTable {
@@ -81,59 +117,68 @@ export class TorrentTable {
     this.rowBytes = new Uint8Array(this.rows.buffer);
   }
 
-  /** The keyed hash of the info hash at infoHash[at .. at+20], which places its row. */
-  hashOf(infoHash: Uint8Array, at: number): number {
-    return hashBytes(this.#k0, this.#k1, infoHash, at, 20);
-  }
-
   /**
-   * The slot holding the info hash at infoHash[at..] (whose `hashOf` is `hash`), or, when it is
-   * not stored, `~slot` of the empty slot where it would go (a negative number).
+   * The slot holding `key`'s info hash, or, when it is not stored, `~slot` of the empty slot where
+   * it would go (a negative number).
    */
-  find(infoHash: Uint8Array, at: number, hash: number): number {
+  find(key: TorrentKey): number {
     const rows = this.rows;
     const capacity = this.capacity;
-    const w0 = rowWord(infoHash, at);
-    const w1 = rowWord(infoHash, at + 4);
-    const w2 = rowWord(infoHash, at + 8);
-    const w3 = rowWord(infoHash, at + 12);
-    const w4 = rowWord(infoHash, at + 16);
-    let slot = rangeOf(hash, capacity);
+    const w0 = key.w0;
+    const w1 = key.w1;
+    const w2 = key.w2;
+    const w3 = key.w3;
+    const w4 = key.w4;
+    let slot = rangeOf(key.hash, capacity);
     for (;;) {
       const row = slot * ROW_WORDS;
       if (rows[row + ROW_LAST_ACTIVITY] === 0) return ~slot;
       if (
-        rows[row] === w0 && rows[row + 1] === w1 && rows[row + 2] === w2 &&
-        rows[row + 3] === w3 && rows[row + 4] === w4
+        (rows[row] | 0) === w0 && (rows[row + 1] | 0) === w1 && (rows[row + 2] | 0) === w2 &&
+        (rows[row + 3] | 0) === w3 && (rows[row + 4] | 0) === w4
       ) return slot;
       if (++slot === capacity) slot = 0;
     }
   }
 
   /**
-   * Creates a row for the info hash at infoHash[at..], which `find` just placed at `~found`
-   * (growing the table first if it is due), and returns its slot.
+   * Creates a row for `key`, which `find` just placed at `~found` (growing the table first if it
+   * is due), and returns its slot.
    */
-  insert(infoHash: Uint8Array, at: number, hash: number, found: number): number {
+  insert(key: TorrentKey, found: number): number {
     if (this.#counters[COUNTER_TORRENTS] + 1 > this.#growAt) {
       this.resize(Math.ceil(this.capacity * GROWTH));
-      found = this.find(infoHash, at, hash);
+      found = this.find(key);
     }
     const slot = ~found;
     const rows = this.rows;
     const row = slot * ROW_WORDS;
-    for (let w = 0; w < 5; w++) rows[row + w] = rowWord(infoHash, at + 4 * w);
+    rows[row] = key.w0;
+    rows[row + 1] = key.w1;
+    rows[row + 2] = key.w2;
+    rows[row + 3] = key.w3;
+    rows[row + 4] = key.w4;
     rows[row + ROW_LAST_ACTIVITY] = 1;
     this.#counters[COUNTER_TORRENTS]++;
     return slot;
   }
 
+  /** The keyed hash of the info hash in rows[row..] (row a word offset), as TorrentKey.hash. */
+  #rowHash(rows: Uint32Array, row: number): number {
+    return hash5Words(
+      this.#k0,
+      this.#k1,
+      rows[row] | 0,
+      rows[row + 1] | 0,
+      rows[row + 2] | 0,
+      rows[row + 3] | 0,
+      rows[row + 4] | 0,
+    );
+  }
+
   /** The home slot of the row at `slot`. */
   homeOf(slot: number): number {
-    return rangeOf(
-      hashBytes(this.#k0, this.#k1, this.rowBytes, slot * ROW_WORDS * 4, 20),
-      this.capacity,
-    );
+    return rangeOf(this.#rowHash(this.rows, slot * ROW_WORDS), this.capacity);
   }
 
   /**
@@ -193,7 +238,6 @@ export class TorrentTable {
   resize(newCapacity: number): void {
     this.resizes++;
     const old = this.rows;
-    const oldBytes = this.rowBytes;
     const oldCapacity = this.capacity;
     const rows = allocGrowableWords(newCapacity * ROW_WORDS);
     this.rows = rows;
@@ -205,7 +249,7 @@ export class TorrentTable {
     for (let from = 0; from < moving; from++) {
       const oldRow = from * ROW_WORDS;
       if (old[oldRow + ROW_LAST_ACTIVITY] === 0) continue;
-      let to = rangeOf(hashBytes(this.#k0, this.#k1, oldBytes, oldRow * 4, 20), newCapacity);
+      let to = rangeOf(this.#rowHash(old, oldRow), newCapacity);
       while (rows[to * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0) if (++to === newCapacity) to = 0;
       const row = to * ROW_WORDS;
       for (let w = 0; w < ROW_WORDS; w++) rows[row + w] = old[oldRow + w];
