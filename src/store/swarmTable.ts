@@ -50,7 +50,7 @@ export interface SwarmTableOptions extends CapOptions {
   peerTimeout: number;
   /** Seconds a peerless torrent with downloaded > 0 is kept after its last activity (86400). */
   keepDownloadedFor?: number;
-  /** uint32 source for peer sampling; default: xorshift32 seeded from crypto. */
+  /** 32-bit random source (int32 or uint32) for sampling; default: xorshift32 seeded from crypto. */
   random?: () => number;
   /** 2-word HalfSipHash key; default randomKey(). */
   hashKey?: Uint32Array;
@@ -83,13 +83,14 @@ const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
 
 const MAX_PEER_TIMEOUT = 16000;
+/** The default `random`: returns int32 (callers take `>>> 0`), so a call never boxes its result. */
 function xorshift32(): () => number {
-  let s = crypto.getRandomValues(new Uint32Array(1))[0] | 1;
+  let s = crypto.getRandomValues(new Int32Array(1))[0] | 1;
   return () => {
     s ^= s << 13;
     s ^= s >>> 17;
     s ^= s << 5;
-    return s >>> 0;
+    return s;
   };
 }
 
