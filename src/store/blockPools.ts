@@ -35,6 +35,14 @@ export function recordsOf(poolIndex: number, block: number): number {
   return block * BLOCK_WORDS[poolIndex] + BLOCK_HEADER_WORDS;
 }
 
+/** Whether the row list at rows[list..] holds block `block` of pool `poolIndex`. */
+function ownsBlock(rows: Uint32Array, list: number, poolIndex: number, block: number): boolean {
+  if (list + LIST_META >= rows.length) return false;
+  const meta = rows[list + LIST_META];
+  return meta !== 0 && rows[list + LIST_BLOCK] === block &&
+    meta >>> CLASS_SHIFT === poolIndex % CLASS_COUNT;
+}
+
 /** A pool that must grow grows by this factor. */
 const POOL_GROWTH = 1.5;
 /** Pools start at (and are not shrunk below) about this many words. */
@@ -51,6 +59,11 @@ export class BlockPools {
   readonly used: Uint32Array = allocWords(2 * CLASS_COUNT);
   /** Pool words that may still be given back now (see the header). */
   trimAllowance = TRIM_WORDS;
+  /**
+   * During a torrent-table resize, the old table's rows (NO_WORDS otherwise): a block's owner may
+   * still be a row there, at the slot its owner word names (torrentTable.ts).
+   */
+  movingRows: Uint32Array = NO_WORDS;
   /** The pool the next round-robin trim starts at. */
   #trimCursor = 0;
 
@@ -94,8 +107,13 @@ export class BlockPools {
     if (block !== last) {
       pool.copyWithin(block * blockWords, last * blockWords, last * blockWords + blockWords);
       const owner = pool[block * blockWords];
-      const familyList = poolIndex < CLASS_COUNT ? ROW_V4 : ROW_V6;
-      rows[owner * ROW_WORDS + familyList + LIST_BLOCK] = block;
+      const list = owner * ROW_WORDS + (poolIndex < CLASS_COUNT ? ROW_V4 : ROW_V6);
+      // Only one row owns block `last` of this pool: if the row at the owner's slot of `rows`
+      // does not, the owner is still in the old table of a resize.
+      const owners = this.movingRows.length === 0 || ownsBlock(rows, list, poolIndex, last)
+        ? rows
+        : this.movingRows;
+      owners[list + LIST_BLOCK] = block;
     }
     this.used[poolIndex] = last;
     if (this.trimAllowance > 0) {

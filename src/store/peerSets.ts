@@ -382,19 +382,20 @@ export class PeerSets {
   }
 
   /**
-   * Calls fn for each stored peer of the list of `family` of the torrent at `slot`; the address
-   * bytes are `scratch`, reused, and lastSeen is rebuilt from the 15-bit stamp as the latest time
-   * at or before `latest` that has it. fn must not modify the store.
+   * Calls fn for each stored peer of the list of `family` of the torrent row at rows[row..] (a
+   * row of either table during a resize); the address bytes are `scratch`, reused, and lastSeen
+   * is rebuilt from the 15-bit stamp as the latest time at or before `latest` that has it. fn must
+   * not modify the store.
    */
   forEach(
-    slot: number,
+    rows: Uint32Array,
+    row: number,
     family: 4 | 6,
     latest: number,
     scratch: Uint8Array,
     fn: PeerVisitor,
   ): void {
-    const rows = this.#table.rows;
-    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const list = row + (family === 4 ? ROW_V4 : ROW_V6);
     const meta = rows[list + LIST_META];
     if (meta === 0) return;
     const count = meta & COUNT_MASK;

@@ -19,7 +19,6 @@ import {
   COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
-  COUNTER_TORRENTS,
   LIST_BLOCK,
   LIST_META,
   RECORD_WORDS_V4,
@@ -42,9 +41,9 @@ import type { TorrentTable } from "./torrentTable.ts";
  * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s, up to ~80 s
  * while most of it expires. Besides the slot budget a step stops after WORK_PER_SLOT * budget
  * work units (records looked at, removals, shifted rows), finishing a huge list over several
- * steps. It also gives back at most 2 MB of pool memory, and shrinks the table at the end of a
- * pass only if the table has at most SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans
- * every old slot); cleanAll() shrinks any table. Measured with 1M peers stored
+ * steps. It also gives back at most 2 MB of pool memory, and at the end of a pass starts
+ * shrinking a mostly empty table (incrementally, like every resize: while one runs, steps move
+ * rows instead of visiting slots). Measured with 1M peers stored
  * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max
  * under 10 ms of process CPU per step, including steps where half or all of the peers expire.
  *
@@ -63,8 +62,8 @@ export const CLEAN_INTERVAL_MS = 25;
 const WORK_PER_SLOT = 32;
 /** A step leaves shrinking lists larger than this to announces, to keep steps short. */
 const CLEAN_REBUILD_LIMIT = 1 << 15;
-/** A step shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
-const SHRINK_SCAN_LIMIT = 1 << 18;
+/** Rows a step moves per budget slot while the table is being resized (4096 a CLEAN_BUDGET step). */
+const MOVE_PER_SLOT = 4;
 
 export class SwarmCleaner {
   /** Completed passes (cursor wrap-arounds). */
@@ -110,8 +109,18 @@ export class SwarmCleaner {
     this.#maxPassSeconds = Math.floor((TIME_PERIOD - peerTimeout) / 4);
   }
 
-  /** One step: visits up to `budget` slots (fewer if its work limit runs out); returns them. */
+  /**
+   * One step: visits up to `budget` slots (fewer if its work limit runs out); returns them. While
+   * the table is being resized the step moves rows instead (up to `budget` * MOVE_PER_SLOT) and
+   * visits none: the pass resumes, rescaled, once every row is in the new table.
+   */
   clean(now: number, budget: number): number {
+    const table = this.#table;
+    table.releaseStep();
+    if (table.resizing) {
+      table.moveRows(budget * MOVE_PER_SLOT);
+      return 0;
+    }
     let workLimit = budget * WORK_PER_SLOT;
     // Falling behind the time-stamp bound: finish this pass whatever it costs.
     const finishPass = this.#passLeft > 0 && now - this.#passStart > this.#maxPassSeconds;
@@ -133,7 +142,8 @@ export class SwarmCleaner {
       this.#stepCursor();
       if (this.#passLeft <= 0) {
         this.#endPass(now, false);
-        if (finishPass) break;
+        // A shrink started: its rows move before any slot is visited again.
+        if (finishPass || table.resizing) break;
       }
     }
     pools.trimAll();
@@ -143,6 +153,8 @@ export class SwarmCleaner {
   /** A full pass over every slot, at any cost (tests, shutdown, state save). */
   cleanAll(now: number): void {
     const pools = this.#pools;
+    if (this.#table.resizing) this.#table.moveRows(Infinity);
+    this.#table.releaseStep(true);
     pools.trimAllowance = Infinity;
     this.#startPass(now);
     while (this.#passLeft > 0) {
@@ -307,13 +319,14 @@ export class SwarmCleaner {
     this.#passStart = now;
   }
 
-  /** Ends a pass; shrinks a mostly empty table if that is cheap enough (or `anyCost`). */
-  #endPass(now: number, anyCost: boolean): void {
+  /**
+   * Ends a pass; starts shrinking a mostly empty table (incrementally: clean steps move its rows;
+   * `finish` moves them all now, for cleanAll).
+   */
+  #endPass(now: number, finish: boolean): void {
     this.passes++;
     this.#passLeft = 0;
     this.#passStart = now;
-    const torrents = this.#counters[COUNTER_TORRENTS];
-    const cheap = anyCost || torrents === 0 || this.#table.capacity <= SHRINK_SCAN_LIMIT;
-    if (cheap && this.#table.shrinkIfSparse()) this.#passLeft = 0;
+    if (this.#table.shrinkIfSparse() && finish) this.#table.moveRows(Infinity);
   }
 }

@@ -71,6 +71,9 @@ export class AnnounceResult {
 export interface SwarmTableView {
   rows: Uint32Array;
   capacity: number;
+  /** During a resize, the old table still being emptied and its size (else empty and 0). */
+  oldRows: Uint32Array;
+  oldCapacity: number;
   /** Pool of family f (0 = IPv4, 1 = IPv6) and class c at index f * CLASS_COUNT + c. */
   pools: readonly Uint32Array[];
   /** Blocks in use per pool, same indexing. */
@@ -83,6 +86,8 @@ const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
 
 const MAX_PEER_TIMEOUT = 16000;
+/** Rows a `resizeStep` moves: about 1-2 ms of work (each row is a hash and a 52-byte copy). */
+const RESIZE_STEP_ROWS = 4096;
 /** The default `random`: returns int32 (callers take `>>> 0`), so a call never boxes its result. */
 function xorshift32(): () => number {
   let s = crypto.getRandomValues(new Int32Array(1))[0] | 1;
@@ -238,21 +243,24 @@ export class SwarmTable {
         );
       }
     }
-    this.#fillResult(row);
+    this.#fillResult(table.rows, row);
     return written;
   }
 
-  /** Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown. */
+  /**
+   * Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown.
+   * Changes nothing (a resize in progress is left as it is).
+   */
   scrape(infoHash: Uint8Array, hashOffset: number): boolean {
     const table = this.#table;
     const torrent = this.#torrent;
     torrent.read(infoHash, hashOffset);
-    const slot = table.find(torrent);
+    const slot = table.locate(torrent);
     if (slot < 0) {
       this.#zeroResult();
       return false;
     }
-    this.#fillResult(slot * ROW_WORDS);
+    this.#fillResult(table.rowsOf(slot), table.rowOf(slot));
     return true;
   }
 
@@ -319,9 +327,27 @@ export class SwarmTable {
   get maxPeers(): number {
     return this.#caps.maxPeers;
   }
-  /** Counts table resizes: a slot walk that paused must start over when it changed. */
+  /** Counts table resizes started: a slot walk that paused must start over when it changed. */
   get resizes(): number {
     return this.#table.resizes;
+  }
+  /**
+   * Whether a torrent-table resize is moving rows (torrentTable.ts). Slot walks that pause finish
+   * it first, with `resizeStep` between pauses: rows change tables while a walk waits.
+   */
+  get resizing(): boolean {
+    return this.#table.resizing;
+  }
+  /** Moves up to RESIZE_STEP_ROWS rows of a running resize (about 1-2 ms); returns whether it is
+   *  still running. */
+  resizeStep(): boolean {
+    this.#table.moveRows(RESIZE_STEP_ROWS);
+    return this.#table.resizing;
+  }
+  /** Finishes a running resize at once, whatever it costs (tests, shutdown, unsliced walks). */
+  finishResize(): void {
+    if (this.#table.resizing) this.#table.moveRows(Infinity);
+    this.#table.releaseStep(true);
   }
   /** Longest probe run in the torrent table (diagnostic). */
   maxProbeLength(): number {
@@ -329,34 +355,45 @@ export class SwarmTable {
   }
   /** Bytes held by all typed arrays of the store. */
   get byteSize(): number {
-    return this.#table.rows.byteLength + this.#pools.byteSize + this.#counters.byteLength;
+    return this.#table.byteSize + this.#pools.byteSize + this.#counters.byteLength;
   }
 
   // ---------------------------------------------------------------- slot walks (not hot)
 
-  /** Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). */
+  /**
+   * Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). During a resize
+   * the old table's slots follow the new one's: the reads below see every torrent exactly once,
+   * as long as nothing announces in between (a walk that pauses finishes the resize first).
+   */
   get slotCount(): number {
-    return this.#table.capacity;
+    return this.#table.slotCount;
   }
 
   slotInUse(slot: number): boolean {
-    return this.#table.rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0;
+    return this.#table.rowsOf(slot)[this.#table.rowOf(slot) + ROW_LAST_ACTIVITY] !== 0;
   }
 
   copyInfoHash(slot: number, out: Uint8Array, offset: number): void {
-    const bytes = this.#table.rowBytes;
-    const from = slot * ROW_WORDS * 4;
-    for (let i = 0; i < 20; i++) out[offset + i] = bytes[from + i];
+    const rows = this.#table.rowsOf(slot);
+    const row = this.#table.rowOf(slot);
+    for (let w = 0; w < 5; w++) {
+      const word = rows[row + w];
+      const at = offset + 4 * w;
+      out[at] = word;
+      out[at + 1] = word >>> 8;
+      out[at + 2] = word >>> 16;
+      out[at + 3] = word >>> 24;
+    }
   }
 
   /** The slot's last activity time (0 for an empty slot), for the state file. */
   slotLastActivity(slot: number): number {
-    return this.#table.rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
+    return this.#table.rowsOf(slot)[this.#table.rowOf(slot) + ROW_LAST_ACTIVITY];
   }
 
   slotCounts(slot: number): void {
     if (!this.slotInUse(slot)) this.#zeroResult();
-    else this.#fillResult(slot * ROW_WORDS);
+    else this.#fillResult(this.#table.rowsOf(slot), this.#table.rowOf(slot));
   }
 
   /**
@@ -367,7 +404,7 @@ export class SwarmTable {
    */
   dropTorrentAt(slot: number): number {
     if (!this.slotInUse(slot)) return 0;
-    return this.#table.drop(slot);
+    return this.#table.drop(this.#table.currentSlot(slot));
   }
 
   /**
@@ -375,7 +412,9 @@ export class SwarmTable {
    * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
    */
   forEachPeer(slot: number, family: 4 | 6, fn: PeerVisitor): void {
-    this.#peers.forEach(slot, family, this.#latest, this.#addressScratch, fn);
+    const table = this.#table;
+    const rows = table.rowsOf(slot);
+    this.#peers.forEach(rows, table.rowOf(slot), family, this.#latest, this.#addressScratch, fn);
   }
 
   // ---------------------------------------------------------------- restore
@@ -459,6 +498,8 @@ export class SwarmTable {
     return {
       rows: this.#table.rows,
       capacity: this.#table.capacity,
+      oldRows: this.#table.oldRows,
+      oldCapacity: this.#table.oldCapacity,
       pools: this.#pools.words,
       poolUsed: this.#pools.used,
       counters: this.#counters,
@@ -468,8 +509,7 @@ export class SwarmTable {
 
   // ---------------------------------------------------------------- results and caps
 
-  #fillResult(row: number): void {
-    const rows = this.#table.rows;
+  #fillResult(rows: Uint32Array, row: number): void {
     const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS];
     const peers = (rows[row + ROW_V4 + LIST_META] & COUNT_MASK) +
       (rows[row + ROW_V6 + LIST_META] & COUNT_MASK);
