@@ -8,7 +8,7 @@ import type { Clock } from "../config/clock.ts";
 import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
-import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
+import { CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import { watchAccessList } from "../policy/accessListFile.ts";
 import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
@@ -24,6 +24,9 @@ import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
 import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+
+/** The clean timer's period while the store is empty. */
+const IDLE_CLEAN_INTERVAL_MS = 1000;
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -103,14 +106,20 @@ export async function startTracker(
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
   let cluster: { stop(): Promise<void> } | null = null;
-  const cleaner = setInterval(() => {
+  // Expiry paced by time (a pass a minute); an empty store is looked at once a second.
+  let cleanedAt = performance.now();
+  let cleaner: ReturnType<typeof setTimeout> | undefined;
+  const clean = () => {
     const started = performance.now();
-    store.clean(clock.now, CLEAN_BUDGET);
+    store.cleanFor(clock.now, started - cleanedAt);
+    cleanedAt = started;
     operator.cleaning.add(performance.now() - started);
-  }, CLEAN_INTERVAL_MS);
+    cleaner = setTimeout(clean, store.idle ? IDLE_CLEAN_INTERVAL_MS : CLEAN_INTERVAL_MS);
+  };
+  cleaner = setTimeout(clean, CLEAN_INTERVAL_MS);
 
   const stop = async () => {
-    clearInterval(cleaner);
+    clearTimeout(cleaner);
     clock.stop();
     operator.loopLag.stop();
     accessWatch?.close();

@@ -149,6 +149,16 @@ export class BlockPools {
     }
   }
 
+  /** Whether some pool has pages `trimAll` would give back (not hot: a loop over the pools). */
+  hasSlack(): boolean {
+    for (let poolIndex = 0; poolIndex < this.words.length; poolIndex++) {
+      const length = this.words[poolIndex].length;
+      const used = this.used[poolIndex] * BLOCK_WORDS[poolIndex];
+      if (used * 4 <= length && length > MIN_POOL_WORDS) return true;
+    }
+    return false;
+  }
+
   /** Bytes of every pool and the use counts. */
   get byteSize(): number {
     let bytes = this.used.byteLength;

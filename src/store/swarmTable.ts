@@ -41,7 +41,7 @@ import { samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
-export { CLEAN_BUDGET, CLEAN_INTERVAL_MS } from "./swarmCleaner.ts";
+export { CLEAN_BUDGET, CLEAN_INTERVAL_MS, CLEAN_PASS_MS } from "./swarmCleaner.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
 export type { PeerVisitor };
 
@@ -269,12 +269,30 @@ export class SwarmTable {
   /**
    * Incremental expiry: visits up to `budget` torrent slots from a moving cursor (fewer if a
    * step's work limit runs out), removing peers silent for more than peerTimeout and freeing
-   * torrents the rules let go. Returns slots visited. Call with CLEAN_BUDGET every
-   * CLEAN_INTERVAL_MS.
+   * torrents the rules let go. Returns slots visited. A fixed step (tests, benches); the
+   * server's timer calls `cleanFor`, which paces steps like this one by time.
    */
   clean(now: number, budget: number): number {
     if (now > this.#latest) this.#latest = now;
     return this.#cleaner.clean(now, budget);
+  }
+
+  /**
+   * Expiry paced by time (what the server's clean timer calls): `elapsedMs` since the last call
+   * earns that share of a CLEAN_PASS_MS pass over the table, so a pass takes about a minute
+   * whatever the table's size and each step stays within a CLEAN_BUDGET step. Returns slots
+   * visited; returns at once when the store is empty and has nothing to give back.
+   */
+  cleanFor(now: number, elapsedMs: number): number {
+    if (now > this.#latest) this.#latest = now;
+    return this.#cleaner.cleanFor(now, elapsedMs);
+  }
+
+  /** Whether the store holds nothing and has no work pending: the clean timer may sleep longer. */
+  get idle(): boolean {
+    const table = this.#table;
+    return this.#counters[COUNTER_TORRENTS] === 0 && !table.resizing && !table.releasing &&
+      !table.sparse;
   }
 
   /** A full pass over every slot, at any cost (tests, shutdown, state save). */

@@ -440,6 +440,11 @@ export class TorrentTable {
     this.#onResize(oldCapacity, this.capacity);
   }
 
+  /** Whether a resize's old table is still being given back. */
+  get releasing(): boolean {
+    return this.#releasing.length > 0;
+  }
+
   /**
    * Gives back up to RELEASE_WORDS of the last resize's old table (a clean step calls this);
    * returns whether some is left. `all` gives back everything now.
@@ -458,11 +463,16 @@ export class TorrentTable {
    * MIN_CAPACITY); returns whether it started to.
    */
   shrinkIfSparse(): boolean {
+    if (!this.sparse) return false;
     const torrents = this.#counters[COUNTER_TORRENTS];
-    if (this.#moveLeft > 0) return false;
-    if (this.capacity <= MIN_CAPACITY || torrents >= this.capacity * SHRINK_LOAD) return false;
     this.resize(Math.max(MIN_CAPACITY, Math.ceil(torrents / (MAX_LOAD / GROWTH))));
     return true;
+  }
+
+  /** Whether the table is sparse enough for `shrinkIfSparse` to shrink it. */
+  get sparse(): boolean {
+    return this.#moveLeft === 0 && this.capacity > MIN_CAPACITY &&
+      this.#counters[COUNTER_TORRENTS] < this.capacity * SHRINK_LOAD;
   }
 
   // ---------------------------------------------------------------- diagnostics and eviction
