@@ -472,7 +472,10 @@ Deno.test("https: a WebSocket upgrade request over TLS gets the same answer as o
       assert.equal(overTls.status, overPlain.status, path);
       assert.deepEqual(overTls.body, overPlain.body, path);
       assert.equal(overTls.headers.get("content-type"), overPlain.headers.get("content-type"));
-      assert.equal(overTls.headers.get("connection"), overPlain.headers.get("connection"));
+      // The same, also once WebSocket upgrades are answered (101 and its headers).
+      for (const name of ["connection", "upgrade", "sec-websocket-accept"]) {
+        assert.equal(overTls.headers.get(name), overPlain.headers.get(name), `${path}: ${name}`);
+      }
     }
   });
 });

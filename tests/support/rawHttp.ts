@@ -120,7 +120,8 @@ export class RawClient implements AsyncDisposable {
       headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
     }
     const status = Number(match[1]);
-    if (options.head || status === 204 || status === 304) {
+    // 1xx (a 101 Switching Protocols, say), 204 and 304 have no body.
+    if (options.head || status < 200 || status === 204 || status === 304) {
       return { status, headers, body: new Uint8Array(0), chunked: false };
     }
     const length = headers.get("content-length");
