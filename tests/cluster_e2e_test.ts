@@ -12,6 +12,7 @@ import { createClient } from "npm:@redis/client@6.3.1";
 import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/ops/cluster/changeBatch.ts";
 import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import { RedisProxy } from "./support/redisProxy.ts";
 import {
   announcePacket,
   announcePeers,
@@ -87,7 +88,7 @@ async function secretFile(text: string): Promise<string> {
 
 const SECRET_FILE = await secretFile("the e2e cluster's secret, base64 or not");
 
-function otterArgs(redis: RedisServer, name: string, secret = SECRET_FILE): string[] {
+function otterArgs(redis: { url: string }, name: string, secret = SECRET_FILE): string[] {
   return [
     "--http",
     "127.0.0.1:0",
@@ -179,17 +180,21 @@ Deno.test({
   name: "cluster: a 5 s Redis outage under traffic costs clients nothing, then instances converge",
   ignore: !haveRedis,
   async fn() {
-    const redis = new RedisServer();
+    let redis = new RedisServer();
     await redis.start();
+    // Through a proxy that keeps its port while Redis is away (another test's server could take
+    // a port left free for 5 s), then leads to a new redis-server.
+    await using proxy = new RedisProxy(redis.port);
     const nodes: Node[] = [];
     try {
-      for (const name of ["x", "y"]) nodes.push(new Node(await startOtter(otterArgs(redis, name))));
+      for (const name of ["x", "y"]) nodes.push(new Node(await startOtter(otterArgs(proxy, name))));
       await Promise.all(nodes.map((n) => n.connect()));
       const [x, y] = nodes;
       const infoHash = hash(2);
       await x.announce(infoHash, 8000, 2);
       await eventually("initial sync", WAIT_MS, () => y.scrape(infoHash), (v) => v[2] === 1);
 
+      proxy.down();
       await redis.stop();
       // Traffic during the outage: every announce is answered normally by both instances.
       const outageEnd = performance.now() + 5000;
@@ -199,7 +204,9 @@ Deno.test({
         await y.announce(hash(3), port++, 2);
         await new Promise((r) => setTimeout(r, 100));
       }
+      redis = new RedisServer();
       await redis.start();
+      proxy.up(redis.port);
       // After Redis returns, both instances converge on the same swarms.
       for (const h of [infoHash, hash(3)]) {
         await eventually("converged after outage", WAIT_MS, async () => {

@@ -13,6 +13,7 @@ import { opForEvent } from "../src/ops/cluster/changeBatch.ts";
 import { ClusterSync } from "../src/ops/cluster/redisCluster.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import { RedisProxy } from "./support/redisProxy.ts";
 import {
   announce,
   FakeStore,
@@ -246,9 +247,12 @@ Deno.test({
   name: "a 5 s Redis outage under traffic: nodes keep serving, reconnect, and converge",
   ignore: !haveRedis,
   async fn() {
-    const redis = new RedisServer();
+    let redis = new RedisServer();
     await redis.start();
-    const nodes = ["a", "b", "c"].map((name) => makeNode(name, redis.url));
+    // The nodes reach Redis through a proxy that keeps its port while Redis is away (another
+    // test's server could take a port left free for 5 s) and then leads to a new redis-server.
+    await using proxy = new RedisProxy(redis.port);
+    const nodes = ["a", "b", "c"].map((name) => makeNode(name, proxy.url));
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
       let serial = 0;
@@ -279,10 +283,13 @@ Deno.test({
           node.store.snapshot() === nodes[0].store.snapshot()
         );
       });
+      proxy.down();
       await redis.stop();
       await traffic(5000, true);
       for (const node of nodes) assert.equal(node.sync.counters.state, "disconnected");
+      redis = new RedisServer();
       await redis.start();
+      proxy.up(redis.port);
       const back = performance.now();
       await traffic(500, false);
 
@@ -367,8 +374,12 @@ Deno.test({
   name: "a node whose Redis is down at start serves locally, logs once, and syncs later",
   ignore: !haveRedis,
   async fn() {
-    const redis = new RedisServer();
-    const a = makeNode("a", redis.url);
+    // Redis is "down" behind a proxy that holds the port (and closes every connection) until the
+    // server starts: a port left free could be taken meanwhile by another test's server.
+    await using proxy = new RedisProxy(0);
+    proxy.down();
+    let redis = new RedisServer();
+    const a = makeNode("a", proxy.url);
     const nodes = [a];
     try {
       const started = performance.now();
@@ -380,7 +391,9 @@ Deno.test({
       assert.equal(a.logs.length, 1, a.logs.join("\n"));
       assert.match(a.logs[0], /^cluster: cannot reach Redis at .*; serving from the local store/);
 
+      redis = new RedisServer();
       await redis.start();
+      proxy.up(redis.port);
       await waitFor("connected", () => a.sync.counters.state === "connected");
       await waitFor("queued change published", () => a.sync.counters.published === 1);
       const b = makeNode("b", redis.url);

@@ -1,9 +1,11 @@
 /**
  * A TCP proxy on 127.0.0.1 in front of a test's redis-server, for cluster tests that must decide
- * when things happen: it can cut every connection and close new ones at once (an outage that
- * keeps Redis's data), and hold back what Redis sends to a node's stream reader, so that the test
- * chooses when the node reads entries (its own batches, say) back. The reader is told from the
- * writer by its XREADs: the writer's only one is a probe from "$" (redisCluster.ts).
+ * when things happen: it can cut every connection and close new ones at once (an outage), be
+ * pointed at another redis-server (one restarted on a port of its own: the proxy keeps its port
+ * through the outage, so no other test's server can take it meanwhile), and hold back what Redis
+ * sends to a node's stream reader, so that the test chooses when the node reads entries (its own
+ * batches, say) back. The reader is told from the writer by its XREADs: the writer's only one is
+ * a probe from "$" (redisCluster.ts).
  */
 
 interface Pair {
@@ -25,7 +27,7 @@ export class RedisProxy implements AsyncDisposable {
   #down = false;
   #holding = false;
 
-  constructor(readonly redisPort: number) {
+  constructor(public redisPort: number) {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.#accepting = this.#accept();
   }
@@ -47,7 +49,9 @@ export class RedisProxy implements AsyncDisposable {
     for (const pair of this.#pairs) this.#close(pair);
   }
 
-  up(): void {
+  /** Ends `down()`; new connections go to the redis-server on `redisPort` (by default the last). */
+  up(redisPort = this.redisPort): void {
+    this.redisPort = redisPort;
     this.#down = false;
   }
 
