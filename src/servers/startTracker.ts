@@ -9,10 +9,8 @@ import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
 import { CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
-import { watchAccessList } from "../policy/accessListFile.ts";
 import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
-import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
@@ -24,8 +22,7 @@ import { CertificateRefused, ReloadableTlsListener } from "./http/tlsListener.ts
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
-import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
-import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 
 /** The clean timer's period while the store is empty. */
 const IDLE_CLEAN_INTERVAL_MS = 1000;
@@ -80,10 +77,13 @@ export async function startTracker(
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
   operator.loopLag.start();
 
+  // What most trackers never use is imported only when configured (the access-list file, the
+  // state file, the portable path, the I/O Workers, the cluster): an idle otter does not pay
+  // for their code (docs/performance.md → Idle RSS).
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
-  const accessWatch = accessListPath === ""
-    ? null
-    : await watchAccessList(accessListPath, tracker.access, log);
+  const accessWatch = accessListPath === "" ? null : await (
+    await import("../policy/accessListFile.ts")
+  ).watchAccessList(accessListPath, tracker.access, log);
   // A reload that forbids torrents drops their swarms, in slices (the servers already refuse and
   // hide them from the moment the new list is in force).
   const purge = new ForbiddenSwarmPurge(store, tracker.access, (done) => {
@@ -96,7 +96,9 @@ export async function startTracker(
   });
   tracker.access.onSwap(() => purge.purge());
   // Restored before any listener opens, so the first reply already sees the old swarms.
-  const state = config.state === "" ? null : await StateFile.open(config.state, store, clock, {
+  const state = config.state === "" ? null : await (
+    await import("../persist/stateFile.ts")
+  ).StateFile.open(config.state, store, clock, {
     every: config.stateEvery,
     peerTimeout: config.peerTimeout,
     log,
@@ -191,14 +193,20 @@ export async function startTracker(
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;
     tls.certificateNotAfter = notAfterSeconds(certificate);
+    const io: UdpIo = config.udp.length === 0 || (useFast && workers <= 1)
+      ? { kind: "fast" }
+      : !useFast
+      ? { kind: "portable", module: await import("./udp/udpPortableSocket.ts") }
+      : { kind: "workers", workers, module: await import("./udp/udpWorkerPool.ts") };
+    const pools: UdpWorkerPool[] = [];
     for (const address of config.udp) {
-      const socket = openUdp(address, useFast, useFast ? workers : 1, log);
+      const socket = openUdp(address, io, log);
+      if (io.kind === "workers") pools.push(socket as UdpWorkerPool);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
       loops.push(socket.serve(udpTracker));
     }
-    const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);
-    addWorkerMetrics(httpTracker, pools);
+    if (io.kind === "workers") addWorkerMetrics(httpTracker, pools, io.module.renderWorkerMetrics);
     // Datagrams wait in the sockets meanwhile; a worker that cannot start fails the start.
     await Promise.all(pools.map((pool) => pool.ready));
   } catch (e) {
@@ -373,24 +381,25 @@ function httpLimits(config: Config): HttpLimits {
   };
 }
 
-function openUdp(
-  address: ListenAddress,
-  fast: boolean,
-  workers: number,
-  log: (line: string) => void,
-): UdpListener {
+/** How UDP is served: the fast path on this thread, or a path whose module was loaded for it. */
+type UdpIo =
+  | { kind: "fast" }
+  | { kind: "portable"; module: typeof import("./udp/udpPortableSocket.ts") }
+  | { kind: "workers"; workers: number; module: typeof import("./udp/udpWorkerPool.ts") };
+
+function openUdp(address: ListenAddress, io: UdpIo, log: (line: string) => void): UdpListener {
   return withIpv4Fallback(
     address,
     (hostname) => {
-      const socket = !fast
-        ? PortableUdpSocket.open(hostname, address.port, log)
-        : workers > 1
-        ? UdpWorkerPool.open(hostname, address.port, workers, { log })
+      const socket = io.kind === "portable"
+        ? io.module.PortableUdpSocket.open(hostname, address.port, log)
+        : io.kind === "workers"
+        ? io.module.UdpWorkerPool.open(hostname, address.port, io.workers, { log })
         : FastUdpSocket.open(hostname, address.port, { log });
       log(
         `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
-          fast ? "fast" : "portable"
-        }${workers > 1 ? `, workers: ${workers}` : ""})`,
+          io.kind === "portable" ? "portable" : "fast"
+        }${io.kind === "workers" ? `, workers: ${io.workers}` : ""})`,
       );
       return socket;
     },
@@ -400,7 +409,11 @@ function openUdp(
 }
 
 /** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
-function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
+function addWorkerMetrics(
+  http: HttpTracker,
+  pools: readonly UdpWorkerPool[],
+  renderWorkerMetrics: (pools: readonly UdpWorkerPool[]) => string,
+): void {
   const metrics = http.routes.get("/metrics");
   if (metrics === undefined || pools.length === 0) return;
   http.routes.set("/metrics", async (request, info, query) => {
