@@ -45,7 +45,7 @@ function ownsBlock(rows: Uint32Array, list: number, poolIndex: number, block: nu
 
 /** A pool that must grow grows by this factor. */
 const POOL_GROWTH = 1.5;
-/** Pools start at (and are not shrunk below) about this many words. */
+/** Pools start at (and, unless empty, are not shrunk below) about this many words. */
 const MIN_POOL_WORDS = 4096;
 /** The trim allowance's ceiling, and what a clean step may spend. */
 export const TRIM_WORDS = 1 << 19;
@@ -154,7 +154,7 @@ export class BlockPools {
     for (let poolIndex = 0; poolIndex < this.words.length; poolIndex++) {
       const length = this.words[poolIndex].length;
       const used = this.used[poolIndex] * BLOCK_WORDS[poolIndex];
-      if (used * 4 <= length && length > MIN_POOL_WORDS) return true;
+      if (used * 4 <= length && length > (used === 0 ? 0 : MIN_POOL_WORDS)) return true;
     }
     return false;
   }
@@ -168,13 +168,15 @@ export class BlockPools {
 
   /**
    * Gives back the unused tail of pool `poolIndex` if it is at most a quarter full, down to twice
-   * its use, releasing at most `words` words. Returns the words released.
+   * its use, releasing at most `words` words; an empty pool goes all the way (a list growing
+   * through the dense classes leaves one behind in each). Returns the words released.
    */
   #trimPool(poolIndex: number, words: number): number {
     const pool = this.words[poolIndex];
     const used = this.used[poolIndex] * BLOCK_WORDS[poolIndex];
-    if (used * 4 > pool.length || pool.length <= MIN_POOL_WORDS) return 0;
-    const length = Math.max(used * 2, MIN_POOL_WORDS, pool.length - words);
+    const floor = used === 0 ? 0 : MIN_POOL_WORDS;
+    if (used * 4 > pool.length || pool.length <= floor) return 0;
+    const length = Math.max(used * 2, floor, pool.length - words);
     const released = pool.length - length;
     resizeWords(pool, length);
     return released;

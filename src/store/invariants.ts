@@ -8,7 +8,14 @@
 
 import { hashBytes } from "../hash/halfSipHash.ts";
 import { hash2Words, hash4Words } from "../hash/halfSipHashWords.ts";
-import { CLASS_CAPACITY, CLASS_COUNT, CLASS_MAX, LINEAR_CLASSES } from "./classes.ts";
+import {
+  CLASS_CAPACITY,
+  CLASS_COUNT,
+  CLASS_MAX,
+  FIRST_SET_CLASS,
+  LINEAR_CLASSES,
+} from "./classes.ts";
+import { isSorted } from "./denseLists.ts";
 import {
   BLOCK_HEADER_WORDS,
   CLASS_SHIFT,
@@ -121,7 +128,10 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
         if (pool[start] !== s) report(`${where}: block ${b} owner is ${pool[start]}`);
         const base = start + BLOCK_HEADER_WORDS;
         const cap = CLASS_CAPACITY[c];
-        const isSet = c >= LINEAR_CLASSES;
+        const isSet = c >= FIRST_SET_CLASS;
+        if (c >= LINEAR_CLASSES && !isSet && !isSorted(pool, base, Math.min(count, cap), R)) {
+          report(`${where}: dense list of class ${c} not sorted`);
+        }
         const keys = new Set<string>();
         let found = 0;
         let seeds = 0;
@@ -215,7 +225,7 @@ export function longestPeerRun(table: SwarmTable): number {
         const F = o + (f === 0 ? ROW_V4 : ROW_V6);
         const R = f === 0 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
         const c = rows[F + LIST_META] >>> CLASS_SHIFT;
-        if ((rows[F + LIST_META] & COUNT_MASK) === 0 || c < LINEAR_CLASSES) continue;
+        if ((rows[F + LIST_META] & COUNT_MASK) === 0 || c < FIRST_SET_CLASS) continue;
         const cap = CLASS_CAPACITY[c];
         const base = rows[F + LIST_BLOCK] * (BLOCK_HEADER_WORDS + cap * R) + BLOCK_HEADER_WORDS;
         const pool = pools[f * CLASS_COUNT + c];

@@ -24,7 +24,7 @@ export const LIST_BLOCK = 0;
 export const LIST_META = 1;
 export const LIST_SEEDERS = 2;
 
-export const CLASS_SHIFT = 26;
+export const CLASS_SHIFT = 25;
 export const COUNT_MASK = (1 << CLASS_SHIFT) - 1;
 
 export const RECORD_WORDS_V4 = 2;

@@ -8,7 +8,7 @@
  *
  * Compact form: 6 bytes for IPv4 (address, port, big-endian), 18 for IPv6.
  */
-import { CLASS_CAPACITY, CLASS_COUNT, LINEAR_CLASSES } from "./classes.ts";
+import { CLASS_CAPACITY, CLASS_COUNT, FIRST_SET_CLASS } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
@@ -56,7 +56,8 @@ export function samplePeers(
   const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
   const pool = pools[poolIndex];
   const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-  const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
+  // Linear and dense lists fill their first `count` records; sets are walked over their capacity.
+  const slots = sizeClass < FIRST_SET_CLASS ? count : CLASS_CAPACITY[sizeClass];
   let steps = seeder && slots > SEEDER_WALK_LIMIT ? SEEDER_WALK_LIMIT : slots;
   let i = rangeOf(random() >>> 0, slots);
   let written = 0;

@@ -1,9 +1,11 @@
 /**
  * The peer lists of a torrent, one per address family, each in one block of its family's pool of
- * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; longer
- * ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed hash of
- * (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows its block
- * or shrinks well below it moves to a block of the class that fits (`#moveList`).
+ * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; lists of
+ * up to about 2000 are dense sorted arrays (denseLists.ts); longer ones are open-addressing
+ * sets (linear probing, backward-shift deletion) keyed by a keyed hash of (address, port), so a
+ * 100k-peer swarm still finds a peer in O(1). A list that outgrows its block or shrinks well below
+ * it moves to a block of the class that fits (`#moveList`). Linear and dense lists keep their
+ * records in the first `count` places of the block.
  *
  * A row's list fields (LIST_BLOCK, LIST_META, LIST_SEEDERS) sit at `row + familyList`, where
  * familyList is ROW_V4 or ROW_V6; the family's pools start at index `familyPool` (0 or
@@ -19,8 +21,10 @@ import {
   CLASS_MAX,
   CLASS_MIN,
   classFor,
+  FIRST_SET_CLASS,
   LINEAR_CLASSES,
 } from "./classes.ts";
+import { closeGap, findSorted, openGap, sortRecords } from "./denseLists.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
@@ -127,6 +131,8 @@ export class PeerSets {
   readonly #counters: Uint32Array;
   readonly #k0: number;
   readonly #k1: number;
+  /** Room to sort a list moved into a dense class (allocated at the first such move). */
+  #sortScratch: Uint32Array = new Uint32Array(0);
 
   constructor(table: TorrentTable, pools: BlockPools, counters: Uint32Array, hashKey: Uint32Array) {
     this.#table = table;
@@ -140,7 +146,8 @@ export class PeerSets {
   /**
    * The index of `key` in a list of `count` peers of class `sizeClass` whose records start at
    * pool[records..], or, when it is not there, `~index` of where it would go: the end of a linear
-   * list, the first empty record of its probe run in a set (a negative number).
+   * list, its place in a dense one, the first empty record of its probe run in a set (a negative
+   * number).
    */
   find(
     pool: Uint32Array,
@@ -163,6 +170,7 @@ export class PeerSets {
       }
       return ~count;
     }
+    if (sizeClass < FIRST_SET_CLASS) return findSorted(pool, records, count, recordWords, key);
     const capacity = CLASS_CAPACITY[sizeClass];
     let i = rangeOf(key.hash(recordWords), capacity);
     for (;;) {
@@ -259,6 +267,9 @@ export class PeerSets {
         records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
         if (sizeClass < LINEAR_CLASSES) {
           i = count;
+        } else if (sizeClass < FIRST_SET_CLASS) {
+          // Its place again: a list that was linear has just been sorted.
+          i = ~findSorted(pool, records, count, recordWords, key);
         } else {
           const capacity = CLASS_CAPACITY[sizeClass];
           i = rangeOf(key.hash(recordWords), capacity);
@@ -270,7 +281,11 @@ export class PeerSets {
     }
     const poolIndex = familyPool + sizeClass;
     const pool = poolWords[poolIndex];
-    const record = recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    if (sizeClass >= LINEAR_CLASSES && sizeClass < FIRST_SET_CLASS) {
+      openGap(pool, records, count, recordWords, i);
+    }
+    const record = records + i * recordWords;
     pool[record] = key.address0;
     if (recordWords === RECORD_WORDS_V6) {
       pool[record + 1] = key.address1;
@@ -313,8 +328,9 @@ export class PeerSets {
   }
 
   /**
-   * Deletes record `i` of a list (linear: the last record fills the hole; set: backward shift).
-   * Returns the work done in the cleaner's units: one per set record looked at.
+   * Deletes record `i` of a list (linear: the last record fills the hole; dense: the records after
+   * it move down; set: backward shift). Returns the work done in the cleaner's units: one per set
+   * record looked at, one per 16 dense records moved.
    */
   removeRecord(
     pool: Uint32Array,
@@ -332,6 +348,10 @@ export class PeerSets {
         pool[last + w] = 0;
       }
       return 0;
+    }
+    if (sizeClass < FIRST_SET_CLASS) {
+      closeGap(pool, records, count, recordWords, i);
+      return (count - i) >>> 4;
     }
     const capacity = CLASS_CAPACITY[sizeClass];
     let hole = i;
@@ -404,7 +424,7 @@ export class PeerSets {
     const pool = this.#poolWords[poolIndex];
     const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-    const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
+    const slots = sizeClass < FIRST_SET_CLASS ? count : CLASS_CAPACITY[sizeClass];
     for (let i = 0; i < slots; i++) {
       const record = records + i * recordWords;
       const tail = pool[record + recordWords - 1];
@@ -473,9 +493,9 @@ export class PeerSets {
     const target = poolWords[toPool];
     const sourceRecords = recordsOf(fromPool, fromBlock);
     const targetRecords = recordsOf(toPool, toBlock);
-    const slots = from < LINEAR_CLASSES ? count : CLASS_CAPACITY[from];
+    const slots = from < FIRST_SET_CLASS ? count : CLASS_CAPACITY[from];
     const toCapacity = CLASS_CAPACITY[to];
-    const toSet = to >= LINEAR_CLASSES;
+    const toSet = to >= FIRST_SET_CLASS;
     let next = 0;
     for (let i = 0; i < slots; i++) {
       const record = sourceRecords + i * recordWords;
@@ -491,6 +511,14 @@ export class PeerSets {
         at = targetRecords + next++ * recordWords;
       }
       for (let w = 0; w < recordWords; w++) target[at + w] = source[record + w];
+    }
+    // Copied in order, a dense list stays sorted; one that was linear or a set is sorted now.
+    const fromDense = from >= LINEAR_CLASSES && from < FIRST_SET_CLASS;
+    if (!toSet && to >= LINEAR_CLASSES && !fromDense) {
+      if (this.#sortScratch.length < count * recordWords) {
+        this.#sortScratch = new Uint32Array(CLASS_CAPACITY[FIRST_SET_CLASS - 1] * recordWords);
+      }
+      sortRecords(target, targetRecords, count, recordWords, this.#sortScratch);
     }
     rows[list + LIST_BLOCK] = toBlock;
     rows[list + LIST_META] = (count | (to << CLASS_SHIFT)) >>> 0;

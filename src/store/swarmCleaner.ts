@@ -13,7 +13,7 @@
  * 32768 - peerTimeout seconds of its last announce, or its age wraps and it looks fresh; see
  * CLEAN_BUDGET for the bound and how a pass that runs late is finished at any cost.
  */
-import { CLASS_CAPACITY, CLASS_COUNT, LINEAR_CLASSES } from "./classes.ts";
+import { CLASS_CAPACITY, CLASS_COUNT, FIRST_SET_CLASS, LINEAR_CLASSES } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
@@ -337,6 +337,23 @@ export class SwarmCleaner {
         }
       }
       this.#work += before;
+    } else if (sizeClass < FIRST_SET_CLASS) {
+      // A dense sorted list: one compacting pass keeps the order (about 2000 records at most).
+      const recordsEnd = records + count * recordWords;
+      let kept = records;
+      for (let record = records; record < recordsEnd; record += recordWords) {
+        const tail = pool[record + recordWords - 1];
+        if (((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          count--;
+          continue;
+        }
+        if (kept !== record) pool.copyWithin(kept, record, record + recordWords);
+        kept += recordWords;
+      }
+      pool.fill(0, kept, recordsEnd);
+      this.#work += before;
+      if (count < before) this.#removalWork += DELETE_WORK;
     } else {
       // Downwards from an empty record, like the table pass: a removal's backward shift only
       // moves records already looked at. A paused walk resumes where it stopped.
