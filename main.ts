@@ -8,7 +8,8 @@ import { Clock } from "./src/config/clock.ts";
 import { startTracker } from "./src/servers/startTracker.ts";
 import { VERSION } from "./src/version.ts";
 
-async function main(args: string[]): Promise<number> {
+/** Runs otter with `args` (the command line); resolves to its exit code. */
+export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseCommandLine(args);
