@@ -7,6 +7,7 @@
 # not this count: use it to compare two versions of the code.
 #
 #   bash bench/udp_announce_instructions.sh [N] [RUNS]    # defaults: 100000 announces, 3 runs
+#   OTTER_BENCH_CLUSTER=1 bash bench/udp_announce_instructions.sh   # as a cluster node
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}

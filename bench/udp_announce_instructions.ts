@@ -11,7 +11,8 @@
  *
  * The store holds TORRENTS torrents of PEERS_PER_TORRENT peers (every fifth peer IPv6); each round
  * re-announces every peer once (event none, numwant 50: the steady state of a busy tracker), so
- * each reply carries peers. A warm-up of WARMUP_ROUNDS rounds runs first, so the measured
+ * each reply carries peers. With OTTER_BENCH_CLUSTER=1 the tracker is a cluster node's: each
+ * announce goes on to the cluster's LocalChanges (publishRule.ts), which records the due ones. A warm-up of WARMUP_ROUNDS rounds runs first, so the measured
  * announces run optimised code. Everything is seeded: two runs do the same work.
  */
 import { parseCommandLine } from "../src/config/config.ts";
@@ -20,6 +21,8 @@ import { SwarmTable } from "../src/store/swarmTable.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { UdpTracker } from "../src/servers/udp/udpTracker.ts";
+import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
+import { LocalChanges } from "../src/cluster/publishRule.ts";
 
 const TORRENTS = 2000;
 const PEERS_PER_TORRENT = 20;
@@ -46,6 +49,9 @@ const store = new SwarmTable({
   hashKey: new Uint32Array([next(), next()]),
 });
 const tracker = new Tracker(store, clock, parsed.config);
+if (Deno.env.get("OTTER_BENCH_CLUSTER") === "1") {
+  tracker.changes = new LocalChanges(new ChangeRecorder("bench"), 360, { suppressedRefreshes: 0 });
+}
 const ids = new ConnectionIds(new Uint32Array([next(), next()]));
 const udp = new UdpTracker(tracker, ids);
 

@@ -10,91 +10,18 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
 import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
-import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
+import { startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
-import {
-  announcePacket,
-  announcePeers,
-  readU32,
-  scrapePacket,
-  UdpTestClient,
-} from "./support/udpClient.ts";
+import { announcePeers } from "./support/udpClient.ts";
+import { clusterArgs, eventually, hash, Node, secretFile } from "./support/clusterOtters.ts";
 
 const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_e2e_test: skipped, no redis-server binary on PATH");
 
-function hash(seed: number): Uint8Array {
-  return new Uint8Array(20).map((_, i) => (seed * 29 + i * 5 + 3) & 0xff);
-}
-
-/** One UDP client per instance, connected. */
-class Node {
-  readonly client: UdpTestClient;
-  id: Uint8Array = new Uint8Array(8);
-  constructor(readonly otter: OtterProcess) {
-    this.client = new UdpTestClient("127.0.0.1", otter.udp[0].port);
-  }
-  async connect(): Promise<void> {
-    this.id = await this.client.connect();
-  }
-  async announce(infoHash: Uint8Array, port: number, event = 0, left = 100): Promise<Uint8Array> {
-    const reply = await this.client.request(
-      announcePacket({ connectionId: this.id, infoHash, port, event, left, transactionId: port }),
-    );
-    assert.ok(reply, "announce reply");
-    assert.equal(readU32(reply, 0), 1, "an announce reply, not an error");
-    return reply;
-  }
-  async scrape(infoHash: Uint8Array): Promise<number[]> {
-    const reply = await this.client.request(scrapePacket(this.id, [infoHash]));
-    assert.ok(reply);
-    assert.equal(readU32(reply, 0), 2);
-    return [readU32(reply, 8), readU32(reply, 12), readU32(reply, 16)];
-  }
-}
-
-async function eventually<T>(
-  what: string,
-  ms: number,
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
-) {
-  const deadline = performance.now() + ms;
-  let last: T;
-  do {
-    last = await probe();
-    if (ok(last)) return performance.now();
-    await new Promise((r) => setTimeout(r, 50));
-  } while (performance.now() < deadline);
-  throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-}
-
-/** A cluster secret file, mode 0600, removed when the test process ends. */
-async function secretFile(text: string): Promise<string> {
-  const path = await Deno.makeTempFile({ prefix: "otter-secret-" });
-  await Deno.writeTextFile(path, text + "\n");
-  await Deno.chmod(path, 0o600);
-  addEventListener("unload", () => Deno.removeSync(path));
-  return path;
-}
-
 const SECRET_FILE = await secretFile("the e2e cluster's secret, base64 or not");
 
 function otterArgs(redis: RedisServer, name: string, secret = SECRET_FILE): string[] {
-  return [
-    "--http",
-    "127.0.0.1:0",
-    "--udp",
-    "127.0.0.1:0",
-    "--cluster",
-    redis.url,
-    "--cluster-name",
-    "e2e",
-    "--node-id",
-    name,
-    "--cluster-secret-file",
-    secret,
-  ];
+  return clusterArgs(redis.url, "e2e", name, secret);
 }
 
 Deno.test({

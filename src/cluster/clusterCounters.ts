@@ -31,6 +31,8 @@ export interface ClusterCounters {
   droppedChanges: number;
   /** Times a connection was established, the first included. */
   connects: number;
+  /** Local refreshes not published: they changed nothing and their peer was published this epoch. */
+  suppressedRefreshes: number;
 }
 
 /** Counters at zero, disconnected. */
@@ -48,5 +50,6 @@ export function newClusterCounters(): ClusterCounters {
     reapplied: 0,
     droppedChanges: 0,
     connects: 0,
+    suppressedRefreshes: 0,
   };
 }

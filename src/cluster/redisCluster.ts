@@ -64,6 +64,7 @@ import { BATCH_FIELD, BatchGate } from "./batchGate.ts";
 import { StreamReaderConnection } from "./streamReader.ts";
 import { type ClusterStore, StreamApplier } from "./streamApply.ts";
 import { type ClusterCounters, newClusterCounters } from "./clusterCounters.ts";
+import { LocalChanges, refreshEpochSeconds } from "./publishRule.ts";
 import {
   checkCommands,
   checkStreamKey,
@@ -113,6 +114,12 @@ export interface ClusterSyncOptions {
   recorderCapacity?: number;
   /** Changes per batch (one stream entry). Default and most MAX_BATCH_RECORDS (4096). */
   maxBatchRecords?: number;
+  /**
+   * Seconds of a refresh epoch (publishRule.ts): a refresh that changes nothing is published once
+   * per epoch. Default: one per announce's interval would be, refreshEpochSeconds(peerTimeout,
+   * 1800).
+   */
+  refreshEpochSeconds?: number;
 }
 
 interface PendingBatch {
@@ -138,6 +145,8 @@ const CLOCK_CHECK_MS = 60_000;
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
   readonly counters: ClusterCounters = newClusterCounters();
+  /** What the servers call after each accepted announce: publishes those that change something. */
+  readonly changes: LocalChanges;
 
   readonly #url: string;
   readonly #redactedUrl: string;
@@ -202,6 +211,11 @@ export class ClusterSync {
       options.nodeId,
       options.recorderCapacity ?? 65536,
       options.maxBatchRecords ?? MAX_BATCH_RECORDS,
+    );
+    this.changes = new LocalChanges(
+      this.recorder,
+      options.refreshEpochSeconds ?? refreshEpochSeconds(options.peerTimeout, 1800),
+      this.counters,
     );
     this.#mac = new BatchMac(options.secret, options.name);
     const gate = new BatchGate(

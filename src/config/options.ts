@@ -44,6 +44,8 @@ export interface Config {
   nodeId: string;
   clusterSecretFile: string;
   clusterInsecure: boolean;
+  /** Seconds of a cluster refresh epoch; 0: derived from the peer timeout and the interval. */
+  clusterRefresh: number;
 }
 
 export type OptionKind =
@@ -408,6 +410,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
       "peers to every node",
     defaultValue: false,
+  },
+  {
+    name: "cluster-refresh",
+    kind: "integer",
+    key: "clusterRefresh",
+    valueName: "SECONDS",
+    help: "publish a peer's refresh that changes nothing once per this many seconds (0: derived " +
+      "from --peer-timeout and --interval, 360 with the defaults)",
+    defaultValue: "0",
+    min: 0,
+    max: 16000,
+    reloadable: true,
   },
 ];
 

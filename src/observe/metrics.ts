@@ -330,6 +330,13 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => cluster.publishedChanges,
   ],
   [
+    "otter_cluster_suppressed_refreshes_total",
+    "counter",
+    "Local refreshes not published: they changed nothing and their peer was published within " +
+    "the refresh epoch (--cluster-refresh).",
+    (cluster) => cluster.suppressedRefreshes,
+  ],
+  [
     "otter_cluster_applied_changes_total",
     "counter",
     "Other nodes' changes applied.",

@@ -131,7 +131,15 @@ export async function startTracker(
     // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
     if (config.cluster !== "") {
       const { ClusterSync } = await import("../cluster/redisCluster.ts");
+      const { epochLeavesSlack, refreshEpochSeconds } = await import(
+        "../cluster/publishRule.ts"
+      );
+      const epochOf = (settings: Config) =>
+        settings.clusterRefresh > 0
+          ? settings.clusterRefresh
+          : refreshEpochSeconds(settings.peerTimeout, settings.interval);
       const sync = new ClusterSync({
+        refreshEpochSeconds: epochOf(config),
         url: config.cluster,
         name: config.clusterName,
         nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
@@ -143,7 +151,22 @@ export async function startTracker(
         access: tracker.access,
       });
       await sync.start();
-      tracker.changes = sync.recorder;
+      tracker.changes = sync.changes;
+      // A changed epoch only moves epoch boundaries: nothing to redo.
+      let slackNoted = false;
+      const noteEpoch = (settings: Config) => {
+        const epoch = epochOf(settings);
+        sync.changes.epochSeconds = epoch;
+        if (slackNoted || epochLeavesSlack(settings.peerTimeout, settings.interval, epoch)) return;
+        slackNoted = true;
+        log(
+          `cluster: --peer-timeout ${settings.peerTimeout} is under --interval ${settings.interval}` +
+            ` + 10% + the refresh epoch (${epoch} s): a peer that announces only every interval ` +
+            "may lapse on the nodes it did not announce to",
+        );
+      };
+      noteEpoch(config);
+      tracker.onSettings(noteEpoch);
       tracker.cluster = sync.counters;
       cluster = sync;
     }
