@@ -53,6 +53,31 @@ class TimedStore implements ClusterStore {
       outOffset,
     );
   }
+
+  refreshPeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): boolean {
+    const peer = (address[addressOffset + 2] << 8) | address[addressOffset + 3];
+    if (!this.arrivedAt.has(peer)) this.arrivedAt.set(peer, performance.now());
+    const a = address;
+    return this.table.refreshPeer(
+      infoHash,
+      hashOffset,
+      family,
+      a,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+    );
+  }
 }
 
 function node(name: string, url: string, store: ClusterStore): ClusterSync {

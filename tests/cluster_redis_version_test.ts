@@ -47,7 +47,7 @@ function node(url: string, logs: string[]): ClusterSync {
     nodeId: "n1",
     peerTimeout: 300,
     secret: null,
-    store: { announce: () => 0 },
+    store: { announce: () => 0, refreshPeer: () => true },
     clock: { now: 1000 },
     log: (line) => logs.push(line),
     blockMs: 500,

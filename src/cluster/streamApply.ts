@@ -12,6 +12,7 @@ import {
   type ApplyChange,
   applyCheckedBatch,
   batchIsQueued,
+  OP_ANNOUNCE,
   OP_COMPLETED,
   OP_STOPPED,
 } from "./changeBatch.ts";
@@ -20,8 +21,11 @@ import type { SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 
-/** What the sync needs from the peer store: its ordinary announce. */
-export type ClusterStore = Pick<SwarmTable, "announce">;
+/**
+ * What the sync needs from the peer store: its ordinary announce (stops, completions) and its
+ * refresh (a refresh must never make a peer look older than this node knows it).
+ */
+export type ClusterStore = Pick<SwarmTable, "announce" | "refreshPeer">;
 
 const idDecoder = new TextDecoder();
 
@@ -108,6 +112,24 @@ export class StreamApplier {
     // counts nowhere, as at the origin.
     const own = this.#applyingOwn;
     const completed = op === OP_COMPLETED;
+    if (op === OP_ANNOUNCE || (completed && own)) {
+      // A late or replayed refresh (an outage's queue, a stream tail read over a newer snapshot)
+      // never moves a peer's stamp back, which the refresh epochs rely on (publishRule.ts); its
+      // seeder flag is applied as before, so flags still end as the stream's last word.
+      this.#store.refreshPeer(
+        infoHash,
+        hashOffset,
+        family,
+        address,
+        addressOffset,
+        port,
+        seeder,
+        this.#applyNow,
+      );
+      if (own) this.#counters.reapplied++;
+      else this.#counters.applied++;
+      return;
+    }
     this.#store.announce(
       infoHash,
       hashOffset,
@@ -115,7 +137,7 @@ export class StreamApplier {
       address,
       addressOffset,
       port,
-      op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
+      op === OP_STOPPED ? 3 : 1,
       seeder,
       0,
       this.#applyNow,

@@ -73,6 +73,25 @@ export class FakeStore implements ClusterStore {
     return 0;
   }
 
+  /** As SwarmTable's: the flag is the new one, the stamp never moves back. */
+  refreshPeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): boolean {
+    const hash = hex(infoHash, hashOffset, 20);
+    const key = `${hash}|${family}|${hex(address, addressOffset, family === 6 ? 16 : 4)}|${port}`;
+    this.writtenAt.set(key, performance.now());
+    const peer = this.peers.get(key);
+    this.peers.set(key, { seeder, lastSeen: Math.max(peer?.lastSeen ?? -Infinity, lastSeen) });
+    return true;
+  }
+
   /** Sorted peer keys, for comparing stores. */
   snapshot(): string {
     return [...this.peers.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
