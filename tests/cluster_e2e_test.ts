@@ -80,6 +80,14 @@ Deno.test({
       const metrics = await (await fetch(`${a.otter.http[0]}/metrics`)).text();
       assert.match(metrics, /^otter_cluster_connected 1$/m);
       assert.match(metrics, /^otter_cluster_applied_changes_total [1-9]/m);
+      // What this node sent and read, exactly, and what Redis says of itself (INFO at connect).
+      assert.match(metrics, /^otter_cluster_published_bytes_total [1-9]/m);
+      assert.match(metrics, /^otter_cluster_read_bytes_total [1-9]/m);
+      const server = `redis="127.0.0.1:${redis.port}"`;
+      for (const name of ["used_memory_bytes", "net_input_bytes_total", "net_output_bytes_total"]) {
+        const line = new RegExp(`^otter_cluster_redis_${name}\\{${server}\\} [1-9]\\d*$`, "m");
+        assert.match(metrics, line);
+      }
     } finally {
       for (const node of nodes) {
         node.client.close();

@@ -4,6 +4,7 @@
  * gate (batchGate.ts) and its applier (streamApply.ts).
  */
 import type { RejectedCounts } from "./batchGate.ts";
+import type { RedisFigures } from "./redisInfo.ts";
 
 export interface ClusterCounters {
   state: "connected" | "disconnected";
@@ -33,6 +34,11 @@ export interface ClusterCounters {
   connects: number;
   /** Local refreshes not published: they changed nothing and their peer was published this epoch. */
   suppressedRefreshes: number;
+  /** Batch bytes this node appended (payload), and bytes its readers received (wire). */
+  publishedBytes: number;
+  readBytes: number;
+  /** What each Redis server said of itself at the last INFO poll (redisInfo.ts). */
+  redis: RedisFigures[];
 }
 
 /** Counters at zero, disconnected. */
@@ -51,5 +57,8 @@ export function newClusterCounters(): ClusterCounters {
     droppedChanges: 0,
     connects: 0,
     suppressedRefreshes: 0,
+    publishedBytes: 0,
+    readBytes: 0,
+    redis: [],
   };
 }

@@ -65,6 +65,7 @@ import { StreamReaderConnection } from "./streamReader.ts";
 import { type ClusterStore, StreamApplier } from "./streamApply.ts";
 import { type ClusterCounters, newClusterCounters } from "./clusterCounters.ts";
 import { LocalChanges, refreshEpochSeconds } from "./publishRule.ts";
+import { updateFigures } from "./redisInfo.ts";
 import {
   checkCommands,
   checkStreamKey,
@@ -120,6 +121,8 @@ export interface ClusterSyncOptions {
    * 1800).
    */
   refreshEpochSeconds?: number;
+  /** Milliseconds between two INFO polls of Redis for /metrics (redisInfo.ts). Default 10000. */
+  infoPollMs?: number;
 }
 
 interface PendingBatch {
@@ -150,6 +153,8 @@ export class ClusterSync {
 
   readonly #url: string;
   readonly #redactedUrl: string;
+  /** "host:port" of the Redis server, as /metrics labels it. */
+  readonly #server: string;
   readonly #key: string;
   readonly #nodeId: string;
   readonly #peerTimeout: number;
@@ -160,6 +165,11 @@ export class ClusterSync {
   readonly #minBackoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #maxPendingBytes: number;
+  readonly #infoPollMs: number;
+  #infoTimer: ReturnType<typeof setInterval> | undefined;
+  #polling = false;
+  /** The INFO refusal last logged (an ACL without INFO), so it is logged once. */
+  #infoRefused = "";
 
   #running = false;
   #loggedState: "none" | "connected" | "disconnected" = "none";
@@ -197,6 +207,8 @@ export class ClusterSync {
     if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
     this.#url = url.url;
     this.#redactedUrl = url.redacted;
+    const parsed = new URL(url.url);
+    this.#server = `${parsed.hostname}:${parsed.port || "6379"}`;
     this.#key = streamKey(options.name);
     this.#nodeId = options.nodeId;
     this.#peerTimeout = options.peerTimeout;
@@ -207,6 +219,7 @@ export class ClusterSync {
     this.#minBackoffMs = options.minBackoffMs ?? 250;
     this.#maxBackoffMs = options.maxBackoffMs ?? 2000;
     this.#maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    this.#infoPollMs = options.infoPollMs ?? 10_000;
     this.recorder = new ChangeRecorder(
       options.nodeId,
       options.recorderCapacity ?? 65536,
@@ -259,6 +272,9 @@ export class ClusterSync {
     const flushTimer = setInterval(this.#flush, this.#flushIntervalMs);
     Deno.unrefTimer(flushTimer);
     this.#flushTimer = flushTimer;
+    const infoTimer = setInterval(this.#pollInfo, this.#infoPollMs);
+    Deno.unrefTimer(infoTimer);
+    this.#infoTimer = infoTimer;
     this.#sessionLoop = this.#runSessions();
     return ready;
   }
@@ -267,6 +283,7 @@ export class ClusterSync {
   async stop(): Promise<void> {
     if (!this.#running) return;
     clearInterval(this.#flushTimer);
+    clearInterval(this.#infoTimer);
     this.#flush();
     if (this.#publishing !== null) await this.#publishing;
     this.#running = false;
@@ -301,6 +318,7 @@ export class ClusterSync {
         this.#setState("connected", "");
         backoff = this.#minBackoffMs;
         this.#publishPending();
+        this.#pollInfo();
         await this.#readLoop(reader);
       } catch (error) {
         if (error instanceof RedisUnsupportedError && this.#ready !== null) fatal = error;
@@ -389,6 +407,7 @@ export class ClusterSync {
   /** Ends a start that found Redis unusable: start() rejects and nothing is retried. */
   #failStart(error: RedisUnsupportedError): void {
     clearInterval(this.#flushTimer);
+    clearInterval(this.#infoTimer);
     this.#running = false;
     const reject = this.#startFailed!;
     this.#ready = null;
@@ -441,6 +460,29 @@ export class ClusterSync {
     this.#queuedUnread = 0;
     for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
   }
+
+  /**
+   * Asks Redis what it holds and moves (INFO) for /metrics; a failure is left to the other
+   * commands, a refusal (an ACL without INFO) is logged once and the figures left out.
+   */
+  #pollInfo = (): void => {
+    const writer = this.#writer;
+    if (writer === null || this.#polling || this.counters.state !== "connected") return;
+    this.#polling = true;
+    const server = this.#server;
+    send(writer, this.#commandTimeoutMs, ["INFO"]).then((reply) => {
+      const text = reply instanceof Uint8Array ? new TextDecoder().decode(reply) : String(reply);
+      const known = this.counters.redis.find((figures) => figures.server === server) ?? null;
+      const figures = updateFigures(known, server, text, performance.now());
+      if (known === null) this.counters.redis.push(figures);
+    }).catch((error) => {
+      if (!(error instanceof ErrorReply) && !(error instanceof RedisUnsupportedError)) return;
+      const reason = errorLine(error);
+      if (reason === this.#infoRefused) return;
+      this.#infoRefused = reason;
+      this.#log(`cluster: Redis refuses INFO (${reason}); its figures are left out of /metrics`);
+    }).finally(() => this.#polling = false);
+  };
 
   /** Takes the recorder's changes into the publish queue and starts publishing. */
   #flush = (): void => {
@@ -517,6 +559,7 @@ export class ClusterSync {
         }
         this.counters.published++;
         this.counters.publishedChanges += next.count;
+        this.counters.publishedBytes += next.batch.length;
         if (this.#publishRefused !== null) {
           this.#publishRefused = null;
           this.#log("cluster: Redis accepts changes again");
@@ -547,7 +590,9 @@ export class ClusterSync {
       const args = caughtUp
         ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#applier.lastId]
         : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#applier.lastId];
+      const before = reader.bytesRead;
       const reply = await send(reader, timeout, args);
+      this.counters.readBytes += reader.bytesRead - before;
       const entries = this.#applier.applyReply(reply, this.#redisNowMs());
       if (!caughtUp && entries < READ_COUNT) {
         caughtUp = true;

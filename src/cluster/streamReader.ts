@@ -58,6 +58,8 @@ export class StreamReaderConnection {
   readonly #buffer = new Uint8Array(CHUNK);
   #start = 0;
   #end = 0;
+  /** Bytes received on this connection, replies' framing included (for /metrics). */
+  bytesRead = 0;
 
   /** `url` as parseClusterUrl accepted it. */
   constructor(url: string, options: StreamReaderOptions) {
@@ -251,6 +253,7 @@ export class StreamReaderConnection {
     if (conn === null || this.#destroyed) throw new Error("connection closed");
     const n = await conn.read(into);
     if (n === null) throw new ProtocolError("Redis closed the connection");
+    this.bytesRead += n;
     return n;
   }
 }

@@ -362,6 +362,48 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => cluster.droppedChanges,
   ],
   [
+    "otter_cluster_published_bytes_total",
+    "counter",
+    "Bytes of change batches this node appended to Redis.",
+    (cluster) => cluster.publishedBytes,
+  ],
+  [
+    "otter_cluster_read_bytes_total",
+    "counter",
+    "Bytes this node's stream readers received from Redis (replies' framing included).",
+    (cluster) => cluster.readBytes,
+  ],
+  [
+    "otter_cluster_redis_used_memory_bytes",
+    "gauge",
+    "Memory Redis uses (INFO used_memory), per server, as last polled (every 10 s).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.usedMemory]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_total",
+    "counter",
+    "Bytes Redis received from all its clients (INFO total_net_input_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netInputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_total",
+    "counter",
+    "Bytes Redis sent to all its clients (INFO total_net_output_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netOutputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis received between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.inputPerSecond]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis sent between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.outputPerSecond]),
+  ],
+  [
     "otter_cluster_connects_total",
     "counter",
     "Connections made to Redis.",

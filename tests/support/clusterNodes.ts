@@ -130,6 +130,7 @@ export function makeNode(
     now?: number;
     flushIntervalMs?: number;
     secret?: Uint8Array | null;
+    infoPollMs?: number;
   } = {},
 ): TestNode {
   const store = new FakeStore();
@@ -149,6 +150,7 @@ export function makeNode(
     commandTimeoutMs: 1000,
     minBackoffMs: 100,
     maxBackoffMs: 500,
+    infoPollMs: options.infoPollMs,
   });
   return { name, store, sync, clock, logs };
 }
