@@ -22,6 +22,7 @@ import {
   sealed,
   sleep,
   stopAll,
+  strangerStream,
   type TestNode,
   waitFor,
 } from "./support/clusterNodes.ts";
@@ -64,7 +65,7 @@ Deno.test({
     const raw = await rawClient(redis.url);
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
-      const key = nodes[0].sync.streamKey;
+      const key = await strangerStream(raw);
       const unsigned = sealed(batchOf("mallory", 1001), null);
       const otherSecret = sealed(batchOf("mallory", 1002), OTHER_SECRET);
       // An authentic batch with its port changed and its checksum made to match.
@@ -170,7 +171,7 @@ Deno.test({
     const raw = await rawClient(redis.url);
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
-      const key = nodes[0].sync.streamKey;
+      const key = await strangerStream(raw);
       const good = sealed(batchOf("alice", 3000));
       const huge = Buffer.alloc(8 * 1024 * 1024, 0x61);
       await raw.sendCommand(["XADD", key, "*", "b", huge]);
@@ -261,9 +262,10 @@ Deno.test({
       const key = a.sync.streamKey;
       const history = await raw.sendCommand(["XRANGE", key, "-", "+"]) as [Buffer, Buffer[]][];
       await sleep(3300);
-      // Trimmed away by now, or about to be: the copy is all a new node would see.
-      await raw.sendCommand(["DEL", key]);
-      await raw.sendCommand(["XADD", key, "*", "b", history[0][1][1]]);
+      // a's stream is trimmed or gone by now, and a out of the registry: a stranger adds the
+      // copy to a stream of its own that every node reads.
+      const copy = await strangerStream(raw);
+      await raw.sendCommand(["XADD", copy, "*", "b", history[0][1][1]]);
       const late = makeNode("late", redis.url, { peerTimeout: 3 });
       nodes.push(late);
       await late.sync.start();

@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
 import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { ClusterKeys } from "../src/cluster/clusterKeys.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { announcePeers } from "./support/udpClient.ts";
@@ -166,7 +167,12 @@ Deno.test({
       const forged = recorder.take()!;
       setPublishTime(forged, Date.now());
       writeChecksum(forged);
-      await raw.sendCommand(["XADD", "otter:e2e:changes", "*", "b", Buffer.from(forged)]);
+      // On a stream of its own, listed where the nodes look for streams to read.
+      const keys = new ClusterKeys("e2e");
+      const stranger = "57a4e4c0de000001";
+      await raw.sendCommand(["ZADD", keys.nodes(0), String(Date.now()), stranger]);
+      const stream = keys.nodeStream(0, stranger);
+      await raw.sendCommand(["XADD", stream, "*", "b", Buffer.from(forged)]);
       // z, with another secret, announces too; p's announce is the right secret's.
       await z.announce(forgedHash, 7100, 2);
       await p.announce(forgedHash, 7200, 2);

@@ -4,7 +4,12 @@
  * still end as the stream's last word.
  */
 import assert from "node:assert/strict";
-import { ChangeRecorder, markLate, setPublishTime } from "../src/cluster/changeBatch.ts";
+import {
+  ChangeRecorder,
+  markLate,
+  setPublishTime,
+  setSequence,
+} from "../src/cluster/changeBatch.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
 import { BatchGate } from "../src/cluster/batchGate.ts";
 import { StreamApplier } from "../src/cluster/streamApply.ts";
@@ -39,11 +44,11 @@ Deno.test("a refresh older than the stored one keeps the newer stamp and takes t
   const origin = new ChangeRecorder("b", 16, 16);
   origin.record(1, HASH, 0, 4, ADDRESS, 0, 6881, true);
   const batch = origin.take()!;
+  setSequence(batch, 1);
   markLate(batch, 100, true);
   setPublishTime(batch, NOW_MS);
   mac.seal(batch);
-  const reply = [[new Uint8Array(0), [[new TextEncoder().encode("1-1"), [FIELD, batch]]]]];
-  assert.equal(applier.applyReply(reply, NOW_MS), 1);
+  applier.applyEntry("1-1", [FIELD, batch], NOW_MS, 0);
   assert.equal(counters.applied, 1);
   // Before: the store's announce set the stamp to 900 (1000 - 100 s), 100 s older than known.
   assert.deepEqual(lastSeenOf(store), [{ lastSeen: 1000, seeder: true }]);
@@ -53,12 +58,10 @@ Deno.test("a refresh older than the stored one keeps the newer stamp and takes t
   clock.now = 1050;
   origin.record(1, HASH, 0, 4, ADDRESS, 0, 6881, false);
   const fresh = origin.take()!;
+  setSequence(fresh, 2);
   setPublishTime(fresh, NOW_MS);
   mac.seal(fresh);
-  applier.applyReply(
-    [[new Uint8Array(0), [[new TextEncoder().encode("1-2"), [FIELD, fresh]]]]],
-    NOW_MS,
-  );
+  applier.applyEntry("1-2", [FIELD, fresh], NOW_MS, 0);
   assert.deepEqual(lastSeenOf(store), [{ lastSeen: 1050, seeder: false }]);
   assert.equal(store.seeders4, 0);
 });

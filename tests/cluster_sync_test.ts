@@ -19,12 +19,14 @@ import {
   infoHash,
   ipv4,
   ipv6,
+  KEYS,
   makeNode,
   NONE_REJECTED,
   sealed,
   SECRET,
   sleep,
   stopAll,
+  strangerStream,
   waitFor,
 } from "./support/clusterNodes.ts";
 
@@ -78,7 +80,7 @@ Deno.test({
       for (const node of nodes) {
         assert.equal(node.store.snapshot(), snapshot);
         assert.deepEqual(node.store.scrape(hash), { complete: 1, incomplete: 0, downloaded: 1 });
-        assert.ok(node.sync.counters.ownBatches > 0, "each node reads its own batches back");
+        assert.equal(node.sync.counters.ownBatches, 0, "no node reads its own batches back");
         assert.deepEqual(node.sync.counters.rejected, NONE_REJECTED);
         assert.equal(node.sync.recorder.pending, 0, "applied changes are not re-recorded");
       }
@@ -165,8 +167,9 @@ Deno.test({
       const third = makeNode("third", redis.url, { peerTimeout: 3 });
       nodes.push(third);
       await third.sync.start();
+      // a has been silent for a peer timeout: the registry no longer lists it, and its batch
+      // would be stale anyway (by its publish time: cluster_auth_test.ts).
       assert.equal(third.store.peers.size, 0);
-      assert.equal(third.sync.counters.staleBatches, 1);
       assert.equal(third.sync.counters.applied, 0);
     } finally {
       await stopAll(nodes, redis);
@@ -202,7 +205,7 @@ Deno.test({
       const flipped = good.slice();
       flipped[30] ^= 0x40;
       const garbage = crypto.getRandomValues(new Uint8Array(300));
-      const key = a.sync.streamKey;
+      const key = await strangerStream(raw);
       const entries: (string | Buffer)[][] = [
         ["b", Buffer.from(truncated)],
         ["b", Buffer.from(reseal(version9))],
@@ -267,6 +270,15 @@ Deno.test({
         }
       };
       await traffic(1000, false);
+      // In step first: a batch Redis acknowledged a moment before it died may not have reached
+      // the other nodes, and is lost with it (each peer is published again at its next announce,
+      // which this test's nodes, recording directly, do not do).
+      await waitFor("in step before the outage", () => {
+        const snapshot = nodes[0].store.snapshot();
+        return nodes.every((node) =>
+          node.store.snapshot() === snapshot && node.sync.recorder.pending === 0
+        );
+      }, 5000);
       await redis.stop();
       await traffic(5000, true);
       for (const node of nodes) assert.equal(node.sync.counters.state, "disconnected");
@@ -280,7 +292,16 @@ Deno.test({
           node.sync.counters.state === "connected" && node.store.snapshot() === snapshot &&
           node.sync.recorder.pending === 0
         );
-      }, 10000);
+      }, 10000).catch((e) => {
+        const sets = nodes.map((n) => new Set(n.store.snapshot().split("\n")));
+        for (let i = 1; i < 3; i++) {
+          console.log("only in 0 vs", i, [...sets[0]].filter((k) => !sets[i].has(k)).slice(0, 5));
+          console.log("only in", i, [...sets[i]].filter((k) => !sets[0].has(k)).slice(0, 5));
+        }
+        console.log(nodes.map((n) => JSON.stringify({ ...n.sync.counters, redis: [] })));
+        console.log(nodes.map((n) => n.logs));
+        throw e;
+      });
       console.log(
         `converged within ${(performance.now() - back).toFixed(0)} ms of Redis coming back, ` +
           `500 ms of it under traffic (${serial} announces in all)`,
@@ -291,20 +312,24 @@ Deno.test({
         for (const node of nodes) assert.deepEqual(node.store.scrape(infoHash(seed)), expected);
       }
       for (const node of nodes) {
-        assert.equal(node.logs.length, 3, node.logs.join("\n"));
+        assert.equal(node.logs.length, 4, node.logs.join("\n"));
         assert.match(node.logs[0], /connected to/);
         assert.match(
           node.logs[1],
           /^cluster: lost Redis at redis:\/\/127\.0\.0\.1:\d+ \(.+\); serving/,
         );
-        assert.match(node.logs[2], /connected to/);
+        // The test's Redis comes back empty (no persistence): the nodes notice.
+        assert.match(node.logs[2], /^cluster: Redis lost the cluster's data/);
+        assert.equal(node.sync.counters.redisResets, 1);
+        assert.match(node.logs[3], /connected to/);
         assert.equal(node.sync.counters.connects, 2);
         assert.equal(node.sync.counters.droppedChanges, 0);
         assert.deepEqual(node.sync.counters.rejected, NONE_REJECTED);
         assert.ok(node.sync.counters.reapplied > 0, "queued changes were applied again");
       }
-      // The late window closes: new traffic is not applied twice on its origin.
-      await sleep(500);
+      // The late window closes (at most 2 s after the last queued batch was reapplied): new
+      // traffic is not applied twice on its origin.
+      await sleep(2500);
       const reapplied = nodes.map((node) => node.sync.counters.reapplied);
       await traffic(300, false);
       await waitFor(
@@ -397,13 +422,13 @@ Deno.test({
     raw.on("error", () => {});
     try {
       await raw.connect();
-      await raw.sendCommand(["SET", a.sync.streamKey, "not a stream"]);
+      await raw.sendCommand(["SET", KEYS.hello(0), "not a stream"]);
       await a.sync.start();
       assert.equal(a.sync.counters.state, "disconnected");
       await sleep(600);
       assert.deepEqual(a.logs.length, 1, a.logs.join("\n"));
       assert.match(a.logs[0], /cannot reach Redis .*holds a string, not a stream/);
-      await raw.sendCommand(["DEL", a.sync.streamKey]);
+      await raw.sendCommand(["DEL", KEYS.hello(0)]);
       await waitFor("connected", () => a.sync.counters.state === "connected", 3000);
 
       await b.sync.start();

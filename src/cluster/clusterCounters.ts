@@ -26,12 +26,18 @@ export interface ClusterCounters {
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
+  /** Times an origin's sequence skipped numbers (entries missing: trimmed unread, or lost). */
+  gaps: number;
   /** Changes from this node's own late batches, applied again in stream order. */
   reapplied: number;
   /** Local changes never published: recorder ring full, queue over its limit, or too old. */
   droppedChanges: number;
   /** Times a connection was established, the first included. */
   connects: number;
+  /** Times Redis came back without the cluster's data (restarted empty): everything republished. */
+  redisResets: number;
+  /** Times this node's own stream had lost acknowledged entries (a failover): peers republished. */
+  lostEntries: number;
   /** Local refreshes not published: they changed nothing and their peer was published this epoch. */
   suppressedRefreshes: number;
   /** Batch bytes this node appended (payload), and bytes its readers received (wire). */
@@ -53,9 +59,12 @@ export function newClusterCounters(): ClusterCounters {
     rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
     staleBatches: 0,
     ownBatches: 0,
+    gaps: 0,
     reapplied: 0,
     droppedChanges: 0,
     connects: 0,
+    redisResets: 0,
+    lostEntries: 0,
     suppressedRefreshes: 0,
     publishedBytes: 0,
     readBytes: 0,

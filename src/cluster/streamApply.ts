@@ -27,61 +27,41 @@ import type { ClusterCounters } from "./clusterCounters.ts";
  */
 export type ClusterStore = Pick<SwarmTable, "announce" | "refreshPeer">;
 
-const idDecoder = new TextDecoder();
-
 export class StreamApplier {
-  /** Id of the last stream entry read; the next XREAD starts after it. */
-  lastId = "0-0";
   readonly #gate: BatchGate;
   readonly #store: ClusterStore;
   readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #counters: ClusterCounters;
-  readonly #ownQueuedReapplied: () => void;
+  readonly #ownLateReapplied: (queued: boolean) => void;
   /** The batch being applied, for `#applyChange`: its `now` for the store, and whether it is ours. */
   #applyNow = 1;
   #applyingOwn = false;
   readonly #scratch = new Uint8Array(64);
 
-  /** `ownQueuedReapplied` is told when one of this node's queued (late) batches was read back. */
+  /** `ownLateReapplied` is told when one of this node's late batches was applied again. */
   constructor(
     gate: BatchGate,
     store: ClusterStore,
     access: AccessPolicy | null,
     clock: { now: number },
     counters: ClusterCounters,
-    ownQueuedReapplied: () => void,
+    ownLateReapplied: (queued: boolean) => void,
   ) {
     this.#gate = gate;
     this.#store = store;
     this.#access = access;
     this.#clock = clock;
     this.#counters = counters;
-    this.#ownQueuedReapplied = ownQueuedReapplied;
+    this.#ownLateReapplied = ownLateReapplied;
   }
 
-  /** Applies one XREAD reply, read when Redis's clock was `redisNowMs`; returns its entries. */
-  applyReply(reply: unknown, redisNowMs: number): number {
-    if (reply === null) return 0;
-    if (!Array.isArray(reply) || reply.length !== 1 || !Array.isArray(reply[0])) {
-      throw new Error("unexpected XREAD reply");
-    }
-    const entries = reply[0][1];
-    if (!Array.isArray(entries)) throw new Error("unexpected XREAD reply");
-    for (const entry of entries) {
-      if (!Array.isArray(entry) || entry.length !== 2 || !(entry[0] instanceof Uint8Array)) {
-        throw new Error("unexpected XREAD entry");
-      }
-      const id = idDecoder.decode(entry[0]);
-      if (!/^[0-9]{1,20}-[0-9]{1,20}$/.test(id)) throw new Error("unexpected XREAD entry id");
-      this.lastId = id;
-      this.#applyEntry(id, entry[1], redisNowMs);
-    }
-    return entries.length;
-  }
-
-  #applyEntry(id: string, fields: unknown, redisNowMs: number): void {
-    const admitted = this.#gate.admit(id, fields, redisNowMs);
+  /**
+   * Applies one stream entry (its id, and its fields as the reader gave them) of shard `shard`,
+   * read when Redis's clock was `redisNowMs`, if the gate admits it.
+   */
+  applyEntry(id: string, fields: unknown, redisNowMs: number, shard: number): void {
+    const admitted = this.#gate.admit(id, fields, redisNowMs, shard);
     if (!admitted.apply) return;
     const { batch, own, age } = admitted;
     // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
@@ -90,7 +70,7 @@ export class StreamApplier {
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
-    else if (batchIsQueued(batch)) this.#ownQueuedReapplied();
+    else this.#ownLateReapplied(batchIsQueued(batch));
   }
 
   readonly #applyChange: ApplyChange = (

@@ -373,7 +373,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "cluster",
     valueName: "URL",
-    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…",
+    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…; " +
+      "a Redis Cluster: its servers' URLs, comma-separated",
     defaultValue: "",
   },
   {
@@ -381,7 +382,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "clusterName",
     valueName: "NAME",
-    help: "the cluster's name (its Redis stream key)",
+    help: "the cluster's name (in its Redis keys)",
     defaultValue: "otter",
   },
   {

@@ -3,7 +3,13 @@
  * (`FakeStore`, which follows the real store's rules for what it is used for here), with a clock
  * the test sets, and its log lines collected.
  */
-import { opForEvent, setPublishTime } from "../../src/cluster/changeBatch.ts";
+import {
+  batchInstanceKey,
+  opForEvent,
+  setPublishTime,
+  setSequence,
+} from "../../src/cluster/changeBatch.ts";
+import { ClusterKeys } from "../../src/cluster/clusterKeys.ts";
 import { BatchMac } from "../../src/cluster/batchMac.ts";
 import { type ClusterStore, ClusterSync } from "../../src/cluster/redisCluster.ts";
 import type { RedisServer } from "./redisServer.ts";
@@ -187,11 +193,40 @@ export function announce(
 
 export const NONE_REJECTED = { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 };
 
-/** A batch stamped now and sealed with the tests' secret, as a node of cluster "test" would. */
+/** The keys of the tests' cluster ("test"). */
+export const KEYS = new ClusterKeys("test");
+
+const sequences = new Map<string, number>();
+
+/**
+ * A batch stamped now, given its origin's next sequence number, and sealed with the tests'
+ * secret, as a node of cluster "test" would publish it.
+ */
 export function sealed(batch: Uint8Array, secret: Uint8Array | null = SECRET): Uint8Array {
+  const origin = batchInstanceKey(batch);
+  const sequence = (sequences.get(origin) ?? 0) + 1;
+  sequences.set(origin, sequence);
+  setSequence(batch, sequence);
   setPublishTime(batch, Date.now());
   new BatchMac(secret, "test").seal(batch);
   return batch;
+}
+
+/** A stranger's instance. */
+export const STRANGER = "57a4e4c0de000001";
+
+/**
+ * Lists an instance in shard 0's registry of the tests' cluster, as a node does when it
+ * publishes, so every node reads its stream; returns that stream's key. What a stranger who can
+ * write to Redis would do to reach the nodes.
+ */
+export async function strangerStream(
+  raw: { sendCommand(args: string[]): Promise<unknown> },
+  instance = STRANGER,
+): Promise<string> {
+  await raw.sendCommand(["ZADD", KEYS.nodes(0), String(Date.now()), instance]);
+  await raw.sendCommand(["XADD", KEYS.hello(0), "*", "i", instance]);
+  return KEYS.nodeStream(0, instance);
 }
 
 export async function stopAll(nodes: TestNode[], redis: RedisServer): Promise<void> {
