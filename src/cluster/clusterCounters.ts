@@ -5,6 +5,17 @@
  */
 import type { RejectedCounts } from "./batchGate.ts";
 import type { RedisFigures } from "./redisInfo.ts";
+import { newSnapshotRejects, type SnapshotRejects } from "./snapshotFormat.ts";
+
+/** What the sync counts of snapshots (snapshotStore.ts). */
+export interface SnapshotCounters {
+  written: number;
+  loaded: number;
+  /** Bytes of chunks in the shards' current snapshots, as last seen. */
+  bytes: number;
+  /** Age in seconds of the oldest shard's current snapshot (0 without one). */
+  ageSeconds: number;
+}
 
 export interface ClusterCounters {
   state: "connected" | "disconnected";
@@ -45,6 +56,10 @@ export interface ClusterCounters {
   readBytes: number;
   /** What each Redis server said of itself at the last INFO poll (redisInfo.ts). */
   redis: RedisFigures[];
+  /** Snapshots written and loaded, their size and age (snapshotStore.ts). */
+  snapshots: SnapshotCounters;
+  /** Snapshot chunks and manifests refused, by reason (snapshotFormat.ts). */
+  snapshotRejected: SnapshotRejects;
 }
 
 /** Counters at zero, disconnected. */
@@ -69,5 +84,7 @@ export function newClusterCounters(): ClusterCounters {
     publishedBytes: 0,
     readBytes: 0,
     redis: [],
+    snapshots: { written: 0, loaded: 0, bytes: 0, ageSeconds: 0 },
+    snapshotRejected: newSnapshotRejects(),
   };
 }

@@ -95,6 +95,8 @@ export class PublishQueue {
   #sequences: number[] = [];
   /** Own stream's last acknowledged id per shard, and when the registry was last renewed. */
   readonly lastAcked: string[] = [];
+  /** Batch bytes published per shard. */
+  publishedBytes: number[] = [];
   #registeredAt: number[] = [];
   /** Own queued batches marked for publishing and not yet reapplied. */
   #queuedUnread = 0;
@@ -120,6 +122,7 @@ export class PublishQueue {
     this.lastAcked.length = 0;
     for (let s = 0; s < shards; s++) this.lastAcked.push("0-0");
     this.#registeredAt = new Array(shards).fill(-Infinity);
+    this.publishedBytes = new Array(shards).fill(0);
   }
 
   get pendingBatches(): number {
@@ -260,6 +263,7 @@ export class PublishQueue {
         counters.published++;
         counters.publishedChanges += next.count;
         counters.publishedBytes += next.batch.length;
+        this.publishedBytes[shard] += next.batch.length;
         if (this.#publishRefused !== null) {
           this.#publishRefused = null;
           log("cluster: Redis accepts changes again");

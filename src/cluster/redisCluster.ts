@@ -61,6 +61,8 @@ import {
 } from "./clusterKeys.ts";
 import { PublishQueue, type PublishSession } from "./publishQueue.ts";
 import { ShardReader } from "./shardReader.ts";
+import { type SnapshotOptions, SnapshotStore } from "./snapshotStore.ts";
+import { SnapshotMacs } from "./snapshotFormat.ts";
 import { RedisLink, textOf } from "./redisLink.ts";
 import {
   checkCommands,
@@ -123,6 +125,8 @@ export interface ClusterSyncOptions {
    * standalone Redis, DEFAULT_CLUSTER_SHARDS on a Redis Cluster.
    */
   shards?: number;
+  /** When snapshots are written and how big their chunks are (snapshotStore.ts). */
+  snapshots?: SnapshotOptions;
 }
 
 /** How often the offset to Redis's clock is measured again while connected. */
@@ -163,6 +167,11 @@ export class ClusterSync {
   readonly #mac: BatchMac;
   readonly #applier: StreamApplier;
   readonly #queue: PublishQueue;
+  readonly #snapshots: SnapshotStore;
+  /** Whether the snapshots were loaded (once, at the first connect). */
+  #loaded = false;
+  #snapshotTimer: ReturnType<typeof setInterval> | undefined;
+  #snapshotTicking = false;
   #flushTimer: ReturnType<typeof setInterval> | undefined;
   #infoTimer: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
@@ -220,6 +229,20 @@ export class ClusterSync {
       peerTimeout: options.peerTimeout,
       maxPendingBytes: options.maxPendingBytes ?? 64 * 1024 * 1024,
     });
+    this.#snapshots = new SnapshotStore({
+      keys: this.keys,
+      instance: this.instance,
+      instanceBytes: this.recorder.instance,
+      nodeId: options.nodeId,
+      macs: new SnapshotMacs(options.secret, options.name),
+      store: options.store,
+      clock: options.clock,
+      access: options.access ?? null,
+      peerTimeout: options.peerTimeout,
+      counters: this.counters,
+      log: options.log,
+      options: options.snapshots ?? {},
+    });
     const gate = new BatchGate(
       this.#mac,
       this.recorder.instance,
@@ -266,6 +289,9 @@ export class ClusterSync {
     const infoTimer = setInterval(this.#pollInfo, this.#infoPollMs);
     Deno.unrefTimer(infoTimer);
     this.#infoTimer = infoTimer;
+    const snapshotTimer = setInterval(this.#tickSnapshots, this.#snapshots.tickMs);
+    Deno.unrefTimer(snapshotTimer);
+    this.#snapshotTimer = snapshotTimer;
     this.#sessionLoop = this.#runSessions();
     return ready;
   }
@@ -275,6 +301,7 @@ export class ClusterSync {
     if (!this.#running) return;
     clearInterval(this.#flushTimer);
     clearInterval(this.#infoTimer);
+    clearInterval(this.#snapshotTimer);
     this.#flush();
     await this.#queue.settled();
     this.#running = false;
@@ -346,10 +373,15 @@ export class ClusterSync {
     const reset = await this.#adoptConfig(link);
     const shards = this.#queue.shards;
     if (this.#readers.length !== shards) this.#readers = this.#makeReaders(shards);
+    this.#snapshots.setShards(shards);
     await Promise.all(
       this.#readers.map((reader) => reader.connect(link.masterFor(keys.nodes(reader.shard)))),
     );
-    if (reset) {
+    if (!this.#loaded) {
+      // Joining: each shard's snapshot, then its streams from the snapshot's position.
+      await this.#snapshots.load(link, this.#readers, () => this.#redisNowMs());
+      this.#loaded = true;
+    } else if (reset) {
       this.#redisLostItsData();
     } else {
       for (const reader of this.#readers) await reader.checkTails();
@@ -432,6 +464,7 @@ export class ClusterSync {
       reader.dropOwnLate();
     }
     this.#queue.streamsLost();
+    this.#snapshots.forget();
     this.changes.republishBefore = this.#clock.now;
     this.#log(
       "cluster: Redis lost the cluster's data (restarted empty?); publishing every peer again " +
@@ -523,6 +556,7 @@ export class ClusterSync {
   #failStart(error: Error): void {
     clearInterval(this.#flushTimer);
     clearInterval(this.#infoTimer);
+    clearInterval(this.#snapshotTimer);
     this.#running = false;
     const reject = this.#startFailed!;
     this.#ready = null;
@@ -588,6 +622,22 @@ export class ClusterSync {
     }).finally(() => this.#polling = false);
   };
 
+  /** Writes a snapshot where one is due (snapshotStore.ts), once the shards are read up to date. */
+  #tickSnapshots = (): void => {
+    const link = this.#link;
+    if (link === null || this.#snapshotTicking || this.counters.state !== "connected") return;
+    if (!this.#readers.every((reader) => reader.caughtUp)) return;
+    this.#snapshotTicking = true;
+    const readers = this.#readers;
+    const queue = this.#queue;
+    this.#snapshots.tick(
+      link,
+      readers,
+      () => this.#redisNowMs(),
+      (shard) => readers[shard].bytesRead + (queue.publishedBytes[shard] ?? 0),
+    ).catch(() => {}).finally(() => this.#snapshotTicking = false);
+  };
+
   /** Takes the recorder's changes into the publish queue and starts publishing. */
   #flush = (): void => {
     const connected = this.counters.state === "connected";
@@ -603,7 +653,7 @@ export class ClusterSync {
       link,
       session: this.counters.connects,
       redisNowMs: () => this.#redisNowMs(),
-      trimBeforeMs: () => this.#redisNowMs() - this.#peerTimeout * 1000,
+      trimBeforeMs: (shard) => this.#snapshots.trimBeforeMs(shard, this.#redisNowMs()),
       ownLate: (shard, id, batch) => this.#readers[shard]?.addOwnLate(id, batch),
       current: () => this.#link === link && this.counters.state === "connected",
     };

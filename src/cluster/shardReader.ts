@@ -100,6 +100,8 @@ export class ShardReader {
   #completeAtMs = 0;
   /** Whether a read has returned everything the shard held (start() waits for it). */
   caughtUp = false;
+  /** Bytes this reader received (snapshots are due as a shard's streams grow). */
+  bytesRead = 0;
 
   constructor(options: ShardReaderOptions) {
     this.shard = options.shard;
@@ -316,6 +318,7 @@ export class ShardReader {
         return await this.#asking(address, args, limits, timeout);
       } finally {
         options.counters.readBytes += conn.bytesRead - before;
+        this.bytesRead += conn.bytesRead - before;
       }
     }
   }

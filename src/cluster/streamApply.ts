@@ -22,10 +22,10 @@ import type { BatchGate } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 
 /**
- * What the sync needs from the peer store: its ordinary announce (stops, completions) and its
- * refresh (a refresh must never make a peer look older than this node knows it).
+ * The peer store the sync works on: its announce (stops, completions), its refresh (a refresh
+ * never makes a peer look older than this node knows it), its restore and walks (snapshots).
  */
-export type ClusterStore = Pick<SwarmTable, "announce" | "refreshPeer">;
+export type ClusterStore = SwarmTable;
 
 export class StreamApplier {
   readonly #gate: BatchGate;

@@ -356,6 +356,52 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => Object.entries(cluster.rejected).map(([reason, n]) => [`reason="${reason}"`, n]),
   ],
   [
+    "otter_cluster_snapshot_rejected_total",
+    "counter",
+    "Snapshot chunks and manifests refused: malformed, oversized (never read whole), bad_mac " +
+    "(not sealed with this cluster's secret and name), mismatched (not the chunk its manifest " +
+    "names).",
+    (cluster) =>
+      Object.entries(cluster.snapshotRejected).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_snapshots_written_total",
+    "counter",
+    "Shard snapshots this node wrote to Redis.",
+    (cluster) => cluster.snapshots.written,
+  ],
+  [
+    "otter_cluster_snapshots_loaded_total",
+    "counter",
+    "Shard snapshots this node loaded when it joined.",
+    (cluster) => cluster.snapshots.loaded,
+  ],
+  [
+    "otter_cluster_snapshot_bytes",
+    "gauge",
+    "Bytes of the shards' current snapshots in Redis, as last seen.",
+    (cluster) => cluster.snapshots.bytes,
+  ],
+  [
+    "otter_cluster_snapshot_age_seconds",
+    "gauge",
+    "Age of the oldest shard's current snapshot.",
+    (cluster) => cluster.snapshots.ageSeconds,
+  ],
+  [
+    "otter_cluster_gaps_total",
+    "counter",
+    "Times another node's batches were missing from its stream (trimmed before this node read " +
+    "them, or lost by Redis).",
+    (cluster) => cluster.gaps,
+  ],
+  [
+    "otter_cluster_redis_resets_total",
+    "counter",
+    "Times Redis came back without the cluster's data; every peer is then published again.",
+    (cluster) => cluster.redisResets,
+  ],
+  [
     "otter_cluster_dropped_changes_total",
     "counter",
     "Local changes dropped because the queue was full during an outage.",

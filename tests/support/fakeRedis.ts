@@ -66,6 +66,8 @@ export function redisLike(commands: Record<string, Answer> = {}): Answer {
         return RESP_EMPTY_ARRAY;
       case "GET":
         return "$-1\r\n";
+      case "GETRANGE":
+        return "$0\r\n\r\n";
       case "PING":
         return "+PONG\r\n";
       case "TIME": {
