@@ -13,18 +13,20 @@
  * published after a reconnect is marked late (`markLate`) and its origin applies it again at its
  * place in the stream order (shardReader.ts keeps it until then): every node then ends with the
  * stream's last word on each peer. Reapplying an old change can undo a newer local one, so batches
- * taken while queued ones are unapplied, or before one was reapplied, are marked late too, and so
- * are batches that follow such a follow-up before it was reapplied, for at most FOLLOW_UP_MS after
- * the last queued batch was reapplied (under steady traffic each follow-up would make the next
- * one late). (A peer changed twice within the window's last flush may still differ until it
- * announces.)
+ * taken while queued ones are unapplied, or before one was reapplied, are marked late too
+ * ("follow-ups"), and so is a batch that changes a peer a follow-up changed, if that follow-up
+ * may be reapplied after it: the window closes for a peer once no unapplied late batch of ours
+ * holds it.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
 // deno-lint-ignore no-import-prefix
 import { ErrorReply } from "npm:@redis/client@6.3.1";
 import {
+  applyCheckedBatch,
+  batchIsQueued,
   batchRecordCount,
+  batchSequence,
   batchShard,
   type ChangeRecorder,
   markLate,
@@ -53,8 +55,14 @@ interface PendingBatch {
   sequence: number;
 }
 
-/** How long after the last queued batch was reapplied follow-ups may make more follow-ups. */
-const FOLLOW_UP_MS = 2000;
+/** An own batch marked late only because it followed others (see `#followsUp`). */
+interface FollowUp {
+  shard: number;
+  sequence: number;
+  peers: Set<number>;
+  /** performance.now() when it was applied again here, or -1. */
+  appliedAt: number;
+}
 
 /** How often a publishing node renews its place in a shard's registry. */
 const REGISTER_EVERY_MS = 10_000;
@@ -100,11 +108,10 @@ export class PublishQueue {
   #registeredAt: number[] = [];
   /** Own queued batches marked for publishing and not yet reapplied. */
   #queuedUnread = 0;
-  /** Own follow-up batches published and not yet reapplied. */
-  #followUpsUnread = 0;
-  /** performance.now() when an own queued batch, and any own late one, was last reapplied. */
+  /** Own follow-up batches published, in order, until applied before newer changes were made. */
+  readonly #followUps: FollowUp[] = [];
+  /** performance.now() when an own queued batch was last reapplied. */
   #lastQueuedReapplyAt = -Infinity;
-  #lastLateReapplyAt = -Infinity;
   #lastFlushAt = 0;
   #publishing: Promise<void> | null = null;
   /** The error of the last refused XADD while Redis keeps refusing, else null. */
@@ -129,16 +136,21 @@ export class PublishQueue {
     return this.#pending.length;
   }
 
-  /** Tells the queue one of its late batches (`queued` or a follow-up) was applied again in order. */
-  lateReapplied(queued: boolean): void {
+  /** Tells the queue one of its late batches (queued or a follow-up) was applied again in order. */
+  lateReapplied(batch: Uint8Array): void {
     const now = performance.now();
-    if (queued) {
+    if (batchIsQueued(batch)) {
       this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
       this.#lastQueuedReapplyAt = now;
-    } else {
-      this.#followUpsUnread = Math.max(0, this.#followUpsUnread - 1);
     }
-    this.#lastLateReapplyAt = now;
+    // A shard's late batches are applied in the order they were published: earlier ones not
+    // applied by now were lost with their stream.
+    const shard = batchShard(batch);
+    const sequence = batchSequence(batch);
+    for (const followUp of this.#followUps) {
+      if (followUp.shard !== shard || followUp.sequence > sequence) continue;
+      if (followUp.appliedAt < 0) followUp.appliedAt = now;
+    }
   }
 
   /**
@@ -150,7 +162,7 @@ export class PublishQueue {
    */
   streamsLost(): void {
     this.#queuedUnread = 0;
-    this.#followUpsUnread = 0;
+    this.#followUps.length = 0;
     for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
     for (let s = 0; s < this.shards; s++) this.lastAcked[s] = "0-0";
     this.#registeredAt.fill(-Infinity);
@@ -217,14 +229,21 @@ export class PublishQueue {
           this.#dropOldest();
           continue;
         }
+        this.#forgetFollowUpsBefore(next.previousFlushAt);
+        const shard = next.shard;
+        if (next.sequence === 0) next.sequence = ++this.#sequences[shard];
         if (next.mark !== "queued" && next.session !== session.session) {
           next.mark = "queued";
           this.#queuedUnread++;
         } else if (next.mark === "none" && this.#followsLate(next)) {
           next.mark = "followUp";
+          this.#followUps.push({
+            shard,
+            sequence: next.sequence,
+            peers: peersOf(next.batch),
+            appliedAt: -1,
+          });
         }
-        const shard = next.shard;
-        if (next.sequence === 0) next.sequence = ++this.#sequences[shard];
         setSequence(next.batch, next.sequence);
         if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
         const redisNowMs = session.redisNowMs();
@@ -250,7 +269,6 @@ export class PublishQueue {
           this.#pendingBytes -= next.batch.length;
         }
         if (next.mark !== "none") {
-          if (next.mark === "followUp") this.#followUpsUnread++;
           session.ownLate(shard, entryId, next.batch);
           // Wake the shard's readers, ours among them, so it is applied within a round trip,
           // not after a blocked read's timeout (sent after its XADD was acknowledged: see
@@ -284,11 +302,28 @@ export class PublishQueue {
     }
   }
 
-  /** Whether a batch must be late: an own late batch may be reapplied after its changes. */
+  /**
+   * Whether a batch must be late: an own queued batch may be reapplied after its changes, or an
+   * own follow-up that changed one of the same peers may (one not applied yet, or applied after
+   * the flush before the one that took this batch). Reapplied, that older change would undo the
+   * newer one here alone; marked late, the newer one is applied again after it.
+   */
   #followsLate(next: PendingBatch): boolean {
     if (this.#queuedUnread > 0 || this.#lastQueuedReapplyAt >= next.previousFlushAt) return true;
-    if (performance.now() - this.#lastQueuedReapplyAt >= FOLLOW_UP_MS) return false;
-    return this.#followUpsUnread > 0 || this.#lastLateReapplyAt >= next.previousFlushAt;
+    const followUps = this.#followUps;
+    if (followUps.length === 0) return false;
+    for (const peer of peersOf(next.batch)) {
+      for (const followUp of followUps) if (followUp.peers.has(peer)) return true;
+    }
+    return false;
+  }
+
+  /** Drops the follow-ups applied before `ms`: changes made after it are safe from them. */
+  #forgetFollowUpsBefore(ms: number): void {
+    const followUps = this.#followUps;
+    while (followUps.length > 0 && followUps[0].appliedAt >= 0 && followUps[0].appliedAt < ms) {
+      followUps.shift();
+    }
   }
 
   /**
@@ -312,4 +347,19 @@ export class PublishQueue {
     }
     return sent;
   }
+}
+
+/**
+ * The peers (info hash, address, port) a sound batch changes, each as a 32-bit FNV-1a hash of its
+ * bytes: a collision only marks one more batch late.
+ */
+function peersOf(batch: Uint8Array): Set<number> {
+  const peers = new Set<number>();
+  applyCheckedBatch(batch, (_op, bytes, hashOffset, family, _address, addressOffset) => {
+    const end = addressOffset + (family === 6 ? 16 : 4) + 2;
+    let hash = 0x811c9dc5;
+    for (let i = hashOffset; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+    peers.add(hash >>> 0);
+  });
+  return peers;
 }

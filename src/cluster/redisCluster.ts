@@ -256,13 +256,18 @@ export class ClusterSync {
       options.access ?? null,
       options.clock,
       this.counters,
-      (queued) => this.#queue.lateReapplied(queued),
+      (batch) => this.#queue.lateReapplied(batch),
     );
   }
 
   /** This node's stream of shard 0 (tests). */
   get streamKey(): string {
     return this.keys.nodeStream(0, this.instance);
+  }
+
+  /** This node's own late batches published and not yet applied again here (tests). */
+  get ownLatePending(): number {
+    return this.#readers.reduce((sum, reader) => sum + reader.ownLatePending, 0);
   }
 
   /** The cluster's shards (0 until the first connect). */

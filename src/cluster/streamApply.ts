@@ -11,7 +11,6 @@
 import {
   type ApplyChange,
   applyCheckedBatch,
-  batchIsQueued,
   OP_ANNOUNCE,
   OP_COMPLETED,
   OP_STOPPED,
@@ -33,7 +32,7 @@ export class StreamApplier {
   readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #counters: ClusterCounters;
-  readonly #ownLateReapplied: (queued: boolean) => void;
+  readonly #ownLateReapplied: (batch: Uint8Array) => void;
   /** The batch being applied, for `#applyChange`: its `now` for the store, and whether it is ours. */
   #applyNow = 1;
   #applyingOwn = false;
@@ -46,7 +45,7 @@ export class StreamApplier {
     access: AccessPolicy | null,
     clock: { now: number },
     counters: ClusterCounters,
-    ownLateReapplied: (queued: boolean) => void,
+    ownLateReapplied: (batch: Uint8Array) => void,
   ) {
     this.#gate = gate;
     this.#store = store;
@@ -70,7 +69,7 @@ export class StreamApplier {
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
-    else this.#ownLateReapplied(batchIsQueued(batch));
+    else this.#ownLateReapplied(batch);
   }
 
   readonly #applyChange: ApplyChange = (
