@@ -73,6 +73,8 @@ export interface Admission {
   age: number;
   /** Whether it is one of this node's own (late) batches. */
   own: boolean;
+  /** Whether its origin's sequence skipped numbers before it (counted in `gaps`). */
+  gap: boolean;
 }
 
 /** Node ids named in "fails authentication" lines; more are counted but not logged. */
@@ -92,7 +94,13 @@ export class BatchGate {
   readonly #origins = new Map<string, { sequence: number; publishedMs: number }>();
   readonly #loggedNodes = new Set<string>();
   #loggedOversized = false;
-  readonly #result: Admission = { apply: false, batch: new Uint8Array(0), age: 0, own: false };
+  readonly #result: Admission = {
+    apply: false,
+    batch: new Uint8Array(0),
+    age: 0,
+    own: false,
+    gap: false,
+  };
 
   constructor(
     mac: BatchMac,
@@ -116,6 +124,7 @@ export class BatchGate {
     const result = this.#result;
     result.apply = false;
     result.own = false;
+    result.gap = false;
     const batch = this.#batchOf(id, fields);
     if (batch === null) return result;
     const own = batchIsFrom(batch, this.#instance);
@@ -192,7 +201,10 @@ export class BatchGate {
     const origins = this.#origins;
     const last = origins.get(key);
     if (last !== undefined && sequence <= last.sequence) return false;
-    if (last !== undefined && sequence > last.sequence + 1) this.#counters.gaps++;
+    if (last !== undefined && sequence > last.sequence + 1) {
+      this.#counters.gaps++;
+      this.#result.gap = true;
+    }
     origins.delete(key);
     origins.set(key, { sequence, publishedMs });
     if (last === undefined && origins.size > 64) this.#forgetOldOrigins(redisNowMs);

@@ -501,6 +501,10 @@ export class ClusterSync {
       try {
         while (this.#running && this.#link === link) {
           await reader.readOnce(reader.caughtUp);
+          if (reader.gapSeen) {
+            reader.gapSeen = false;
+            await this.#snapshots.reload(link, reader.shard, () => this.#redisNowMs());
+          }
           if (this.#ready !== null && this.#readers.every((r) => r.caughtUp)) this.#markReady();
         }
       } catch (error) {

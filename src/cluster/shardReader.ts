@@ -102,6 +102,12 @@ export class ShardReader {
   caughtUp = false;
   /** Bytes this reader received (snapshots are due as a shard's streams grow). */
   bytesRead = 0;
+  /**
+   * Set when another node's entries went missing before this reader got them (a sequence gap:
+   * trimmed away while this node was gone, or lost by Redis); the sync then loads the shard's
+   * snapshot over the store and clears it.
+   */
+  gapSeen = false;
 
   constructor(options: ShardReaderOptions) {
     this.shard = options.shard;
@@ -119,6 +125,10 @@ export class ShardReader {
     this.#address = address;
     await withTimeout(conn.connect(), this.#options.commandTimeoutMs, conn);
     this.#registryDue = true;
+    // Up to date again only after a complete read on this connection: until then no snapshot is
+    // written from this node's store (it may lack what was published while it was away).
+    this.caughtUp = false;
+    this.#completeAtMs = 0;
   }
 
   /** Closes the connection; a read in flight rejects. */
@@ -244,9 +254,11 @@ export class ShardReader {
     }, block ? options.blockMs : 0);
     const redisNowMs = options.redisNowMs();
     const byKey = parseXread(reply);
-    // Hello entries: an instance has joined; read the registry before the next XREAD.
+    // Hello entries: an instance has joined; read the registry before the next XREAD (and this
+    // read is not complete: it did not name the new instance's stream).
     const hello = byKey.get(keys[0]);
-    if (hello !== undefined && hello.length > 0) {
+    const helloSeen = hello !== undefined && hello.length > 0;
+    if (helloSeen) {
       this.#helloId = hello[hello.length - 1].id;
       this.#registryDue = true;
     }
@@ -275,9 +287,13 @@ export class ShardReader {
         const instance = options.keys.instanceOf(this.shard, entry.key)!;
         this.streams.set(instance, entry.id);
       }
-      options.applier.applyEntry(entry.id, entry.fields, redisNowMs, this.shard);
+      if (options.applier.applyEntry(entry.id, entry.fields, redisNowMs, this.shard)) {
+        this.gapSeen = true;
+      }
     }
-    const complete = horizon === null;
+    // Not complete either after a gap: the store lacks what went missing until the snapshot is
+    // loaded over it (redisCluster.ts).
+    const complete = horizon === null && !helloSeen && !this.gapSeen;
     if (complete) {
       this.#completeAtMs = sentAtMs;
       this.caughtUp = true;

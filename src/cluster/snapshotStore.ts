@@ -113,6 +113,8 @@ export class SnapshotStore {
   #bytesAtManifest: number[] = [];
   /** The first bytes of the last refused manifest per shard, so each is counted once. */
   #refusedManifest: string[] = [];
+  /** The snapshot version last loaded per shard (0: none), so a gap reloads each at most once. */
+  #loadedVersion: number[] = [];
   #writing = false;
   #lastWalkMs = 0;
   #lastWalkWallMs = 0;
@@ -134,21 +136,25 @@ export class SnapshotStore {
     this.#manifests = new Array(shards).fill(null);
     this.#bytesAtManifest = new Array(shards).fill(0);
     this.#refusedManifest = new Array(shards).fill("");
+    this.#loadedVersion = new Array(shards).fill(0);
   }
 
   /** Redis lost its data: no snapshot is current. */
   forget(): void {
     this.#manifests.fill(null);
+    this.#loadedVersion.fill(0);
   }
 
   /**
    * Where shard s's streams may be trimmed to (ms on Redis's clock): the position of the
-   * snapshot the current one replaced, or a peer timeout back, whichever is later.
+   * snapshot the current one replaced (or the current one's, if a lagging writer made it older),
+   * or a peer timeout back, whichever is later.
    */
   trimBeforeMs(shard: number, redisNowMs: number): number {
     const floor = redisNowMs - this.#o.peerTimeout * 1000;
-    const previous = this.#manifests[shard]?.previous.ms ?? 0;
-    return Math.max(floor, previous);
+    const manifest = this.#manifests[shard];
+    if (manifest == null) return floor;
+    return Math.max(floor, Math.min(manifest.previous.ms, manifest.position.ms));
   }
 
   // ---------------------------------------------------------------- loading
@@ -168,11 +174,37 @@ export class SnapshotStore {
         if (loaded === "missing") continue;
         if (loaded === "refused") break;
         start = idOf(manifest.position);
+        this.#loadedVersion[shard] = manifest.version;
         this.#o.counters.snapshots.loaded++;
         break;
       }
       reader.resetTo(start);
     }
+  }
+
+  /**
+   * Loads shard s's current snapshot over the store without moving its reader: entries of
+   * another node went missing before this node read them (trimmed while it was away), and the
+   * snapshot, newer than them, holds what they changed; the reader goes on from where it is, so
+   * the stream's last word still wins. (Peers those entries stopped stay until they expire.)
+   * Each snapshot version is loaded at most once. Returns whether one was loaded.
+   */
+  async reload(link: RedisLink, shard: number, redisNowMs: () => number): Promise<boolean> {
+    for (let attempt = 0; attempt < LOAD_TRIES; attempt++) {
+      const manifest = await this.#readManifest(link, shard);
+      if (manifest === null || manifest.version === this.#loadedVersion[shard]) return false;
+      const loaded = await this.#loadChunks(link, manifest, redisNowMs);
+      if (loaded === "missing") continue;
+      this.#loadedVersion[shard] = manifest.version;
+      if (loaded === "refused") return false;
+      this.#o.counters.snapshots.loaded++;
+      this.#o.log(
+        `cluster: entries of shard ${shard} were gone before this node read them; loaded its ` +
+          `snapshot (${manifest.peers} peers) over the store`,
+      );
+      return true;
+    }
+    return false;
   }
 
   /** Applies a snapshot's chunks; "missing" if one is gone, "refused" if one fails its checks. */
@@ -191,8 +223,8 @@ export class SnapshotStore {
       if (reason !== null) {
         counters.snapshotRejected[reason]++;
         this.#o.log(
-          `cluster: refusing snapshot chunk ${key} (${reason}); reading shard ` +
-            `${manifest.shard}'s streams from their start instead`,
+          `cluster: refusing snapshot chunk ${key} (${reason}); shard ${manifest.shard} is ` +
+            "read from its streams alone",
         );
         return "refused";
       }

@@ -57,11 +57,12 @@ export class StreamApplier {
 
   /**
    * Applies one stream entry (its id, and its fields as the reader gave them) of shard `shard`,
-   * read when Redis's clock was `redisNowMs`, if the gate admits it.
+   * read when Redis's clock was `redisNowMs`, if the gate admits it. Returns whether entries of
+   * its origin went missing before it (a gap: trimmed before this node read them, or lost).
    */
-  applyEntry(id: string, fields: unknown, redisNowMs: number, shard: number): void {
+  applyEntry(id: string, fields: unknown, redisNowMs: number, shard: number): boolean {
     const admitted = this.#gate.admit(id, fields, redisNowMs, shard);
-    if (!admitted.apply) return;
+    if (!admitted.apply) return false;
     const { batch, own, age } = admitted;
     // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
     // such a peer still expires on time (as restoreState relies on too).
@@ -70,6 +71,7 @@ export class StreamApplier {
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
     else this.#ownLateReapplied(batch);
+    return admitted.gap;
   }
 
   readonly #applyChange: ApplyChange = (
