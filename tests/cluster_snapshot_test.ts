@@ -18,11 +18,23 @@ import {
   ipv4,
   KEYS,
   makeNode,
+  SECRET,
   stopAll,
   type TestNode,
   waitFor,
 } from "./support/clusterNodes.ts";
 import type { SnapshotOptions } from "../src/cluster/snapshotStore.ts";
+import {
+  ChunkWriter,
+  encodeManifest,
+  MAX_CHUNK_BYTES,
+  MAX_MANIFEST_BYTES,
+  newSnapshotRejects,
+  sealChunk,
+  SnapshotMacs,
+  type SnapshotRejects,
+} from "../src/cluster/snapshotFormat.ts";
+import { crc32 } from "../src/hash/crc32.ts";
 import { compareStreamIds } from "../src/cluster/redisCommands.ts";
 
 const haveRedis = await haveRedisServer();
@@ -234,6 +246,226 @@ Deno.test({
       assert.equal(c.store.snapshot(), a.store.snapshot());
     } finally {
       raw.destroy();
+      await stopAll(nodes, redis);
+    }
+  },
+});
+
+/** A one-chunk snapshot of shard 0 holding one peer, sealed as `name`'s with `secret`. */
+function forgedSnapshot(name: string, secret: Uint8Array, version: number, chunkVersion = version) {
+  const macs = new SnapshotMacs(secret, name);
+  const chunks: Uint8Array[] = [];
+  const writer = new ChunkWriter(0, chunkVersion, MAX_CHUNK_BYTES, (chunk) => chunks.push(chunk));
+  writer.begin(EXTRA_HASH, 0, 0, 0);
+  writer.family(0);
+  writer.peer(ipv4(999), 0, 9999, true, 1);
+  writer.end();
+  writer.finish();
+  const chunk = chunks[0].slice();
+  sealChunk(chunk, Date.now(), macs);
+  const manifest = encodeManifest({
+    shard: 0,
+    version,
+    chunks: 1,
+    chunkBytes: chunk.length,
+    peers: 1,
+    position: { ms: 0, seq: 0 },
+    previous: { ms: 0, seq: 0 },
+    startedAtMs: Date.now(),
+    finishedAtMs: Date.now(),
+    writer: new Uint8Array(8).fill(7),
+    nodeId: "forger",
+  }, macs);
+  return { chunk, manifest };
+}
+
+const EXTRA_HASH = infoHash(77);
+const OTHER_SECRET = new TextEncoder().encode("another cluster's secret, same name");
+
+/** A copy of `bytes` with the byte at `at` flipped. */
+function flip(bytes: Uint8Array, at: number): Uint8Array {
+  const copy = bytes.slice();
+  copy[at] ^= 0x5a;
+  return copy;
+}
+
+/** Reseals a changed chunk's checksum (not its MAC). */
+function fixCrc(bytes: Uint8Array): Uint8Array {
+  new DataView(bytes.buffer, bytes.byteOffset).setUint32(4, crc32(bytes, 8));
+  return bytes;
+}
+
+Deno.test({
+  name: "a snapshot manifest or chunk that is truncated, damaged, forged, oversized, misplaced " +
+    "or another cluster's is refused, counted by reason, and never applied",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const raw = await rawClient(redis.url);
+    // a publishes three peers on its stream and never writes a snapshot itself.
+    const a = makeNode("a", redis.url, { snapshots: { tickMs: 3_600_000 } });
+    const nodes = [a];
+    const good = forgedSnapshot("test", SECRET, 5);
+    const cases: [string, keyof SnapshotRejects | null, Uint8Array, Uint8Array][] = [
+      ["sound (the control: applied)", null, good.manifest, good.chunk],
+      [
+        "manifest of another cluster",
+        "bad_mac",
+        forgedSnapshot("other", SECRET, 5).manifest,
+        good.chunk,
+      ],
+      [
+        "manifest under another secret",
+        "bad_mac",
+        forgedSnapshot("test", OTHER_SECRET, 5).manifest,
+        good.chunk,
+      ],
+      ["manifest damaged", "malformed", flip(good.manifest, 30), good.chunk],
+      ["manifest truncated", "malformed", good.manifest.slice(0, 100), good.chunk],
+      ["manifest oversized", "oversized", new Uint8Array(MAX_MANIFEST_BYTES + 1), good.chunk],
+      [
+        "chunk of another cluster",
+        "bad_mac",
+        good.manifest,
+        forgedSnapshot("other", SECRET, 5).chunk,
+      ],
+      ["chunk forged (checksum fixed)", "bad_mac", good.manifest, fixCrc(flip(good.chunk, 60))],
+      ["chunk damaged", "malformed", good.manifest, flip(good.chunk, 60)],
+      ["chunk truncated", "malformed", good.manifest, good.chunk.slice(0, good.chunk.length - 3)],
+      ["chunk oversized", "oversized", good.manifest, new Uint8Array(MAX_CHUNK_BYTES + 100)],
+      [
+        "chunk of another version",
+        "mismatched",
+        good.manifest,
+        forgedSnapshot("test", SECRET, 5, 4).chunk,
+      ],
+    ];
+    try {
+      await a.sync.start();
+      for (let n = 0; n < 3; n++) announce(a, infoHash(n), ipv4(n), 1000 + n, 2, false);
+      await waitFor(
+        "published",
+        () => a.sync.recorder.pending === 0 && a.sync.counters.published > 0,
+      );
+      for (const [what, reason, manifest, chunk] of cases) {
+        await raw.sendCommand(["SET", KEYS.manifest(0), Buffer.from(manifest)]);
+        await raw.sendCommand(["SET", KEYS.chunk(0, 5, 0), Buffer.from(chunk)]);
+        const joiner = makeNode(`j${nodes.length}`, redis.url, {
+          snapshots: { tickMs: 3_600_000 },
+        });
+        nodes.push(joiner);
+        await joiner.sync.start();
+        const rejected = joiner.sync.counters.snapshotRejected;
+        const extra = joiner.store.counts(EXTRA_HASH).complete;
+        if (reason === null) {
+          assert.equal(joiner.sync.counters.snapshots.loaded, 1, what);
+          assert.equal(extra, 1, `${what}: its peer applied`);
+          assert.deepEqual(rejected, newSnapshotRejects(), what);
+        } else {
+          assert.equal(joiner.sync.counters.snapshots.loaded, 0, what);
+          assert.equal(extra, 0, `${what}: nothing of it applied`);
+          assert.deepEqual(rejected, { ...newSnapshotRejects(), [reason]: 1 }, what);
+          assert.ok(joiner.logs.some((line) => /refusing snapshot/.test(line)), what);
+        }
+        // The streams, read from their start, gave it a's peers either way.
+        await waitFor(`${what}: a's peers`, () => joiner.store.peers.size === 3 + extra);
+        await joiner.sync.stop();
+      }
+    } finally {
+      raw.destroy();
+      await stopAll(nodes, redis);
+    }
+  },
+});
+
+/** An announce as the servers make it: stored, then published if the rule says so. */
+function serverAnnounce(node: TestNode, hash: Uint8Array, address: Uint8Array, port: number) {
+  node.store.announce(
+    hash,
+    0,
+    4,
+    address,
+    0,
+    port,
+    0,
+    false,
+    0,
+    node.clock.now,
+    new Uint8Array(0),
+    0,
+  );
+  node.sync.changes.announced(
+    0,
+    hash,
+    0,
+    4,
+    address,
+    0,
+    port,
+    false,
+    node.store.result.previous,
+    node.clock.now,
+  );
+}
+
+Deno.test({
+  name: "Redis restarted empty: nodes notice, write what they hold to a new snapshot at once, " +
+    "publish each peer again at its next announce, and a node joining afterwards has it all",
+  ignore: !haveRedis,
+  async fn() {
+    let redis = new RedisServer();
+    await redis.start();
+    await using proxy = new RedisProxy(redis.port);
+    const x = makeNode("x", proxy.url, { snapshots: QUICK });
+    const y = makeNode("y", proxy.url, { snapshots: QUICK });
+    const nodes = [x, y];
+    try {
+      await Promise.all(nodes.map((node) => node.sync.start()));
+      await fill(x, 500);
+      for (let n = 0; n < 100; n++) announce(y, infoHash(30), ipv4(5000 + n), 5000 + n, 2, true);
+      await waitFor(
+        "x and y agree",
+        () => x.store.peers.size === 600 && x.store.snapshot() === y.store.snapshot(),
+      );
+
+      // Redis goes, and an empty one comes in its place.
+      proxy.down();
+      await redis.stop();
+      redis = new RedisServer();
+      await redis.start();
+      const written = x.sync.counters.snapshots.written + y.sync.counters.snapshots.written;
+      proxy.up(redis.port);
+      await waitFor(
+        "both noticed",
+        () =>
+          nodes.every((node) =>
+            node.sync.counters.redisResets === 1 && node.sync.counters.state === "connected"
+          ),
+      );
+      await waitFor(
+        "a new snapshot",
+        () => x.sync.counters.snapshots.written + y.sync.counters.snapshots.written > written,
+      );
+
+      // Every peer is published once more at its next announce, even one that changed nothing
+      // (after the second Redis came back in: announces within it are published every time).
+      await waitFor("a second later", () => x.clock.now >= x.sync.changes.republishBefore);
+      const published = x.sync.counters.publishedChanges;
+      const suppressed = x.sync.counters.suppressedRefreshes;
+      serverAnnounce(x, infoHash(1), ipv4(1), 2);
+      serverAnnounce(x, infoHash(1), ipv4(1), 2);
+      await waitFor("published", () => x.sync.counters.publishedChanges === published + 1);
+      assert.equal(x.sync.counters.suppressedRefreshes, suppressed + 1, "then suppressed again");
+
+      // z, joining now, loads what x and y held from the new snapshot.
+      const z = makeNode("z", redis.url, { snapshots: QUICK });
+      nodes.push(z);
+      await z.sync.start();
+      assert.equal(z.sync.counters.snapshots.loaded, 1);
+      assert.equal(z.store.peers.size, 600);
+      await waitFor("z agrees", () => z.store.snapshot() === x.store.snapshot());
+    } finally {
       await stopAll(nodes, redis);
     }
   },

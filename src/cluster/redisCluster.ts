@@ -470,7 +470,8 @@ export class ClusterSync {
     }
     this.#queue.streamsLost();
     this.#snapshots.forget();
-    this.changes.republishBefore = this.#clock.now;
+    // Stamps of this very second too: a peer published in it may be among the lost.
+    this.changes.republishBefore = this.#clock.now + 1;
     this.#log(
       "cluster: Redis lost the cluster's data (restarted empty?); publishing every peer again " +
         "at its next announce",
@@ -488,7 +489,7 @@ export class ClusterSync {
       const tail = Array.isArray(reply[0]) ? textOf(reply[0][0]) : "0-0";
       if (compareStreamIds(tail, acked) >= 0) continue;
       this.counters.lostEntries++;
-      this.changes.republishBefore = this.#clock.now;
+      this.changes.republishBefore = this.#clock.now + 1;
       this.#queue.lastAcked[shard] = tail;
       this.#readers[shard].dropOwnLate();
     }
