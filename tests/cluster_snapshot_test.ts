@@ -19,6 +19,7 @@ import {
   KEYS,
   makeNode,
   SECRET,
+  sleep,
   stopAll,
   type TestNode,
   waitFor,
@@ -135,6 +136,11 @@ Deno.test({
       for (let seed = 0; seed < 20; seed++) {
         assert.deepEqual(c.store.counts(infoHash(seed)), a.store.counts(infoHash(seed)));
       }
+      // Nothing changes now: no snapshot is written again (they follow the streams' growth).
+      await sleep(500);
+      const written = a.sync.counters.snapshots.written + c.sync.counters.snapshots.written;
+      await sleep(1500);
+      assert.equal(a.sync.counters.snapshots.written + c.sync.counters.snapshots.written, written);
     } finally {
       raw.destroy();
       await stopAll(nodes, redis);

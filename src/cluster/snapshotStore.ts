@@ -319,7 +319,10 @@ export class SnapshotStore {
     }
     counters.bytes = bytes;
     counters.ageSeconds = Math.max(0, Math.floor(oldest));
-    if (due >= 0) await this.#write(link, readers[due], redisNowMs);
+    if (due >= 0 && await this.#write(link, readers[due], redisNowMs)) {
+      // Growth is counted from here on.
+      this.#bytesAtManifest[due] = shardBytes(due);
+    }
   }
 
   #isDue(shard: number, nowMs: number, bytes: number, reader: ShardReader): boolean {
@@ -336,14 +339,14 @@ export class SnapshotStore {
     return grown > manifest.chunkBytes / 4 || age > (this.#o.peerTimeout * 1000) / 2;
   }
 
-  /** Writes shard s's snapshot if this node gets the lease. */
-  async #write(link: RedisLink, reader: ShardReader, redisNowMs: () => number): Promise<void> {
+  /** Writes shard s's snapshot if this node gets the lease; returns whether it was swapped in. */
+  async #write(link: RedisLink, reader: ShardReader, redisNowMs: () => number): Promise<boolean> {
     const { keys, instance, macs, counters, log, options } = this.#o;
     const shard = reader.shard;
     const lease = keys.lease(shard);
     const leaseMs = Math.max(60_000, 3 * this.#lastWalkWallMs);
     const got = await link.send(lease, ["SET", lease, instance, "NX", "PX", String(leaseMs)]);
-    if (got === null) return;
+    if (got === null) return false;
     this.#writing = true;
     this.#lastWriteMs = performance.now();
     let swapped = false;
@@ -382,7 +385,7 @@ export class SnapshotStore {
         String(chunkTtlMs),
       ]);
       swapped = Number(reply) === 1;
-      if (!swapped) return;
+      if (!swapped) return false;
       counters.snapshots.written++;
       this.#manifests[shard] = manifest;
       // The replaced snapshot's chunks stay for a grace, for a node loading it now.
@@ -393,6 +396,7 @@ export class SnapshotStore {
           await link.send(chunk, ["PEXPIRE", chunk, graceMs]);
         }
       }
+      return true;
     } catch (error) {
       log(`cluster: snapshot of shard ${shard} not written (${errorLine(error)})`);
       throw error;
