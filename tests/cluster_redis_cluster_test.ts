@@ -4,7 +4,8 @@
  * as a seed list: the changes are split into 16 shards by info hash, each shard's keys on the
  * master of its hash tag's slot. Three nodes share swarms, a node joining later loads every
  * shard's snapshot, and a master killed under load fails over to its replica without losing a
- * swarm: the nodes serve from their stores throughout and agree again afterwards.
+ * swarm: the nodes serve from their stores throughout and agree again afterwards. Two otter
+ * processes given the seed list with `--cluster` share swarms too.
  */
 import assert from "node:assert/strict";
 import { haveRedisServer } from "./support/redisServer.ts";
@@ -20,6 +21,8 @@ import {
   waitFor,
 } from "./support/clusterNodes.ts";
 import { DEFAULT_CLUSTER_SHARDS } from "../src/cluster/clusterKeys.ts";
+import { startOtter } from "./support/otterProcess.ts";
+import { clusterArgs, eventually, hash, Node, secretFile } from "./support/clusterOtters.ts";
 
 const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_redis_cluster_test: skipped, no redis-server binary on PATH");
@@ -200,6 +203,45 @@ Deno.test({
     } finally {
       running = false;
       await stopNodes(nodes, cluster);
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: two otter processes given the Redis Cluster's seed list with --cluster share " +
+    "swarms; /metrics shows each master",
+  ignore: !haveRedis,
+  async fn() {
+    const cluster = new RedisClusterServer({ masters: 3 });
+    await cluster.start();
+    const secret = await secretFile("the Redis Cluster test's secret");
+    const otters: Node[] = [];
+    try {
+      for (const name of ["p", "q"]) {
+        otters.push(new Node(await startOtter(clusterArgs(seedList(cluster), "rc", name, secret))));
+      }
+      await Promise.all(otters.map((node) => node.connect()));
+      const [p, q] = otters;
+      for (let seed = 0; seed < 8; seed++) await p.announce(hash(seed), 6000 + seed, 2);
+      for (let seed = 0; seed < 8; seed++) {
+        await eventually("p's peer on q", 30_000, () => q.scrape(hash(seed)), (v) => v[2] === 1);
+      }
+      const metrics = await (await fetch(`${q.otter.http[0]}/metrics`)).text();
+      for (const port of cluster.ports) {
+        assert.match(
+          metrics,
+          new RegExp(
+            `^otter_cluster_redis_used_memory_bytes\\{redis="127.0.0.1:${port}"\\} \\d+$`,
+            "m",
+          ),
+        );
+      }
+    } finally {
+      for (const node of otters) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await cluster.stop();
     }
   },
 });
