@@ -7,9 +7,12 @@
  *
  * Writing, checked by every node each tick, per shard: a snapshot is due when the shard has
  * none (or only one that fails its checks) and this node holds peers, when the streams have grown
- * by a quarter of the snapshot's bytes since it, or when it is older than half a peer timeout;
- * never sooner than `minIntervalMs` (or 20 times the last walk's time, or twice its wall time)
- * after the current one. The writer takes the shard's lease (SET NX PX: the others leave it),
+ * by a quarter of the snapshot's bytes since its position, or hold more than half of it since the
+ * position they are trimmed to (a burst followed by quiet), or when it is older than half a peer
+ * timeout; never sooner than `minIntervalMs` (or 20 times the last walk's time, or twice its wall
+ * time) after the current one. The streams' bytes are this node's (read and published), sampled
+ * each tick against Redis's clock, so growth is measured from a snapshot's position, whoever
+ * wrote it. The writer takes the shard's lease (SET NX PX: the others leave it),
  * numbers the snapshot (INCR), notes its reader's position, walks the store in slices (announces
  * keep flowing) writing each chunk as it fills, and swaps the manifest in with a script that
  * checks it still holds the lease. The chunks of the snapshot it replaced expire after a grace,
@@ -71,6 +74,8 @@ const TORRENT_WORK = 8;
 /** Table resizes tolerated during one sliced walk before it finishes in one go. */
 const MAX_RESTARTS = 3;
 const LOAD_TRIES = 3;
+/** Byte samples kept per shard (one a tick: over two hours at the default tick). */
+const MAX_SAMPLES = 8192;
 
 /**
  * The swap: if the lease still holds our instance, the new manifest replaces the current one
@@ -109,8 +114,11 @@ export class SnapshotStore {
   readonly #chunkBytes: number;
   /** Each shard's current manifest as last read, null if none (or one refused). */
   #manifests: (Manifest | null)[] = [];
-  /** Stream bytes (read and published) of each shard when its manifest was first seen. */
-  #bytesAtManifest: number[] = [];
+  /**
+   * Each shard's stream bytes (read and published) as sampled at each tick, with the time on
+   * Redis's clock: how much the streams hold since a snapshot's position is read off them.
+   */
+  #samples: { ms: number[]; bytes: number[] }[] = [];
   /** The first bytes of the last refused manifest per shard, so each is counted once. */
   #refusedManifest: string[] = [];
   /** The snapshot version last loaded per shard (0: none), so a gap reloads each at most once. */
@@ -134,7 +142,7 @@ export class SnapshotStore {
   setShards(shards: number): void {
     if (this.#manifests.length === shards) return;
     this.#manifests = new Array(shards).fill(null);
-    this.#bytesAtManifest = new Array(shards).fill(0);
+    this.#samples = Array.from({ length: shards }, () => ({ ms: [], bytes: [] }));
     this.#refusedManifest = new Array(shards).fill("");
     this.#loadedVersion = new Array(shards).fill(0);
   }
@@ -306,11 +314,8 @@ export class SnapshotStore {
     for (const reader of readers) {
       const shard = reader.shard;
       const manifest = await this.#readManifest(link, shard);
-      const known = this.#manifests[shard];
-      if (manifest !== null && (known === null || known.version !== manifest.version)) {
-        this.#bytesAtManifest[shard] = shardBytes(shard);
-      }
       this.#manifests[shard] = manifest;
+      this.#sample(shard, redisNowMs(), shardBytes(shard));
       if (manifest !== null) {
         bytes += manifest.chunkBytes;
         oldest = Math.max(oldest, (redisNowMs() - manifest.finishedAtMs) / 1000);
@@ -319,10 +324,41 @@ export class SnapshotStore {
     }
     counters.bytes = bytes;
     counters.ageSeconds = Math.max(0, Math.floor(oldest));
-    if (due >= 0 && await this.#write(link, readers[due], redisNowMs)) {
-      // Growth is counted from here on.
-      this.#bytesAtManifest[due] = shardBytes(due);
+    if (due >= 0) await this.#write(link, readers[due], redisNowMs);
+  }
+
+  /**
+   * Notes shard s's stream bytes now, and forgets samples from before what its streams still
+   * hold (the older of the two latest snapshots' positions), keeping the last one before it.
+   */
+  #sample(shard: number, nowMs: number, bytes: number): void {
+    const { ms, bytes: at } = this.#samples[shard];
+    ms.push(nowMs);
+    at.push(bytes);
+    const manifest = this.#manifests[shard];
+    // Without a snapshot only the latest matters; a bounded count in any case (dropping the
+    // oldest can only make a snapshot due sooner).
+    const keepFrom = manifest === null
+      ? Infinity
+      : Math.min(manifest.previous.ms, manifest.position.ms);
+    if (ms.length > MAX_SAMPLES) {
+      ms.shift();
+      at.shift();
     }
+    let drop = 0;
+    while (drop + 1 < ms.length && ms[drop + 1] <= keepFrom) drop++;
+    if (drop > 0) {
+      ms.splice(0, drop);
+      at.splice(0, drop);
+    }
+  }
+
+  /** Shard s's stream bytes at `whenMs` (the last sample before it; 0 before the first). */
+  #bytesAt(shard: number, whenMs: number): number {
+    const { ms, bytes } = this.#samples[shard];
+    let found = 0;
+    for (let i = 0; i < ms.length && ms[i] <= whenMs; i++) found = bytes[i];
+    return found;
   }
 
   #isDue(shard: number, nowMs: number, bytes: number, reader: ShardReader): boolean {
@@ -335,8 +371,13 @@ export class SnapshotStore {
     const floor = Math.max(this.#minIntervalMs, 20 * this.#lastWalkMs, 2 * this.#lastWalkWallMs);
     const age = nowMs - manifest.finishedAtMs;
     if (age < floor) return false;
-    const grown = bytes - this.#bytesAtManifest[shard];
-    return grown > manifest.chunkBytes / 4 || age > (this.#o.peerTimeout * 1000) / 2;
+    // Streams are trimmed to the previous snapshot's position: what they hold since it is
+    // bounded by half a snapshot, so a burst (a fill) followed by quiet is trimmed away by one
+    // more snapshot, not after half a peer timeout.
+    const grown = bytes - this.#bytesAt(shard, manifest.position.ms);
+    const held = bytes - this.#bytesAt(shard, Math.min(manifest.previous.ms, manifest.position.ms));
+    return grown > manifest.chunkBytes / 4 || held > manifest.chunkBytes / 2 ||
+      age > (this.#o.peerTimeout * 1000) / 2;
   }
 
   /** Writes shard s's snapshot if this node gets the lease; returns whether it was swapped in. */
