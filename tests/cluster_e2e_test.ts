@@ -15,7 +15,14 @@ import { startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { RedisProxy } from "./support/redisProxy.ts";
 import { announcePeers } from "./support/udpClient.ts";
-import { clusterArgs, eventually, hash, Node, secretFile } from "./support/clusterOtters.ts";
+import {
+  clusterArgs,
+  eventually,
+  hash,
+  metric,
+  Node,
+  secretFile,
+} from "./support/clusterOtters.ts";
 
 const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_e2e_test: skipped, no redis-server binary on PATH");
@@ -239,6 +246,48 @@ Deno.test({
       }
     } finally {
       raw.destroy();
+      for (const node of nodes) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: --cluster-snapshot-interval sets how often snapshots may be rewritten; a node " +
+    "started afterwards loads one",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes: Node[] = [];
+    const args = (name: string) => [
+      ...otterArgs(redis, name),
+      "--cluster-snapshot-interval",
+      "1",
+    ];
+    try {
+      nodes.push(new Node(await startOtter(args("s1"))));
+      await nodes[0].connect();
+      // Changes keep coming for a while: with a 1 s floor the snapshot follows them several times
+      // (with the default 30 s, once).
+      const deadline = performance.now() + WAIT_MS;
+      let written = 0;
+      for (let round = 0; written < 3; round++) {
+        if (performance.now() > deadline) throw new Error(`${written} snapshots written`);
+        for (let n = 0; n < 50; n++) {
+          await nodes[0].announce(hash(n % 5), 1 + ((round * 50 + n) % 60_000), 2);
+        }
+        written = await metric(nodes[0], "otter_cluster_snapshots_written_total");
+      }
+      nodes.push(new Node(await startOtter(args("s2"))));
+      await nodes[1].connect();
+      assert.equal(await metric(nodes[1], "otter_cluster_snapshots_loaded_total"), 1);
+      const [expected, seen] = [await nodes[0].scrape(hash(1)), await nodes[1].scrape(hash(1))];
+      assert.deepEqual(seen, expected);
+    } finally {
       for (const node of nodes) {
         node.client.close();
         await node.otter.stop();

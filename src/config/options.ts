@@ -51,6 +51,8 @@ export interface Config {
   clusterInsecure: boolean;
   /** Seconds of a cluster refresh epoch; 0: derived from the peer timeout and the interval. */
   clusterRefresh: number;
+  /** Least seconds between two cluster snapshots of a shard. */
+  clusterSnapshotInterval: number;
 }
 
 export type OptionKind =
@@ -455,6 +457,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 16000,
     reloadable: true,
+  },
+  {
+    name: "cluster-snapshot-interval",
+    kind: "integer",
+    key: "clusterSnapshotInterval",
+    valueName: "SECONDS",
+    help: "least time between two snapshots of the swarms in Redis (shorter: less Redis memory " +
+      "under heavy churn, more snapshot traffic)",
+    defaultValue: "30",
+    min: 1,
+    max: 3600,
   },
 ];
 

@@ -157,6 +157,7 @@ export async function startTracker(
         clock,
         log,
         access: tracker.access,
+        snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
       });
       await sync.start();
       tracker.changes = sync.changes;
