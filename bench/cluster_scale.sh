@@ -4,7 +4,8 @@
 #
 #   bash bench/cluster_scale.sh [--nodes 3] [--load-nodes 1] [--torrents 100000] [--ports 10]
 #        [--rates 50000,100000] [--duration 20] [--settle 3] [--peer-timeout 2700]
-#        [--fill-window 128] [--steady] [--probe] [--throughput RATE] [--pin] [--out DIR]
+#        [--fill-window 128] [--steady] [--probe] [--throughput RATE [--throughput-duration 10]]
+#        [--snapshot-interval 30] [--pin] [--out DIR]
 #
 # Starts its own redis-server (no persistence) on a free loopback port and --nodes otter
 # instances (node ids n1, n2, ...) on free loopback ports, all with --cluster on that Redis and
@@ -24,7 +25,12 @@
 #      tail: the time until it serves every peer;
 #   4. with --throughput RATE: a standalone otter (no --cluster) gets the same fill, then openloop
 #      --fill-seeders at RATE (above what a node can answer) goes to it and to n1 alternately,
-#      twice each, then to every cluster node at once; the replies a second each answered.
+#      three times each (--throughput-duration seconds a run), then to every cluster node at once
+#      at RATE / nodes each; the replies a second each answered and the otter's CPU per answered
+#      announce (robust to a busy machine where replies a second are not), medians, and the
+#      cluster's sum beside the standalone's (on a machine with fewer cores than nodes the sum is
+#      what shows whether the sync eats capacity). A RATE below a node's capacity measures cost;
+#      one above it, capacity.
 # For each phase it prints announces, changes published, Redis bytes in and out per announce and
 # per change, Redis memory (used_memory, the streams, the snapshots) beside n1's store bytes, CPU
 # (cores) of each otter and of Redis, and the model's figures for the same load next to the
@@ -43,7 +49,8 @@ REPO=$(cd "$HERE/.." && pwd)
 LOAD=${OTTER_LOAD_DIR:-$(cd "$REPO/../shared/load" 2>/dev/null && pwd || true)}
 [ -n "$LOAD" ] && [ -f "$LOAD/udpload.c" ] || LOAD=/work/shared/load
 NODES=3 LOAD_NODES=1 TORRENTS=100000 PORTS=10 RATES=50000,100000 DURATION=20 SETTLE=3
-PEER_TIMEOUT=2700 FILL_WINDOW=128 PIN=0 OUT='' STEADY='' PROBE=0 THROUGHPUT=0
+PEER_TIMEOUT=2700 FILL_WINDOW=128 PIN=0 OUT='' STEADY='' PROBE=0 THROUGHPUT=0 TPUT_SECS=10
+SNAPSHOT_INTERVAL=30
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -60,6 +67,8 @@ while [ $# -gt 0 ]; do
     --steady) STEADY=--fill-seeders; shift ;;
     --probe) PROBE=1; shift ;;
     --throughput) THROUGHPUT=$2; shift 2 ;;
+    --throughput-duration) TPUT_SECS=$2; shift 2 ;;
+    --snapshot-interval) SNAPSHOT_INTERVAL=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster_scale.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -87,6 +96,7 @@ done
 # snapshot's position; ~40 bytes of stream overhead an entry.
 MODEL_RECORD=27 MODEL_HEADER=55 MODEL_XADD=100 MODEL_XREAD=60 MODEL_ENTRY_MEM=40
 MODEL_FLUSH_MS=200 MODEL_MAX_BATCH=4096 MODEL_SNAP_PEER=8 MODEL_SNAP_TORRENT=36
+# (--snapshot-interval sets the floor: --cluster-snapshot-interval on every node)
 EPOCH=$(awk -v t="$PEER_TIMEOUT" 'BEGIN { j = 1800 + int(1800 / 10); e = int((t - j) / 2); if (e < 30) e = 30;
   if (e > int(t / 3)) e = int(t / 3); if (e < 1) e = 1; print e }')
 
@@ -154,6 +164,7 @@ wait_ports() {
   local log=$1 pid=$2
   HTTP='' UDP=''
   for _ in $(seq 600); do
+    [ -f "$log" ] || { sleep 0.1; continue; }
     HTTP=$(sed -n 's|^HTTP listening on http://127.0.0.1:\([0-9]*\)/announce$|\1|p' "$log")
     UDP=$(sed -n 's|^UDP listening on udp://127.0.0.1:\([0-9]*\)/announce.*|\1|p' "$log")
     [ -n "$HTTP" ] && [ -n "$UDP" ] && return 0
@@ -165,7 +176,8 @@ wait_ports() {
   exit 1
 }
 cluster_flags() { # node name
-  echo --cluster "$REDIS_URL" --cluster-name scale --node-id "$1" --cluster-secret-file "$WORK/secret"
+  echo --cluster "$REDIS_URL" --cluster-name scale --node-id "$1" --cluster-secret-file "$WORK/secret" \
+    --cluster-snapshot-interval "$SNAPSHOT_INTERVAL"
 }
 for n in $(seq "$NODES"); do
   # shellcheck disable=SC2046
@@ -287,12 +299,13 @@ model() { # changes rate publishers snapbytes -> "in out"
 }
 # model_memory: snapshot bytes for the store's peers and torrents, times 2 (current and the one
 # in its grace, or being written), plus the streams since the previous snapshot (at most half a
-# snapshot by the quarter trigger, unless the 30 s floor binds: then the changes of 60 s).
+# snapshot by the quarter trigger, unless the floor between snapshots binds: then the changes of
+# two floors).
 model_memory() { # peers torrents change_rate -> bytes
   awk -v p="$1" -v t="$2" -v cr="$3" -v sp="$MODEL_SNAP_PEER" -v st="$MODEL_SNAP_TORRENT" \
-    -v rec="$MODEL_RECORD" -v em="$MODEL_ENTRY_MEM" 'BEGIN {
+    -v rec="$MODEL_RECORD" -v em="$MODEL_ENTRY_MEM" -v fl="$SNAPSHOT_INTERVAL" 'BEGIN {
       snap = p * sp + t * st
-      tail = snap / 2; floor = cr * 60 * (rec + 2); if (floor > tail) tail = floor
+      tail = snap / 2; floor = cr * 2 * fl * (rec + 2); if (floor > tail) tail = floor
       printf "%.0f\n", 2 * snap + tail }'
 }
 PROBE_P99=-
@@ -318,7 +331,12 @@ report() { # phase before after announces target_rate load_seconds
   read -r min mout < <(model "$changes" "$rate" "$publishers" "$((snapw * snapb))")
   local peers torrents mmem
   peers=$(get "$b" peers0) torrents=$TORRENTS
-  mmem=$(model_memory "$peers" "$torrents" "$(div "$changes" "$load_secs" %.0f)")
+  if [ "$phase" = fill ]; then
+    # A fill shorter than the 30 s between snapshots: the streams still hold all of it.
+    mmem=$((changes * (MODEL_RECORD + 2)))
+  else
+    mmem=$(model_memory "$peers" "$torrents" "$(div "$changes" "$load_secs" %.0f)")
+  fi
   echo
   echo "== $phase: $ann announces in $(printf '%.1f' "$load_secs") s, $changes changes published ($(div "$changes" "$ann" %.3f) per announce; $supp refreshes suppressed)"
   printf '  %-38s %14s %14s %10s\n' "" measured model "meas/model"
@@ -359,42 +377,44 @@ echo "  fill took $FILL_SECS s ($FILL_RATE announces/s on n1); every node held a
 
 # ---------------------------------------------------------------- sustained re-announces
 prev=fill
+phase=0
 IFS=, read -r -a RATE_LIST <<<"$RATES"
 OTHERS=$(for n in $(seq 1 $((NODES - 1))); do printf '%s,' "${UDP_PORTS[$n]}"; done)
 for rate in "${RATE_LIST[@]}"; do
   per=$((rate / LOAD_NODES))
+  phase=$((phase + 1))
   LOAD_PIDS=()
   for n in $(seq 0 $((LOAD_NODES - 1))); do
     # shellcheck disable=SC2046
     $(pin "$LOAD_CORE") timeout $((DURATION + 30)) "$OPENLOOP" --udp "127.0.0.1:${UDP_PORTS[$n]}" \
       --rate "$per" --duration "$DURATION" --warmup 0 --torrents "$TORRENTS" --ports "$PORTS" \
-      --seed 1 $STEADY >"$WORK/load-$rate-n$n.out" 2>&1 &
+      --seed 1 $STEADY >"$WORK/load-$phase-n$n.out" 2>&1 &
     LOAD_PIDS+=($!)
   done
   PROBE_P99=-
   if [ "$PROBE" = 1 ] && [ "$NODES" -gt 1 ]; then
     deno run --allow-net "$REPO/bench/cluster_probe.ts" --from "${UDP_PORTS[0]}" \
       --to "${OTHERS%,}" --duration $((DURATION > 5 ? DURATION - 3 : DURATION)) \
-      >"$WORK/probe-$rate.out" 2>&1 || true
-    PROBE_P99=$(sed -n 's/^RESULT .*"p99":\([0-9]*\).*/\1/p' "$WORK/probe-$rate.out")
+      >"$WORK/probe-$phase.out" 2>&1 || true
+    PROBE_P99=$(sed -n 's/^RESULT .*"p99":\([0-9]*\).*/\1/p' "$WORK/probe-$phase.out")
   fi
   for pid in "${LOAD_PIDS[@]}"; do wait "$pid" || true; done
   LOAD_PIDS=()
   sleep "$SETTLE"
-  read_all "r$rate"
+  read_all "r$phase"
   # Announces the nodes answered (openloop counts only replies within its timeout).
-  ann=$(($(sum_nodes "r$rate" ann) - $(sum_nodes "$prev" ann)))
+  ann=$(($(sum_nodes "r$phase" ann) - $(sum_nodes "$prev" ann)))
   kept=true
   for n in $(seq 0 $((LOAD_NODES - 1))); do
-    grep -q '"kept_schedule":true' "$WORK/load-$rate-n$n.out" || kept=false
+    grep -q '"kept_schedule":true' "$WORK/load-$phase-n$n.out" || kept=false
   done
-  report "reannounce@$rate/s" "$prev" "r$rate" "$ann" "$rate" "$DURATION"
+  report "reannounce@$rate/s" "$prev" "r$phase" "$ann" "$rate" "$DURATION"
   [ "$kept" = true ] || echo "  (openloop did not keep its schedule: the machine was busy; see achieved rate)"
   for n in $(seq 0 $((LOAD_NODES - 1))); do
-    sed -n 's/^rate: */  load n'"$((n + 1))"' rate: /p' "$WORK/load-$rate-n$n.out"
+    sed -n 's/^rate: */  load n'"$((n + 1))"' rate: /p' "$WORK/load-$phase-n$n.out"
   done
-  [ -f "$WORK/probe-$rate.out" ] && sed -n 's/^propagation/  propagation under this load:/p' "$WORK/probe-$rate.out"
-  prev=r$rate
+  [ -f "$WORK/probe-$phase.out" ] && sed -n 's/^propagation/  propagation under this load:/p' "$WORK/probe-$phase.out"
+  prev=r$phase
 done
 
 # ---------------------------------------------------------------- a node joining now
@@ -415,41 +435,55 @@ if [ "$THROUGHPUT" -gt 0 ]; then
   start_otter standalone "$WORK/otter-standalone.log"
   EXTRA_PIDS+=("$LAST_PID")
   wait_ports "$WORK/otter-standalone.log" "$LAST_PID"
-  S_UDP=$UDP
+  S_UDP=$UDP S_PID=$LAST_PID
   fill_into "$S_UDP" "$WORK/fill-standalone.out"
-  tput_run() { # label udp-port out
+  tput_run() { # label udp-port rate out otter-pid
+    local before after
+    before=$(ticks "$5")
     # shellcheck disable=SC2046
-    $(pin "$LOAD_CORE") timeout $((DURATION + 30)) "$OPENLOOP" --udp "127.0.0.1:$2" \
-      --rate "$THROUGHPUT" --duration "$DURATION" --warmup 1 --torrents "$TORRENTS" --ports "$PORTS" \
-      --seed 1 --fill-seeders >"$3" 2>&1 || true
-    printf '  %-34s %s\n' "$1" "$(sed -n 's/^replies: *//p' "$3")"
+    $(pin "$LOAD_CORE") timeout $((TPUT_SECS + 30)) "$OPENLOOP" --udp "127.0.0.1:$2" \
+      --rate "$3" --duration "$TPUT_SECS" --warmup 1 --torrents "$TORRENTS" --ports "$PORTS" \
+      --seed 1 --fill-seeders >"$4" 2>&1 || true
+    after=$(ticks "$5")
+    # CPU of the otter per answered announce (warm-up included in both): robust to a busy
+    # machine where replies a second are not.
+    echo "cpu_us=$(awk -v d="$((after - before))" -v h="$CLK" -v n="$(ok_of "$4")" \
+      'BEGIN { if (n == 0) print "-"; else printf "%.2f", d / h * 1e6 / n }')" >>"$4"
+    [ -z "$1" ] || printf '  %-34s %s; %s µs of otter CPU an answered announce\n' "$1" \
+      "$(sed -n 's/^replies: *//p' "$4")" "$(sed -n 's/^cpu_us=//p' "$4")"
   }
-  echo
-  echo "== throughput: openloop --fill-seeders at $THROUGHPUT/s for $DURATION s, one target at a time (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-  for round in 1 2; do
-    tput_run "standalone (round $round)" "$S_UDP" "$WORK/tput-s-$round.out"
-    tput_run "cluster n1 (round $round)" "${UDP_PORTS[0]}" "$WORK/tput-c-$round.out"
-  done
   ok_of() { sed -n 's/^RESULT .*"ok":\([0-9]*\).*/\1/p' "$1"; }
-  S_OK=$(( $(ok_of "$WORK/tput-s-1.out") + $(ok_of "$WORK/tput-s-2.out") ))
-  C_OK=$(( $(ok_of "$WORK/tput-c-1.out") + $(ok_of "$WORK/tput-c-2.out") ))
-  echo "  cluster n1 / standalone: $(div "$C_OK" "$S_OK" %.2f)"
-  echo "== throughput: every cluster node at once, each at $THROUGHPUT/s"
-  LOAD_PIDS=()
+  median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+  echo
+  echo "== throughput: openloop --fill-seeders at $THROUGHPUT/s for $TPUT_SECS s, one target at a time (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  for round in 1 2 3; do
+    tput_run "standalone (round $round)" "$S_UDP" "$THROUGHPUT" "$WORK/tput-s-$round.out" "$S_PID"
+    tput_run "cluster n1 (round $round)" "${UDP_PORTS[0]}" "$THROUGHPUT" "$WORK/tput-c-$round.out" \
+      "${OTTER_PIDS[0]}"
+  done
+  S_OK=$(median3 "$(ok_of "$WORK/tput-s-1.out")" "$(ok_of "$WORK/tput-s-2.out")" "$(ok_of "$WORK/tput-s-3.out")")
+  C_OK=$(median3 "$(ok_of "$WORK/tput-c-1.out")" "$(ok_of "$WORK/tput-c-2.out")" "$(ok_of "$WORK/tput-c-3.out")")
+  cpu_of() { sed -n 's/^cpu_us=//p' "$1"; }
+  S_CPU=$(median3 "$(cpu_of "$WORK/tput-s-1.out")" "$(cpu_of "$WORK/tput-s-2.out")" "$(cpu_of "$WORK/tput-s-3.out")")
+  C_CPU=$(median3 "$(cpu_of "$WORK/tput-c-1.out")" "$(cpu_of "$WORK/tput-c-2.out")" "$(cpu_of "$WORK/tput-c-3.out")")
+  echo "  medians: standalone $(div "$S_OK" "$TPUT_SECS" %.0f)/s at $S_CPU µs, cluster n1 $(div "$C_OK" "$TPUT_SECS" %.0f)/s at $C_CPU µs;" \
+    "n1 / standalone: $(div "$C_OK" "$S_OK" %.2f) in replies, $(div "$S_CPU" "$C_CPU" %.2f) in announces a CPU second"
+  PER=$((THROUGHPUT / NODES))
+  echo "== throughput: every cluster node at once, each at $PER/s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   for n in $(seq 0 $((NODES - 1))); do
-    # shellcheck disable=SC2046
-    $(pin "$LOAD_CORE") timeout $((DURATION + 30)) "$OPENLOOP" --udp "127.0.0.1:${UDP_PORTS[$n]}" \
-      --rate "$THROUGHPUT" --duration "$DURATION" --warmup 1 --torrents "$TORRENTS" --ports "$PORTS" \
-      --seed 1 --fill-seeders >"$WORK/tput-all-n$n.out" 2>&1 &
+    tput_run "" "${UDP_PORTS[$n]}" "$PER" "$WORK/tput-all-n$n.out" "${OTTER_PIDS[$n]}" &
     LOAD_PIDS+=($!)
   done
   for pid in "${LOAD_PIDS[@]}"; do wait "$pid" || true; done
   LOAD_PIDS=()
+  ALL_OK=0
   for n in $(seq 0 $((NODES - 1))); do
-    printf '  %-34s %s (/ standalone: %s)\n' "n$((n + 1))" "$(sed -n 's/^replies: *//p' "$WORK/tput-all-n$n.out")" \
-      "$(div "$(ok_of "$WORK/tput-all-n$n.out")" "$((S_OK / 2))" %.2f)"
+    printf '  %-34s %s; %s µs of its CPU an answered announce\n' "n$((n + 1))" \
+      "$(sed -n 's/^replies: *//p' "$WORK/tput-all-n$n.out")" "$(cpu_of "$WORK/tput-all-n$n.out")"
+    ALL_OK=$((ALL_OK + $(ok_of "$WORK/tput-all-n$n.out")))
   done
-  echo "  ($NCPU cores for $NODES nodes, their load tools and Redis: with fewer cores than nodes this shows the machine, not the sync)"
+  echo "  the cluster's sum $(div "$ALL_OK" "$TPUT_SECS" %.0f)/s; / standalone's median: $(div "$ALL_OK" "$S_OK" %.2f)"
+  echo "  ($NCPU cores for $NODES nodes, their load tools and Redis: each node's own share is the machine's, not the sync's)"
 fi
 
 echo
