@@ -13,13 +13,7 @@
  * node's socket); this node's own WebSocket changes are skipped when read back, since it holds
  * those peers under their local key already.
  */
-import {
-  type ApplyChange,
-  applyCheckedBatch,
-  batchIsQueued,
-  OP_COMPLETED,
-  OP_STOPPED,
-} from "./changeBatch.ts";
+import { type ApplyChange, applyCheckedBatch, OP_COMPLETED, OP_STOPPED } from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { FAMILY_WS, type SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
@@ -38,7 +32,7 @@ export class StreamApplier {
   readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #counters: ClusterCounters;
-  readonly #ownQueuedReapplied: () => void;
+  readonly #ownReapplied: (batch: Uint8Array) => void;
   /** The batch being applied, for `#applyChange`: its `now` for the store, and whether it is ours. */
   #applyNow = 1;
   #applyingOwn = false;
@@ -46,21 +40,21 @@ export class StreamApplier {
   /** A remote WebSocket peer's address word, WS_REMOTE_BIT set. */
   readonly #remoteWs = new Uint8Array(4);
 
-  /** `ownQueuedReapplied` is told when one of this node's queued (late) batches was read back. */
+  /** `ownReapplied` is told when one of this node's own batches was read back and applied again. */
   constructor(
     gate: BatchGate,
     store: ClusterStore,
     access: AccessPolicy | null,
     clock: { now: number },
     counters: ClusterCounters,
-    ownQueuedReapplied: () => void,
+    ownReapplied: (batch: Uint8Array) => void,
   ) {
     this.#gate = gate;
     this.#store = store;
     this.#access = access;
     this.#clock = clock;
     this.#counters = counters;
-    this.#ownQueuedReapplied = ownQueuedReapplied;
+    this.#ownReapplied = ownReapplied;
   }
 
   /** Applies one XREAD reply, read when Redis's clock was `redisNowMs`; returns its entries. */
@@ -93,7 +87,7 @@ export class StreamApplier {
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
-    else if (batchIsQueued(batch)) this.#ownQueuedReapplied();
+    else this.#ownReapplied(batch);
   }
 
   readonly #applyChange: ApplyChange = (
