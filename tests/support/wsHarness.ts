@@ -109,23 +109,34 @@ export class WsClient implements AsyncDisposable {
   /** The 101 reply's head. */
   head = "";
 
-  private constructor(readonly conn: Deno.TcpConn) {}
+  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {}
 
   /** Connects and upgrades on `path`; throws unless the answer is 101 with the right accept. */
   static async open(port: number, path = "/announce"): Promise<WsClient> {
-    const client = await WsClient.raw(port);
+    return await (await WsClient.raw(port)).#upgrade(port, path);
+  }
+
+  /** As `open`, over TLS (wss://), trusting `caCerts` (PEM) and offering ALPN http/1.1. */
+  static async openTls(port: number, caCerts: string[], path = "/announce"): Promise<WsClient> {
+    const hostname = "127.0.0.1";
+    const tcp = await Deno.connect({ hostname, port });
+    const tls = await Deno.startTls(tcp, { hostname, caCerts, alpnProtocols: ["http/1.1"] });
+    return await new WsClient(tls).#upgrade(port, path);
+  }
+
+  async #upgrade(port: number, path: string): Promise<WsClient> {
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-    await client.send(
+    await this.send(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
         `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
-    const head = await client.readHead();
+    const head = await this.readHead();
     if (!head.startsWith("HTTP/1.1 101 ")) throw new Error(`upgrade refused: ${head}`);
     if (!head.includes(`Sec-WebSocket-Accept: ${acceptFor(key)}\r\n`)) {
       throw new Error(`wrong accept: ${head}`);
     }
-    client.head = head;
-    return client;
+    this.head = head;
+    return this;
   }
 
   /** A TCP connection with nothing sent yet. */

@@ -373,6 +373,10 @@ export class HttpWireServer {
 
   /** Gives an upgraded connection to the WebSocket server (its replies so far are written). */
   #handOver(connection: Connection): void {
+    // Offers and answers are small writes a client waits for: no Nagle, as for kept-open HTTP
+    // connections (a TLS connection offers no way to turn it off). Before the socket changes
+    // hands, so a reset that throws here leaves it this server's to close.
+    if (!connection.noDelay) connection.setNoDelay();
     const leftover = connection.input.slice(connection.start, connection.filled);
     connection.upgraded = true;
     const key = connection.addressKey;

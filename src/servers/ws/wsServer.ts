@@ -209,11 +209,6 @@ export class WsServer {
     this.#slots.set(c);
     this.counters.open++;
     this.counters.opened++;
-    try {
-      (conn as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    } catch {
-      // Not a TCP socket underneath, or already reset: nothing to tune.
-    }
     c.appendRaw(
       SWITCHING_PROTOCOLS_LENGTH,
       this.#buffers,
