@@ -211,9 +211,22 @@ Deno.test("ws bad input: answers with no matching offer, and another socket's pe
     assert.match(String(reply["failure reason"]), /in use on another connection/);
     assert.equal(otter.store.peersWs, 2, "a is still there");
   });
-  await t.step("the real answer still goes through", async () => {
+  await t.step("the real answer still goes through, once", async () => {
     await a.json(answer({}));
     assert.equal((await b.message()).peer_id, id("a"));
+    const again = await refusal(a, answer({}));
+    assert.match(String(again["failure reason"]), /no matching offer/);
+  });
+  await t.step("an answer over 120 s after its offer", async () => {
+    await b.json(announce(H, id("b"), { offers: offers(1, "l") }));
+    await b.message();
+    const late = await a.message();
+    // The store's clock, frozen and moved past the offer's 120 s (peers live 180 s).
+    otter.clock.stop();
+    otter.clock.now += 121;
+    const reply = await refusal(a, answer({ offer_id: late.offer_id }));
+    assert.match(String(reply["failure reason"]), /no matching offer/);
+    assert.deepEqual(await b.drain(100), []);
   });
   await stillServes(otter);
 });
@@ -350,6 +363,30 @@ Deno.test("ws: the access list, the rate limit and the store's caps apply", asyn
       }
       assert.equal(replies.filter((r) => "failure reason" in r).length, 2);
       assert.match(String(replies[3]["failure reason"]), /rate limited/);
+    });
+    await t.step("--max-torrents: a new torrent past it is refused", async () => {
+      await using otter = startWs(["--max-torrents", "1"]);
+      await using client = await otter.connect();
+      await client.json(announce(H, id("a")));
+      await client.message();
+      const refused = await refusal(client, announce(id("g"), id("a")));
+      assert.equal(refused["failure reason"], "tracker is full: too many torrents");
+      assert.equal(otter.ws.tracker.peers.size, 1, "the refused peer holds no entry");
+    });
+    await t.step("--when-full evict: a new torrent takes an old one's place", async () => {
+      await using otter = startWs(["--max-torrents", "1", "--when-full", "evict"]);
+      await using old = await otter.connect();
+      await old.json(announce(H, id("a"), { event: "started" }));
+      await old.message();
+      await using client = await otter.connect();
+      await client.json(announce(id("g"), id("b"), { event: "started" }));
+      assert.equal((await client.message()).incomplete, 1);
+      assert.equal(otter.store.torrents, 1);
+      assert.equal(otter.store.peersWs, 1, "the evicted torrent's WebSocket peer went with it");
+      // Its connection goes on: the next announce takes the place back.
+      await old.json(announce(H, id("a")));
+      assert.equal((await old.message()).incomplete, 1);
+      assertInvariants(otter.store);
     });
     await t.step("--max-peers: a new peer past it is refused", async () => {
       await using otter = startWs(["--max-peers", "1"]);
