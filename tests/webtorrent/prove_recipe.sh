@@ -9,6 +9,8 @@
 #   bash tests/webtorrent/prove_recipe.sh [--tls] [--size BYTES]
 #   bash tests/webtorrent/prove_recipe.sh --otter [--size BYTES]      # otter over ws://
 #
+# The same against otter over ws:// and wss://, as a Deno test CI runs: tests/webtorrent_e2e_test.ts.
+#
 # Needs root (unshare -n), `deno install` done in tests/webtorrent, node and openssl (--tls).
 # With --tls the tracker serves wss:// with a leaf certificate for IP:127.0.0.1 signed by a
 # throwaway CA, which the clients trust through wt_client.mjs --ca. Prints the clients' JSON lines
@@ -36,7 +38,7 @@ if [[ "${inner:-0}" != 1 ]]; then
   [[ $tls == 1 ]] && args+=(--tls)
   [[ $otter == 1 ]] && args+=(--otter)
   if [[ $tls == 1 && $otter == 1 ]]; then
-    echo "--otter serves ws:// here; wss:// needs otter's TLS listener" >&2
+    echo "--otter serves ws:// here; otter over wss:// is tests/webtorrent_e2e_test.ts's" >&2
     exit 2
   fi
   exec unshare -n bash -c 'ip link set lo up && exec bash "$0" --inner "$@"' "$0" "${args[@]}"
