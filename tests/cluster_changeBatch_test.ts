@@ -26,11 +26,12 @@ import {
   setPublishTime,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { FAMILY_WS, type PeerFamily } from "../src/store/swarmTable.ts";
 
 interface Change {
   op: number;
   hash: number[];
-  family: 4 | 6;
+  family: PeerFamily;
   address: number[];
   port: number;
   seeder: boolean;
@@ -61,7 +62,8 @@ function hashOf(seed: number): number[] {
 }
 
 function randomChange(random: () => number): Change {
-  const family = random() < 0.5 ? 4 : 6;
+  const draw = random();
+  const family = draw < 0.4 ? 4 : draw < 0.8 ? 6 : FAMILY_WS;
   return {
     op: 1 + Math.floor(random() * 3),
     hash: Array.from({ length: 20 }, () => Math.floor(random() * 256)),
@@ -174,6 +176,23 @@ Deno.test("a batch round-trips every field, in order", () => {
   const decoded = decodeAll(bytes);
   assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
   assert.deepEqual(decoded.changes, changes);
+});
+
+Deno.test("a WebSocket change is an IPv4-sized record with its own flag", () => {
+  const recorder = new ChangeRecorder("node-w", 4, 4, INSTANCE_A);
+  const change: Change = {
+    op: OP_ANNOUNCE,
+    hash: hashOf(3),
+    family: FAMILY_WS,
+    address: [0x80, 1, 2, 3],
+    port: 77,
+    seeder: true,
+  };
+  recordChange(recorder, change);
+  const bytes = recorder.take()!;
+  assert.equal(bytes.length, HEADER_SIZE + 6 + RECORD_SIZE_V4);
+  assert.equal(bytes[HEADER_SIZE + 6], OP_ANNOUNCE | 0x08 | 0x10);
+  assert.deepEqual(decodeAll(bytes).changes, [change]);
 });
 
 Deno.test("random batches round-trip", () => {
@@ -370,7 +389,7 @@ Deno.test("sealed but inconsistent batches are rejected before anything is appli
   assertRejected(reseal(huge), "fewer records than counted");
   // Bad flags on the last record: the two good ones before it must not be applied either.
   const lastRecord = bytes.length - RECORD_SIZE_V4;
-  for (const flags of [0x00, 0x10, 0x80, 0x04 | 0x01]) {
+  for (const flags of [0x00, 0x10, 0x20, 0x80, 0x04 | 0x01, 0x10 | 0x04 | 0x01]) {
     const copy = bytes.slice();
     copy[lastRecord] = flags;
     assertRejected(reseal(copy), flags === 0x05 ? "truncated record" : "bad record flags");

@@ -31,11 +31,16 @@
  *  53  node id, L bytes of UTF-8
  *  53+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
  *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 IPv6, bit 3 seeder,
- *       bits 4-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
+ *       bit 4 WebSocket peer (not with bit 2), bits 5-7 zero. An IPv4 record is 27 bytes, an
+ *       IPv6 record 39. A WebSocket record is IPv4-sized: its address and port are a key the
+ *       origin made for the peer (the store's FAMILY_WS; receivers hold it as another node's
+ *       peer, so it counts but is never sent offers). Nodes from before WebSocket peers refuse
+ *       a batch holding one ("bad record flags"): upgrade every node of a cluster together.
  *
  * Version 1 (no sequence, time or tag) is refused as an unsupported version.
  */
 import { crc32 } from "../hash/crc32.ts";
+import { FAMILY_WS, type PeerFamily } from "../store/layout.ts";
 
 export const OP_ANNOUNCE = 1;
 export const OP_STOPPED = 2;
@@ -65,7 +70,8 @@ const MAGIC_2 = 0x43; // "C"
 const MAGIC_3 = 0x42; // "B"
 const FLAG_V6 = 4;
 const FLAG_SEEDER = 8;
-const FLAGS_RESERVED = 0xf0;
+const FLAG_WS = 16;
+const FLAGS_RESERVED = 0xe0;
 const BATCH_LATE = 1;
 const BATCH_QUEUED = 2;
 const INSTANCE_AT = 16;
@@ -78,7 +84,7 @@ export type ApplyChange = (
   op: number,
   infoHash: Uint8Array,
   hashOffset: number,
-  family: 4 | 6,
+  family: PeerFamily,
   address: Uint8Array,
   addressOffset: number,
   port: number,
@@ -163,7 +169,7 @@ export class ChangeRecorder {
     op: number,
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -179,7 +185,8 @@ export class ChangeRecorder {
     }
     const ring = this.#ring;
     let at = slot * RECORD_SIZE_V6;
-    ring[at++] = (op & 3) | (family === 6 ? FLAG_V6 : 0) | (seeder ? FLAG_SEEDER : 0);
+    ring[at++] = (op & 3) | (family === 6 ? FLAG_V6 : family === FAMILY_WS ? FLAG_WS : 0) |
+      (seeder ? FLAG_SEEDER : 0);
     for (let i = 0; i < 20; i++) ring[at++] = infoHash[hashOffset + i];
     const addressLength = family === 6 ? 16 : 4;
     for (let i = 0; i < addressLength; i++) ring[at++] = address[addressOffset + i];
@@ -335,7 +342,10 @@ export function checkBatch(bytes: Uint8Array): string | null {
   for (let n = 0; n < count; n++) {
     if (at >= length) return "fewer records than counted";
     const flags = bytes[at];
-    if ((flags & 3) === 0 || (flags & FLAGS_RESERVED) !== 0) return "bad record flags";
+    if (
+      (flags & 3) === 0 || (flags & FLAGS_RESERVED) !== 0 ||
+      (flags & (FLAG_V6 | FLAG_WS)) === (FLAG_V6 | FLAG_WS)
+    ) return "bad record flags";
     at += flags & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
     if (at > length) return "truncated record";
   }
@@ -381,7 +391,7 @@ export function applyCheckedBatch(bytes: Uint8Array, apply: ApplyChange): number
       flags & 3,
       bytes,
       at + 1,
-      v6 ? 6 : 4,
+      v6 ? 6 : (flags & FLAG_WS) !== 0 ? FAMILY_WS : 4,
       bytes,
       addressAt,
       (bytes[portAt] << 8) | bytes[portAt + 1],

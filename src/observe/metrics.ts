@@ -16,6 +16,7 @@ import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import type { TlsCounters } from "./tlsCounters.ts";
+import { WS_FAMILIES, type WsCounters } from "./wsCounters.ts";
 import {
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
@@ -58,6 +59,8 @@ export interface MetricsSources {
   udp?: readonly UdpListenerFailures[];
   /** The walks /stats shares; its metric is left out without it. */
   statsWalks?: StatsWalks;
+  /** The WebSocket (WebTorrent) server; its metrics are left out without it. */
+  ws?: WsCounters | null;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -86,14 +89,23 @@ const STORE_FAMILIES: readonly Family<CoreSources>[] = [
   [
     "otter_peers",
     "gauge",
-    "Peers held (seeders included), by address family.",
-    (s) => [[`family="4"`, s.store.peers4], [`family="6"`, s.store.peers6]],
+    "Peers held (seeders included), by family: IPv4, IPv6, ws (WebTorrent peers over WebSocket, " +
+    "this node's and other cluster nodes').",
+    (s) => [
+      [`family="4"`, s.store.peers4],
+      [`family="6"`, s.store.peers6],
+      [`family="ws"`, s.store.peersWs],
+    ],
   ],
   [
     "otter_seeders",
     "gauge",
-    "Seeders held, by address family.",
-    (s) => [[`family="4"`, s.store.seeders4], [`family="6"`, s.store.seeders6]],
+    "Seeders held, by family (as otter_peers).",
+    (s) => [
+      [`family="4"`, s.store.seeders4],
+      [`family="6"`, s.store.seeders6],
+      [`family="ws"`, s.store.seedersWs],
+    ],
   ],
   [
     "otter_full_scrape_builds_total",
@@ -455,9 +467,10 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
   );
   for (let p = 0; p < PROTOCOL_NAMES.length; p++) {
     for (let a = 0; a < ACTION_NAMES.length; a++) {
-      // UDP has no full scrape, HTTP no connect: leave out series that can never move.
-      if (p === PROTOCOL_UDP && a === ACTION_FULL_SCRAPE) continue;
-      if (p === PROTOCOL_HTTP && a === ACTION_CONNECT) continue;
+      // UDP has no full scrape, HTTP no connect, WebSocket neither: leave out series that can
+      // never move.
+      if (p !== PROTOCOL_HTTP && a === ACTION_FULL_SCRAPE) continue;
+      if (p !== PROTOCOL_UDP && a === ACTION_CONNECT) continue;
       for (let r = 0; r < RESULT_NAMES.length; r++) {
         const labels = `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",result="${
           RESULT_NAMES[r]
@@ -495,6 +508,9 @@ export function renderMetrics(sources: MetricsSources): string {
   }
   if (sources.statsWalks !== undefined) {
     renderFamilies(lines, STATS_WALK_FAMILIES, sources.statsWalks);
+  }
+  if (sources.ws !== undefined && sources.ws !== null) {
+    renderFamilies(lines, WS_FAMILIES, sources.ws);
   }
   renderFamilies(lines, PROCESS_FAMILIES, sources);
   return lines.join("\n") + "\n";

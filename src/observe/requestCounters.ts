@@ -5,7 +5,9 @@
 
 export const PROTOCOL_HTTP = 0;
 export const PROTOCOL_UDP = 1;
-export const PROTOCOL_NAMES = ["http", "udp"] as const;
+/** WebTorrent over WebSocket: announces (answers to offers included) and scrapes. */
+export const PROTOCOL_WS = 2;
+export const PROTOCOL_NAMES = ["http", "udp", "websocket"] as const;
 
 export const ACTION_CONNECT = 0;
 export const ACTION_ANNOUNCE = 1;

@@ -1,7 +1,8 @@
 /**
  * Wires a configuration into running listeners: one SwarmTable and Tracker shared by every HTTP
- * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
- * small steps. Returns a handle that stops everything.
+ * and UDP listener, the WebSocket (WebTorrent) server the HTTP listeners hand upgrades to, the
+ * UDP I/O path chosen per `--udp-io`, and a timer that expires peers in small steps. Returns a
+ * handle that stops everything.
  */
 import type { Config, ListenAddress } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
@@ -26,6 +27,7 @@ import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
 import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -67,6 +69,7 @@ export async function startTracker(
   clock.start();
   const store = new SwarmTable({
     peerTimeout: config.peerTimeout,
+    wsPeerTimeout: config.wsPeerTimeout,
     maxTorrents: config.maxTorrents,
     maxPeers: config.maxPeers,
     whenFull: config.whenFull,
@@ -76,6 +79,21 @@ export async function startTracker(
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
   operator.loopLag.start();
+  const wsLimits = (settings: Config): WsLimits => ({
+    maxConnections: settings.maxWsConnections,
+    interval: settings.wsInterval,
+    messageTimeoutMs: settings.headerTimeout * 1000,
+    maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
+  });
+  // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike.
+  const webSocket = config.noWebSocket || config.http.length === 0
+    ? null
+    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log);
+  if (webSocket !== null) {
+    httpTracker.upgrades = webSocket;
+    operator.ws = webSocket.counters;
+    tracker.onSettings((settings) => webSocket.setLimits(wsLimits(settings)));
+  }
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -123,7 +141,10 @@ export async function startTracker(
     operator.loopLag.stop();
     accessWatch?.close();
     purge.stop();
-    await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
+    await Promise.all([
+      ...servers.map((s) => s.shutdown().catch(() => {})),
+      webSocket?.shutdown(),
+    ]);
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
     await cluster?.stop();

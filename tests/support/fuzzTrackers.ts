@@ -26,7 +26,7 @@ import {
   MAX_REQUEST_BYTES,
   type WireClient,
 } from "../../src/servers/http/httpTracker.ts";
-import { PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
+import { PROTOCOL_NAMES, PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
 import {
   classifyHttpBody,
   expectHttpStatus,
@@ -514,9 +514,11 @@ export class UdpFuzzer {
 
   #udpRequestsCounted(): number {
     const counts = this.world.tracker.counters.counts;
-    const half = counts.length / 2;
+    const perProtocol = counts.length / PROTOCOL_NAMES.length;
     let sum = 0;
-    for (let i = PROTOCOL_UDP * half; i < (PROTOCOL_UDP + 1) * half; i++) sum += counts[i];
+    for (let i = PROTOCOL_UDP * perProtocol; i < (PROTOCOL_UDP + 1) * perProtocol; i++) {
+      sum += counts[i];
+    }
     return sum;
   }
 

@@ -21,7 +21,7 @@ import {
   RESULT_OK,
 } from "../../observe/requestCounters.ts";
 import { HttpServerCounters } from "../../observe/httpServerCounters.ts";
-import { ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
+import { type AddressKey, ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
 import { refusedReason } from "../../store/swarmTable.ts";
 import type { Tracker } from "../tracker.ts";
 
@@ -51,6 +51,25 @@ export interface WireClient {
   get(name: string): string | null;
 }
 
+/** The WebSocket server (servers/ws, wired in by startTracker.ts), as the HTTP server sees it. */
+export interface WebSocketUpgrades {
+  /** No room for another WebSocket (or shutting down). */
+  readonly full: boolean;
+  /** Counts an upgrade refused: a bad handshake, or `full`. */
+  refused(full: boolean): void;
+  /**
+   * Takes the socket over: the 101 with `accept`, then WebSocket. `leftover`: bytes the client
+   * sent after the head; `addressKey`: its per-address slot, now the WebSocket's to give back.
+   */
+  adopt(
+    conn: Deno.Conn,
+    leftover: Uint8Array,
+    accept: string,
+    client: { family: 4 | 6; address: Uint8Array },
+    addressKey: AddressKey | null,
+  ): void;
+}
+
 function plain(status: number, text: string): Response {
   return new Response(text + "\n", { status, headers: TEXT_HEADERS });
 }
@@ -60,6 +79,8 @@ export class HttpTracker {
   readonly routes = new Map<string, RouteHandler>();
   /** Answers `GET /scrape` without info_hash; null: refused with a failure reason. */
   fullScrape: RouteHandler | null = null;
+  /** Takes WebSocket upgrades on `/announce` and `/`; null: served as plain HTTP. */
+  upgrades: WebSocketUpgrades | null = null;
   /** What the HTTP servers in front of this tracker (httpWire.ts) count: refused and timed-out
    * connections, requests turned away before they reach it. */
   readonly serverCounters = new HttpServerCounters();
@@ -124,6 +145,14 @@ export class HttpTracker {
     }
     this.#address.set(client.address);
     return this.#announceBody(query, client.family, client);
+  }
+
+  /**
+   * The client of a request from socket peer `family`/`address` (16 bytes, overwritten with the
+   * client's), behind trusted proxies as `headers` say; 0 when unusable.
+   */
+  resolveClient(family: 4 | 6, address: Uint8Array, headers: HeaderSource): 0 | 4 | 6 {
+    return resolveClient(family, address, this.#tracker.trustProxy, headers);
   }
 
   /** Is this socket peer a `--trust-proxy` proxy (many clients behind one address)? */

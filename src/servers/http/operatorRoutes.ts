@@ -17,6 +17,7 @@ import { statsResponse } from "../../observe/stats.ts";
 import { StatsWalks } from "../../observe/statsWalks.ts";
 import { LoopLag } from "../../observe/loopLag.ts";
 import type { UdpListenerFailures } from "../../observe/udpSocketFailures.ts";
+import type { WsCounters } from "../../observe/wsCounters.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
@@ -37,6 +38,8 @@ export interface OperatorRoutes {
   /** The UDP listeners, whose socket loops' counters /stats and /metrics show; the server adds
    *  each one as it opens it. */
   readonly udpListeners: UdpListenerFailures[];
+  /** The WebSocket server's counters, once the server sets them (null: no WebSocket). */
+  ws: WsCounters | null;
 }
 
 const FORBIDDEN_TEXT = "forbidden: this page is served only to --stats-from networks\n";
@@ -65,6 +68,7 @@ export function registerOperatorRoutes(
   const address = new Uint8Array(16);
   const uptimeSeconds = () => tracker.clock.now - 1;
   const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout, 1000, tracker.access);
+  const routes: OperatorRoutes = { fullScrape, cleaning, loopLag, udpListeners, ws: null };
 
   const allowed = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
     const peer = parseIpAddress(info.remoteAddr.hostname, address);
@@ -105,6 +109,7 @@ export function registerOperatorRoutes(
       http: http.serverCounters,
       udp: udpListeners,
       cluster: tracker.cluster,
+      ws: routes.ws,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
@@ -125,6 +130,7 @@ export function registerOperatorRoutes(
       http: http.serverCounters,
       udp: udpListeners,
       statsWalks: walks,
+      ws: routes.ws,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
@@ -135,5 +141,5 @@ export function registerOperatorRoutes(
     fullScrape.enabled = !next.noFullScrape;
     statsFrom = CidrSet.parse(next.statsFrom);
   });
-  return { fullScrape, cleaning, loopLag, udpListeners };
+  return routes;
 }
