@@ -16,12 +16,16 @@ import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import {
+  ACTION_ANNOUNCE,
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
   ACTION_NAMES,
+  ACTION_SCRAPE,
   PROTOCOL_HTTP,
   PROTOCOL_NAMES,
   PROTOCOL_UDP,
+  REFUSAL_CONNECTION_ID,
+  REFUSAL_NAMES,
   type RequestCounters,
   RESULT_NAMES,
 } from "./requestCounters.ts";
@@ -411,6 +415,51 @@ export function renderFamilies<S>(
   }
 }
 
+/**
+ * The protocols otter serves, whose request counters are shown; PROTOCOL_WS joins them with the
+ * WebSocket server.
+ */
+const SERVED_PROTOCOLS = [PROTOCOL_HTTP, PROTOCOL_UDP] as const;
+
+/** The finer request counters: answered by the client's family, refused by reason. */
+const REQUEST_DETAIL_FAMILIES: readonly Family<RequestCounters>[] = [
+  [
+    "otter_answered_total",
+    "counter",
+    "Announces and scrapes answered (result ok), by protocol, action and the client's address " +
+    "family.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        [ACTION_ANNOUNCE, ACTION_SCRAPE].flatMap((a) =>
+          ([4, 6] as const).map((family) =>
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",family="${family}"`,
+              c.getFamily(p, a, family),
+            ] as const
+          )
+        )
+      ),
+  ],
+  [
+    "otter_refused_total",
+    "counter",
+    "Requests answered with an error, by protocol and reason (bad_request: unreadable; " +
+    "access_denied: not on the access list; connection_id: a UDP connection id not issued or " +
+    "expired). Also counted as errors in otter_requests_total.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        REFUSAL_NAMES.flatMap((name, reason) =>
+          p === PROTOCOL_HTTP && reason === REFUSAL_CONNECTION_ID ? [] : [
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",reason="${name}"`,
+              c.getRefused(p, reason),
+            ] as const,
+          ]
+        )
+      ),
+  ],
+];
+
 /** `otter_requests_total`: one series per protocol, action and result that can happen. */
 function renderRequests(lines: string[], counters: RequestCounters): void {
   const name = "otter_requests_total";
@@ -419,7 +468,7 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
       "reply).",
     `# TYPE ${name} counter`,
   );
-  for (let p = 0; p < PROTOCOL_NAMES.length; p++) {
+  for (const p of SERVED_PROTOCOLS) {
     for (let a = 0; a < ACTION_NAMES.length; a++) {
       // UDP has no full scrape, HTTP no connect: leave out series that can never move.
       if (p === PROTOCOL_UDP && a === ACTION_FULL_SCRAPE) continue;
@@ -438,6 +487,7 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
 export function renderMetrics(sources: MetricsSources): string {
   const lines: string[] = [];
   renderRequests(lines, sources.counters);
+  renderFamilies(lines, REQUEST_DETAIL_FAMILIES, sources.counters);
   const { store, fullScrape, cleaning } = sources;
   renderFamilies(lines, STORE_FAMILIES, {
     store,
