@@ -69,6 +69,8 @@ export async function startTracker(
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
   operator.loopLag.start();
+  // Sampled once a second from the start, so the page has history from the first minute.
+  operator.dashboard?.history.start();
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -113,6 +115,7 @@ export async function startTracker(
     clearInterval(cleaner);
     clock.stop();
     operator.loopLag.stop();
+    operator.dashboard?.history.stop();
     accessWatch?.close();
     purge.stop();
     await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
@@ -165,11 +168,15 @@ export async function startTracker(
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
+      operator.dashboard?.listeners.push(
+        `http://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     for (const address of config.udp) {
       const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
+      operator.dashboard?.listeners.push(`${socket.listener}/announce (io: ${socket.io})`);
       loops.push(socket.serve(udpTracker));
     }
     const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);
