@@ -161,7 +161,11 @@ Deno.test("dashboard reader: the WebSocket series once a WebSocket server is pas
   const requests = new RequestCounters();
   const websocket = { open: 0 };
   const history = new History(
-    dashboardReader({ requests, store: new SwarmTable({ peerTimeout: 60 }), websocket }),
+    dashboardReader({
+      requests,
+      store: new SwarmTable({ peerTimeout: 60 }),
+      websocket: () => websocket,
+    }),
   );
   history.sample(0);
   for (let i = 0; i < 30; i++) requests.answered(PROTOCOL_WS, ACTION_ANNOUNCE, i < 20 ? 4 : 6);

@@ -5,8 +5,9 @@
  * ClusterCounters) fit as they are.
  *
  * Series with no source stay NaN and the page hides them: the cluster's without a cluster, the
- * WebSocket ones until a WebSocket server passes `websocket` (its requests are counted in the same
- * RequestCounters under PROTOCOL_WS; `websocket.open` is its open connections). Announces and
+ * WebSocket ones while `websocket()` gives null, that is until a WebSocket server listens (its
+ * requests are counted in the same RequestCounters under PROTOCOL_WS; `open` is its open
+ * connections). Announces and
  * scrapes count answered requests (result ok), like /stats, split by protocol and by the client's
  * address family; error replies are the `errors.*` series, and the refusals with a reason
  * (RequestCounters.refused) are summed over the protocols into `refused.*`.
@@ -52,8 +53,8 @@ export interface DashboardReaderSources {
     readonly rejected: number;
   };
   rateLimit?: { readonly limited: number };
-  /** The WebSocket server, when there is one: turns the `*.ws` series on. */
-  websocket?: { readonly open: number };
+  /** The WebSocket server's connections, or null when there is none: turns the `*.ws` series on. */
+  websocket?: () => { readonly open: number } | null;
   /** Longest event-loop pause since the previous call, in ms (the reader calls it once a second). */
   loopLagMs?: () => number;
   /** The cluster link's counters, or null when standalone. */
@@ -103,8 +104,8 @@ export function dashboardReader(sources: DashboardReaderSources): (into: Float64
     into[I["refused.access_denied"]] = refused(REFUSAL_ACCESS_DENIED);
     into[I["refused.connection_id"]] = refused(REFUSAL_CONNECTION_ID);
     into[I["refused.udp_dropped"]] = sumResult(PROTOCOL_UDP, RESULT_DROPPED);
-    const websocket = sources.websocket;
-    if (websocket !== undefined) {
+    const websocket = sources.websocket?.() ?? null;
+    if (websocket !== null) {
       into[I["announces.ws"]] = requests.get(PROTOCOL_WS, ACTION_ANNOUNCE, RESULT_OK);
       into[I["scrapes.ws"]] = requests.get(PROTOCOL_WS, ACTION_SCRAPE, RESULT_OK);
       into[I["errors.ws"]] = sumResult(PROTOCOL_WS, RESULT_ERROR);

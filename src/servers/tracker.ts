@@ -39,6 +39,8 @@ export class Tracker {
   cluster: ClusterCounters | null = null;
   /** The dashboard's client mix, counted per answered announce; null with --no-dashboard. */
   clients: ClientMix | null = null;
+  /** The WebSocket server's open connections, for the dashboard; null while there is none. */
+  websocket: { readonly open: number } | null = null;
   /** Generated-peer mixing (`--deniability`); null when off. */
   deniability: DeniabilityMixer | null;
   readonly #deniabilityKey = randomKey();

@@ -196,6 +196,7 @@ function registerDashboard(
     rateLimit: tracker.rateLimit,
     loopLagMs: () => loopLag.takeMaxMs(),
     cluster: () => tracker.cluster,
+    websocket: () => tracker.websocket,
   });
   // The client mix's buckets turn on the sampler's second, so nothing else needs a timer.
   const history = new History((into) => {
