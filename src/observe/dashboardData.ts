@@ -100,7 +100,7 @@ export interface DashboardInfo {
   version: string;
   /** Wall-clock ms when the tracker started. */
   startedAtMs: number;
-  /** What it listens on, e.g. "http://[::]:6969/announce", "udp://[::]:6969/announce (io: fast)". */
+  /** What it listens on: "http://[::]:6969/announce", "udp://[::]:6969/announce (io: fast)". */
   listeners: string[];
   /** The effective settings; pass them through `publicConfig` (secrets left out). */
   config: Record<string, unknown>;

@@ -2,11 +2,11 @@
  * Plugs the operator features into the HTTP front end: the full scrape (`GET /scrape` without
  * info_hash), `GET /stats`, `GET /metrics` and, unless `--no-dashboard`, the dashboard
  * (`GET /dashboard`, its files, and `/dashboard/data` from the history this module keeps).
- * Stats, metrics and the dashboard answer only clients inside `--stats-from`, judged by the client address as announces resolve it (clientAddress.ts: the
- * socket peer, or behind a `--trust-proxy` proxy the address it vouches for); others get 403. A
- * request with forwarding headers from a peer that is not a trusted proxy is refused too: it came
- * through a proxy otter was not told about (through a local one, everyone is loopback), so who
- * sent it is unknown.
+ * Stats, metrics and the dashboard answer only clients inside `--stats-from`, judged by the
+ * client address as announces resolve it (clientAddress.ts: the socket peer, or behind a
+ * `--trust-proxy` proxy the address it vouches for); others get 403. A request with forwarding
+ * headers from a peer that is not a trusted proxy is refused too: it came through a proxy otter
+ * was not told about (through a local one, everyone is loopback), so who sent it is unknown.
  */
 import type { Config } from "../../config/options.ts";
 import { CidrSet } from "../../policy/cidr.ts";
@@ -62,7 +62,7 @@ export interface Dashboard {
   /** Sampled once a second while started; the server starts and stops it. */
   readonly history: History;
   readonly clients: ClientMix;
-  /** What the page lists as the listeners ("http 127.0.0.1:6969"); the server adds each. */
+  /** The listeners as the page lists them ("http://[::]:6969/announce"); the server adds each. */
   readonly listeners: string[];
 }
 
@@ -221,16 +221,14 @@ function registerDashboard(
     busiest: () => busiest.get(),
     clients,
   };
-  const asset = async (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-    const refused = refuse(request, info);
-    if (refused !== null) return refused;
-    const path = new URL(request.url).pathname;
-    const response = (await dashboardAssetResponse(path, request))!;
-    counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
-    return response;
-  };
   for (const path of [...DASHBOARD_ASSET_PATHS, `${DASHBOARD_PATH}/`]) {
-    http.routes.set(path, asset);
+    http.routes.set(path, async (request, info) => {
+      const refused = refuse(request, info);
+      if (refused !== null) return refused;
+      const response = await dashboardAssetResponse(path, request);
+      counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
+      return response ?? new Response("not found\n", { status: 404 }); // never: the path is one
+    });
   }
   http.routes.set(DASHBOARD_DATA_PATH, async (request, info, query) => {
     const refused = refuse(request, info);
