@@ -1,7 +1,7 @@
 /**
  * otter's entry point: parse flags and the config file, build the one peer store, start every
- * listener, clean expired peers in small steps, reload settings on SIGHUP, and stop gracefully on
- * SIGINT/SIGTERM.
+ * listener, clean expired peers in small steps, reload settings and the `--https` certificate on
+ * SIGHUP, and stop gracefully on SIGINT/SIGTERM.
  */
 import { ConfigError, helpText } from "./src/config/config.ts";
 import { defaultConfigToml, loadConfig, reloadConfig } from "./src/config/configFile.ts";
@@ -54,6 +54,10 @@ async function main(args: string[]): Promise<number> {
     const notes = outcome.ok ? running.tracker.applySettings(outcome.config) : [];
     settings = outcome.config;
     console.log([outcome.message, ...notes].join("; "));
+    // After the settings: --tls-cert and --tls-key may name new files.
+    running.reloadCertificate(settings).then((line) => {
+      if (line !== null) console.log(line);
+    });
   });
   try {
     running = await startTracker(parsed.config, clock, (line) => console.log(line));

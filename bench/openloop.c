@@ -41,6 +41,8 @@
  * "d" and holds no failure reason is a success. A connection whose oldest request passes the
  * timeout is closed and reopened, and what it owed counts as timed out; one the server closes
  * after its last reply (no keep-alive, e.g. opentracker) is reopened at once and only counted.
+ * --stalls MS lists each episode of replies later than MS ms (requests due within 100 ms of each
+ * other) with its wall-clock time, to match against the server's logs (e.g. --v8-flags=--trace-gc).
  * Output: sent, replies, errors, timeouts, rates, latency percentiles in us (log-linear
  * histogram: exact below 128 us, then 64 buckets per power of two; a percentile is its bucket's
  * lower bound, at most 1.6 % low), and a RESULT json line.
@@ -90,6 +92,12 @@ static struct {
   u64 hist[HB], lateh[HB];
 } st;
 static u64 t0, n_warm, n_total, n_next, inflight, to_ns, first_send, last_send, rng_state;
+/* --stalls MS: episodes of replies later than MS (requests due within 100 ms of each other) */
+#define MAX_STALLS 256
+static double opt_stalls_ms;
+static u64 stall_ns, t0_real_ns;
+static int n_stalls, stalls_dropped;
+static struct { u64 first_due, last_due, worst, count; } stalls[MAX_STALLS];
 static double period_ns;
 static int ep;
 
@@ -175,6 +183,23 @@ static void record(u64 i, u64 now, int ok) {
   if (ok != 1) { if (ok) st.errors++; else st.invalid++; }
   else if (lat > to_ns) st.timeouts++; /* answered, but after the timeout */
   else { st.ok++; st.hist[hidx(lat / 1000)]++; }
+  if (stall_ns && ok == 1 && lat > stall_ns) {
+    /* replies come back out of order during a stall: join any recent episode within 100 ms */
+    u64 d = due(i);
+    int k = n_stalls - 1;
+    for (; k >= 0 && k >= n_stalls - 16; k--)
+      if (d + 100000000ull > stalls[k].first_due && d < stalls[k].last_due + 100000000ull) break;
+    if (k >= 0 && k >= n_stalls - 16) {
+      if (d > stalls[k].last_due) stalls[k].last_due = d;
+      if (d < stalls[k].first_due) stalls[k].first_due = d;
+      if (lat > stalls[k].worst) stalls[k].worst = lat;
+      stalls[k].count++;
+    } else if (n_stalls < MAX_STALLS) {
+      stalls[n_stalls].first_due = stalls[n_stalls].last_due = d;
+      stalls[n_stalls].worst = lat;
+      stalls[n_stalls++].count = 1;
+    } else stalls_dropped++;
+  }
 }
 
 /* ---------------- UDP ---------------- */
@@ -490,7 +515,8 @@ int main(int argc, char **argv) {
       {"warmup", 1, 0, 'w'}, {"torrents", 1, 0, 't'}, {"ports", 1, 0, 'P'}, {"pool", 1, 0, 'f'},
       {"seed", 1, 0, 'x'}, {"numwant", 1, 0, 'n'}, {"sockets", 1, 0, 's'}, {"conns", 1, 0, 'c'},
       {"timeout-ms", 1, 0, 'o'}, {"pipeline", 0, 0, 'p'},
-      {"spin-us", 1, 0, 'S'}, {"fill-seeders", 0, 0, 'F'}, {0, 0, 0, 0}};
+      {"spin-us", 1, 0, 'S'}, {"fill-seeders", 0, 0, 'F'}, {"stalls", 1, 0, 'T'},
+      {0, 0, 0, 0}};
   const char *pool_file = NULL;
   for (int o; (o = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
     switch (o) {
@@ -509,18 +535,20 @@ int main(int argc, char **argv) {
     case 'p': opt_pipeline = 1; break;
     case 'S': opt_spin_us = atof(optarg); break;
     case 'F': opt_fill_seeders = 1; break;
+    case 'T': opt_stalls_ms = atof(optarg); break;
     default: mode_http = -1; optind = argc + 1; break;
     }
   }
   if (mode_http < 0 || optind != argc || !(opt_rate > 0 && opt_rate <= 2e6) || !(opt_dur > 0 && opt_dur <= 600) ||
       !(opt_warm >= 0 && opt_warm <= 60) || opt_ports < 1 || opt_ports > 65535 || opt_socks < 1 || opt_socks > 256 ||
       opt_conns < 1 || opt_conns > 10000 || !(opt_timeout_ms >= 1 && opt_timeout_ms <= 60000) || opt_torrents < 0 ||
-      !(opt_spin_us >= 0 && opt_spin_us <= 10000)) {
+      !(opt_spin_us >= 0 && opt_spin_us <= 10000) || !(opt_stalls_ms >= 0 && opt_stalls_ms <= 60000)) {
     fprintf(stderr, "usage: openloop (--udp|--http) HOST:PORT --rate R [--duration S(10, max 600)] [--warmup S(1)]\n"
                     "  [--torrents N(100000)] [--pool FILE] [--ports P(10)] [--seed X(1)] [--numwant N(50)]\n"
                     "  [--sockets S(4, udp)] [--conns C(64, http)] [--pipeline (http)] [--timeout-ms T(1000)]\n"
                     "  [--spin-us U(0): poll, not sleep, when a due time is this close]\n"
-                    "  [--fill-seeders: seeders exactly as udpload's fill made them, not a random quarter]\n");
+                    "  [--fill-seeders: seeders exactly as udpload's fill made them, not a random quarter]\n"
+                    "  [--stalls MS: list the episodes of replies later than MS ms, with their wall-clock time]\n");
     return 2;
   }
   if (pool_file) load_pool(pool_file);
@@ -530,6 +558,7 @@ int main(int argc, char **argv) {
   prctl(PR_SET_TIMERSLACK, 1000UL); /* wake within ~1 us of a due time, not the default 50 us */
   rng_state = opt_seed ^ 0x6f70656e6c6f6f70ull;
   to_ns = (u64)(opt_timeout_ms * 1e6);
+  stall_ns = (u64)(opt_stalls_ms * 1e6);
   period_ns = 1e9 / opt_rate;
   n_warm = (u64)(opt_warm * opt_rate + 0.5);
   n_total = n_warm + (u64)(opt_dur * opt_rate + 0.5);
@@ -549,6 +578,11 @@ int main(int argc, char **argv) {
   if (!ready()) { fprintf(stderr, "openloop: %s does not answer (connect)\n", target); return 2; }
   memset(&st, 0, sizeof st);
   t0 = now_ns();
+  {
+    struct timespec r;
+    clock_gettime(CLOCK_REALTIME, &r);
+    t0_real_ns = (u64)r.tv_sec * 1000000000ull + (u64)r.tv_nsec - (now_ns() - t0);
+  }
   for (;;) {
     now = now_ns();
     for (int b = 0; b < 256 && n_next < n_total && due(n_next) <= now && !stop; b++, n_next++) {
@@ -604,6 +638,15 @@ int main(int argc, char **argv) {
          "\"send_late_max_us\":%llu,\"kept_schedule\":%s}\n", m, opt_rate, achieved, st.sent, st.ok, st.errors,
          st.invalid, st.lost, st.dropped, st.timeouts, st.late, pv[0], pv[1], pv[2], pv[3], pv[4], lp99,
          max_late / 1000, behind ? "false" : "true");
+  if (stall_ns) {
+    /* wall-clock times (Unix ms) line up with the server's own logs, e.g. a GC trace */
+    printf("stalls:     %d episodes of replies later than %g ms%s\n", n_stalls, opt_stalls_ms,
+           stalls_dropped ? " (more not listed)" : "");
+    for (int k = 0; k < n_stalls; k++)
+      printf("stall:      at +%.3f s (unix %.3f): %llu replies late, requests due over %.1f ms, worst %.1f ms\n",
+             (stalls[k].first_due - t0) / 1e9, (t0_real_ns + (stalls[k].first_due - t0)) / 1e9, stalls[k].count,
+             (stalls[k].last_due - stalls[k].first_due) / 1e6, stalls[k].worst / 1e6);
+  }
   if (behind) fprintf(stderr, "openloop: WARNING: the tool did not keep its schedule (interrupted, or sends late or"
                               " missing); the latencies above include its own delay\n");
   return behind ? 3 : 0;

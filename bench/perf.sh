@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The figures in docs/performance.md ("Against opentracker"), reproduced: otter against Debian's opentracker with
-# ../shared/load/compare.sh (same machine, same minutes, ratios), plus the latency at half rate,
-# the portable UDP path, memory per peer in three swarm shapes, idle RSS and --cluster overhead.
+# The figures in docs/performance.md, reproduced: otter against Debian's opentracker with
+# ../shared/load/compare.sh (same machine, same minutes, ratios), otter's UDP figure against the
+# machine's ceiling (../shared/load/udp-ref.c, a C responder with no store), plus the latency at
+# half rate, the portable UDP path, memory per peer in three swarm shapes, idle RSS and --cluster
+# overhead.
 #
 #   bash bench/perf.sh [--runs N] [--out DIR] [--only LIST]
 #
-# LIST is a comma list of: throughput,portable,latency,memory,idle,cluster (default: all).
-# otter runs pinned to core 0 (taskset -c 0); compare.sh pins its load generators to the last
-# core. Every step is bounded in time; everything runs on 127.0.0.1. Takes about 25 minutes.
+# LIST is a comma list of: throughput,ceiling,portable,latency,memory,idle,cluster (default:
+# all). throughput includes the ceiling series; `ceiling` alone runs only that (with its own
+# otter and fill). otter runs pinned to core 0 (taskset -c 0); compare.sh pins its load
+# generators to the last core. Every step is bounded in time; everything runs on 127.0.0.1.
+# Takes about 27 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +27,11 @@ while (($#)); do
   esac
 done
 mkdir -p "$OUT"
-LOAD=../shared/load
+LOAD=${LOAD:-../shared/load} # the load kit; set LOAD=DIR when the checkout is elsewhere
 UDPLOAD=${UDPLOAD:-/tmp/udpload}
 [ -x "$UDPLOAD" ] || gcc -O2 -Wall -o "$UDPLOAD" "$LOAD/udpload.c" -lpthread -lm
+UDPREF=${UDPREF:-/tmp/udp-ref}
+[ -x "$UDPREF" ] || gcc -O2 -Wall -o "$UDPREF" "$LOAD/udp-ref.c"
 # Exactly the start task's grants and V8 flags, read from deno.json (ffi for glibc's paths only).
 mapfile -t PERMS < <(deno run --allow-read bench/start_flags.ts)
 [ "${#PERMS[@]}" -gt 0 ] || exit 1
@@ -50,14 +56,91 @@ stop_otter() {
   [ -n "$OTTER_PID" ] && kill "$OTTER_PID" 2>/dev/null && wait "$OTTER_PID" 2>/dev/null || true
   OTTER_PID=""
 }
-trap stop_otter EXIT
+REF_PID=""
+trap 'stop_otter; [ -z "$REF_PID" ] || kill "$REF_PID" 2>/dev/null || true' EXIT
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, all threads
+busy_cores() { # busy cores over the next second, all processes
+  local a b
+  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
+  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); t = (y[1] - x[1]) + (y[2] - x[2])
+    printf "%.2f", (t > 0 ? (y[1] - x[1]) / t * n : 0) }'
+}
+
+# The machine's UDP limit beside otter: udp-ref.c (BEP 15 connect and a fixed 20-byte announce
+# reply, no store, recvmmsg/sendmmsg batches of 64) pinned to otter's core, under the same
+# udpload load as compare.sh's udp_announce, alternating with otter run by run (odd runs start
+# with otter), so otter/ceiling is a same-minutes ratio like otter/opentracker. Needs an otter
+# filled with 1M peers (100k torrents x 10) listening on UDP port $1; prints each run and the
+# medians, and beside them compare.sh's udp_announce otter/opentracker when its results.tsv ($2)
+# exists.
+ceiling_series() { # otter_udp_port [compare_results_tsv]
+  local port=$1 tsv=${2:-} ref_port=16989 run order who p pid before t0 t1 w0 w1 line rps
+  taskset -c 0 "$UDPREF" "$ref_port" 64 >"$OUT/udp-ref.log" 2>&1 &
+  REF_PID=$!
+  sleep 0.3
+  : >"$OUT/ceiling.tsv"
+  for run in $(seq "$RUNS"); do
+    if ((run % 2)); then order="otter ceiling"; else order="ceiling otter"; fi
+    for who in $order; do
+      if [ "$who" = otter ]; then p=$port pid=$OTTER_PID; else p=$ref_port pid=$REF_PID; fi
+      before=$(busy_cores)
+      t0=$(cpu_ticks "$pid") w0=$EPOCHREALTIME
+      line=$(timeout 60 taskset -c 1 "$UDPLOAD" -p "$p" -t 100000 -P 10 -c 128 -w 1 -d 10 -j |
+        grep '^RESULT' || true)
+      t1=$(cpu_ticks "$pid") w1=$EPOCHREALTIME
+      rps=$(grep -o '"announce_rps":[0-9.]*' <<<"$line" | cut -d: -f2)
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "${rps:-NA}" \
+        "$(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" -v w="$w0" -v x="$w1" 'BEGIN { printf "%.2f", d / h / (x - w) }')" "$before" \
+        "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$OUT/ceiling.tsv" |
+        awk -F'\t' '{ printf "run %s %-8s %8.0f announces/s  server cores %s  busy cores before %s  load %s\n",
+          $1, $2, $3, $4, $5, $6 }'
+    done
+  done
+  kill "$REF_PID" 2>/dev/null && wait "$REF_PID" 2>/dev/null || true
+  REF_PID=""
+  awk -F'\t' -v tsv="$tsv" '
+    function med(a, m,    i, j, t) {
+      for (i = 2; i <= m; i++) { t = a[i]; j = i - 1; while (j >= 1 && a[j] > t) { a[j + 1] = a[j]; j-- } a[j + 1] = t }
+      return m == 0 ? "NA" : (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+    }
+    { v[$1, $2] = $3; if ($1 > runs) runs = $1; if ($5 + 0 >= 0.3) busy++ }
+    END {
+      for (r = 1; r <= runs; r++) {
+        o[r] = v[r, "otter"]; c[r] = v[r, "ceiling"]
+        if (v[r, "ceiling"] > 0) { q[++m] = v[r, "otter"] / v[r, "ceiling"]; list = list sprintf(" %.2f", q[m]) }
+      }
+      while (tsv != "" && (getline line < tsv) > 0) {
+        split(line, f, "\t")
+        if (f[2] == "udp_announce") ot[f[1], f[3]] = f[4]
+      }
+      for (r = 1; r <= runs; r++) if (ot[r, "opentracker"] > 0) { p[++n] = ot[r, "otter"] / ot[r, "opentracker"]; olist = olist sprintf(" %.2f", p[n]) }
+      print ""
+      printf "== UDP announces/s, median of %d runs: otter %.0f, ceiling (udp-ref.c, batch 64) %.0f\n", runs, med(o, runs), med(c, runs)
+      printf "   otter/ceiling %.2f (per run%s)", med(q, m), list
+      if (n > 0) printf "; otter/opentracker %.2f (compare.sh, per run%s)", med(p, n), olist
+      print ""
+      if (busy > 0) printf "   %d of %d runs had >= 0.3 busy cores in the second before: the machine was busy, figures are noisy\n", busy, NR
+    }' "$OUT/ceiling.tsv"
+}
 
 if want throughput; then
   echo "== throughput: UDP fast path and HTTP, otter vs opentracker, $RUNS runs"
   start_otter 16970 16969
   timeout 1800 bash "$LOAD/compare.sh" --http-url http://127.0.0.1:16970 --udp 16969 \
     --otter-pid "$OTTER_PID" --runs "$RUNS" --out "$OUT/throughput" | tee "$OUT/throughput.txt"
+  echo "== UDP ceiling: otter vs udp-ref.c on core 0, same load, alternating, $RUNS runs"
+  ceiling_series 16969 "$OUT/throughput/results.tsv" | tee "$OUT/ceiling.txt"
+  stop_otter
+elif want ceiling; then
+  echo "== UDP ceiling: otter vs udp-ref.c on core 0, same load, alternating, $RUNS runs"
+  start_otter 16970 16969
+  timeout 120 "$UDPLOAD" -p 16969 -t 100000 -F 1000000 -n 0 -c 128 -d 60 | grep "fill:"
+  ceiling_series 16969 | tee "$OUT/ceiling.txt"
   stop_otter
 fi
 

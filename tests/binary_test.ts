@@ -12,8 +12,10 @@ import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
 import { VERSION } from "../src/version.ts";
+import { makeCa, makeLeaf } from "./support/testCertificates.ts";
 import {
   assertAnnounces,
+  assertHttpsServes,
   launchOtter,
   REPO_ROOT,
   runToEnd,
@@ -114,6 +116,29 @@ Deno.test({
         await using otter = await launchOtter(binary, args);
         assert.ok(otter.lines.some((l) => /^state .*: restored 2 torrents, 4 peers/.test(l)));
         assert.equal((await otter.stop()).code, 0, otter.log());
+      });
+
+      // --https reloads by binding a second socket with SO_REUSEPORT, an unstable Deno option:
+      // the binary must carry deno.json's "unstable": ["net"].
+      await t.step("--https: TLS from certificate files, SIGHUP re-reads them", async () => {
+        const ca = await makeCa(dir, "binary");
+        const leaf = await makeLeaf(dir, ca, "binary");
+        await using otter = await launchOtter(binary, [
+          "--http",
+          "127.0.0.1:0",
+          "--udp",
+          "127.0.0.1:0",
+          "--https",
+          "127.0.0.1:0",
+          "--tls-cert",
+          leaf.certPath,
+          "--tls-key",
+          leaf.keyPath,
+        ]);
+        await assertHttpsServes(otter, ca.pem);
+        const stopped = await otter.stop();
+        assert.equal(stopped.code, 0, otter.log());
+        assert.equal(stopped.stderr, "");
       });
 
       // The I/O Workers run a module of their own, which the binary must carry (--include).

@@ -179,9 +179,8 @@ Deno.test(`fuzz access lists in process (seed ${SEED})`, () => {
     }
     if (reference(file).problemLines.length > 0) problems++;
     i++;
-  });
+  }, 200); // at least 200 however busy the machine (it then takes longer), more on a fast one
   console.log(`  ${ran + fixed.length} lists, ${problems} with malformed lines`);
-  assert.ok(ran >= 200, `only ${ran} lists`);
   assert.ok(problems > ran / 10 && problems < ran * 0.95, "mutations too tame or too wild");
 });
 

@@ -371,9 +371,8 @@ Deno.test(`fuzz config files in process (seed ${SEED})`, () => {
     }
     i++;
     kinds.set(outcome.kind, (kinds.get(outcome.kind) ?? 0) + 1);
-  });
+  }, 200); // at least 200 however busy the machine (it then takes longer), more on a fast one
   console.log(`  ${ran + stress.length} config texts: ${[...kinds].map(([k, n]) => `${k} ${n}`)}`);
-  assert.ok(ran >= 200, `only ${ran} texts`);
   assert.ok((kinds.get("ok") ?? 0) > ran / 20, "too few mutations load: the fuzz is too blunt");
 });
 

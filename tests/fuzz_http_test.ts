@@ -11,18 +11,19 @@ import { describeKinds, HttpFuzzer, PROFILES } from "./support/fuzzTrackers.ts";
 
 const SEED = fuzzSeed(0x0dd5eed);
 const MS_PER_PROFILE = 1000;
+const MIN_INPUTS = 300;
 
 for (const [i, profile] of PROFILES.entries()) {
   const seed = (SEED + 100 + i) >>> 0;
   Deno.test(`fuzz HTTP in process: ${profile.name} (seed ${seed})`, async () => {
     const fuzzer = new HttpFuzzer(seed, profile);
-    const inputs = await fuzzer.run(MS_PER_PROFILE, 200_000);
+    // At least MIN_INPUTS however busy the machine (it then takes longer), more on a fast one.
+    const inputs = await fuzzer.run(MS_PER_PROFILE, 200_000, MIN_INPUTS);
     const w = fuzzer.world;
     console.log(
       `  ${inputs} requests, clock ${w.clock.now} s, ${w.store.torrents} torrents, ` +
         `${w.store.peers4 + w.store.peers6} peers, ${w.invariantChecks} invariant checks: ` +
         describeKinds(fuzzer.tally),
     );
-    if (inputs < 300) throw new Error(`only ${inputs} requests in ${MS_PER_PROFILE} ms`);
   });
 }

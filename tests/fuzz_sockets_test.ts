@@ -128,6 +128,9 @@ class UdpPeer {
   }
 }
 
+/** Datagrams each UDP fuzz sends at the least. */
+const MIN_DATAGRAMS = 300;
+
 /** Sends mutated datagrams one at a time; checks each reply (or its absence) at once. */
 async function fuzzUdp(otter: OtterProcess, seed: number, ms: number): Promise<number> {
   const rng = new Rng(seed);
@@ -151,7 +154,8 @@ async function fuzzUdp(otter: OtterProcess, seed: number, ms: number): Promise<n
   let sent = 0;
   try {
     const deadline = performance.now() + ms;
-    while (performance.now() < deadline && sent < 4000) {
+    // At least MIN_DATAGRAMS however busy the machine (it then takes longer), more on a fast one.
+    while (sent < MIN_DATAGRAMS || (performance.now() < deadline && sent < 4000)) {
       const id = ids.at(-1) ?? null;
       const r = rng.int(100);
       let length: number;
@@ -242,7 +246,6 @@ Deno.test(`fuzz over sockets: UDP datagrams, fast and portable I/O (seed ${SEED}
   const watches = [watch(fast), watch(portable)];
   const counts = await Promise.all([fuzzUdp(fast, SEED, 2500), fuzzUdp(portable, SEED + 1, 2500)]);
   console.log(`  ${counts[0]} datagrams (${fast.udp[0].io} I/O), ${counts[1]} (portable)`);
-  assert.ok(counts[0] >= 300 && counts[1] >= 300, `too few datagrams: ${counts}`);
   for (const [k, otter] of [fast, portable].entries()) {
     const hash = new Rng(SEED + 9).bytes(20);
     await udpAnnounce(otter, hash, 40001);
@@ -496,7 +499,9 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
   let fetched = 0;
   let skipped = 0;
   const deadline = performance.now() + 3000;
-  while (performance.now() < deadline && fetched < 600) {
+  // At least 100 however busy the machine (it then takes longer), more on a fast one.
+  for (let batches = 0; batches < 200; batches++) {
+    if (fetched >= 600 || (fetched >= 100 && performance.now() > deadline)) break;
     const batch = Array.from({ length: 8 }, () => make.make());
     await Promise.all(batch.map(async (input) => {
       let req: Request;
@@ -541,7 +546,7 @@ Deno.test(`fuzz over sockets: HTTP requests and raw TCP (seed ${SEED})`, async (
     }));
   }
   console.log(`  ${fetched} requests through fetch (${skipped} not sendable)`);
-  assert.ok(fetched >= 100, `only ${fetched} requests`);
+  assert.ok(fetched >= 100, `only ${fetched} of ${fetched + skipped} requests sendable`);
   health.assertHealthy("the fetch fuzz");
 
   // 2. raw TCP: whatever comes back must be HTTP/1 without a 500, and bencode where promised.

@@ -11,18 +11,19 @@ import { describeKinds, PROFILES, UdpFuzzer } from "./support/fuzzTrackers.ts";
 
 const SEED = fuzzSeed(0x0dd5eed);
 const MS_PER_PROFILE = 1000;
+const MIN_INPUTS = 1000;
 
 for (const [i, profile] of PROFILES.entries()) {
   const seed = (SEED + i) >>> 0;
   Deno.test(`fuzz UDP in process: ${profile.name} (seed ${seed})`, () => {
     const fuzzer = new UdpFuzzer(seed, profile);
-    const inputs = fuzzer.run(MS_PER_PROFILE, 400_000);
+    // At least MIN_INPUTS however busy the machine (it then takes longer), more on a fast one.
+    const inputs = fuzzer.run(MS_PER_PROFILE, 400_000, MIN_INPUTS);
     const w = fuzzer.world;
     console.log(
       `  ${inputs} datagrams, clock ${w.clock.now} s, ${w.store.torrents} torrents, ` +
         `${w.store.peers4 + w.store.peers6} peers, ${w.invariantChecks} invariant checks: ` +
         describeKinds(fuzzer.tally),
     );
-    if (inputs < 1_000) throw new Error(`only ${inputs} datagrams in ${MS_PER_PROFILE} ms`);
   });
 }

@@ -5,15 +5,17 @@
  * `--workers 2`, config file, watched access list, state file, a Redis cluster, the dashboard
  * with the files it imports as text, uPlot from npm included), without ffi it
  * falls back to the portable UDP path with one line saying why, and a missing permission is one
- * clear line, not a stack trace.
+ * clear line, not a stack trace. `--https` reads its certificate files under the same grants.
  */
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/config/config.ts";
 import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
 import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import { makeCa, makeLeaf } from "./support/testCertificates.ts";
 import {
   assertAnnounces,
+  assertHttpsServes,
   httpAnnounce,
   launchOtter,
   permissionFlags,
@@ -152,6 +154,22 @@ Deno.test("the start task's exact permissions: announces, config, access list, s
       assert.ok(again.lines.some((l) => /^state .*: restored 2 torrents, 4 peers/.test(l)));
       assert.equal((await again.stop()).code, 0, again.log());
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the start task's exact permissions: --https reads its certificate, and again on SIGHUP", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otter-perm-tls-" });
+  try {
+    const ca = await makeCa(dir, "perm");
+    const leaf = await makeLeaf(dir, ca, "perm");
+    const tls = ["--https", "127.0.0.1:0", "--tls-cert", leaf.certPath, "--tls-key", leaf.keyPath];
+    await using otter = await launchOtter(DENO, [...startArgs(), ...LISTEN, ...tls]);
+    await assertHttpsServes(otter, ca.pem);
+    const stopped = await otter.stop();
+    assert.equal(stopped.code, 0, otter.log());
+    assert.equal(stopped.stderr, "");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

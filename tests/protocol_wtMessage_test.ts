@@ -372,9 +372,9 @@ Deno.test(`fuzz: writeJsonString and writeBinaryId equal JSON.stringify's UTF-8 
 });
 
 Deno.test(`fuzz: the parser follows the rules' oracle on mutated messages (seed ${SEED})`, () => {
-  const { inputs, kinds, failure } = fuzzWtMessages(new Rng(SEED ^ 0x1111), 4000, 30_000);
+  // At least 2000 inputs however busy the machine (it then takes longer), more on a fast one.
+  const { inputs, kinds, failure } = fuzzWtMessages(new Rng(SEED ^ 0x1111), 4000, 30_000, 2000);
   if (failure !== null) assert.fail(failure);
-  assert.ok(inputs >= 2000, `only ${inputs} inputs`);
   // Every kind must be reached, refusals most of all.
   for (const kind of ["fail", "announce", "answer", "scrape"]) {
     assert.ok((kinds.get(kind) ?? 0) > inputs / 50, `${kind}: ${kinds.get(kind)} of ${inputs}`);

@@ -210,6 +210,28 @@ class Source {
   }
 }
 
+/**
+ * Datagrams the kernel dropped on the UDP sockets bound to `port` (a full receive buffer), from
+ * /proc/net/udp and udp6: the flood's requests that never reached otter.
+ */
+function kernelDrops(port: number): number {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  let drops = 0;
+  for (const file of ["/proc/net/udp", "/proc/net/udp6"]) {
+    let table = "";
+    try {
+      table = Deno.readTextFileSync(file);
+    } catch {
+      continue; // not Linux: no counts, and none needed on an idle machine
+    }
+    for (const line of table.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length > 12 && fields[1].endsWith(hexPort)) drops += Number(fields.at(-1));
+    }
+  }
+  return drops;
+}
+
 function hash(seed: number): Uint8Array {
   return new Uint8Array(20).map((_, i) => (seed * 29 + i * 13 + 1) & 0xff);
 }
@@ -255,15 +277,13 @@ for (const io of ["fast", "portable"] as const) {
     try {
       assert.equal(await metric(otter.http[0], "otter_udp_rate_limit_per_second"), 50);
       const idA = await a.connect();
+      const dropped = kernelDrops(port);
       const seconds = await flood(a, idA, 500, 6881);
-      assert.ok(seconds < 1, `500 sends took ${seconds} s; the test needs them within 1 s`);
-      const repliesA = (await a.settle(300, 5000)) - 1;
-
       // 1 connect + 500 announces: the burst of 50 covers the connect and 49 announces, and
-      // the bucket refills 50 a second while the flood lasts.
+      // the bucket refills 50 a second while the flood lasts (longer on a busy machine).
       const most = 49 + Math.ceil(50 * seconds) + 1;
-      assert.ok(repliesA >= 49 && repliesA <= most, `${repliesA} replies (at most ${most})`);
-      assert.equal(readU32(a.lastReply!, 0), 1, "the replies are announce replies");
+      assert.ok(most <= 250, `500 sends took ${seconds} s: too slow to outrun the limit`);
+      await a.settle(300, 5000);
 
       // 127.0.0.2 is another source: its own full bucket.
       const idB = await b.connect();
@@ -272,9 +292,14 @@ for (const io of ["fast", "portable"] as const) {
       }
       assert.equal(await b.waitFor(31, 5000), 31, "every request from 127.0.0.2 answered");
 
+      // otter has read the flood by now (before 127.0.0.2's requests); what overran its socket
+      // on a busy machine the kernel counted as drops.
+      const repliesA = (await a.settle(300, 5000)) - 1;
+      assert.ok(repliesA >= 49 && repliesA <= most, `${repliesA} replies (at most ${most})`);
+      assert.equal(readU32(a.lastReply!, 0), 1, "the replies are announce replies");
       assert.equal(
         await metric(otter.http[0], "otter_udp_rate_limited_total"),
-        500 - repliesA,
+        500 - repliesA - (kernelDrops(port) - dropped),
         "each dropped announce counted once",
       );
       assert.ok(await metric(otter.http[0], "otter_udp_rate_limit_sources") >= 1);

@@ -131,7 +131,7 @@ async function announce(
 
 /** Fills the population: every peer starts, then the seeders complete. Retries what is lost. */
 async function fill(client: Client): Promise<void> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 60_000;
   let id: Uint8Array | null = null;
   const steps: [Peer, number][] = [
     ...POPULATION.map((p): [Peer, number] => [{ ...p, seeder: false }, 2]),
@@ -139,7 +139,7 @@ async function fill(client: Client): Promise<void> {
   ];
   for (const [peer, event] of steps) {
     for (;;) {
-      assert.ok(Date.now() < deadline, "fill took over 15 s");
+      assert.ok(Date.now() < deadline, "fill took over 60 s");
       id ??= await client.connect();
       if (id === null) continue;
       const outcome = await announce(client, id, peer, event);
@@ -157,7 +157,7 @@ async function scrapeAll(client: Client): Promise<number[][]> {
     for (let t = first; t < Math.min(first + 74, TORRENTS); t++) hashes.push(hashOf(t));
     const id = await client.connect();
     assert.ok(id, "connect for scrape");
-    const reply = await client.request(scrapePacket(id, hashes, client.tid()), 2000);
+    const reply = await client.request(scrapePacket(id, hashes, client.tid()), 10_000);
     assert.ok(reply && readU32(reply, 0) === 2, "scrape reply");
     assert.equal(reply.length, 8 + 12 * hashes.length);
     for (let i = 0; i < hashes.length; i++) {
@@ -263,18 +263,22 @@ Deno.test("otter --state: a restart under announce load loses no swarm", async (
 
     for (let w = 0; w < UDP_WORKERS; w++) workers.push(udpWorker(udpPort, running, udp));
     workers.push(httpWorker(() => httpBase, running, http));
-    await sleep(1000);
-    const beforeStop = { udp: udp.ok, http: http.ok };
-    assert.ok(
-      beforeStop.udp > 100 && beforeStop.http > 10,
-      `load ran: ${JSON.stringify(beforeStop)}`,
-    );
+    // The load runs (a loaded machine takes longer to get there) before otter stops under it.
+    const loadDeadline = Date.now() + 30_000;
+    while (udp.ok <= 100 || http.ok <= 10) {
+      assert.ok(
+        Date.now() < loadDeadline,
+        `load did not get going: ${JSON.stringify({ udp, http })}`,
+      );
+      await sleep(50);
+    }
 
     const stopStarted = performance.now();
     const stopped = await first.stop();
     const stopMs = performance.now() - stopStarted;
     assert.equal(stopped.code, 0, stopped.stderr);
-    assert.ok(stopMs < 4000, `stop took ${stopMs} ms with clients connected`);
+    // Prompt: it does not wait for keep-alive clients to go idle (30 s), however loaded the machine.
+    assert.ok(stopMs < 15_000, `stop took ${stopMs} ms with clients connected`);
     const saved = first.stdout.filter((l) => l.startsWith("state ")).at(-1) ?? "";
     assert.match(saved, new RegExp(`saved ${TORRENTS} torrents, ${POPULATION.length} peers`));
 
@@ -294,7 +298,7 @@ Deno.test("otter --state: a restart under announce load loses no swarm", async (
       new RegExp(`restored ${TORRENTS} torrents, ${POPULATION.length} peers \\(0 expired`),
     );
     const restartedAt = { udp: udp.ok, http: http.ok };
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     while (udp.ok < restartedAt.udp + 500 || http.ok < restartedAt.http + 50) {
       assert.ok(Date.now() < deadline, `load did not resume: ${JSON.stringify({ udp, http })}`);
       await sleep(50);

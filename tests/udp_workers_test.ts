@@ -14,6 +14,7 @@ import {
   announcePeers,
   connectPacket,
   readU32,
+  REPLY_TIMEOUT_MS,
   scrapePacket,
   UdpTestClient,
 } from "./support/udpClient.ts";
@@ -180,7 +181,7 @@ Deno.test({
           let invalid = 0;
           const seen = new Set<number>();
           while (seen.size < perClient) {
-            const reply = await client.receive(1500);
+            const reply = await client.receive(REPLY_TIMEOUT_MS);
             if (reply === null) break;
             const transactionId = reply.length >= 8 ? readU32(reply, 4) : -1;
             const k = transactionId & 0xffff;

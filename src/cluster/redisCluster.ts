@@ -20,8 +20,9 @@
  * the batches it publishes late (`markLate`) and applies them again when it reads them back:
  * then every node ends with the stream's last word on each peer. Reapplying an old change can
  * undo a newer local one, so batches taken while queued ones are unread, or before one was
- * reapplied, are marked late too; the window closes one flush after the last queued batch is
- * read back. (A peer changed twice within that last flush may still differ until it announces.)
+ * reapplied, are marked late too ("follow-ups"), and so is a batch that changes a peer a
+ * follow-up changed, if that follow-up may be reapplied after it: the window closes for a peer
+ * once no unread late batch of ours holds it.
  *
  * Time: a batch's age is taken from the publish time its origin stamped into it (its reckoning of
  * Redis's clock when it sent the XADD) plus the delay it waited before that, measured against
@@ -50,7 +51,10 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient, ErrorReply, RESP_TYPES } from "npm:@redis/client@6.3.1";
 import {
+  applyCheckedBatch,
+  batchIsQueued,
   batchRecordCount,
+  batchSequence,
   ChangeRecorder,
   markLate,
   MAX_BATCH_BYTES,
@@ -128,6 +132,14 @@ interface PendingBatch {
   mark: "none" | "followUp" | "queued";
 }
 
+/** An own batch marked late only because it followed others (see `#followsUp`). */
+interface FollowUp {
+  sequence: number;
+  peers: Set<number>;
+  /** performance.now() when it was read back, or -1. */
+  readAt: number;
+}
+
 /** Entries per XREAD: each holds at most MAX_BATCH_BYTES, so one reply at most ~10 MB. */
 const READ_COUNT = 32;
 /** Elements the reader keeps per array level of an XREAD reply: streams, [key, entries],
@@ -182,6 +194,8 @@ export class ClusterSync {
   /** performance.now() when an own queued batch was last reapplied, and of the last flush. */
   #lastQueuedReapplyAt = -1;
   #lastFlushAt = 0;
+  /** Own follow-up batches published, in order, until read back before newer changes were made. */
+  readonly #followUps: FollowUp[] = [];
 
   constructor(options: ClusterSyncOptions) {
     const url = parseClusterUrl(options.url);
@@ -217,10 +231,7 @@ export class ClusterSync {
       options.access ?? null,
       options.clock,
       this.counters,
-      () => {
-        this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
-        this.#lastQueuedReapplyAt = performance.now();
-      },
+      (batch) => this.#ownReapplied(batch),
     );
   }
 
@@ -424,6 +435,7 @@ export class ClusterSync {
     if (compareStreamIds(tail, this.#applier.lastId) >= 0) return;
     this.#applier.lastId = "0-0";
     // Our late batches published to the lost stream will never come back.
+    this.#followUps.length = 0;
     this.#queuedUnread = 0;
     for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
   }
@@ -472,14 +484,21 @@ export class ClusterSync {
           this.#dropOldestPending();
           continue;
         }
+        this.#forgetFollowUpsBefore(next.previousFlushAt);
         if (next.mark !== "queued" && next.session !== this.counters.connects) {
           next.mark = "queued";
           this.#queuedUnread++;
         } else if (
           next.mark === "none" &&
-          (this.#queuedUnread > 0 || this.#lastQueuedReapplyAt >= next.previousFlushAt)
+          (this.#queuedUnread > 0 || this.#lastQueuedReapplyAt >= next.previousFlushAt ||
+            this.#followsUp(next))
         ) {
           next.mark = "followUp";
+          this.#followUps.push({
+            sequence: batchSequence(next.batch),
+            peers: peersOf(next.batch),
+            readAt: -1,
+          });
         }
         if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
         const redisNowMs = this.#redisNowMs();
@@ -541,4 +560,56 @@ export class ClusterSync {
       }
     }
   }
+
+  /** One of our own batches was read back and applied again. */
+  #ownReapplied(batch: Uint8Array): void {
+    if (batchIsQueued(batch)) {
+      this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
+      this.#lastQueuedReapplyAt = performance.now();
+    }
+    // Batches are read back in the order they were taken: earlier ones not seen are lost.
+    const sequence = batchSequence(batch);
+    for (const followUp of this.#followUps) {
+      if (followUp.sequence > sequence) break;
+      if (followUp.readAt < 0) followUp.readAt = performance.now();
+    }
+  }
+
+  /** Drops the follow-ups read back before `ms`: changes made after it are safe from them. */
+  #forgetFollowUpsBefore(ms: number): void {
+    const followUps = this.#followUps;
+    while (followUps.length > 0 && followUps[0].readAt >= 0 && followUps[0].readAt < ms) {
+      followUps.shift();
+    }
+  }
+
+  /**
+   * Whether a batch must be marked late because an own follow-up batch may be reapplied after
+   * some of its changes (one not yet read back, or read back after the flush before the one that
+   * took it) and changed one of the same peers. Reapplied, that older change would undo the newer
+   * one here alone; marked late, the newer one is applied again after it.
+   */
+  #followsUp(next: PendingBatch): boolean {
+    const followUps = this.#followUps;
+    if (followUps.length === 0) return false;
+    for (const peer of peersOf(next.batch)) {
+      for (const followUp of followUps) if (followUp.peers.has(peer)) return true;
+    }
+    return false;
+  }
+}
+
+/**
+ * The peers (info hash, address, port) a sound batch changes, each as a 32-bit FNV-1a hash of its
+ * bytes: a collision only marks one more batch late.
+ */
+function peersOf(batch: Uint8Array): Set<number> {
+  const peers = new Set<number>();
+  applyCheckedBatch(batch, (_op, bytes, hashOffset, family, _address, addressOffset) => {
+    const end = addressOffset + (family === 6 ? 16 : 4) + 2;
+    let hash = 0x811c9dc5;
+    for (let i = hashOffset; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+    peers.add(hash >>> 0);
+  });
+  return peers;
 }

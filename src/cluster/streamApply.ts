@@ -8,13 +8,7 @@
  * batches, read back when they were published late, refresh what they changed without counting
  * completions again.
  */
-import {
-  type ApplyChange,
-  applyCheckedBatch,
-  batchIsQueued,
-  OP_COMPLETED,
-  OP_STOPPED,
-} from "./changeBatch.ts";
+import { type ApplyChange, applyCheckedBatch, OP_COMPLETED, OP_STOPPED } from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
@@ -33,27 +27,27 @@ export class StreamApplier {
   readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #counters: ClusterCounters;
-  readonly #ownQueuedReapplied: () => void;
+  readonly #ownReapplied: (batch: Uint8Array) => void;
   /** The batch being applied, for `#applyChange`: its `now` for the store, and whether it is ours. */
   #applyNow = 1;
   #applyingOwn = false;
   readonly #scratch = new Uint8Array(64);
 
-  /** `ownQueuedReapplied` is told when one of this node's queued (late) batches was read back. */
+  /** `ownReapplied` is told when one of this node's own batches was read back and applied again. */
   constructor(
     gate: BatchGate,
     store: ClusterStore,
     access: AccessPolicy | null,
     clock: { now: number },
     counters: ClusterCounters,
-    ownQueuedReapplied: () => void,
+    ownReapplied: (batch: Uint8Array) => void,
   ) {
     this.#gate = gate;
     this.#store = store;
     this.#access = access;
     this.#clock = clock;
     this.#counters = counters;
-    this.#ownQueuedReapplied = ownQueuedReapplied;
+    this.#ownReapplied = ownReapplied;
   }
 
   /** Applies one XREAD reply, read when Redis's clock was `redisNowMs`; returns its entries. */
@@ -86,7 +80,7 @@ export class StreamApplier {
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
-    else if (batchIsQueued(batch)) this.#ownQueuedReapplied();
+    else this.#ownReapplied(batch);
   }
 
   readonly #applyChange: ApplyChange = (

@@ -147,6 +147,12 @@ export function resolveConfig(layers: readonly RawSettings[]): Config {
   if (result.whitelist !== "" && result.blacklist !== "") {
     throw new ConfigError("--whitelist and --blacklist cannot be used together");
   }
+  if (result.https.length > 0 && (result.tlsCert === "" || result.tlsKey === "")) {
+    throw new ConfigError("--https needs --tls-cert FILE and --tls-key FILE (PEM)");
+  }
+  if (result.https.length === 0 && (result.tlsCert !== "" || result.tlsKey !== "")) {
+    throw new ConfigError("--tls-cert and --tls-key are used only with --https HOST:PORT");
+  }
   if (result.cluster !== "") {
     const url = parseClusterUrl(result.cluster);
     if ("error" in url) throw new ConfigError(`${wheres.get("cluster")}: ${url.error}`);

@@ -10,6 +10,11 @@ export type { ListenAddress };
 export interface Config {
   http: ListenAddress[];
   udp: ListenAddress[];
+  /** HTTP over TLS listeners (`--https`); they need `tlsCert` and `tlsKey`. */
+  https: ListenAddress[];
+  /** PEM files of the certificate chain and its private key, re-read on SIGHUP. */
+  tlsCert: string;
+  tlsKey: string;
   /** Seconds between announces we ask clients for (each reply jitters it by ±10%). */
   interval: number;
   peerTimeout: number;
@@ -87,6 +92,33 @@ export const OPTIONS: readonly OptionSpec[] = [
     valueName: "HOST:PORT",
     help: "serve HTTP announce/scrape here (repeatable; IPv6 as [::1]:6969; [::] is dual-stack)",
     defaultValue: ["[::]:6969"],
+  },
+  {
+    name: "https",
+    kind: "list",
+    key: "https",
+    valueName: "HOST:PORT",
+    help: "serve HTTP announce/scrape over TLS here, with --tls-cert and --tls-key (repeatable)",
+    defaultValue: [],
+  },
+  {
+    name: "tls-cert",
+    kind: "text",
+    key: "tlsCert",
+    valueName: "FILE",
+    help: "the --https certificate chain, PEM (leaf first, e.g. certbot's fullchain.pem); " +
+      "re-read on SIGHUP",
+    defaultValue: "",
+    reloadable: true,
+  },
+  {
+    name: "tls-key",
+    kind: "text",
+    key: "tlsKey",
+    valueName: "FILE",
+    help: "the --https certificate's private key, PEM; re-read on SIGHUP",
+    defaultValue: "",
+    reloadable: true,
   },
   {
     name: "udp",

@@ -3,6 +3,7 @@
  * it turns away before the tracker sees them: one object shared by every HTTP listener of a
  * process, read by /metrics and /stats. Plain number fields, bumped in place.
  */
+import { TlsCounters } from "./tlsCounters.ts";
 
 /** Statuses a request can be turned away with, each followed by a close (see replyWriter.ts). */
 export const REJECT_STATUSES = [400, 405, 414, 431, 500, 505] as const;
@@ -26,6 +27,8 @@ export class HttpServerCounters {
   pendingWriteBytes = 0;
   /** Requests turned away, by status in REJECT_STATUSES order. */
   readonly rejectedByStatus = new Float64Array(REJECT_STATUSES.length);
+  /** The `--https` listeners' own figures (handshakes, certificate reloads). */
+  readonly tls = new TlsCounters();
 
   /** Connections closed by any timeout. */
   get timedOut(): number {

@@ -15,6 +15,7 @@ import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
+import type { TlsCounters } from "./tlsCounters.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_CONNECT,
@@ -240,6 +241,39 @@ const HTTP_FAMILIES: readonly Family<HttpServerCounters>[] = [
     "400 malformed head, 405 CONNECT/TRACE, 414 request line over 8 KiB, 431 head over " +
     "8 KiB, 505 HTTP/2 or later, 500 a route failed.",
     (http) => REJECT_STATUSES.map((status) => [`status="${status}"`, http.rejectedWith(status)]),
+  ],
+];
+
+/** Left out without `--https` listeners. */
+const TLS_FAMILIES: readonly Family<TlsCounters>[] = [
+  [
+    "otter_tls_handshake_failures_total",
+    "counter",
+    "TLS connections whose handshake failed on a TLS error: not TLS (plain HTTP on the port), " +
+    "a client refusing the certificate, nothing in common to speak. A client that never finishes " +
+    "its handshake is closed by --header-timeout and counted there.",
+    (tls) => tls.handshakeFailures,
+  ],
+  [
+    "otter_tls_handshakes_abandoned_total",
+    "counter",
+    "TLS connections otter closed before their handshake ended (--header-timeout, a connection " +
+    "cap, a shutdown); Deno keeps each such socket open until its client sends or leaves.",
+    (tls) => tls.handshakesAbandoned,
+  ],
+  [
+    "otter_tls_certificate_reloads_total",
+    "counter",
+    "Certificate reloads on SIGHUP: ok (the files' certificate now serves every --https " +
+    "listener) or failed (refused; the old certificate stays in service).",
+    (tls) => [[`result="ok"`, tls.reloads], [`result="failed"`, tls.reloadFailures]],
+  ],
+  [
+    "otter_tls_certificate_expiry_timestamp_seconds",
+    "gauge",
+    "When the certificate in service expires (its notAfter), in seconds since the Unix epoch; " +
+    "0 when it could not be read.",
+    (tls) => tls.certificateNotAfter,
   ],
 ];
 
@@ -496,6 +530,9 @@ export function renderMetrics(sources: MetricsSources): string {
     memory: Deno.memoryUsage(),
   });
   if (sources.http !== undefined) renderFamilies(lines, HTTP_FAMILIES, sources.http);
+  if (sources.http !== undefined && sources.http.tls.listeners > 0) {
+    renderFamilies(lines, TLS_FAMILIES, sources.http.tls);
+  }
   if (sources.udp !== undefined && sources.udp.length > 0) {
     renderFamilies(lines, UDP_SOCKET_FAMILIES, sources.udp);
   }

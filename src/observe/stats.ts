@@ -389,6 +389,15 @@ function httpServerJson(http: HttpServerCounters | null): Record<string, unknown
       pendingWriteBytes: http.pendingWriteBytes,
     },
     rejected,
+    ...(http.tls.listeners === 0 ? {} : {
+      tls: {
+        handshakeFailures: http.tls.handshakeFailures,
+        handshakesAbandoned: http.tls.handshakesAbandoned,
+        certificateReloads: http.tls.reloads,
+        certificateReloadFailures: http.tls.reloadFailures,
+        certificateNotAfter: http.tls.certificateNotAfter,
+      },
+    }),
   };
 }
 

@@ -18,7 +18,9 @@ import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
-import { HttpWireServer } from "./http/httpWire.ts";
+import { type HttpLimits, HttpWireServer } from "./http/httpWire.ts";
+import { type Certificate, describeCertificate, readCertificate } from "./http/tlsCertificates.ts";
+import { CertificateRefused, ReloadableTlsListener } from "./http/tlsListener.ts";
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
@@ -27,6 +29,10 @@ import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
+  /** SIGHUP: puts the certificate now in `settings`' files in service on every `--https`
+   * listener, or keeps the old one; resolves to the log line once the old sockets are closed, or
+   * to null without `--https`. */
+  reloadCertificate(settings: Config): Promise<string | null>;
   stop(): Promise<void>;
 }
 
@@ -56,6 +62,7 @@ export async function startTracker(
 ): Promise<RunningTracker> {
   // Checked before anything starts: a cluster without its secret fails at once, with one line.
   const clusterSecret = config.cluster === "" ? null : await loadClusterSecret(config, log);
+  let certificate = config.https.length === 0 ? null : loadCertificate(config);
   clock.update();
   clock.start();
   const store = new SwarmTable({
@@ -102,6 +109,7 @@ export async function startTracker(
     );
   }
   const servers: HttpWireServer[] = [];
+  const tlsListeners: ReloadableTlsListener[] = [];
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
   let cluster: { stop(): Promise<void> } | null = null;
@@ -172,6 +180,14 @@ export async function startTracker(
         `http://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
       );
     }
+    for (const address of config.https) {
+      const { server, listener } = listenHttps(address, httpTracker, config, certificate!, log);
+      servers.push(server);
+      tlsListeners.push(listener);
+    }
+    const tls = httpTracker.serverCounters.tls;
+    tls.listeners = tlsListeners.length;
+    tls.certificateNotAfter = notAfterSeconds(certificate);
     for (const address of config.udp) {
       const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
@@ -188,7 +204,55 @@ export async function startTracker(
     await stop();
     throw e;
   }
-  return { tracker, stop };
+  const reloadCertificate = async (settings: Config): Promise<string | null> => {
+    if (tlsListeners.length === 0 || certificate === null) return null;
+    const tls = httpTracker.serverCounters.tls;
+    const next = readCertificate(settings.tlsCert, settings.tlsKey);
+    if ("error" in next) {
+      tls.reloadFailures++;
+      return `TLS: certificate reload failed, keeping the old one: ${next.error}`;
+    }
+    const facts = describeCertificate(next, Date.now());
+    if (next.cert === certificate.cert && next.key === certificate.key) {
+      tls.reloads++;
+      return `TLS: certificate unchanged (${facts})`;
+    }
+    // The same certificate for every listener: a refusal comes at the first, before any changed.
+    const closed: Promise<void>[] = [];
+    for (const listener of tlsListeners) {
+      try {
+        closed.push(listener.replace(next));
+      } catch (e) {
+        const replaced = closed.length;
+        tls.reloadFailures++;
+        const at = formatHostPort(listener.addr.hostname, listener.addr.port);
+        const why = e instanceof CertificateRefused ? e.message : `${at}: ${describeError(e)}`;
+        return replaced === 0
+          ? `TLS: certificate reload failed, keeping the old one: ${why}`
+          : `TLS: certificate reloaded on ${replaced} of ${tlsListeners.length} listeners; ` +
+            `the others keep the old one: ${why}`;
+      }
+    }
+    certificate = next;
+    tls.reloads++;
+    tls.certificateNotAfter = notAfterSeconds(next);
+    // Said once the old sockets are closed: any connection made after this line gets the new one.
+    await Promise.all(closed);
+    return `TLS: certificate reloaded from ${next.certPath} (${facts})`;
+  };
+  return { tracker, reloadCertificate, stop };
+}
+
+/** The `--https` certificate, checked before anything starts; throws a one-line Error. */
+function loadCertificate(config: Config): Certificate {
+  const certificate = readCertificate(config.tlsCert, config.tlsKey);
+  if ("error" in certificate) throw new Error(certificate.error);
+  return certificate;
+}
+
+function notAfterSeconds(certificate: Certificate | null): number {
+  const ms = certificate?.notAfterMs ?? NaN;
+  return Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
 }
 
 /**
@@ -227,6 +291,7 @@ function withIpv4Fallback<T>(
   try {
     return open(address.hostname);
   } catch (e) {
+    if (e instanceof CertificateRefused) throw e;
     if (address.hostname === "::" && isNoIpv6(e)) {
       log(`${what}: IPv6 is not available here; listening on 0.0.0.0 instead of [::]`);
       try {
@@ -256,13 +321,7 @@ function listenHttp(
     (hostname) => {
       // otter's own HTTP/1.1 server, not Deno.serve: only it can bound connections and time out
       // slow or idle clients (httpWire.ts; measured in docs/design-notes.md).
-      const server = HttpWireServer.listen(hostname, address.port, handler, {
-        maxConnections: config.maxConnections,
-        maxConnectionsPerIp: config.maxConnectionsPerIp,
-        headerTimeoutMs: config.headerTimeout * 1000,
-        idleTimeoutMs: config.idleTimeout * 1000,
-        minSendRate: config.minSendRate,
-      });
+      const server = HttpWireServer.listen(hostname, address.port, handler, httpLimits(config));
       log(
         `HTTP listening on http://${
           formatHostPort(server.addr.hostname, server.addr.port)
@@ -273,6 +332,43 @@ function listenHttp(
     "HTTP",
     log,
   );
+}
+
+function listenHttps(
+  address: ListenAddress,
+  handler: HttpTracker,
+  config: Config,
+  certificate: Certificate,
+  log: (line: string) => void,
+): { server: HttpWireServer; listener: ReloadableTlsListener } {
+  return withIpv4Fallback(
+    address,
+    (hostname) => {
+      const tls = handler.serverCounters.tls;
+      const listener = ReloadableTlsListener.open(hostname, address.port, certificate, tls);
+      // The same server as --http's over it: same limits, same request handling.
+      const server = HttpWireServer.serve(listener, handler, httpLimits(config));
+      const facts = describeCertificate(certificate, Date.now());
+      log(
+        `HTTPS listening on https://${
+          formatHostPort(server.addr.hostname, server.addr.port)
+        }/announce (certificate ${facts === "" ? config.tlsCert : facts})`,
+      );
+      return { server, listener };
+    },
+    "HTTPS",
+    log,
+  );
+}
+
+function httpLimits(config: Config): HttpLimits {
+  return {
+    maxConnections: config.maxConnections,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    headerTimeoutMs: config.headerTimeout * 1000,
+    idleTimeoutMs: config.idleTimeout * 1000,
+    minSendRate: config.minSendRate,
+  };
 }
 
 function openUdp(

@@ -12,7 +12,19 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export async function waitFor(what: string, condition: () => boolean, ms: number): Promise<number> {
+/**
+ * How long a test waits for something that should happen (a change spreading, a reconnect) before
+ * it fails: generous, since a loaded machine is slow, and a wait ends as soon as its condition
+ * holds. How fast things happen is bench/cluster_propagation_bench.ts's measurement.
+ */
+export const WAIT_MS = 30_000;
+
+/** Waits until `condition()` holds, polling every 10 ms; returns the milliseconds it took. */
+export async function waitFor(
+  what: string,
+  condition: () => boolean,
+  ms = WAIT_MS,
+): Promise<number> {
   const start = performance.now();
   while (!condition()) {
     if (performance.now() - start > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
@@ -110,6 +122,7 @@ export function makeNode(
     peerTimeout?: number;
     now?: number;
     flushIntervalMs?: number;
+    commandTimeoutMs?: number;
     secret?: Uint8Array | null;
   } = {},
 ): TestNode {
@@ -127,7 +140,8 @@ export function makeNode(
     log: (line) => logs.push(line),
     flushIntervalMs: options.flushIntervalMs ?? 100,
     blockMs: 500,
-    commandTimeoutMs: 1000,
+    // Long enough that a loaded machine's stalls do not pass for a lost Redis (and log a line).
+    commandTimeoutMs: options.commandTimeoutMs ?? 5000,
     minBackoffMs: 100,
     maxBackoffMs: 500,
   });

@@ -531,12 +531,16 @@ export class UdpFuzzer {
     );
   }
 
-  /** Runs for `ms` or `maxInputs` inputs, then checks the store; returns the inputs run. */
-  run(ms: number, maxInputs: number): number {
+  /**
+   * Runs until `maxInputs` ran or, once `minInputs` have, `ms` passed; then checks the store.
+   * Returns the inputs run.
+   */
+  run(ms: number, maxInputs: number, minInputs = 0): number {
     const deadline = performance.now() + ms;
     const start = this.tally.inputs;
     while (this.tally.inputs - start < maxInputs) {
-      if ((this.tally.inputs & 255) === 0 && performance.now() > deadline) break;
+      const ran = this.tally.inputs - start;
+      if ((ran & 255) === 0 && ran >= minInputs && performance.now() > deadline) break;
       this.step();
     }
     this.world.checkStore(`after UDP input ${this.tally.inputs}`);
@@ -1131,12 +1135,16 @@ export class HttpFuzzer {
     );
   }
 
-  /** Runs for `ms` or `maxInputs` inputs, then checks the store; returns the inputs run. */
-  async run(ms: number, maxInputs: number): Promise<number> {
+  /**
+   * Runs until `maxInputs` ran or, once `minInputs` have, `ms` passed; then checks the store.
+   * Returns the inputs run.
+   */
+  async run(ms: number, maxInputs: number, minInputs = 0): Promise<number> {
     const deadline = performance.now() + ms;
     const start = this.tally.inputs;
     while (this.tally.inputs - start < maxInputs) {
-      if ((this.tally.inputs & 63) === 0 && performance.now() > deadline) break;
+      const ran = this.tally.inputs - start;
+      if ((ran & 63) === 0 && ran >= minInputs && performance.now() > deadline) break;
       await this.step();
     }
     this.world.checkStore(`after HTTP input ${this.tally.inputs}`);

@@ -4,9 +4,9 @@ Usage: /usr/bin/python3 lt_peer.py TORRENT SAVE_DIR LISTEN_INTERFACES SECONDS
 
 Seeds when the file is already complete in SAVE_DIR (libtorrent checks it against the piece
 hashes first), downloads it otherwise; either way it announces to the torrent's tracker and
-prints "seeding" once it has the whole file. Peers can find it only through that
-tracker: DHT, local service discovery, UPnP and NAT-PMP are off, and the session starts without
-the default plugins, so there is no ut_pex (nor ut_metadata). Every tracker reply, tracker error
+prints "seeding" once it has the whole file, written out (the test reads it then). Peers can
+find it only through that tracker: DHT, local service discovery, UPnP and NAT-PMP are off, and
+the session starts without the default plugins, so there is no ut_pex (nor ut_metadata). Every tracker reply, tracker error
 and state change is printed as one line on stdout, for the test to wait on and to show when it
 fails. Exits by itself after SECONDS, so a lost test cannot leave it running.
 """
@@ -36,7 +36,8 @@ def main() -> None:
         | category.status_notification
         | category.tracker_notification
         | category.connect_notification
-        | category.peer_notification,
+        | category.peer_notification
+        | category.storage_notification,
     }
     session = lt.session(settings, 0)  # flags 0: no default plugins, hence no ut_pex
     params = lt.add_torrent_params()
@@ -45,15 +46,17 @@ def main() -> None:
     handle = session.add_torrent(params)
 
     deadline = time.monotonic() + seconds
-    seeding_said = False
+    flushing = False
     while time.monotonic() < deadline:
         session.wait_for_alert(200)
         for alert in session.pop_alerts():
             print(f"alert {type(alert).__name__}: {alert.message()}", flush=True)
-        status = handle.status()
-        if status.is_seeding and not seeding_said:
-            seeding_said = True
-            print("seeding", flush=True)
+            # Every piece checked does not mean every block written: say so once they are.
+            if isinstance(alert, lt.cache_flushed_alert):
+                print("seeding", flush=True)
+        if handle.status().is_seeding and not flushing:
+            flushing = True
+            handle.flush_cache()
     print("deadline reached", flush=True)
 
 

@@ -10,7 +10,7 @@ The seeder session starts first; the leecher session is added once the seeder ha
 reply, so the cached id exists. Peers can find each other only through the tracker (DHT, LSD,
 UPnP, NAT-PMP off, no default plugins, hence no ut_pex). Every alert is printed as one line,
 prefixed with the session's name; "seeder seeding" and "leecher seeding" say each one has the
-whole file. Exits by itself after SECONDS, so a lost test cannot leave it running.
+whole file, written out (the test reads it then). Exits by itself after SECONDS, so a lost test cannot leave it running.
 """
 import sys
 import time
@@ -34,7 +34,8 @@ def start(torrent_path: str, save_dir: str, listen: str):
         | category.status_notification
         | category.tracker_notification
         | category.connect_notification
-        | category.peer_notification,
+        | category.peer_notification
+        | category.storage_notification,
     }
     session = lt.session(settings, 0)  # flags 0: no default plugins, hence no ut_pex
     params = lt.add_torrent_params()
@@ -47,6 +48,7 @@ def main() -> None:
     torrent, seed_dir, seed_listen, leech_dir, leech_listen = sys.argv[1:6]
     deadline = time.monotonic() + float(sys.argv[6])
     sessions = {"seeder": start(torrent, seed_dir, seed_listen)}
+    flushing = set()
     seeding = set()
     seeder_replied = False
     while time.monotonic() < deadline:
@@ -56,9 +58,13 @@ def main() -> None:
                 print(f"{name} alert {type(alert).__name__}: {alert.message()}", flush=True)
                 if name == "seeder" and isinstance(alert, lt.tracker_reply_alert):
                     seeder_replied = True
-            if handle.status().is_seeding and name not in seeding:
-                seeding.add(name)
-                print(f"{name} seeding", flush=True)
+                # Every piece checked does not mean every block written: say so once they are.
+                if isinstance(alert, lt.cache_flushed_alert) and name not in seeding:
+                    seeding.add(name)
+                    print(f"{name} seeding", flush=True)
+            if handle.status().is_seeding and name not in flushing:
+                flushing.add(name)
+                handle.flush_cache()
         if "leecher" not in sessions and seeder_replied and "seeder" in seeding:
             sessions["leecher"] = start(torrent, leech_dir, leech_listen)
             print("leecher started", flush=True)

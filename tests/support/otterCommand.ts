@@ -125,6 +125,28 @@ export async function runToEnd(
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
+/**
+ * `--https`: otter (started with one `--https` listener and a certificate `ca` signed) answers
+ * announces over TLS to a client that trusts `ca`, and SIGHUP re-reads the certificate files. Its
+ * listener opens with `SO_REUSEPORT`, an unstable Deno option: a start without deno.json's
+ * "unstable": ["net"] fails here.
+ */
+export async function assertHttpsServes(
+  launched: LaunchedOtter,
+  ca: string,
+): Promise<void> {
+  const line = await launched.waitForLine(/^HTTPS listening on (https:\/\/\S+)\/announce /);
+  const base = /(https:\/\/\S+)\/announce/.exec(line)![1];
+  using client = Deno.createHttpClient({ caCerts: [ca] });
+  const infoHash = randomHash();
+  await httpAnnounce(base, infoHash, 40001, client);
+  const second = await httpAnnounce(base, infoHash, 40002, client);
+  assert.equal(second["failure reason"], undefined, "HTTPS announce refused");
+  assert.deepEqual(compactPeers4(second.peers), ["127.0.0.1:40001"], `HTTPS peers from ${base}`);
+  launched.signal("SIGHUP");
+  await launched.waitForLine(/^TLS: certificate unchanged \(serial /);
+}
+
 /** 20 bytes that differ per call, so tests sharing a tracker do not share swarms. */
 export function randomHash(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(20));
@@ -134,7 +156,7 @@ function percentEncode(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => `%${b.toString(16).padStart(2, "0")}`).join("");
 }
 
-function compactPeers4(value: Decoded | undefined): string[] {
+export function compactPeers4(value: Decoded | undefined): string[] {
   assert.ok(value instanceof Uint8Array, "compact peers");
   const out: string[] = [];
   for (let o = 0; o + 6 <= value.length; o += 6) {
@@ -147,15 +169,20 @@ function compactPeers4(value: Decoded | undefined): string[] {
   return out;
 }
 
-/** One HTTP announce from 127.0.0.1 as a leecher on `port`; the decoded reply. */
+/** One HTTP announce from 127.0.0.1 as a leecher on `port`; the decoded reply. `client` (one
+ * trusting a test CA, say) carries an `https://` base's request. */
 export async function httpAnnounce(
   base: string,
   infoHash: Uint8Array,
   port: number,
+  client?: Deno.HttpClient,
 ): Promise<{ [key: string]: Decoded }> {
   const query = `info_hash=${percentEncode(infoHash)}&peer_id=-OT0001-${port}abcdefg` +
     `&port=${port}&uploaded=0&downloaded=0&left=1000&event=started&compact=1`;
-  const response = await fetch(`${base}/announce?${query}`, { signal: AbortSignal.timeout(5000) });
+  const response = await fetch(`${base}/announce?${query}`, {
+    signal: AbortSignal.timeout(5000),
+    client,
+  });
   assert.equal(response.status, 200);
   const reply = bdecode(new Uint8Array(await response.arrayBuffer()));
   assert.ok(typeof reply === "object" && !(reply instanceof Uint8Array) && !Array.isArray(reply));

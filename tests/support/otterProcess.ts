@@ -33,7 +33,7 @@ export interface StartOptions {
   /** Expected listener lines; default: one per `--http` and `--udp` flag in `args`, and one for
    * a kind with no flag (otter then listens on its default, [::]:6969; tests running in
    * parallel should pass both flags to stay off that shared port). */
-  expect?: { http: number; udp: number };
+  expect?: { http: number; udp: number; https?: number };
   /** Extra environment variables for the child. */
   env?: Record<string, string>;
   /** Working directory of the child; default the repository root. */
@@ -43,6 +43,8 @@ export interface StartOptions {
 export interface OtterProcess extends AsyncDisposable {
   /** HTTP base URLs in listener order, e.g. "http://127.0.0.1:41234" or "http://[::1]:41234". */
   http: string[];
+  /** `--https` base URLs in listener order, e.g. "https://127.0.0.1:41235". */
+  https: string[];
   /** UDP listeners in listener order. */
   udp: UdpListener[];
   /** Every stdout line so far (grows while otter runs). */
@@ -52,11 +54,15 @@ export interface OtterProcess extends AsyncDisposable {
   pid: number;
   /** Resolves when otter has exited, by itself or stopped. */
   exited: Promise<Deno.CommandStatus>;
+  /** The first stdout line (past or future) matching `pattern`; rejects after `ms` or when otter
+   * exits first. */
+  waitForLine(pattern: RegExp, ms: number): Promise<string>;
   /** Sends `signal` (default SIGTERM), SIGKILLs after 5 s. Safe to call more than once. */
   stop(signal?: Deno.Signal): Promise<Stopped>;
 }
 
 const HTTP_LINE = /^HTTP listening on (http:\/\/(?:\[[^\]]+\]|[^/:]+):\d+)\/announce$/;
+const HTTPS_LINE = /^HTTPS listening on (https:\/\/(?:\[[^\]]+\]|[^/:]+):\d+)\/announce /;
 const UDP_LINE =
   /^UDP listening on udp:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\/announce \(io: (\w+)(?:, workers: (\d+))?\)$/;
 
@@ -69,6 +75,8 @@ export async function startOtter(
   const expect = options.expect ??
     { http: listeners(args, "--http"), udp: listeners(args, "--udp") };
   const http: string[] = [];
+  const https: string[] = [];
+  const expectHttps = expect.https ?? args.filter((a) => a === "--https").length;
   const udp: UdpListener[] = [];
   const child = spawnChild(
     Deno.execPath(),
@@ -80,6 +88,8 @@ export async function startOtter(
       onLine(line) {
         const h = HTTP_LINE.exec(line);
         if (h) http.push(h[1]);
+        const s = HTTPS_LINE.exec(line);
+        if (s) https.push(s[1]);
         const u = UDP_LINE.exec(line);
         if (u) {
           udp.push({
@@ -96,9 +106,9 @@ export async function startOtter(
   const timeoutMs = options.timeoutMs ?? 20_000;
   try {
     await child.waitUntil(
-      () => http.length >= expect.http && udp.length >= expect.udp,
+      () => http.length >= expect.http && udp.length >= expect.udp && https.length >= expectHttps,
       timeoutMs,
-      `${expect.http} HTTP and ${expect.udp} UDP listener lines`,
+      `${expect.http} HTTP, ${expectHttps} HTTPS and ${expect.udp} UDP listener lines`,
     );
   } catch (e) {
     const stopped = await child.stop("SIGKILL");
@@ -110,6 +120,7 @@ export async function startOtter(
 
   return {
     http,
+    https,
     udp,
     stdout: child.lines,
     get stderr() {
@@ -117,6 +128,7 @@ export async function startOtter(
     },
     pid: child.pid,
     exited: child.exited,
+    waitForLine: (pattern, ms) => child.waitForLine(pattern, ms),
     stop: (signal) => child.stop(signal),
     [Symbol.asyncDispose]: async () => {
       await child.stop();

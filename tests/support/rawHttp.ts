@@ -1,5 +1,5 @@
 /**
- * A raw HTTP/1.x client over one TCP connection for server tests: sends exact bytes (pipelined,
+ * A raw HTTP/1.x client over one TCP (or TLS) connection for server tests: sends exact bytes (pipelined,
  * half a head, HTTP/1.0, …) and reads responses framed by Content-Length, chunked coding or the
  * close, so tests see precisely what went over the wire. Every read has a deadline.
  */
@@ -23,10 +23,23 @@ export class RawClient implements AsyncDisposable {
   #read: Promise<Uint8Array | null> | null = null;
   readonly #chunk = new Uint8Array(65536);
 
-  private constructor(readonly conn: Deno.TcpConn) {}
+  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {}
 
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
     return new RawClient(await Deno.connect({ hostname, port }));
+  }
+
+  /** Over TLS, trusting `caCerts` (PEM), offering ALPN http/1.1. The handshake runs with the
+   * first read or write, so a server that never answers it times out like any read. */
+  static async connectTls(
+    port: number,
+    caCerts: string[],
+    hostname = "127.0.0.1",
+  ): Promise<RawClient> {
+    const tcp = await Deno.connect({ hostname, port });
+    return new RawClient(
+      await Deno.startTls(tcp, { hostname, caCerts, alpnProtocols: ["http/1.1"] }),
+    );
   }
 
   async send(data: string | Uint8Array): Promise<void> {
@@ -107,7 +120,8 @@ export class RawClient implements AsyncDisposable {
       headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
     }
     const status = Number(match[1]);
-    if (options.head || status === 204 || status === 304) {
+    // 1xx (a 101 Switching Protocols, say), 204 and 304 have no body.
+    if (options.head || status < 200 || status === 204 || status === 304) {
       return { status, headers, body: new Uint8Array(0), chunked: false };
     }
     const length = headers.get("content-length");

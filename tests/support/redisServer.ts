@@ -38,7 +38,7 @@ export class RedisServer {
   }
 
   async start(): Promise<void> {
-    this.#child = new Deno.Command("redis-server", {
+    const child = new Deno.Command("redis-server", {
       args: [
         "--port",
         String(this.port),
@@ -52,22 +52,34 @@ export class RedisServer {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    const deadline = performance.now() + 5000;
+    this.#child = child;
+    let exited = false;
+    child.status.then(() => exited = true);
+    const deadline = performance.now() + 30_000;
     for (;;) {
-      if (await this.#ping()) return;
+      // Its own process must answer: when this port was taken meanwhile (a restart after a
+      // stop leaves it free for a while), another server may be listening there.
+      if (await this.#answersAs(child.pid)) return;
+      if (exited) throw new Error(`redis-server exited at start: is port ${this.port} taken?`);
       if (performance.now() > deadline) throw new Error("redis-server did not start");
       await sleep(20);
     }
   }
 
-  async #ping(): Promise<boolean> {
+  /** Whether the server on the port answers INFO with process id `pid`. */
+  async #answersAs(pid: number): Promise<boolean> {
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
       try {
-        await conn.write(new TextEncoder().encode("PING\r\n"));
-        const reply = new Uint8Array(16);
-        const n = await conn.read(reply);
-        return n !== null && new TextDecoder().decode(reply.subarray(0, n)).startsWith("+PONG");
+        await conn.write(new TextEncoder().encode("INFO server\r\n"));
+        const reply = new Uint8Array(4096);
+        let text = "";
+        while (!/\r\nprocess_id:\d+\r\n/.test(text) && text.length < reply.length) {
+          const n = await conn.read(reply);
+          if (n === null) return false;
+          text += new TextDecoder().decode(reply.subarray(0, n));
+        }
+        return text.includes(`\r\nprocess_id:${pid}\r\n`);
       } finally {
         conn.close();
       }
@@ -85,7 +97,11 @@ export class RedisServer {
     const child = this.#child;
     if (child === null) return;
     this.#child = null;
-    child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited already (it could not bind its port)
+    }
     await child.status;
   }
 }

@@ -4,6 +4,12 @@
  * variants.
  */
 
+/**
+ * How long a reply that should come is waited for: generous, since a loaded machine can hold one
+ * up for seconds, and the wait ends when it comes. Tests that expect no reply pass a short wait.
+ */
+export const REPLY_TIMEOUT_MS = 10_000;
+
 export class UdpTestClient {
   readonly conn: Deno.DatagramConn;
   readonly target: Deno.NetAddr;
@@ -24,7 +30,7 @@ export class UdpTestClient {
   }
 
   /** Waits for one datagram; null after `timeoutMs`. */
-  async receive(timeoutMs = 2000): Promise<Uint8Array | null> {
+  async receive(timeoutMs = REPLY_TIMEOUT_MS): Promise<Uint8Array | null> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<null>((resolve) => {
       timer = setTimeout(() => resolve(null), timeoutMs);
@@ -39,7 +45,7 @@ export class UdpTestClient {
 
   /** Sends and waits for the reply (null if none came). A reply that never comes leaves a
    * pending receive, which `close()` ends. */
-  async request(packet: Uint8Array, timeoutMs = 2000): Promise<Uint8Array | null> {
+  async request(packet: Uint8Array, timeoutMs = REPLY_TIMEOUT_MS): Promise<Uint8Array | null> {
     await this.send(packet);
     return await this.receive(timeoutMs);
   }

@@ -360,13 +360,15 @@ export function randomCuts(rng: Rng, length: number): number[] {
 }
 
 /**
- * Runs the differential frame fuzzer for `ms` or `maxInputs`: random streams, random caps, random
- * chunking; returns inputs run, events seen by kind, and the first disagreement (or null).
+ * Runs the differential frame fuzzer for `ms` (but at least `minInputs`) or `maxInputs`: random
+ * streams, random caps, random chunking; returns inputs run, events seen by kind, and the first
+ * disagreement (or null).
  */
 export function fuzzWsFrames(
   rng: Rng,
   ms: number,
   maxInputs: number,
+  minInputs = 0,
 ): { inputs: number; kinds: Map<string, number>; failure: string | null } {
   const kinds = new Map<string, number>();
   let failure: string | null = null;
@@ -390,6 +392,6 @@ export function fuzzWsFrames(
       const kind = e.kind === "fail" ? `fail ${e.code}` : e.kind;
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
     }
-  });
+  }, minInputs);
   return { inputs, kinds, failure };
 }

@@ -284,11 +284,15 @@ export function checkWtMessage(text: string, request: WtRequest): string | null 
     : `parser ${shown(a, 200)} but rules say ${shown(b, 200)} for ${shown(text)}`;
 }
 
-/** Runs the message fuzzer for `ms` or `maxInputs`; returns inputs run, tally of kinds, first failure. */
+/**
+ * Runs the message fuzzer for `ms` (but at least `minInputs`) or `maxInputs`; returns inputs run,
+ * tally of kinds, first failure.
+ */
 export function fuzzWtMessages(
   rng: Rng,
   ms: number,
   maxInputs: number,
+  minInputs = 0,
 ): { inputs: number; kinds: Map<string, number>; failure: string | null } {
   const request = new WtRequest();
   const kinds = new Map<string, number>();
@@ -300,6 +304,6 @@ export function fuzzWtMessages(
     if (problem !== null) failure = `input ${i}: ${problem}`;
     const kind = expectWt(text).kind;
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
-  });
+  }, minInputs);
   return { inputs, kinds, failure };
 }

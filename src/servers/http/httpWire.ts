@@ -3,7 +3,9 @@
  * `Deno.serve` does not offer: a cap on open connections, a header-read timeout, an idle timeout
  * for keep-alive connections, and an 8 KiB cap on a request's head. This file is the connections'
  * lifecycle and limits; heads are parsed by requestHead.ts, replies framed by replyWriter.ts, and
- * a connection's state and the pooled buffers are in wireConnection.ts.
+ * a connection's state and the pooled buffers are in wireConnection.ts. It serves a plain
+ * `Deno.listen` listener or an `--https` one (tlsListener.ts), whose TLS connections take exactly
+ * the same path.
  *
  * Per connection, requests are read into a pooled buffer and their heads parsed from bytes.
  * GET/HEAD /announce and /scrape are answered straight from those bytes through
@@ -36,6 +38,7 @@ import {
   type OutBuffer,
   type SlowRequest,
   WireBuffers,
+  type WireConn,
   writeAll,
 } from "./wireConnection.ts";
 import {
@@ -70,6 +73,14 @@ export interface HttpLimits {
   idleTimeoutMs: number;
   /** Least average rate, in bytes a second, at which a reply must go out (see `sendDeadline`). */
   minSendRate: number;
+}
+
+/** What the server accepts connections from: a `Deno.listen` listener, or an `--https` one
+ * (tlsListener.ts), whose connections then take exactly the same path. */
+export interface WireListener {
+  readonly addr: Deno.Addr;
+  accept(): Promise<WireConn>;
+  close(): void;
 }
 
 /**
@@ -127,7 +138,7 @@ export class HttpWireServer {
   /** Refused and timed-out connections, turned-away requests: the HttpTracker's, so shared by
    * every server over it (/metrics shows one total). */
   readonly counters: HttpServerCounters;
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: WireListener;
   readonly #tracker: HttpTracker;
   readonly #limits: HttpLimits;
   readonly #connections = new Set<Connection>();
@@ -151,9 +162,14 @@ export class HttpWireServer {
     return new HttpWireServer(Deno.listen({ hostname, port, transport: "tcp" }), tracker, limits);
   }
 
-  private constructor(listener: Deno.TcpListener, tracker: HttpTracker, limits: HttpLimits) {
+  /** Serves connections from `listener` (an `--https` one, say); closes it on shutdown. */
+  static serve(listener: WireListener, tracker: HttpTracker, limits: HttpLimits): HttpWireServer {
+    return new HttpWireServer(listener, tracker, limits);
+  }
+
+  private constructor(listener: WireListener, tracker: HttpTracker, limits: HttpLimits) {
     this.#listener = listener;
-    this.addr = listener.addr;
+    this.addr = listener.addr as Deno.NetAddr;
     this.#tracker = tracker;
     this.counters = tracker.serverCounters;
     this.#limits = limits;
@@ -218,7 +234,7 @@ export class HttpWireServer {
   async #acceptLoop(): Promise<void> {
     const listener = this.#listener;
     while (!this.#stopping) {
-      let conn: Deno.TcpConn;
+      let conn: WireConn;
       try {
         conn = await listener.accept();
       } catch {
@@ -282,8 +298,7 @@ export class HttpWireServer {
               // A connection that stays open may get its next request before the client has
               // acknowledged this reply; with Nagle on, that reply would wait for the client's
               // delayed ACK (40 ms). Once per connection, and never for one-shot connections.
-              connection.noDelay = true;
-              connection.conn.setNoDelay(true);
+              connection.setNoDelay();
             }
             // Inlined #flush: the usual reply goes out in one write, with no extra promises.
             connection.deadline = this.#now + this.#limits.idleTimeoutMs;
@@ -490,8 +505,7 @@ export class HttpWireServer {
     keepAlive &&= !this.#stopping;
     if (!connection.noDelay) {
       // Streamed replies take several writes: do not let Nagle hold the later ones back.
-      connection.noDelay = true;
-      connection.conn.setNoDelay(true);
+      connection.setNoDelay();
     }
     try {
       const send = (bytes: Uint8Array) => this.#writeChunk(connection, bytes);

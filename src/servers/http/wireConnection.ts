@@ -14,6 +14,9 @@ const SMALL_INPUT = 2048;
 /** Buffers of each kind kept for reuse. */
 const POOL_LIMIT = 256;
 
+/** A connection as the server reads and writes it: plain TCP, or TLS (`--https`). */
+export type WireConn = Deno.TcpConn | Deno.TlsConn;
+
 /** A request for `HttpTracker.handle`, with what its reply's framing depends on. */
 export interface SlowRequest {
   request: Request;
@@ -62,10 +65,16 @@ export class Connection {
   /** The slot taken in the per-address count, or null (a trusted proxy, or no cap). */
   addressKey: AddressKey | null = null;
 
-  constructor(readonly conn: Deno.TcpConn, input: Uint8Array, deadline: number) {
+  constructor(readonly conn: WireConn, input: Uint8Array, deadline: number) {
     this.input = input;
     this.deadline = deadline;
     this.family = parseIpAddress(conn.remoteAddr.hostname, this.address) === 6 ? 6 : 4;
+  }
+
+  /** Turns Nagle's algorithm off, once. A TLS connection offers no way to (Deno.TlsConn). */
+  setNoDelay(): void {
+    this.noDelay = true;
+    if ("setNoDelay" in this.conn) this.conn.setNoDelay(true);
   }
 
   close(): void {
@@ -80,7 +89,7 @@ export class Connection {
 }
 
 /** Writes all of `bytes`, however many writes the kernel takes them in. */
-export async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(conn: WireConn, bytes: Uint8Array): Promise<void> {
   let done = await conn.write(bytes);
   while (done < bytes.length) done += await conn.write(bytes.subarray(done));
 }
