@@ -184,6 +184,9 @@ export async function startTracker(
       const { server, listener } = listenHttps(address, httpTracker, config, certificate!, log);
       servers.push(server);
       tlsListeners.push(listener);
+      operator.dashboard?.listeners.push(
+        `https://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;

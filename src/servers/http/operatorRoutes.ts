@@ -246,5 +246,10 @@ function registerDashboard(
 function shownSettings(settings: Config): Record<string, unknown> {
   const address = (a: { hostname: string; port: number }) => formatHostPort(a.hostname, a.port);
   const { printConfig: _, ...shown } = settings;
-  return { ...shown, http: settings.http.map(address), udp: settings.udp.map(address) };
+  return {
+    ...shown,
+    http: settings.http.map(address),
+    https: settings.https.map(address),
+    udp: settings.udp.map(address),
+  };
 }
