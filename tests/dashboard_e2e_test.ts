@@ -3,8 +3,10 @@
  * UDP and HTTP announces load it, then after the load: the charts' canvases are drawn, the numbers
  * shown agree with /stats?format=json, the page asked for nothing outside otter, logged no error,
  * and kept updating without a reload. Without a browser: /dashboard/data's history agrees with
- * /stats over real sockets (through UDP I/O workers where the fast path exists), `--no-dashboard`
- * answers 404, and a client outside --stats-from (behind a trusted proxy) 403.
+ * /stats over real sockets (through UDP I/O workers where the fast path exists), two nodes of a
+ * cluster on a real redis-server record the link and the changes one publishes and the other
+ * applies, `--no-dashboard` answers 404, and a client outside --stats-from (behind a trusted
+ * proxy) 403.
  *
  * OTTER_DASHBOARD_SCREENSHOT=docs/dashboard.png keeps the screenshot taken under load (README
  * shows it); OTTER_DASHBOARD_LOAD_SECONDS makes the load longer for it (default 6).
@@ -17,6 +19,10 @@ import { httpLoad, type LoadPeer, udpLoad } from "./support/trackerLoad.ts";
 import { announcePacket, UdpTestClient } from "./support/udpClient.ts";
 import { percentEscape, toHex } from "./support/torrent.ts";
 import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
+import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+
+const haveRedis = await haveRedisServer();
+if (!haveRedis) console.log("dashboard cluster test skipped: no redis-server binary on PATH");
 
 const skip = chromiumSkipReason();
 if (skip !== null) console.log(`dashboard e2e browser test skipped: ${skip}`);
@@ -308,4 +314,67 @@ Deno.test("dashboard: --no-dashboard answers 404; outside --stats-from behind a 
     assert.equal(inside.status, 200, `${path} for 127.0.0.5`);
     await inside.body?.cancel();
   }
+});
+
+Deno.test({
+  name:
+    "dashboard of two cluster nodes: the link, changes published on one and applied on the other",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const secret = await Deno.makeTempFile({ prefix: "otter-dashboard-secret-" });
+    try {
+      await Deno.writeTextFile(secret, "the dashboard test's cluster secret\n");
+      await Deno.chmod(secret, 0o600);
+      const node = (name: string) =>
+        startOtter([
+          ...listenArgs().slice(0, 4),
+          ...["--cluster", redis.url, "--cluster-name", "dash", "--node-id", name],
+          ...["--cluster-secret-file", secret],
+        ]);
+      await using a = await node("a");
+      await using b = await node("b");
+      // Twelve new peers on a: twelve changes a publishes and b applies.
+      const udp = new UdpTestClient(a.udp[0].hostname, a.udp[0].port);
+      try {
+        const connectionId = await udp.connect();
+        for (let port = 50_000; port < 50_012; port++) {
+          const packet = announcePacket({
+            connectionId,
+            infoHash: infoHash(port % 3),
+            port,
+            event: 2,
+          });
+          assert.ok(await udp.request(packet), "an announce reply");
+        }
+      } finally {
+        udp.close();
+      }
+      const changes = 12;
+      const data = async (otter: typeof a): Promise<Json> =>
+        await (await fetch(`${otter.http[0]}/dashboard/data`)).json();
+      const deadline = performance.now() + 30_000;
+      let last = "";
+      for (;;) {
+        const [da, db] = await Promise.all([data(a), data(b)]);
+        const at = (d: Json, name: string) => d.series.findIndex((s: Json) => s.name === name);
+        const published = integrate(da.history, at(da, "cluster.published"));
+        const applied = integrate(db.history, at(db, "cluster.applied"));
+        const connected = [da, db].map((d) => d.history.latest[at(d, "cluster.connected")]);
+        last = JSON.stringify({ published, applied, connected });
+        if (
+          connected.every((c) => c === 1) && Math.round(published) >= changes &&
+          Math.round(applied) >= changes
+        ) break;
+        assert.ok(performance.now() < deadline, `cluster series within 30 s: ${last}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const stats: Json = await (await fetch(`${b.http[0]}/stats?format=json`)).json();
+      assert.equal(stats.peer.peers, 12, "b holds a's peers");
+    } finally {
+      await Deno.remove(secret);
+      await redis.stop();
+    }
+  },
 });

@@ -15,6 +15,7 @@ import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
 import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
+import { newClusterCounters } from "../cluster/clusterCounters.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
@@ -72,6 +73,8 @@ export async function startTracker(
     whenFull: config.whenFull,
   });
   const tracker = new Tracker(store, clock, config);
+  // Before the first sample: the history then counts every change the cluster join applies.
+  if (config.cluster !== "") tracker.cluster = newClusterCounters();
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
@@ -152,10 +155,10 @@ export async function startTracker(
         clock,
         log,
         access: tracker.access,
+        counters: tracker.cluster ?? undefined,
       });
       await sync.start();
       tracker.changes = sync.recorder;
-      tracker.cluster = sync.counters;
       cluster = sync;
     }
 
