@@ -89,6 +89,24 @@ Deno.test("ws peers count with the others on every page; /stats and /metrics cou
     ]
   ) assert.ok(metrics.includes(`\n${line}\n`), line);
 
+  // The dashboard records WebSocket announces and connections, and counts their clients.
+  interface DashboardData {
+    series: { name: string }[];
+    history: { fine: { v: (number | null)[][] }; latest: (number | null)[] };
+    clients: { shares: { announces: number }[] };
+  }
+  let data: DashboardData | null = null;
+  const at = (name: string) => data!.series.findIndex((s) => s.name === name);
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+    data = await (await fetch(`${base}/dashboard/data`)).json();
+    const announces = data!.history.fine.v[at("announces.ws")];
+    if (announces.reduce((sum: number, x) => sum + (x ?? 0), 0) >= 3) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(data!.history.latest[at("connections.ws")], 2);
+  const shares = data!.clients.shares;
+  assert.equal(shares.reduce((sum, s) => sum + s.announces, 0), 4, "3 WebSocket + 1 HTTP");
+
   // Stopping otter closes every WebSocket with 1001 (going away).
   const stopping = otter.stop();
   assert.equal((await seeder.closed()).code, 1001);

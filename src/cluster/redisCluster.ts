@@ -102,6 +102,11 @@ export interface ClusterSyncOptions {
   log: (line: string) => void;
   /** This node's access list: other nodes' changes for torrents it forbids are skipped. */
   access?: AccessPolicy;
+  /**
+   * The counters to bump; new ones by default. startTracker passes the tracker's, made before the
+   * sync, so the dashboard's history counts from zero every change the join applies.
+   */
+  counters?: ClusterCounters;
   /** Milliseconds between flushes of local changes (at most 1000). Default 200. */
   flushIntervalMs?: number;
   /** Milliseconds one XREAD waits for new entries. Default 1000. */
@@ -149,7 +154,7 @@ const XREAD_SHAPE = [1, 2, READ_COUNT, 2, 2];
 const CLOCK_CHECK_MS = 60_000;
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
-  readonly counters: ClusterCounters = newClusterCounters();
+  readonly counters: ClusterCounters;
 
   readonly #url: string;
   readonly #redactedUrl: string;
@@ -198,6 +203,7 @@ export class ClusterSync {
   readonly #followUps: FollowUp[] = [];
 
   constructor(options: ClusterSyncOptions) {
+    this.counters = options.counters ?? newClusterCounters();
     const url = parseClusterUrl(options.url);
     if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
     this.#url = url.url;

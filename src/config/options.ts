@@ -26,6 +26,8 @@ export interface Config {
   fullScrapeEvery: number;
   noFullScrape: boolean;
   statsFrom: string[];
+  /** No /dashboard, no history recorded, no client mix counted. */
+  noDashboard: boolean;
   whitelist: string;
   blacklist: string;
   trustProxy: string[];
@@ -221,9 +223,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "strings",
     key: "statsFrom",
     valueName: "CIDR",
-    help: "networks that may read /stats and /metrics (repeatable)",
+    help: "networks that may read /stats, /metrics and /dashboard (repeatable)",
     defaultValue: ["127.0.0.0/8", "::1/128"],
     reloadable: true,
+  },
+  {
+    name: "no-dashboard",
+    kind: "flag",
+    key: "noDashboard",
+    valueName: "",
+    help: "serve no /dashboard and record no history for it",
+    defaultValue: false,
   },
   {
     name: "whitelist",

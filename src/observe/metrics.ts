@@ -18,12 +18,16 @@ import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures
 import type { TlsCounters } from "./tlsCounters.ts";
 import { WS_FAMILIES, type WsCounters } from "./wsCounters.ts";
 import {
+  ACTION_ANNOUNCE,
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
   ACTION_NAMES,
+  ACTION_SCRAPE,
   PROTOCOL_HTTP,
   PROTOCOL_NAMES,
   PROTOCOL_UDP,
+  REFUSAL_CONNECTION_ID,
+  REFUSAL_NAMES,
   type RequestCounters,
   RESULT_NAMES,
 } from "./requestCounters.ts";
@@ -457,6 +461,51 @@ export function renderFamilies<S>(
   }
 }
 
+/**
+ * The protocols that count answers by the client's family and refusals by reason; the WebSocket
+ * tracker counts its refusals by its own reasons (otter_ws_refused_total).
+ */
+const SERVED_PROTOCOLS = [PROTOCOL_HTTP, PROTOCOL_UDP] as const;
+
+/** The finer request counters: answered by the client's family, refused by reason. */
+const REQUEST_DETAIL_FAMILIES: readonly Family<RequestCounters>[] = [
+  [
+    "otter_answered_total",
+    "counter",
+    "Announces and scrapes answered (result ok), by protocol, action and the client's address " +
+    "family.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        [ACTION_ANNOUNCE, ACTION_SCRAPE].flatMap((a) =>
+          ([4, 6] as const).map((family) =>
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",family="${family}"`,
+              c.getFamily(p, a, family),
+            ] as const
+          )
+        )
+      ),
+  ],
+  [
+    "otter_refused_total",
+    "counter",
+    "Requests answered with an error, by protocol and reason (bad_request: unreadable; " +
+    "access_denied: not on the access list; connection_id: a UDP connection id not issued or " +
+    "expired). Also counted as errors in otter_requests_total.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        REFUSAL_NAMES.flatMap((name, reason) =>
+          p === PROTOCOL_HTTP && reason === REFUSAL_CONNECTION_ID ? [] : [
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",reason="${name}"`,
+              c.getRefused(p, reason),
+            ] as const,
+          ]
+        )
+      ),
+  ],
+];
+
 /** `otter_requests_total`: one series per protocol, action and result that can happen. */
 function renderRequests(lines: string[], counters: RequestCounters): void {
   const name = "otter_requests_total";
@@ -485,6 +534,7 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
 export function renderMetrics(sources: MetricsSources): string {
   const lines: string[] = [];
   renderRequests(lines, sources.counters);
+  renderFamilies(lines, REQUEST_DETAIL_FAMILIES, sources.counters);
   const { store, fullScrape, cleaning } = sources;
   renderFamilies(lines, STORE_FAMILIES, {
     store,

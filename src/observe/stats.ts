@@ -522,9 +522,13 @@ function json(mode: StatsMode, d: StatsData): unknown {
       };
     }
     case "top10":
-      return d.top.slice(0, 10);
     case "top100":
-      return d.top.slice(0, 100);
+      // The torrents as /stats has always listed them (the dashboard also reads `completed`).
+      return d.top.slice(0, mode === "top10" ? 10 : 100).map(({ infoHash, peers, seeders }) => ({
+        infoHash,
+        peers,
+        seeders,
+      }));
     case "renew":
       return { minutes: Array.from(d.renew) };
     case "completed":

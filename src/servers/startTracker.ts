@@ -16,6 +16,7 @@ import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
 import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
+import { newClusterCounters } from "../cluster/clusterCounters.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
@@ -75,6 +76,8 @@ export async function startTracker(
     whenFull: config.whenFull,
   });
   const tracker = new Tracker(store, clock, config);
+  // Before the first sample: the history then counts every change the cluster join applies.
+  if (config.cluster !== "") tracker.cluster = newClusterCounters();
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
@@ -92,8 +95,11 @@ export async function startTracker(
   if (webSocket !== null) {
     httpTracker.upgrades = webSocket;
     operator.ws = webSocket.counters;
+    tracker.websocket = webSocket.counters;
     tracker.onSettings((settings) => webSocket.setLimits(wsLimits(settings)));
   }
+  // Sampled once a second from the start, so the page has history from the first minute.
+  operator.dashboard?.history.start();
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -139,6 +145,7 @@ export async function startTracker(
     clearInterval(cleaner);
     clock.stop();
     operator.loopLag.stop();
+    operator.dashboard?.history.stop();
     accessWatch?.close();
     purge.stop();
     await Promise.all([
@@ -170,10 +177,10 @@ export async function startTracker(
         clock,
         log,
         access: tracker.access,
+        counters: tracker.cluster ?? undefined,
       });
       await sync.start();
       tracker.changes = sync.recorder;
-      tracker.cluster = sync.counters;
       cluster = sync;
     }
 
@@ -194,11 +201,17 @@ export async function startTracker(
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
+      operator.dashboard?.listeners.push(
+        `http://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     for (const address of config.https) {
       const { server, listener } = listenHttps(address, httpTracker, config, certificate!, log);
       servers.push(server);
       tlsListeners.push(listener);
+      operator.dashboard?.listeners.push(
+        `https://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;
@@ -207,6 +220,7 @@ export async function startTracker(
       const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
+      operator.dashboard?.listeners.push(`${socket.listener}/announce (io: ${socket.io})`);
       loops.push(socket.serve(udpTracker));
     }
     const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);

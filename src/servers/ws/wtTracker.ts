@@ -264,6 +264,7 @@ export class WtTracker {
     }
     this.#queued(connection);
     tracker.counters.add(PROTOCOL_WS, ACTION_ANNOUNCE, RESULT_OK);
+    tracker.clients?.count(request.peerId, 0);
     if (sampled > 0) this.#forwardOffers(request, entry, sampled, now);
   }
 
