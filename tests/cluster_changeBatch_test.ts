@@ -29,11 +29,12 @@ import {
   shardOf,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { FAMILY_WS, type PeerFamily } from "../src/store/swarmTable.ts";
 
 interface Change {
   op: number;
   hash: number[];
-  family: 4 | 6;
+  family: PeerFamily;
   address: number[];
   port: number;
   seeder: boolean;
@@ -64,7 +65,8 @@ function hashOf(seed: number): number[] {
 }
 
 function randomChange(random: () => number): Change {
-  const family = random() < 0.5 ? 4 : 6;
+  const draw = random();
+  const family = draw < 0.4 ? 4 : draw < 0.8 ? 6 : FAMILY_WS;
   return {
     op: 1 + Math.floor(random() * 3),
     hash: Array.from({ length: 20 }, () => Math.floor(random() * 256)),
@@ -178,6 +180,24 @@ Deno.test("a batch round-trips every field, in order", () => {
   const decoded = decodeAll(bytes);
   assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
   assert.deepEqual(decoded.changes, changes);
+});
+
+Deno.test("a WebSocket change is an IPv4-sized record of family code 2", () => {
+  const recorder = new ChangeRecorder("node-w", 4, 4, INSTANCE_A);
+  const change: Change = {
+    op: OP_ANNOUNCE,
+    hash: hashOf(3),
+    family: FAMILY_WS,
+    address: [0x80, 1, 2, 3],
+    port: 77,
+    seeder: true,
+  };
+  recordChange(recorder, change);
+  const bytes = recorder.take()!;
+  assert.equal(bytes.length, HEADER_SIZE + 6 + RECORD_SIZE_V4);
+  // op, seeder (bit 2), family code 2 in bits 3-5.
+  assert.equal(bytes[HEADER_SIZE + 6], OP_ANNOUNCE | 0x04 | (2 << 3));
+  assert.deepEqual(decodeAll(bytes).changes, [change]);
 });
 
 Deno.test("random batches round-trip", () => {
@@ -405,7 +425,7 @@ Deno.test("sealed but inconsistent batches are rejected before anything is appli
     [0x00, "bad record flags"], // no op
     [0x40, "bad record flags"], // a reserved bit
     [0x80, "bad record flags"],
-    [0x10 | 0x01, "unknown peer family"], // family code 2: no such row
+    [0x18 | 0x01, "unknown peer family"], // family code 3: no such row
     [0x08 | 0x01, "truncated record"], // IPv6 in an IPv4 record's room
   ];
   for (const [flags, reason] of badFlags) {

@@ -11,7 +11,7 @@ import {
   refreshEpochSeconds,
 } from "../src/cluster/publishRule.ts";
 import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
-import { SwarmTable } from "../src/store/swarmTable.ts";
+import { FAMILY_WS, SwarmTable } from "../src/store/swarmTable.ts";
 
 /** A store record's tail word as AnnounceResult.previous holds it. */
 function tail(stamp: number, seeder: boolean, port = 6881): number {
@@ -102,4 +102,27 @@ Deno.test("LocalChanges over a SwarmTable: in-epoch refreshes are counted, not r
   announce(0, true, 1103); // back: not held
   assert.equal(recorder.pending, 5);
   assert.equal(counters.suppressedRefreshes, 99);
+});
+
+Deno.test("LocalChanges: WebSocket peers refresh by their own, shorter epoch", () => {
+  const store = new SwarmTable({ peerTimeout: 300, wsPeerTimeout: 60 });
+  const recorder = new ChangeRecorder("n");
+  const counters = { suppressedRefreshes: 0 };
+  const changes = new LocalChanges(recorder, E, counters);
+  changes.wsEpochSeconds = 20;
+  const hash = new Uint8Array(20);
+  const address = Uint8Array.of(0x80, 0, 0, 0); // a published key: phase key = port
+  const port = 100;
+  const announce = (family: 4 | typeof FAMILY_WS, now: number) => {
+    store.announce(hash, 0, family, address, 0, port, 0, false, 0, now, new Uint8Array(0), 0);
+    changes.announced(0, hash, 0, family, address, 0, port, false, store.result.previous, now);
+  };
+  // Both kinds first seen at 1000, then refreshed every 10 s up to 1090: IPv4 stays in its
+  // 100 s epoch, the WebSocket peer crosses a 20 s boundary every other refresh.
+  for (let now = 1000; now < 1100; now += 10) {
+    announce(4, now);
+    announce(FAMILY_WS, now);
+  }
+  assert.equal(recorder.pending, 1 + 1 + 4, "two first sightings, the WebSocket peer at 1020-1080");
+  assert.equal(counters.suppressedRefreshes, 9 + 5);
 });

@@ -58,7 +58,7 @@ Deno.test({
       for (let n = 0; n < 2000; n++) announce(a, infoHash(n % 20), ipv4(n), 1 + n, 2, false);
       await waitFor(
         "b and c have a's peers",
-        () => b.store.peers.size === 2000 && c.store.peers.size === 2000,
+        () => b.store.peerMap.size === 2000 && c.store.peerMap.size === 2000,
       );
       // A stop on b, a completion on c: everywhere.
       announce(b, infoHash(0), ipv4(0), 1, 3, false);
@@ -67,7 +67,7 @@ Deno.test({
         "all agree",
         () =>
           nodes.every((node) =>
-            node.store.snapshot() === a.store.snapshot() && node.store.peers.size === 1999
+            node.store.snapshot() === a.store.snapshot() && node.store.peerMap.size === 1999
           ),
       );
       for (const node of nodes) {
@@ -105,7 +105,7 @@ Deno.test({
       nodes.push(d);
       await d.sync.start();
       assert.equal(d.sync.counters.snapshots.loaded, 16, d.logs.join("\n"));
-      assert.equal(d.store.peers.size, 1999);
+      assert.equal(d.store.peerMap.size, 1999);
       assert.equal(d.store.snapshot(), a.store.snapshot());
     } finally {
       await stopNodes(nodes, cluster);
@@ -169,7 +169,7 @@ Deno.test({
           await sleep(10);
         }
       })();
-      await waitFor("b follows a", () => b.store.peers.size > 1000);
+      await waitFor("b follows a", () => b.store.peerMap.size > 1000);
 
       // The master of shard 3 dies; its replica takes over within seconds.
       const victim = await cluster.masterFor(KEYS.nodes(3));
@@ -198,7 +198,7 @@ Deno.test({
       );
       await waitFor("b agrees with a", () => {
         const known = b.store.snapshot();
-        return a.store.peers.size >= 3000 && known === a.store.snapshot();
+        return a.store.peerMap.size >= 3000 && known === a.store.snapshot();
       });
     } finally {
       running = false;

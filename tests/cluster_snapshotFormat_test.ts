@@ -18,14 +18,16 @@ import {
   readChunk,
   sealChunk,
   SnapshotMacs,
+  TORRENT_FIXED,
 } from "../src/cluster/snapshotFormat.ts";
+import { FAMILY_WS, type PeerFamily } from "../src/store/swarmTable.ts";
 
 const SECRET = new TextEncoder().encode("the snapshot tests' cluster secret");
 const MACS = new SnapshotMacs(SECRET, "prod");
 
 interface Peer {
   hash: string;
-  family: 4 | 6;
+  family: PeerFamily;
   address: string;
   port: number;
   seeder: boolean;
@@ -38,7 +40,12 @@ function hex(bytes: Uint8Array, at: number, length: number): string {
   );
 }
 
-/** Writes `torrents` torrents of `peers` peers each (every third IPv6) into sealed chunks. */
+/** Peer p's family: every third IPv6, of the others every fifth a WebSocket peer. */
+function familyOf(p: number): PeerFamily {
+  return p % 3 === 2 ? 6 : p % 5 === 1 ? FAMILY_WS : 4;
+}
+
+/** Writes `torrents` torrents of `peers` peers each (`familyOf`) into sealed chunks. */
 function writeChunks(torrents: number, peers: number, chunkBytes: number) {
   const chunks: Uint8Array[] = [];
   const writer = new ChunkWriter(3, 7, chunkBytes, (chunk) => chunks.push(chunk));
@@ -46,11 +53,11 @@ function writeChunks(torrents: number, peers: number, chunkBytes: number) {
   for (let t = 0; t < torrents; t++) {
     const hash = new Uint8Array(20).fill(t + 1);
     writer.begin(hash, 0, t * 10, t);
-    for (const [index, family] of [[0, 4], [1, 6]] as const) {
+    for (const [index, family] of [[0, 4], [1, 6], [2, FAMILY_WS]] as const) {
       writer.family(index);
       for (let p = 0; p < peers; p++) {
-        if ((p % 3 === 2) !== (family === 6)) continue;
-        const address = new Uint8Array(family === 4 ? 4 : 16).fill(p + 1);
+        if (familyOf(p) !== family) continue;
+        const address = new Uint8Array(family === 6 ? 16 : 4).fill(p + 1);
         const port = 1000 + p;
         writer.peer(address, 0, port, p % 2 === 0, p);
         expected.push({
@@ -82,7 +89,7 @@ function readAll(chunks: Uint8Array[]) {
         peers.push({
           hash: hex(hash, hashAt, 20),
           family,
-          address: hex(address, at, family === 4 ? 4 : 16),
+          address: hex(address, at, family === 6 ? 16 : 4),
           port,
           seeder,
           age,
@@ -97,7 +104,7 @@ const byKey = (a: Peer, b: Peer) =>
     ? -1
     : 1;
 
-Deno.test("chunks round-trip torrents and peers of both families", () => {
+Deno.test("chunks round-trip torrents and peers of every family", () => {
   const { chunks, expected, peers } = writeChunks(20, 12, MAX_CHUNK_BYTES);
   assert.equal(chunks.length, 1);
   assert.equal(peers, expected.length);
@@ -163,7 +170,8 @@ Deno.test("a chunk that is truncated, damaged, forged, foreign or misplaced is r
   MACS.chunk.seal(short);
   assert.equal(checkChunk(short, here, MACS), "malformed");
   const port0 = chunk.slice();
-  port0.fill(0, CHUNK_HEADER + 36 + 4, CHUNK_HEADER + 36 + 6);
+  // The first peer (IPv4): its port after the torrent's fixed part and its 4-byte address.
+  port0.fill(0, CHUNK_HEADER + TORRENT_FIXED + 4, CHUNK_HEADER + TORRENT_FIXED + 6);
   MACS.chunk.seal(port0);
   assert.equal(checkChunk(port0, here, MACS), "malformed");
 });

@@ -126,7 +126,7 @@ Deno.test({
       const c = makeNode("c", redis.url, { snapshots: QUICK });
       nodes.push(c);
       await c.sync.start();
-      assert.equal(c.store.peers.size, 3000, "every peer, at once");
+      assert.equal(c.store.peerMap.size, 3000, "every peer, at once");
       assert.equal(c.sync.counters.snapshots.loaded, 1);
       await waitFor("c agrees with a", () => c.store.snapshot() === a.store.snapshot());
       assert.deepEqual(c.sync.counters.snapshotRejected, {
@@ -184,7 +184,7 @@ Deno.test({
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
       await fill(a, 300);
-      await waitFor("b has a's first peers", () => b.store.peers.size === 300);
+      await waitFor("b has a's first peers", () => b.store.peerMap.size === 300);
 
       // b is away while a adds 2700 peers and changes on until they are trimmed from the streams.
       proxy.down();
@@ -197,7 +197,7 @@ Deno.test({
       // and loads the snapshot over its store.
       proxy.up();
       await waitFor("b agrees with a", () => b.store.snapshot() === a.store.snapshot());
-      assert.equal(b.store.peers.size, 3000);
+      assert.equal(b.store.peerMap.size, 3000);
       assert.ok(b.sync.counters.gaps >= 1, "the gap was seen");
       assert.equal(b.sync.counters.snapshots.loaded, 1);
       assert.ok(b.logs.some((line) => /loaded its snapshot/.test(line)), b.logs.join("\n"));
@@ -251,7 +251,7 @@ Deno.test({
       nodes.push(c);
       await c.sync.start();
       assert.equal(c.sync.counters.snapshots.loaded, 1);
-      assert.equal(c.store.peers.size, 2000);
+      assert.equal(c.store.peerMap.size, 2000);
       assert.equal(c.store.snapshot(), a.store.snapshot());
     } finally {
       raw.destroy();
@@ -378,7 +378,7 @@ Deno.test({
           assert.ok(joiner.logs.some((line) => /refusing snapshot/.test(line)), what);
         }
         // The streams, read from their start, gave it a's peers either way.
-        await waitFor(`${what}: a's peers`, () => joiner.store.peers.size === 3 + extra);
+        await waitFor(`${what}: a's peers`, () => joiner.store.peerMap.size === 3 + extra);
         await joiner.sync.stop();
       }
     } finally {
@@ -435,7 +435,7 @@ Deno.test({
       for (let n = 0; n < 100; n++) announce(y, infoHash(30), ipv4(5000 + n), 5000 + n, 2, true);
       await waitFor(
         "x and y agree",
-        () => x.store.peers.size === 600 && x.store.snapshot() === y.store.snapshot(),
+        () => x.store.peerMap.size === 600 && x.store.snapshot() === y.store.snapshot(),
       );
 
       // Redis goes, and an empty one comes in its place.
@@ -472,7 +472,7 @@ Deno.test({
       nodes.push(z);
       await z.sync.start();
       assert.equal(z.sync.counters.snapshots.loaded, 1);
-      assert.equal(z.store.peers.size, 600);
+      assert.equal(z.store.peerMap.size, 600);
       await waitFor("z agrees", () => z.store.snapshot() === x.store.snapshot());
     } finally {
       await stopAll(nodes, redis);

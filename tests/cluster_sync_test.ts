@@ -50,7 +50,7 @@ Deno.test({
       announce(b, hash, ipv6(2), 51413, 0, true);
       const spread = await waitFor(
         "both peers everywhere",
-        () => nodes.every((node) => node.store.peers.size === 2),
+        () => nodes.every((node) => node.store.peerMap.size === 2),
       );
       console.log(`announce visible on all nodes after ${spread.toFixed(0)} ms`);
 
@@ -71,7 +71,7 @@ Deno.test({
       announce(b, hash, ipv4(1), 6881, 3, true);
       await waitFor(
         "stop everywhere",
-        () => nodes.every((node) => node.store.peers.size === 1),
+        () => nodes.every((node) => node.store.peerMap.size === 1),
       );
       const snapshot = a.store.snapshot();
       for (const node of nodes) {
@@ -88,7 +88,7 @@ Deno.test({
       // stop() publishes what is still pending.
       announce(a, hash, ipv4(9), 9999, 2, false);
       await a.sync.stop();
-      await waitFor("last change of a stopped node", () => b.store.peers.size === 2);
+      await waitFor("last change of a stopped node", () => b.store.peerMap.size === 2);
       for (const node of nodes) assert.equal(node.logs.length, 1, node.logs.join("\n"));
       assert.match(a.logs[0], /^cluster: connected to redis:\/\/127\.0\.0\.1:\d+ as node a/);
     } finally {
@@ -125,7 +125,7 @@ Deno.test({
       nodes.push(late);
       await late.sync.start();
       // No waiting: start() resolves once the history is applied.
-      assert.equal(late.store.peers.size, 2999);
+      assert.equal(late.store.peerMap.size, 2999);
       assert.ok(late.store.snapshot() === a.store.snapshot(), "same peers as the origin");
       for (let seed = 0; seed < 7; seed++) {
         assert.deepEqual(late.store.counts(infoHash(seed)), a.store.counts(infoHash(seed)));
@@ -158,7 +158,7 @@ Deno.test({
       const second = makeNode("second", redis.url, { peerTimeout, now: 1 });
       nodes.push(second);
       await second.sync.start();
-      const [peer] = second.store.peers.values();
+      const [peer] = second.store.peerMap.values();
       assert.ok(peer !== undefined, "replayed peer present");
       // Its age came with it (from the snapshot, or the batch's publish time).
       assert.ok(
@@ -172,7 +172,7 @@ Deno.test({
       await third.sync.start();
       // a has been silent for a peer timeout: the registry no longer lists it, and its batch
       // would be stale anyway (by its publish time: cluster_auth_test.ts).
-      assert.equal(third.store.peers.size, 0);
+      assert.equal(third.store.peerMap.size, 0);
       assert.equal(third.sync.counters.applied, 0);
     } finally {
       await stopAll(nodes, redis);
@@ -222,7 +222,7 @@ Deno.test({
       await raw.sendCommand(["XADD", key, "*", "b", Buffer.from(good)]);
 
       for (const node of nodes) {
-        await waitFor("good batch applied", () => node.store.peers.size === 2);
+        await waitFor("good batch applied", () => node.store.peerMap.size === 2);
         assert.deepEqual(node.sync.counters.rejected, {
           ...NONE_REJECTED,
           malformed: entries.length,
@@ -232,12 +232,12 @@ Deno.test({
       }
       // The sync carries on normally afterwards.
       announce(a, infoHash(6), ipv4(7), 7777, 2, false);
-      await waitFor("later change", () => b.store.peers.size === 3);
+      await waitFor("later change", () => b.store.peerMap.size === 3);
       // A node that replays the same history skips the same entries.
       const late = makeNode("late", redis.url);
       nodes.push(late);
       await late.sync.start();
-      assert.equal(late.store.peers.size, 3);
+      assert.equal(late.store.peerMap.size, 3);
       assert.equal(late.sync.counters.rejected.malformed, entries.length);
     } finally {
       raw.destroy();
@@ -365,7 +365,7 @@ Deno.test({
       );
       await sleep(2500); // reconnect attempts hang in the handshake and time out
       redis.signal("SIGCONT");
-      await waitFor("b has the peer", () => b.store.peers.size === 1);
+      await waitFor("b has the peer", () => b.store.peerMap.size === 1);
       for (const node of nodes) {
         await waitFor("connected", () => node.sync.counters.state === "connected");
         assert.equal(node.logs.length, 3, node.logs.join("\n"));
@@ -445,9 +445,9 @@ Deno.test({
       await sleep(500); // several more refused attempts
       assert.equal(a.logs.length, 3, a.logs.join("\n"));
       assert.equal(a.sync.counters.state, "connected");
-      assert.equal(b.store.peers.size, 0);
+      assert.equal(b.store.peerMap.size, 0);
       await raw.sendCommand(["CONFIG", "SET", "maxmemory", "0"]);
-      await waitFor("queued change arrives", () => b.store.peers.size === 1);
+      await waitFor("queued change arrives", () => b.store.peerMap.size === 1);
       // a logs once its XADD's reply is in, which may come after b has read the entry.
       await waitFor("a logs the change accepted", () => a.logs.length === 4);
       assert.equal(a.logs[3], "cluster: Redis accepts changes again", a.logs.join("\n"));
@@ -636,7 +636,7 @@ Deno.test({
         Date.now = () => realNow() + stepMs;
         announce(a, hash, ipv4(i), 6881, 2, false);
         await waitFor(`peer ${i} on b after a step of ${stepMs / 1000} s`, () => {
-          return b.store.peers.size === i;
+          return b.store.peerMap.size === i;
         });
       }
       assert.equal(b.sync.counters.staleBatches, 0);
@@ -659,7 +659,7 @@ Deno.test({
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
       for (let i = 0; i < 2000; i++) announce(a, infoHash(i % 5), ipv4(i), 1000 + i, 2, false);
-      await waitFor("applied on b", () => b.store.peers.size === 2000);
+      await waitFor("applied on b", () => b.store.peerMap.size === 2000);
       // A poll after the traffic (an earlier one may have come while a still published).
       await waitFor("polled since", () => {
         const figures = a.sync.counters.redis;

@@ -34,12 +34,15 @@
  *  55  node id, L bytes of UTF-8
  *  55+L records, each one flags byte, then info hash (20), address, port (u16):
  *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 seeder, bits 3-5
- *       the peer family's code (RECORD_FAMILIES: 0 IPv4, 4-byte address; 1 IPv6, 16 bytes),
- *       bits 6-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
+ *       the peer family's code (RECORD_FAMILIES: 0 IPv4, 4-byte address; 1 IPv6, 16 bytes;
+ *       2 WebSocket, 4 bytes), bits 6-7 zero. An IPv4 or WebSocket record is 27 bytes, an IPv6
+ *       record 39. A WebSocket peer's address and port are not an address but the key its origin
+ *       publishes it under (wsPeerKeys.ts); receivers hold it as another node's peer.
  *
  * Versions 1 and 2 are refused as unsupported versions: all nodes of a cluster upgrade together.
  */
 import { crc32 } from "../hash/crc32.ts";
+import { FAMILY_WS, type PeerFamily } from "../store/layout.ts";
 
 export const OP_ANNOUNCE = 1;
 export const OP_STOPPED = 2;
@@ -55,9 +58,14 @@ export const MAX_NODE_ID_BYTES = 64;
  * knows them by and the bytes of their address. A new kind of peer adds a row here (its record is
  * flags, info hash, address, port like the others); a receiver refuses a code it has no row for.
  */
-export const RECORD_FAMILIES: readonly { code: number; family: 4 | 6; addressBytes: number }[] = [
+export const RECORD_FAMILIES: readonly {
+  code: number;
+  family: PeerFamily;
+  addressBytes: number;
+}[] = [
   { code: 0, family: 4, addressBytes: 4 },
   { code: 1, family: 6, addressBytes: 16 },
+  { code: 2, family: FAMILY_WS, addressBytes: 4 },
 ];
 /** Record bytes besides the address: flags, info hash, port. */
 const RECORD_FIXED = 1 + 20 + 2;
@@ -120,7 +128,7 @@ export type ApplyChange = (
   op: number,
   infoHash: Uint8Array,
   hashOffset: number,
-  family: 4 | 6,
+  family: PeerFamily,
   address: Uint8Array,
   addressOffset: number,
   port: number,
@@ -203,7 +211,7 @@ export class ChangeRecorder {
     op: number,
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -499,7 +507,7 @@ export function applyCheckedBatch(bytes: Uint8Array, apply: ApplyChange): number
       flags & 3,
       bytes,
       at + 1,
-      FAMILY_BY_CODE[code] as 4 | 6,
+      FAMILY_BY_CODE[code] as PeerFamily,
       bytes,
       addressAt,
       (bytes[portAt] << 8) | bytes[portAt + 1],

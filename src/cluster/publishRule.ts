@@ -24,7 +24,7 @@
  * jittered interval plus E, which the default E leaves room for.
  */
 import { type ChangeRecorder, opForEvent } from "./changeBatch.ts";
-import { previousAge, previousSeeder } from "../store/swarmTable.ts";
+import { FAMILY_WS, type PeerFamily, previousAge, previousSeeder } from "../store/swarmTable.ts";
 
 const EVENT_NONE = 0;
 
@@ -73,6 +73,11 @@ export function publishDue(
 export class LocalChanges {
   /** E, the refresh epoch in seconds (recomputed when SIGHUP changes the interval). */
   epochSeconds: number;
+  /**
+   * E for WebSocket peers, which announce and expire on their own, shorter clock (--ws-interval,
+   * --ws-peer-timeout: 30 s with the defaults); `epochSeconds` until set.
+   */
+  wsEpochSeconds: number;
   /** Clock seconds: a peer last seen before it is published once more (-Infinity: none). */
   republishBefore = -Infinity;
   readonly #recorder: ChangeRecorder;
@@ -85,6 +90,7 @@ export class LocalChanges {
   ) {
     this.#recorder = recorder;
     this.epochSeconds = epochSeconds;
+    this.wsEpochSeconds = epochSeconds;
     this.#counters = counters;
   }
 
@@ -96,7 +102,7 @@ export class LocalChanges {
     event: number,
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -104,10 +110,14 @@ export class LocalChanges {
     previous: number,
     now: number,
   ): void {
-    const phaseKey = ((infoHash[hashOffset] << 8) | infoHash[hashOffset + 1]) ^ port;
-    if (
-      !publishDue(event, previous, phaseKey, seeder, now, this.epochSeconds, this.republishBefore)
-    ) {
+    let phaseKey = ((infoHash[hashOffset] << 8) | infoHash[hashOffset + 1]) ^ port;
+    let epoch = this.epochSeconds;
+    if (family === FAMILY_WS) {
+      // Every WebSocket peer of a node has the node's tag as its port: spread by the key instead.
+      phaseKey ^= (address[addressOffset + 2] << 8) | address[addressOffset + 3];
+      epoch = this.wsEpochSeconds;
+    }
+    if (!publishDue(event, previous, phaseKey, seeder, now, epoch, this.republishBefore)) {
       this.#counters.suppressedRefreshes++;
       return;
     }

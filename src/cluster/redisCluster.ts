@@ -63,6 +63,7 @@ import { PublishQueue, type PublishSession } from "./publishQueue.ts";
 import { ShardReader } from "./shardReader.ts";
 import { type SnapshotOptions, SnapshotStore } from "./snapshotStore.ts";
 import { SnapshotMacs } from "./snapshotFormat.ts";
+import { WsPeerKeys } from "./wsPeerKeys.ts";
 import { RedisLink, textOf } from "./redisLink.ts";
 import {
   checkCommands,
@@ -98,6 +99,11 @@ export interface ClusterSyncOptions {
   log: (line: string) => void;
   /** This node's access list: other nodes' changes for torrents it forbids are skipped. */
   access?: AccessPolicy;
+  /**
+   * The counters to bump; new ones by default. startTracker passes the tracker's, made before the
+   * sync, so the dashboard's history counts from zero every change the join applies.
+   */
+  counters?: ClusterCounters;
   /** Milliseconds between flushes of local changes (at most 1000). Default 200. */
   flushIntervalMs?: number;
   /** Milliseconds one XREAD waits for new entries. Default 1000. */
@@ -127,6 +133,13 @@ export interface ClusterSyncOptions {
   shards?: number;
   /** When snapshots are written and how big their chunks are (snapshotStore.ts). */
   snapshots?: SnapshotOptions;
+  /**
+   * The keys this node's WebSocket peers are published under (the WebSocket tracker's); snapshots
+   * write its own WebSocket peers under them. New ones by default (a node without WebSocket).
+   */
+  wsKeys?: WsPeerKeys;
+  /** Seconds a silent WebSocket peer lives (--ws-peer-timeout). Default peerTimeout. */
+  wsPeerTimeout?: number;
 }
 
 /** How often the offset to Redis's clock is measured again while connected. */
@@ -134,7 +147,7 @@ const CLOCK_CHECK_MS = 60_000;
 
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
-  readonly counters: ClusterCounters = newClusterCounters();
+  readonly counters: ClusterCounters;
   /** What the servers call after each accepted announce: publishes those that change something. */
   readonly changes: LocalChanges;
   readonly keys: ClusterKeys;
@@ -191,6 +204,7 @@ export class ClusterSync {
   #measuringClock = false;
 
   constructor(options: ClusterSyncOptions) {
+    this.counters = options.counters ?? newClusterCounters();
     const url = parseClusterUrl(options.url);
     if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
     this.#urls = url.urls;
@@ -239,6 +253,8 @@ export class ClusterSync {
       clock: options.clock,
       access: options.access ?? null,
       peerTimeout: options.peerTimeout,
+      wsPeerTimeout: options.wsPeerTimeout ?? options.peerTimeout,
+      wsKeys: options.wsKeys ?? new WsPeerKeys(),
       counters: this.counters,
       log: options.log,
       options: options.snapshots ?? {},

@@ -33,6 +33,7 @@
  */
 import { crc32 } from "../hash/crc32.ts";
 import { CRC_START, MAX_NODE_ID_BYTES, RECORD_FAMILIES } from "./changeBatch.ts";
+import type { PeerFamily } from "../store/layout.ts";
 import { ClusterMac } from "./batchMac.ts";
 
 export const SNAPSHOT_FORMAT = 1;
@@ -321,7 +322,7 @@ export function chunkTakenAt(chunk: Uint8Array): number {
 export type SnapshotPeer = (
   hash: Uint8Array,
   hashAt: number,
-  family: 4 | 6,
+  family: PeerFamily,
   address: Uint8Array,
   addressAt: number,
   port: number,

@@ -32,7 +32,13 @@
  */
 import { Buffer } from "node:buffer";
 import type { AccessPolicy } from "../policy/accessList.ts";
-import type { PeerVisitor, SwarmTable } from "../store/swarmTable.ts";
+import {
+  FAMILY_WS,
+  type PeerVisitor,
+  type SwarmTable,
+  WS_REMOTE_BIT,
+} from "../store/swarmTable.ts";
+import { readWord, writeWord, type WsPeerKeys } from "./wsPeerKeys.ts";
 import { RECORD_FAMILIES, shardOf } from "./changeBatch.ts";
 import type { ClusterKeys } from "./clusterKeys.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
@@ -103,6 +109,10 @@ export interface SnapshotStoreOptions {
   clock: { now: number };
   access: AccessPolicy | null;
   peerTimeout: number;
+  /** Seconds a silent WebSocket peer lives (--ws-peer-timeout). */
+  wsPeerTimeout: number;
+  /** The keys this node's WebSocket peers are published under (wsPeerKeys.ts). */
+  wsKeys: WsPeerKeys;
   counters: ClusterCounters;
   log: (line: string) => void;
   options: SnapshotOptions;
@@ -269,10 +279,24 @@ export class SnapshotStore {
   };
 
   readonly #onPeer: SnapshotPeer = (hash, hashAt, family, address, at, port, seeder, age) => {
-    if (this.#applySkip || age + this.#applyAge >= this.#o.peerTimeout) return;
+    if (this.#applySkip) return;
+    const o = this.#o;
+    if (family === FAMILY_WS) {
+      if (age + this.#applyAge >= o.wsPeerTimeout) return;
+      // Another node's WebSocket peer: held as such (never offered to from here) whatever the
+      // chunk says, and one of this node's own, as another node saw it, not held twice.
+      const word = (readWord(address, at) | WS_REMOTE_BIT) >>> 0;
+      if (o.wsKeys.isOwn(word, port, hash, hashAt)) return;
+      writeWord(this.#wsWord, 0, word);
+      address = this.#wsWord;
+      at = 0;
+    } else if (age + this.#applyAge >= o.peerTimeout) {
+      return;
+    }
     const lastSeen = this.#applyNow - age - this.#applyAge;
-    this.#o.store.restorePeer(hash, hashAt, family, address, at, port, seeder, lastSeen);
+    o.store.restorePeer(hash, hashAt, family, address, at, port, seeder, lastSeen);
   };
+  readonly #wsWord = new Uint8Array(4);
 
   /** Shard s's manifest, or null if there is none or it is refused (counted once per value). */
   async #readManifest(link: RedisLink, shard: number): Promise<Manifest | null> {
@@ -482,6 +506,22 @@ export class SnapshotStore {
         const age = now - seen;
         if (age < peerTimeout) writer.peer(address, at, port, seeder, age);
       };
+      // WebSocket peers: this node's own (address word = its tracker's entry) under the key they
+      // are published by, so they meet their later changes on the loading node; others' as held.
+      const wsKeys = this.#o.wsKeys;
+      const wsPeerTimeout = this.#o.wsPeerTimeout;
+      const wsWord = new Uint8Array(4);
+      const wsVisitor: PeerVisitor = (address, at, port, seeder, seen) => {
+        const age = now - seen;
+        if (age >= wsPeerTimeout) return;
+        const word = readWord(address, at);
+        if ((word & WS_REMOTE_BIT) !== 0) {
+          writer.peer(address, at, port, seeder, age);
+          return;
+        }
+        writeWord(wsWord, 0, wsKeys.published(word));
+        writer.peer(wsWord, 0, wsKeys.tag, seeder, age);
+      };
       const shards = this.#manifests.length;
       const capacity = store.slotCount;
       let budget = SLICE_WORK;
@@ -510,7 +550,8 @@ export class SnapshotStore {
         writer.begin(hash, 0, downloaded, Math.max(0, now - activity));
         for (let f = 0; f < RECORD_FAMILIES.length; f++) {
           writer.family(f);
-          store.forEachPeer(slot, RECORD_FAMILIES[f].family, visitor);
+          const family = RECORD_FAMILIES[f].family;
+          store.forEachPeer(slot, family, family === FAMILY_WS ? wsVisitor : visitor);
         }
         writer.end();
         budget -= TORRENT_WORK + store.result.complete + store.result.incomplete;

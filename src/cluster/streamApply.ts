@@ -7,6 +7,11 @@
  * origin. Changes for a torrent this node's access list forbids are skipped; this node's own
  * batches, read back when they were published late, refresh what they changed without counting
  * completions again.
+ *
+ * A WebSocket peer (FAMILY_WS) is stored with WS_REMOTE_BIT set in its address word, whatever the
+ * batch says, so this node never routes an offer to it (it is reachable only through its own
+ * node's socket); this node's own WebSocket changes are skipped when read back, since it holds
+ * those peers under their local key already.
  */
 import {
   type ApplyChange,
@@ -16,7 +21,7 @@ import {
   OP_STOPPED,
 } from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
-import type { SwarmTable } from "../store/swarmTable.ts";
+import { FAMILY_WS, type SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 
@@ -37,6 +42,8 @@ export class StreamApplier {
   #applyNow = 1;
   #applyingOwn = false;
   readonly #scratch = new Uint8Array(64);
+  /** A remote WebSocket peer's address word, WS_REMOTE_BIT set. */
+  readonly #remoteWs = new Uint8Array(4);
 
   /** `ownLateReapplied` is told when one of this node's late batches was applied again. */
   constructor(
@@ -92,6 +99,16 @@ export class StreamApplier {
     // `seeder` is the origin's (left == 0): a "completed" with bytes left leaves a leecher, and
     // counts nowhere, as at the origin.
     const own = this.#applyingOwn;
+    if (family === FAMILY_WS) {
+      if (own) return;
+      const remote = this.#remoteWs;
+      remote[0] = address[addressOffset] | 0x80; // WS_REMOTE_BIT: never offered to here
+      remote[1] = address[addressOffset + 1];
+      remote[2] = address[addressOffset + 2];
+      remote[3] = address[addressOffset + 3];
+      address = remote;
+      addressOffset = 0;
+    }
     const completed = op === OP_COMPLETED;
     if (op === OP_ANNOUNCE || (completed && own)) {
       // A late or replayed refresh (an outage's queue, a stream tail read over a newer snapshot)

@@ -26,6 +26,8 @@ export interface Config {
   fullScrapeEvery: number;
   noFullScrape: boolean;
   statsFrom: string[];
+  /** No /dashboard, no history recorded, no client mix counted. */
+  noDashboard: boolean;
   whitelist: string;
   blacklist: string;
   trustProxy: string[];
@@ -44,6 +46,11 @@ export interface Config {
   idleTimeout: number;
   minSendRate: number;
   rateLimit: number;
+  /** Seconds between announces asked of WebSocket clients; idle after twice this. */
+  wsInterval: number;
+  wsPeerTimeout: number;
+  maxWsConnections: number;
+  noWebSocket: boolean;
   cluster: string;
   clusterName: string;
   nodeId: string;
@@ -220,9 +227,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "strings",
     key: "statsFrom",
     valueName: "CIDR",
-    help: "networks that may read /stats and /metrics (repeatable)",
+    help: "networks that may read /stats, /metrics and /dashboard (repeatable)",
     defaultValue: ["127.0.0.0/8", "::1/128"],
     reloadable: true,
+  },
+  {
+    name: "no-dashboard",
+    kind: "flag",
+    key: "noDashboard",
+    valueName: "",
+    help: "serve no /dashboard and record no history for it",
+    defaultValue: false,
   },
   {
     name: "whitelist",
@@ -326,7 +341,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "maxPeers",
     valueName: "N",
-    help: "most peers held at once, IPv4 and IPv6 together",
+    help: "most peers held at once, IPv4, IPv6 and WebSocket together",
     defaultValue: "8000000",
     min: 1,
     max: 500000000,
@@ -401,6 +416,48 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "UDP requests per second allowed per source address, IPv6 per /64 (0 = off)",
     defaultValue: "0/s",
     reloadable: true,
+  },
+  {
+    name: "ws-interval",
+    kind: "integer",
+    key: "wsInterval",
+    valueName: "SECONDS",
+    help: "announce interval sent to WebSocket (WebTorrent) clients, jittered by ±10%; a " +
+      "connection with no message for twice this is closed",
+    defaultValue: "120",
+    min: 10,
+    max: 3600,
+    reloadable: true,
+  },
+  {
+    name: "ws-peer-timeout",
+    kind: "integer",
+    key: "wsPeerTimeout",
+    valueName: "SECONDS",
+    help: "a WebSocket peer silent this long is dropped (at once when its connection closes)",
+    defaultValue: "180",
+    min: 1,
+    max: 16000,
+  },
+  {
+    name: "max-ws-connections",
+    kind: "integer",
+    key: "maxWsConnections",
+    valueName: "N",
+    help: "most concurrent WebSocket connections (upgrades past it get 503); they count in " +
+      "--max-connections-per-ip, not in --max-connections",
+    defaultValue: "10000",
+    min: 1,
+    max: 1000000,
+    reloadable: true,
+  },
+  {
+    name: "no-websocket",
+    kind: "flag",
+    key: "noWebSocket",
+    valueName: "",
+    help: "serve no WebSocket (WebTorrent) tracker on the HTTP listeners",
+    defaultValue: false,
   },
   {
     name: "cluster",

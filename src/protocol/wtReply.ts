@@ -89,8 +89,19 @@ function writeUnicodeEscape(out: Uint8Array, o: number, c: number): number {
   return o + 6;
 }
 
+/** Strings longer than this (SDPs) are escaped by JSON.stringify and encoded natively. */
+const NATIVE_FROM = 64;
+const utf8 = new TextEncoder();
+
 /** Writes `text` as a quoted JSON string in UTF-8; returns the end (≤ o + 2 + 6 × length). */
 export function writeJsonString(out: Uint8Array, o: number, text: string): number {
+  if (text.length > NATIVE_FROM) {
+    // JSON.stringify escapes as the loop below does (it is the oracle), and leaves no lone
+    // surrogate for encodeInto; for a 530-character SDP both native calls together took 1.3 µs
+    // against the loop's 1.7 µs (one short-lived string more, beside JSON.parse's of the message).
+    // The caller reserved 2 + 6 × length bytes, which always holds it.
+    return o + utf8.encodeInto(JSON.stringify(text), out.subarray(o)).written;
+  }
   out[o++] = 0x22;
   const n = text.length;
   for (let i = 0; i < n; i++) {

@@ -1,7 +1,8 @@
 /**
  * Wires a configuration into running listeners: one SwarmTable and Tracker shared by every HTTP
- * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
- * small steps. Returns a handle that stops everything.
+ * and UDP listener, the WebSocket (WebTorrent) server the HTTP listeners hand upgrades to, the
+ * UDP I/O path chosen per `--udp-io`, and a timer that expires peers in small steps. Returns a
+ * handle that stops everything.
  */
 import type { Config, ListenAddress } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
@@ -15,6 +16,7 @@ import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
 import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
+import { newClusterCounters } from "../cluster/clusterCounters.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
@@ -26,6 +28,8 @@ import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
 import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
+import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -67,15 +71,38 @@ export async function startTracker(
   clock.start();
   const store = new SwarmTable({
     peerTimeout: config.peerTimeout,
+    wsPeerTimeout: config.wsPeerTimeout,
     maxTorrents: config.maxTorrents,
     maxPeers: config.maxPeers,
     whenFull: config.whenFull,
   });
   const tracker = new Tracker(store, clock, config);
+  // Before the first sample: the history then counts every change the cluster join applies.
+  if (config.cluster !== "") tracker.cluster = newClusterCounters();
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
   operator.loopLag.start();
+  const wsLimits = (settings: Config): WsLimits => ({
+    maxConnections: settings.maxWsConnections,
+    interval: settings.wsInterval,
+    messageTimeoutMs: settings.headerTimeout * 1000,
+    maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
+  });
+  // The keys WebSocket peers are published under, shared by the tracker and the cluster's snapshots.
+  const wsKeys = new WsPeerKeys();
+  // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike.
+  const webSocket = config.noWebSocket || config.http.length === 0
+    ? null
+    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log, wsKeys);
+  if (webSocket !== null) {
+    httpTracker.upgrades = webSocket;
+    operator.ws = webSocket.counters;
+    tracker.websocket = webSocket.counters;
+    tracker.onSettings((settings) => webSocket.setLimits(wsLimits(settings)));
+  }
+  // Sampled once a second from the start, so the page has history from the first minute.
+  operator.dashboard?.history.start();
 
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
   const accessWatch = accessListPath === ""
@@ -121,9 +148,13 @@ export async function startTracker(
     clearInterval(cleaner);
     clock.stop();
     operator.loopLag.stop();
+    operator.dashboard?.history.stop();
     accessWatch?.close();
     purge.stop();
-    await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
+    await Promise.all([
+      ...servers.map((s) => s.shutdown().catch(() => {})),
+      webSocket?.shutdown(),
+    ]);
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
     await cluster?.stop();
@@ -157,7 +188,10 @@ export async function startTracker(
         clock,
         log,
         access: tracker.access,
+        counters: tracker.cluster ?? undefined,
         snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
+        wsKeys,
+        wsPeerTimeout: config.wsPeerTimeout,
       });
       await sync.start();
       tracker.changes = sync.changes;
@@ -166,6 +200,9 @@ export async function startTracker(
       const noteEpoch = (settings: Config) => {
         const epoch = epochOf(settings);
         sync.changes.epochSeconds = epoch;
+        // WebSocket peers announce and expire on their own clock; --cluster-refresh caps theirs too.
+        const wsEpoch = refreshEpochSeconds(settings.wsPeerTimeout, settings.wsInterval);
+        sync.changes.wsEpochSeconds = Math.min(epoch, wsEpoch);
         if (slackNoted || epochLeavesSlack(settings.peerTimeout, settings.interval, epoch)) return;
         slackNoted = true;
         log(
@@ -176,7 +213,6 @@ export async function startTracker(
       };
       noteEpoch(config);
       tracker.onSettings(noteEpoch);
-      tracker.cluster = sync.counters;
       cluster = sync;
     }
 
@@ -197,11 +233,17 @@ export async function startTracker(
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
+      operator.dashboard?.listeners.push(
+        `http://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     for (const address of config.https) {
       const { server, listener } = listenHttps(address, httpTracker, config, certificate!, log);
       servers.push(server);
       tlsListeners.push(listener);
+      operator.dashboard?.listeners.push(
+        `https://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;
@@ -210,6 +252,7 @@ export async function startTracker(
       const socket = openUdp(address, useFast, useFast ? workers : 1, log);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
+      operator.dashboard?.listeners.push(`${socket.listener}/announce (io: ${socket.io})`);
       loops.push(socket.serve(udpTracker));
     }
     const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);

@@ -7,6 +7,7 @@
 import type { Config } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
 import { RequestCounters } from "../observe/requestCounters.ts";
+import type { ClientMix } from "../observe/clientMix.ts";
 import { AccessPolicy } from "../policy/accessList.ts";
 import { CidrSet } from "../policy/cidr.ts";
 import { DeniabilityMixer } from "../policy/deniability.ts";
@@ -36,6 +37,10 @@ export class Tracker {
   changes: LocalChanges | null = null;
   /** The cluster link's counters for stats and metrics; null when standalone. */
   cluster: ClusterCounters | null = null;
+  /** The dashboard's client mix, counted per answered announce; null with --no-dashboard. */
+  clients: ClientMix | null = null;
+  /** The WebSocket server's open connections, for the dashboard; null while there is none. */
+  websocket: { readonly open: number } | null = null;
   /** Generated-peer mixing (`--deniability`); null when off. */
   deniability: DeniabilityMixer | null;
   readonly #deniabilityKey = randomKey();

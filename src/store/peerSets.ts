@@ -1,48 +1,40 @@
 /**
- * The peer lists of a torrent, one per address family, each in one block of its family's pool of
+ * The peer lists of a torrent, one per peer family (IPv4, IPv6, WebSocket: layout.ts), each in one block of its family's pool of
  * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; longer
  * ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed hash of
  * (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows its block
  * or shrinks well below it moves to a block of the class that fits (`#moveList`).
  *
  * A row's list fields (LIST_BLOCK, LIST_META, LIST_SEEDERS) sit at `row + familyList`, where
- * familyList is ROW_V4 or ROW_V6; the family's pools start at index `familyPool` (0 or
- * CLASS_COUNT); its records are `recordWords` long (RECORD_WORDS_V4 or _V6).
+ * familyList is ROW_V4, ROW_V6 or ROW_WS; the family's pools start at index `familyPool`
+ * (`poolBaseOf`); its records are `recordWords` long (RECORD_WORDS_V4, or _V6 for IPv6).
  *
  * The peer being worked on is a `PeerKey`, read once per call from the caller's bytes and passed
  * to every function that needs it; its keyed hash is computed at most once per key.
  */
 import { hashWords } from "../hash/halfSipHash.ts";
-import {
-  CLASS_CAPACITY,
-  CLASS_COUNT,
-  CLASS_MAX,
-  CLASS_MIN,
-  classFor,
-  LINEAR_CLASSES,
-} from "./classes.ts";
+import { CLASS_CAPACITY, CLASS_MAX, CLASS_MIN, classFor, LINEAR_CLASSES } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
-  COUNTER_PEERS4,
-  COUNTER_PEERS6,
-  COUNTER_SEEDERS4,
-  COUNTER_SEEDERS6,
   LIST_BLOCK,
   LIST_META,
   LIST_SEEDERS,
+  listOf,
+  type PeerFamily,
+  peersCounterOf,
   PORT_SHIFT,
   rangeOf,
   RECORD_WORDS_V4,
   RECORD_WORDS_V6,
+  recordWordsOf,
   ROW_DOWNLOADED,
-  ROW_V4,
-  ROW_V6,
   ROW_WORDS,
   SEEDER_BIT,
+  seedersCounterOf,
   TIME_MASK,
 } from "./layout.ts";
-import { type BlockPools, recordsOf } from "./blockPools.ts";
+import { type BlockPools, poolBaseOf, recordsOf } from "./blockPools.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
 /** What `upsert` does with a stored record younger than the one it is given. */
@@ -70,8 +62,8 @@ export class PeerKey {
     this.#k1 = hashKey[1] | 0;
   }
 
-  /** Reads the peer at b[at..] (4 bytes for family 4, 16 for 6) with its port. */
-  read(family: 4 | 6, b: Uint8Array, at: number, port: number): void {
+  /** Reads the peer at b[at..] (16 bytes for family 6, else 4) with its port. */
+  read(family: PeerFamily, b: Uint8Array, at: number, port: number): void {
     this.address0 = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
     if (family === 6) {
       this.address1 = ((b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]) >>> 0;
@@ -200,15 +192,15 @@ export class PeerSets {
   }
 
   /** Whether `key` is stored in the list of `family` of the torrent at `slot`. */
-  contains(slot: number, family: 4 | 6, key: PeerKey): boolean {
+  contains(slot: number, family: PeerFamily, key: PeerKey): boolean {
     const rows = this.#table.rows;
-    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const list = slot * ROW_WORDS + listOf(family);
     const meta = rows[list + LIST_META];
     if (meta === 0) return false;
     const sizeClass = meta >>> CLASS_SHIFT;
-    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const poolIndex = poolBaseOf(family) + sizeClass;
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const recordWords = recordWordsOf(family);
     const pool = this.#poolWords[poolIndex];
     return this.find(pool, records, sizeClass, meta & COUNT_MASK, recordWords, key) >= 0;
   }
@@ -225,7 +217,7 @@ export class PeerSets {
    */
   upsert(
     slot: number,
-    family: 4 | 6,
+    family: PeerFamily,
     key: PeerKey,
     seeder: boolean,
     completed: boolean,
@@ -234,9 +226,9 @@ export class PeerSets {
     latest: number,
   ): number {
     const poolWords = this.#poolWords;
-    const familyList = family === 4 ? ROW_V4 : ROW_V6;
-    const familyPool = family === 4 ? 0 : CLASS_COUNT;
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const familyList = listOf(family);
+    const familyPool = poolBaseOf(family);
+    const recordWords = recordWordsOf(family);
     const pools = this.#pools;
     const rows = this.#table.rows;
     const row = slot * ROW_WORDS;
@@ -313,7 +305,7 @@ export class PeerSets {
     pool[record + recordWords - 1] = tail;
     count++;
     rows[list + LIST_META] = (count | (sizeClass << CLASS_SHIFT)) >>> 0;
-    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]++;
+    this.#counters[peersCounterOf(family)]++;
     if (seeder) {
       this.addSeeders(list, family, 1);
       if (completed) rows[row + ROW_DOWNLOADED]++;
@@ -322,10 +314,10 @@ export class PeerSets {
   }
 
   /** Removes `key` from the list of `family` of the torrent at `slot`, if it is there. */
-  remove(slot: number, family: 4 | 6, key: PeerKey): void {
-    const familyList = family === 4 ? ROW_V4 : ROW_V6;
-    const familyPool = family === 4 ? 0 : CLASS_COUNT;
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+  remove(slot: number, family: PeerFamily, key: PeerKey): void {
+    const familyList = listOf(family);
+    const familyPool = poolBaseOf(family);
+    const recordWords = recordWordsOf(family);
     const rows = this.#table.rows;
     const list = slot * ROW_WORDS + familyList;
     const meta = rows[list + LIST_META];
@@ -341,7 +333,7 @@ export class PeerSets {
       this.addSeeders(list, family, -1);
     }
     this.removeRecord(pool, records, sizeClass, count, recordWords, i);
-    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]--;
+    this.#counters[peersCounterOf(family)]--;
     this.listShrunk(slot, familyList, familyPool, recordWords, count - 1, sizeClass, Infinity);
   }
 
@@ -421,20 +413,20 @@ export class PeerSets {
    */
   forEach(
     slot: number,
-    family: 4 | 6,
+    family: PeerFamily,
     latest: number,
     scratch: Uint8Array,
     fn: PeerVisitor,
   ): void {
     const rows = this.#table.rows;
-    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const list = slot * ROW_WORDS + listOf(family);
     const meta = rows[list + LIST_META];
     if (meta === 0) return;
     const count = meta & COUNT_MASK;
     const sizeClass = meta >>> CLASS_SHIFT;
-    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const poolIndex = poolBaseOf(family) + sizeClass;
     const pool = this.#poolWords[poolIndex];
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const recordWords = recordWordsOf(family);
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
     for (let i = 0; i < slots; i++) {
@@ -459,9 +451,9 @@ export class PeerSets {
   }
 
   /** Adds `delta` to the seeders of the list at rows[list..] and to the store's count. */
-  addSeeders(list: number, family: 4 | 6, delta: number): void {
+  addSeeders(list: number, family: PeerFamily, delta: number): void {
     this.#table.rows[list + LIST_SEEDERS] += delta;
-    this.#counters[family === 4 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] += delta;
+    this.#counters[seedersCounterOf(family)] += delta;
   }
 
   /** The keyed hash of the stored record at pool[record..], equal to its peer's PeerKey.hash. */

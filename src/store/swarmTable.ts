@@ -20,17 +20,22 @@ import {
   COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
+  COUNTER_PEERS_WS,
   COUNTER_SEEDERS4,
   COUNTER_SEEDERS6,
+  COUNTER_SEEDERS_WS,
   COUNTER_TORRENTS,
   COUNTER_WORDS,
+  FAMILY_WS,
   LIST_META,
   LIST_SEEDERS,
+  type PeerFamily,
   ROW_DOWNLOADED,
   ROW_LAST_ACTIVITY,
   ROW_V4,
   ROW_V6,
   ROW_WORDS,
+  ROW_WS,
   SEEDER_BIT,
   TIME_MASK,
 } from "./layout.ts";
@@ -45,17 +50,20 @@ import {
   PeerSets,
   type PeerVisitor,
 } from "./peerSets.ts";
-import { samplePeers } from "./peerSample.ts";
+import { sampleLocalWsPeers, samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
 export { CLEAN_BUDGET, CLEAN_INTERVAL_MS } from "./swarmCleaner.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
 export type { PeerVisitor };
+export { FAMILY_WS, type PeerFamily, WS_REMOTE_BIT } from "./layout.ts";
 
 export interface SwarmTableOptions extends CapOptions {
   /** Seconds a peer lives without re-announcing. Must be <= 16000 (15-bit time stamps). */
   peerTimeout: number;
+  /** The same for WebSocket peers (FAMILY_WS); default `peerTimeout`. */
+  wsPeerTimeout?: number;
   /** Seconds a peerless torrent with downloaded > 0 is kept after its last activity (86400). */
   keepDownloadedFor?: number;
   /** uint32 source for peer sampling; default: xorshift32 seeded from crypto. */
@@ -101,7 +109,7 @@ export function previousSeeder(previous: number): boolean {
 export interface SwarmTableView {
   rows: Uint32Array;
   capacity: number;
-  /** Pool of family f (0 = IPv4, 1 = IPv6) and class c at index f * CLASS_COUNT + c. */
+  /** Pool of family f (0 IPv4, 1 IPv6, 2 WebSocket) and class c at index f * CLASS_COUNT + c. */
   pools: readonly Uint32Array[];
   /** Blocks in use per pool, same indexing. */
   poolUsed: Uint32Array;
@@ -149,6 +157,10 @@ export class SwarmTable {
     if (!(timeout >= 1 && timeout <= MAX_PEER_TIMEOUT)) {
       throw new RangeError(`peerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${timeout}`);
     }
+    const wsTimeout = options.wsPeerTimeout ?? timeout;
+    if (!(wsTimeout >= 1 && wsTimeout <= MAX_PEER_TIMEOUT)) {
+      throw new RangeError(`wsPeerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${wsTimeout}`);
+    }
     this.#peerTimeout = Math.floor(timeout);
     this.#random = options.random ?? xorshift32();
     this.#hashKey = Uint32Array.from(options.hashKey ?? randomKey());
@@ -171,6 +183,7 @@ export class SwarmTable {
       this.#peers,
       this.#counters,
       this.#peerTimeout,
+      Math.floor(wsTimeout),
       options.keepDownloadedFor ?? 86400,
     );
     this.#caps = new StoreCaps(options, this.#table, this.#counters, this.#random);
@@ -182,7 +195,9 @@ export class SwarmTable {
   /**
    * Applies one announce and writes up to `numwant` compact peers (6 bytes for family 4:
    * address + port big-endian; 18 for 6) of the requester's family into out[outOffset..]; out
-   * must have room for them. Returns the number of peers written. `result` gets the torrent's
+   * must have room for them. For FAMILY_WS (a WebSocket peer: `address` its 4-byte entry number,
+   * `port` the entry's generation) the peers written are this node's WebSocket peers, in the same
+   * 6-byte form (the ones its offers go to). Returns the number of peers written. `result` gets the torrent's
    * counts after applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
    * `seeder` is left == 0. Returns -1, storing nothing, when a new torrent or peer is refused
    * at a cap (`result.refused` says which); with whenFull "evict" that only happens if evicting
@@ -191,7 +206,7 @@ export class SwarmTable {
   announce(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -238,7 +253,10 @@ export class SwarmTable {
     let written = 0;
     if (event === EVENT_STOPPED) {
       this.#peers.remove(slot, family, peer);
-      if (rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0) {
+      if (
+        rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0 &&
+        rows[row + ROW_WS + LIST_META] === 0
+      ) {
         if (rows[row + ROW_DOWNLOADED] === 0) {
           table.delete(slot);
           return this.#zeroResult();
@@ -256,18 +274,30 @@ export class SwarmTable {
         this.#latest,
       );
       if (numwant > 0) {
-        written = samplePeers(
-          table.rows,
-          this.#pools.words,
-          slot,
-          family,
-          self,
-          seeder,
-          numwant,
-          this.#random,
-          out,
-          outOffset,
-        );
+        written = family === FAMILY_WS
+          ? sampleLocalWsPeers(
+            table.rows,
+            this.#pools.words,
+            slot,
+            self,
+            seeder,
+            numwant,
+            this.#random,
+            out,
+            outOffset,
+          )
+          : samplePeers(
+            table.rows,
+            this.#pools.words,
+            slot,
+            family,
+            self,
+            seeder,
+            numwant,
+            this.#random,
+            out,
+            outOffset,
+          );
       }
     }
     this.#fillResult(row);
@@ -321,6 +351,24 @@ export class SwarmTable {
   }
   get seeders6(): number {
     return this.#counters[COUNTER_SEEDERS6];
+  }
+  /** WebSocket peers held, this node's and other cluster nodes' (FAMILY_WS). */
+  get peersWs(): number {
+    return this.#counters[COUNTER_PEERS_WS];
+  }
+  get seedersWs(): number {
+    return this.#counters[COUNTER_SEEDERS_WS];
+  }
+  /** Peers of every family. */
+  get peers(): number {
+    const counters = this.#counters;
+    return counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] + counters[COUNTER_PEERS_WS];
+  }
+  /** Seeders of every family. */
+  get seeders(): number {
+    const counters = this.#counters;
+    return counters[COUNTER_SEEDERS4] + counters[COUNTER_SEEDERS6] +
+      counters[COUNTER_SEEDERS_WS];
   }
   /** Completed clean passes (cursor wrap-arounds), for tests and stats. */
   get cleanPasses(): number {
@@ -404,7 +452,7 @@ export class SwarmTable {
    * Calls fn for each stored peer of the slot's list; the address bytes are reused scratch and
    * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
    */
-  forEachPeer(slot: number, family: 4 | 6, fn: PeerVisitor): void {
+  forEachPeer(slot: number, family: PeerFamily, fn: PeerVisitor): void {
     this.#peers.forEach(slot, family, this.#latest, this.#addressScratch, fn);
   }
 
@@ -420,7 +468,7 @@ export class SwarmTable {
   restorePeer(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -449,7 +497,7 @@ export class SwarmTable {
   refreshPeer(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -472,7 +520,7 @@ export class SwarmTable {
   #restore(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -529,7 +577,7 @@ export class SwarmTable {
     rows[row + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
     if (
       rows[row + ROW_DOWNLOADED] === 0 && rows[row + ROW_V4 + LIST_META] === 0 &&
-      rows[row + ROW_V6 + LIST_META] === 0
+      rows[row + ROW_V6 + LIST_META] === 0 && rows[row + ROW_WS + LIST_META] === 0
     ) {
       table.delete(slot);
     }
@@ -551,9 +599,10 @@ export class SwarmTable {
 
   #fillResult(row: number): void {
     const rows = this.#table.rows;
-    const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS];
+    const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS] +
+      rows[row + ROW_WS + LIST_SEEDERS];
     const peers = (rows[row + ROW_V4 + LIST_META] & COUNT_MASK) +
-      (rows[row + ROW_V6 + LIST_META] & COUNT_MASK);
+      (rows[row + ROW_V6 + LIST_META] & COUNT_MASK) + (rows[row + ROW_WS + LIST_META] & COUNT_MASK);
     const result = this.result;
     result.complete = seeders;
     result.incomplete = peers - seeders;

@@ -13,7 +13,8 @@ import { ClusterKeys } from "../../src/cluster/clusterKeys.ts";
 import { BatchMac } from "../../src/cluster/batchMac.ts";
 import { ClusterSync } from "../../src/cluster/redisCluster.ts";
 import type { SnapshotOptions } from "../../src/cluster/snapshotStore.ts";
-import { SwarmTable } from "../../src/store/swarmTable.ts";
+import type { WsPeerKeys } from "../../src/cluster/wsPeerKeys.ts";
+import { FAMILY_WS, SwarmTable } from "../../src/store/swarmTable.ts";
 import type { RedisServer } from "./redisServer.ts";
 
 export function sleep(ms: number): Promise<void> {
@@ -54,18 +55,18 @@ export interface StoredPeer {
 
 /**
  * The tests' node store: a real SwarmTable, with what the tests look at: its peers by key
- * (`hash|family|address|port`), a sorted listing to compare stores, and one torrent's counts.
+ * (`hash|family|address|port`, family 1 for WebSocket peers), a sorted listing to compare stores, and one torrent's counts.
  */
 export class TestStore extends SwarmTable {
   /** Every peer held, by key. */
-  get peers(): Map<string, StoredPeer> {
+  get peerMap(): Map<string, StoredPeer> {
     const peers = new Map<string, StoredPeer>();
     const hash = new Uint8Array(20);
     for (let slot = 0; slot < this.slotCount; slot++) {
       if (!this.slotInUse(slot)) continue;
       this.copyInfoHash(slot, hash, 0);
       const torrent = hex(hash, 0, 20);
-      for (const family of [4, 6] as const) {
+      for (const family of [4, 6, FAMILY_WS] as const) {
         this.forEachPeer(slot, family, (address, at, port, seeder, lastSeen) => {
           const key = `${torrent}|${family}|${hex(address, at, family === 6 ? 16 : 4)}|${port}`;
           peers.set(key, { seeder, lastSeen });
@@ -77,7 +78,7 @@ export class TestStore extends SwarmTable {
 
   /** Sorted peer keys with their seeder flags, for comparing stores. */
   snapshot(): string {
-    return [...this.peers.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
+    return [...this.peerMap.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
       "\n",
     );
   }
@@ -113,6 +114,7 @@ export function makeNode(
     infoPollMs?: number;
     snapshots?: SnapshotOptions;
     shards?: number;
+    wsKeys?: WsPeerKeys;
   } = {},
 ): TestNode {
   const store = new TestStore({ peerTimeout: options.peerTimeout ?? 300 });
@@ -143,6 +145,7 @@ export function makeNode(
     infoPollMs: options.infoPollMs,
     snapshots: options.snapshots,
     shards: options.shards,
+    wsKeys: options.wsKeys,
   });
   return { name, store, sync, clock, logs };
 }
