@@ -8,6 +8,7 @@
 #
 #   bash bench/udp_announce_instructions.sh [N] [RUNS] [OTTER FLAGS]   # default 100000, 3 runs
 #   bash bench/udp_announce_instructions.sh 100000 3 --no-dashboard     # without the client mix
+#   OTTER_BENCH_CLUSTER=1 bash bench/udp_announce_instructions.sh   # as a cluster node
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}

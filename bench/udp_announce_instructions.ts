@@ -16,7 +16,9 @@
  * The store holds TORRENTS torrents of PEERS_PER_TORRENT peers (every fifth peer IPv6); each round
  * re-announces every peer once (event none, numwant 50: the steady state of a busy tracker), so
  * each reply carries peers. Peer ids start with the prefixes of a few common clients (and one in
- * eight with none, "other"). A warm-up of WARMUP_ROUNDS rounds runs first, so the measured
+ * eight with none, "other"). With OTTER_BENCH_CLUSTER=1 the tracker is a cluster node's: each
+ * announce goes on to the cluster's LocalChanges (publishRule.ts), which records the due ones. A
+ * warm-up of WARMUP_ROUNDS rounds runs first, so the measured
  * announces run optimised code. Everything is seeded: two runs do the same work.
  */
 import { parseCommandLine } from "../src/config/config.ts";
@@ -25,6 +27,8 @@ import { SwarmTable } from "../src/store/swarmTable.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { UdpTracker } from "../src/servers/udp/udpTracker.ts";
+import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
+import { LocalChanges } from "../src/cluster/publishRule.ts";
 import { ClientMix } from "../src/observe/clientMix.ts";
 
 const TORRENTS = 2000;
@@ -52,6 +56,9 @@ const store = new SwarmTable({
   hashKey: new Uint32Array([next(), next()]),
 });
 const tracker = new Tracker(store, clock, parsed.config);
+if (Deno.env.get("OTTER_BENCH_CLUSTER") === "1") {
+  tracker.changes = new LocalChanges(new ChangeRecorder("bench"), 360, { suppressedRefreshes: 0 });
+}
 // As registerOperatorRoutes does unless --no-dashboard.
 if (!parsed.config.noDashboard) tracker.clients = new ClientMix();
 const PREFIXES = [

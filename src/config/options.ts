@@ -56,6 +56,10 @@ export interface Config {
   nodeId: string;
   clusterSecretFile: string;
   clusterInsecure: boolean;
+  /** Seconds of a cluster refresh epoch; 0: derived from the peer timeout and the interval. */
+  clusterRefresh: number;
+  /** Least seconds between two cluster snapshots of a shard. */
+  clusterSnapshotInterval: number;
 }
 
 export type OptionKind =
@@ -460,7 +464,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "cluster",
     valueName: "URL",
-    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…",
+    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…; " +
+      "a Redis Cluster: its servers' URLs, comma-separated",
     defaultValue: "",
   },
   {
@@ -468,7 +473,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "clusterName",
     valueName: "NAME",
-    help: "the cluster's name (its Redis stream key)",
+    help: "the cluster's name (in its Redis keys)",
     defaultValue: "otter",
   },
   {
@@ -497,6 +502,29 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
       "peers to every node",
     defaultValue: false,
+  },
+  {
+    name: "cluster-refresh",
+    kind: "integer",
+    key: "clusterRefresh",
+    valueName: "SECONDS",
+    help: "publish a peer's refresh that changes nothing once per this many seconds (0: derived " +
+      "from --peer-timeout and --interval, 360 with the defaults)",
+    defaultValue: "0",
+    min: 0,
+    max: 16000,
+    reloadable: true,
+  },
+  {
+    name: "cluster-snapshot-interval",
+    kind: "integer",
+    key: "clusterSnapshotInterval",
+    valueName: "SECONDS",
+    help: "least time between two snapshots of the swarms in Redis (shorter: less Redis memory " +
+      "under heavy churn, more snapshot traffic)",
+    defaultValue: "30",
+    min: 1,
+    max: 3600,
   },
 ];
 

@@ -380,6 +380,13 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => cluster.publishedChanges,
   ],
   [
+    "otter_cluster_suppressed_refreshes_total",
+    "counter",
+    "Local refreshes not published: they changed nothing and their peer was published within " +
+    "the refresh epoch (--cluster-refresh).",
+    (cluster) => cluster.suppressedRefreshes,
+  ],
+  [
     "otter_cluster_applied_changes_total",
     "counter",
     "Other nodes' changes applied.",
@@ -399,10 +406,98 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => Object.entries(cluster.rejected).map(([reason, n]) => [`reason="${reason}"`, n]),
   ],
   [
+    "otter_cluster_snapshot_rejected_total",
+    "counter",
+    "Snapshot chunks and manifests refused: malformed, oversized (never read whole), bad_mac " +
+    "(not sealed with this cluster's secret and name), mismatched (not the chunk its manifest " +
+    "names).",
+    (cluster) =>
+      Object.entries(cluster.snapshotRejected).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_snapshots_written_total",
+    "counter",
+    "Shard snapshots this node wrote to Redis.",
+    (cluster) => cluster.snapshots.written,
+  ],
+  [
+    "otter_cluster_snapshots_loaded_total",
+    "counter",
+    "Shard snapshots this node loaded when it joined.",
+    (cluster) => cluster.snapshots.loaded,
+  ],
+  [
+    "otter_cluster_snapshot_bytes",
+    "gauge",
+    "Bytes of the shards' current snapshots in Redis, as last seen.",
+    (cluster) => cluster.snapshots.bytes,
+  ],
+  [
+    "otter_cluster_snapshot_age_seconds",
+    "gauge",
+    "Age of the oldest shard's current snapshot.",
+    (cluster) => cluster.snapshots.ageSeconds,
+  ],
+  [
+    "otter_cluster_gaps_total",
+    "counter",
+    "Times another node's batches were missing from its stream (trimmed before this node read " +
+    "them, or lost by Redis).",
+    (cluster) => cluster.gaps,
+  ],
+  [
+    "otter_cluster_redis_resets_total",
+    "counter",
+    "Times Redis came back without the cluster's data; every peer is then published again.",
+    (cluster) => cluster.redisResets,
+  ],
+  [
     "otter_cluster_dropped_changes_total",
     "counter",
     "Local changes dropped because the queue was full during an outage.",
     (cluster) => cluster.droppedChanges,
+  ],
+  [
+    "otter_cluster_published_bytes_total",
+    "counter",
+    "Bytes of change batches this node appended to Redis.",
+    (cluster) => cluster.publishedBytes,
+  ],
+  [
+    "otter_cluster_read_bytes_total",
+    "counter",
+    "Bytes this node's stream readers received from Redis (replies' framing included).",
+    (cluster) => cluster.readBytes,
+  ],
+  [
+    "otter_cluster_redis_used_memory_bytes",
+    "gauge",
+    "Memory Redis uses (INFO used_memory), per server, as last polled (every 10 s).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.usedMemory]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_total",
+    "counter",
+    "Bytes Redis received from all its clients (INFO total_net_input_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netInputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_total",
+    "counter",
+    "Bytes Redis sent to all its clients (INFO total_net_output_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netOutputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis received between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.inputPerSecond]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis sent between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.outputPerSecond]),
   ],
   [
     "otter_cluster_connects_total",

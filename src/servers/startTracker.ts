@@ -29,6 +29,7 @@ import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
 import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
+import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -88,10 +89,12 @@ export async function startTracker(
     messageTimeoutMs: settings.headerTimeout * 1000,
     maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
   });
+  // The keys WebSocket peers are published under, shared by the tracker and the cluster's snapshots.
+  const wsKeys = new WsPeerKeys();
   // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike.
   const webSocket = config.noWebSocket || config.http.length === 0
     ? null
-    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log);
+    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log, wsKeys);
   if (webSocket !== null) {
     httpTracker.upgrades = webSocket;
     operator.ws = webSocket.counters;
@@ -167,7 +170,15 @@ export async function startTracker(
     // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
     if (config.cluster !== "") {
       const { ClusterSync } = await import("../cluster/redisCluster.ts");
+      const { epochLeavesSlack, refreshEpochSeconds } = await import(
+        "../cluster/publishRule.ts"
+      );
+      const epochOf = (settings: Config) =>
+        settings.clusterRefresh > 0
+          ? settings.clusterRefresh
+          : refreshEpochSeconds(settings.peerTimeout, settings.interval);
       const sync = new ClusterSync({
+        refreshEpochSeconds: epochOf(config),
         url: config.cluster,
         name: config.clusterName,
         nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
@@ -178,9 +189,30 @@ export async function startTracker(
         log,
         access: tracker.access,
         counters: tracker.cluster ?? undefined,
+        snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
+        wsKeys,
+        wsPeerTimeout: config.wsPeerTimeout,
       });
       await sync.start();
-      tracker.changes = sync.recorder;
+      tracker.changes = sync.changes;
+      // A changed epoch only moves epoch boundaries: nothing to redo.
+      let slackNoted = false;
+      const noteEpoch = (settings: Config) => {
+        const epoch = epochOf(settings);
+        sync.changes.epochSeconds = epoch;
+        // WebSocket peers announce and expire on their own clock; --cluster-refresh caps theirs too.
+        const wsEpoch = refreshEpochSeconds(settings.wsPeerTimeout, settings.wsInterval);
+        sync.changes.wsEpochSeconds = Math.min(epoch, wsEpoch);
+        if (slackNoted || epochLeavesSlack(settings.peerTimeout, settings.interval, epoch)) return;
+        slackNoted = true;
+        log(
+          `cluster: --peer-timeout ${settings.peerTimeout} is under --interval ${settings.interval}` +
+            ` + 10% + the refresh epoch (${epoch} s): a peer that announces only every interval ` +
+            "may lapse on the nodes it did not announce to",
+        );
+      };
+      noteEpoch(config);
+      tracker.onSettings(noteEpoch);
       cluster = sync;
     }
 

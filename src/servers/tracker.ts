@@ -11,7 +11,7 @@ import type { ClientMix } from "../observe/clientMix.ts";
 import { AccessPolicy } from "../policy/accessList.ts";
 import { CidrSet } from "../policy/cidr.ts";
 import { DeniabilityMixer } from "../policy/deniability.ts";
-import type { ChangeRecorder } from "../cluster/changeBatch.ts";
+import type { LocalChanges } from "../cluster/publishRule.ts";
 import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import { RateLimiter } from "../policy/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
@@ -33,8 +33,8 @@ export class Tracker {
   access: AccessPolicy;
   /** Networks whose X-Forwarded-For / X-Real-IP headers we believe; null: none. */
   trustProxy: CidrSet | null;
-  /** Where the servers record announces for the cluster (`--cluster`); null when standalone. */
-  changes: ChangeRecorder | null = null;
+  /** Where the servers tell the cluster about announces (`--cluster`); null when standalone. */
+  changes: LocalChanges | null = null;
   /** The cluster link's counters for stats and metrics; null when standalone. */
   cluster: ClusterCounters | null = null;
   /** The dashboard's client mix, counted per answered announce; null with --no-dashboard. */

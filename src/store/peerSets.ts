@@ -37,6 +37,11 @@ import {
 import { type BlockPools, poolBaseOf, recordsOf } from "./blockPools.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
+/** What `upsert` does with a stored record younger than the one it is given. */
+export const OLDER_REPLACES = 0;
+export const OLDER_SKIPPED = 1;
+export const OLDER_KEEPS_STAMP = 2;
+
 /** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
 export const DELETE_WORK = 16;
 
@@ -103,6 +108,15 @@ export class PeerKey {
   }
 }
 
+/**
+ * Where `upsert` reports the peer's record tail before it wrote (see layout.ts: port, seeder
+ * flag, 15-bit stamp), or 0 when the list did not hold the peer: the cluster sync decides from it
+ * whether an announce changed anything (swarmTable.ts `previousAge`, `previousSeeder`).
+ */
+export interface UpsertReport {
+  previous: number;
+}
+
 /** Called for each stored peer: its address (reused bytes), port, seeder flag and last time seen. */
 export type PeerVisitor = (
   address: Uint8Array,
@@ -120,8 +134,16 @@ export class PeerSets {
   readonly #counters: Uint32Array;
   readonly #k0: number;
   readonly #k1: number;
+  readonly #report: UpsertReport;
 
-  constructor(table: TorrentTable, pools: BlockPools, counters: Uint32Array, hashKey: Uint32Array) {
+  constructor(
+    table: TorrentTable,
+    pools: BlockPools,
+    counters: Uint32Array,
+    hashKey: Uint32Array,
+    report: UpsertReport,
+  ) {
+    this.#report = report;
     this.#table = table;
     this.#pools = pools;
     this.#poolWords = pools.words;
@@ -186,8 +208,11 @@ export class PeerSets {
   /**
    * Inserts or refreshes `key` in the torrent at `slot` with the tail fields given (`stamp` is
    * the 15-bit time); counts a completion when `completed` turns a leecher into a seeder. With
-   * `onlyIfNewer` a stored record younger than `stamp` (ages taken at `latest`) is kept as it is.
-   * Returns the peer's record index, or -1 if its list is at the largest class and full (the peer
+   * `older` saying what a stored record younger than `stamp` (ages taken at `latest`) does:
+   * OLDER_REPLACES it (announces), OLDER_SKIPPED: it is kept as it is (restores), OLDER_KEEPS_STAMP:
+   * it keeps its stamp and takes the new seeder flag (refreshes learned from the cluster).
+   * Reports the record's tail before the call (0 for a new peer) in the report given at
+   * construction. Returns the peer's record index, or -1 if its list is at the largest class and full (the peer
    * is then not stored).
    */
   upsert(
@@ -197,7 +222,7 @@ export class PeerSets {
     seeder: boolean,
     completed: boolean,
     stamp: number,
-    onlyIfNewer: boolean,
+    older: number,
     latest: number,
   ): number {
     const poolWords = this.#poolWords;
@@ -208,7 +233,7 @@ export class PeerSets {
     const rows = this.#table.rows;
     const row = slot * ROW_WORDS;
     const list = row + familyList;
-    const tail = ((key.port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
+    let tail = ((key.port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
     const meta = rows[list + LIST_META];
     let count = meta & COUNT_MASK;
     let sizeClass = meta >>> CLASS_SHIFT;
@@ -225,8 +250,12 @@ export class PeerSets {
       if (found >= 0) {
         const tailAt = records + found * recordWords + recordWords - 1;
         const old = pool[tailAt];
-        if (onlyIfNewer && ((latest - old) & TIME_MASK) < ((latest - stamp) & TIME_MASK)) {
-          return found;
+        this.#report.previous = old;
+        if (
+          older !== OLDER_REPLACES && ((latest - old) & TIME_MASK) < ((latest - stamp) & TIME_MASK)
+        ) {
+          if (older === OLDER_SKIPPED) return found;
+          tail = ((tail & ~TIME_MASK) | (old & TIME_MASK)) >>> 0;
         }
         pool[tailAt] = tail;
         const wasSeeder = (old & SEEDER_BIT) !== 0;
@@ -243,7 +272,10 @@ export class PeerSets {
       i = ~found;
       if (count >= CLASS_MAX[sizeClass]) {
         const to = classFor(count + 1);
-        if (to < 0) return -1;
+        if (to < 0) {
+          this.#report.previous = 0;
+          return -1;
+        }
         this.#moveList(slot, familyList, familyPool, recordWords, to);
         sizeClass = to;
         poolIndex = familyPool + sizeClass;
@@ -260,6 +292,7 @@ export class PeerSets {
         }
       }
     }
+    this.#report.previous = 0;
     const poolIndex = familyPool + sizeClass;
     const pool = poolWords[poolIndex];
     const record = recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;

@@ -36,12 +36,20 @@ import {
   ROW_V6,
   ROW_WORDS,
   ROW_WS,
+  SEEDER_BIT,
   TIME_MASK,
 } from "./layout.ts";
 import { allocWords } from "./memory.ts";
 import { BlockPools } from "./blockPools.ts";
 import { TorrentTable } from "./torrentTable.ts";
-import { PeerKey, PeerSets, type PeerVisitor } from "./peerSets.ts";
+import {
+  OLDER_KEEPS_STAMP,
+  OLDER_REPLACES,
+  OLDER_SKIPPED,
+  PeerKey,
+  PeerSets,
+  type PeerVisitor,
+} from "./peerSets.ts";
 import { sampleLocalWsPeers, samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
@@ -73,6 +81,28 @@ export class AnnounceResult {
    * reset per announce, to keep the hot path as it was).
    */
   refused = 0;
+  /**
+   * The peer's record before this announce, as the store keeps it (port, seeder flag, 15-bit
+   * stamp), or 0 when the store did not hold the peer; read it with `previousAge` and
+   * `previousSeeder`. Set by every announce that stores the peer (not a stopped, not a refused
+   * one); stale otherwise. The cluster sync publishes a refresh only when it changes something
+   * (cluster/publishRule.ts), and the store already knows what did, so nothing is kept per peer.
+   */
+  previous = 0;
+}
+
+/**
+ * Seconds since the peer's previous announce as the store saw it (modulo the 15-bit stamp
+ * period, so below 32768), or -1 when the store did not hold it; `previous` from
+ * AnnounceResult.previous.
+ */
+export function previousAge(previous: number, now: number): number {
+  return previous === 0 ? -1 : (now - previous) & TIME_MASK;
+}
+
+/** Whether the peer was a seeder before the announce (false when it was not held). */
+export function previousSeeder(previous: number): boolean {
+  return (previous & SEEDER_BIT) !== 0;
 }
 
 /** Read-only handle on the raw arrays, for the invariant checker and diagnostics. */
@@ -140,7 +170,13 @@ export class SwarmTable {
       this.#counters,
       (oldCapacity, newCapacity) => this.#cleaner.tableResized(oldCapacity, newCapacity),
     );
-    this.#peers = new PeerSets(this.#table, this.#pools, this.#counters, this.#hashKey);
+    this.#peers = new PeerSets(
+      this.#table,
+      this.#pools,
+      this.#counters,
+      this.#hashKey,
+      this.result,
+    );
     this.#cleaner = new SwarmCleaner(
       this.#table,
       this.#pools,
@@ -234,7 +270,7 @@ export class SwarmTable {
         seeder,
         event === EVENT_COMPLETED,
         now & TIME_MASK,
-        false,
+        OLDER_REPLACES,
         this.#latest,
       );
       if (numwant > 0) {
@@ -432,12 +468,65 @@ export class SwarmTable {
   restorePeer(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
     seeder: boolean,
     lastSeen: number,
+  ): boolean {
+    return this.#restore(
+      infoHash,
+      hashOffset,
+      family,
+      address,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+      OLDER_SKIPPED,
+    );
+  }
+
+  /**
+   * Applies a refresh learned from another node (cluster sync): the peer takes `seeder`, and
+   * `lastSeen` unless the stored stamp is newer, so a late or replayed change never makes a peer
+   * look older than this node knows it, while flags follow the order changes are applied in.
+   * Skips as restorePeer does (too old, at a cap); returns whether the peer is held.
+   */
+  refreshPeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: PeerFamily,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): boolean {
+    return this.#restore(
+      infoHash,
+      hashOffset,
+      family,
+      address,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+      OLDER_KEEPS_STAMP,
+    );
+  }
+
+  #restore(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: PeerFamily,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+    older: number,
   ): boolean {
     if (lastSeen > this.#latest) this.#latest = lastSeen;
     if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
@@ -462,7 +551,7 @@ export class SwarmTable {
     const active = lastSeen > 1 ? lastSeen : 1;
     if (table.rows[row + ROW_LAST_ACTIVITY] < active) table.rows[row + ROW_LAST_ACTIVITY] = active;
     const stamp = lastSeen & TIME_MASK;
-    return this.#peers.upsert(slot, family, peer, seeder, false, stamp, true, this.#latest) >= 0;
+    return this.#peers.upsert(slot, family, peer, seeder, false, stamp, older, this.#latest) >= 0;
   }
 
   /**

@@ -6,7 +6,6 @@
  * request line over 8 KiB 414.
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
-import { opForEvent } from "../../cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../../protocol/httpReply.ts";
 import { parseIpAddress } from "../../protocol/ipAddress.ts";
@@ -227,8 +226,8 @@ export class HttpTracker {
     const result = store.result;
     // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
     if (count < 0) return this.#failureBody(ACTION_ANNOUNCE, refusedReason(result.refused));
-    tracker.changes?.record(
-      opForEvent(announce.event),
+    tracker.changes?.announced(
+      announce.event,
       announce.infoHash,
       0,
       family,
@@ -236,6 +235,8 @@ export class HttpTracker {
       0,
       announce.port,
       announce.leftIsZero,
+      result.previous,
+      tracker.clock.now,
     );
     let shown = count;
     const generated = tracker.generatedPeersFor(

@@ -19,7 +19,6 @@
  * connection id, so otter cannot amplify spoofed traffic.
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
-import { opForEvent } from "../../cluster/changeBatch.ts";
 import { ConnectionIds } from "../../protocol/connectionId.ts";
 import {
   ACTION_ERROR,
@@ -163,8 +162,8 @@ export class UdpTracker {
         this.#replyCapacity,
       );
     }
-    tracker.changes?.record(
-      opForEvent(request.event),
+    tracker.changes?.announced(
+      request.event,
       packet,
       request.infoHashOffset,
       family,
@@ -172,6 +171,8 @@ export class UdpTracker {
       addressOffset,
       request.port,
       request.leftIsZero,
+      result.previous,
+      tracker.clock.now,
     );
     let shown = peers;
     const generated = tracker.generatedPeersFor(

@@ -135,6 +135,12 @@ export class WsPeerTable {
     return e < this.#used && this.#connection[e] !== NONE && this.#generation[e] === generation;
   }
 
+  /** Whether `e` is in use for the torrent at infoHash[hashAt..] (any generation). */
+  holds(e: number, infoHash: Uint8Array, hashAt: number): boolean {
+    return e >= 0 && e < this.#used && this.#connection[e] !== NONE &&
+      sameId(this.hashes, e * ID, infoHash, hashAt);
+  }
+
   /** Entries owned by connection slot `connection`. */
   countOf(connection: number): number {
     return connection < this.#counts.length ? this.#counts[connection] : 0;

@@ -76,6 +76,7 @@ import {
   WsConnectionSlots,
 } from "./wsConnection.ts";
 import { WtTracker } from "./wtTracker.ts";
+import type { WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
 
 export interface WsLimits {
   /** Most WebSocket connections open (`--max-ws-connections`); further upgrades get 503. */
@@ -139,14 +140,23 @@ export class WsServer {
     limits: WsLimits,
     perAddress: ConnectionsPerAddress | null,
     log: (line: string) => void = () => {},
+    keys?: WsPeerKeys,
   ) {
     this.#limits = limits;
     this.#perAddress = perAddress;
     this.#log = log;
-    this.tracker = new WtTracker(tracker, this.#slots, this.#buffers, this.counters, {
-      interval: limits.interval,
-      maxQueuedBytes: limits.maxQueuedBytes,
-    }, this.#queue);
+    this.tracker = new WtTracker(
+      tracker,
+      this.#slots,
+      this.#buffers,
+      this.counters,
+      {
+        interval: limits.interval,
+        maxQueuedBytes: limits.maxQueuedBytes,
+      },
+      this.#queue,
+      keys,
+    );
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
   }
 

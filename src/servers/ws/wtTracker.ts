@@ -13,9 +13,9 @@
  * - a peer_id owned by another connection, for an announce, a stop or an answer: refused;
  * - every reply and error carries `action` and `info_hash` (when the message had one).
  * Replies and offers are written straight into the connections' output queues (wsConnection.ts);
- * the server writes them out. With --cluster, WebSocket peers are recorded like the others, under
- * a key that names them on other nodes (`#remoteKey`), so their counts reach every node; offers
- * reach only peers connected to this node.
+ * the server writes them out. With --cluster, WebSocket peers are published like the others
+ * (publishRule.ts), under the key that names them on other nodes (cluster/wsPeerKeys.ts), so their
+ * counts reach every node; offers reach only peers connected to this node.
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
 import {
@@ -37,9 +37,8 @@ import {
   wtScrapeReplyMaxLength,
   wtSignalMaxLength,
 } from "../../protocol/wtReply.ts";
-import { OP_STOPPED, opForEvent } from "../../cluster/changeBatch.ts";
+import { writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
 import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
-import { hashWords, randomKey } from "../../hash/halfSipHash.ts";
 import {
   ACTION_ANNOUNCE,
   ACTION_SCRAPE,
@@ -104,8 +103,8 @@ export class WtTracker {
   /** The peer's key in the store: entry number (big-endian) and, as the port, its generation. */
   readonly #key = new Uint8Array(4);
   readonly #remote = new Uint8Array(4);
-  #remotePort = 0;
-  readonly #remoteKey = randomKey();
+  /** The keys this node publishes its peers under (shared with the cluster's snapshots). */
+  readonly keys: WsPeerKeys;
   readonly #sample = new Uint8Array(MAX_OFFERS_FORWARDED * 6);
   readonly #scrapeCounts = new Float64Array(64 * 3);
 
@@ -116,6 +115,7 @@ export class WtTracker {
     counters: WsCounters,
     settings: WtSettings,
     queued: (connection: WsConnection) => void,
+    keys: WsPeerKeys = new WsPeerKeys(),
   ) {
     this.#tracker = tracker;
     this.#slots = slots;
@@ -125,6 +125,8 @@ export class WtTracker {
     this.#queued = queued;
     this.peers = new WsPeerTable();
     this.offers = new WsOfferTable();
+    this.keys = keys;
+    keys.owns = (entry, hash, hashAt) => this.peers.holds(entry, hash, hashAt);
   }
 
   /** Handles one complete text message from `connection`. */
@@ -173,7 +175,7 @@ export class WtTracker {
         this.#sample,
         0,
       );
-      this.#record(OP_STOPPED, e, false);
+      this.#record(EVENT_STOPPED, e, false, now);
       peers.remove(e);
     }
   }
@@ -239,7 +241,7 @@ export class WtTracker {
         this.#refuse(connection, REFUSED_FULL, refusedReason(store.result.refused));
         return;
       }
-      this.#record(opForEvent(request.event), entry, seeder);
+      this.#record(request.event, entry, seeder, now);
       if (stopping) peers.remove(entry);
     }
     const result = store.result;
@@ -442,30 +444,25 @@ export class WtTracker {
   }
 
   /**
-   * Records a change of entry `e` for the cluster, under a key other nodes hold it by: a keyed
-   * hash of the entry and its generation (so two nodes' entries do not meet), WS_REMOTE_BIT set.
+   * Hands an announce of entry `e` that the store accepted to the cluster, which publishes it if
+   * it changes something (publishRule.ts), under the key other nodes hold the peer by.
    */
-  #record(op: number, e: number, seeder: boolean): void {
+  #record(event: number, e: number, seeder: boolean, now: number): void {
     const changes = this.#tracker.changes;
     if (changes === null) return;
-    const generation = this.peers.generationOf(e);
-    const k = this.#remoteKey;
-    const word = (hashWords(k[0], k[1], 2, e, generation) | 0x80000000) >>> 0;
-    const remote = this.#remote;
-    remote[0] = word >>> 24;
-    remote[1] = word >>> 16;
-    remote[2] = word >>> 8;
-    remote[3] = word;
-    this.#remotePort = (hashWords(k[1], k[0], 2, e, generation) & 0xffff) || 1;
-    changes.record(
-      op,
+    const keys = this.keys;
+    writeWord(this.#remote, 0, keys.published(e));
+    changes.announced(
+      event,
       this.peers.hashes,
       e * ID_BYTES,
       FAMILY_WS,
-      remote,
+      this.#remote,
       0,
-      this.#remotePort,
+      keys.tag,
       seeder,
+      this.#tracker.store.result.previous,
+      now,
     );
   }
 }
