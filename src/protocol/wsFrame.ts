@@ -248,6 +248,14 @@ export class WsFrameReader {
       const event = this.#opcode >= OP_CLOSE ? this.#controlPayload() : this.#dataPayload();
       if (event !== WS_NEED_MORE) return event;
     }
+    // The chunk is used up (a split frame's bytes are in #buffer): keep no view of it nor the
+    // last message, so that an idle connection does not hold its last read buffer (a pooled
+    // one, maybe) and its last message's text until its next read.
+    this.#input = EMPTY;
+    this.#at = this.#end = 0;
+    this.message = EMPTY;
+    this.payload = EMPTY;
+    this.#text = null;
     return WS_NEED_MORE;
   }
 
