@@ -58,11 +58,12 @@ export class WsConnection {
   readPending = false;
   /** The last read filled its buffer: more is likely waiting, read it in a pooled buffer. */
   lastReadFull = false;
-  /** The server's callbacks for this connection's reads and writes, made once. */
-  onRead: (n: number | null) => void = noop;
-  onReadFailed: () => void = noop;
-  onWritten: (n: number) => void = noop;
-  onWriteFailed: () => void = noop;
+  /**
+   * The server's callbacks for this connection's reads and writes, made once, each taking both
+   * outcomes: bytes read (null at the end) or written, or the error.
+   */
+  onRead: (result: unknown) => void = noop;
+  onWrite: (result: unknown) => void = noop;
 
   constructor(
     readonly conn: Deno.Conn,

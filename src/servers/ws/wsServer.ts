@@ -202,10 +202,7 @@ export class WsServer {
       addressKey,
       this.#now,
     );
-    c.onRead = (n) => this.#readDone(c, n);
-    c.onReadFailed = () => this.#readDone(c, null);
-    c.onWritten = (n) => this.#written(c, n);
-    c.onWriteFailed = () => this.#writeFailed(c);
+    this.#bindCallbacks(c);
     this.#slots.set(c);
     this.counters.open++;
     this.counters.opened++;
@@ -222,6 +219,19 @@ export class WsServer {
     this.#markDirty(c);
     if (leftover.length > 0) this.#consume(c, leftover, leftover.length);
     if (c.state !== STATE_CLOSED) this.#read(c);
+  }
+
+  /**
+   * Gives `c` its two callbacks (made once per connection, not per read or write), each for both
+   * outcomes of its promise (a failed read is an end). Made here, not in `adopt`, so that they
+   * hold only the server and `c`, not adopt's arguments (the leftover bytes, the accept value).
+   */
+  #bindCallbacks(c: WsConnection): void {
+    c.onRead = (result) => this.#readDone(c, typeof result === "number" ? result : null);
+    c.onWrite = (result) => {
+      if (typeof result === "number") this.#written(c, result);
+      else this.#writeFailed(c);
+    };
   }
 
   /**
@@ -246,7 +256,7 @@ export class WsServer {
     const buffer = c.reader.midMessage || c.lastReadFull ? this.#buffers.take() : c.small;
     c.reading = buffer;
     c.readPending = true;
-    c.conn.read(buffer).then(c.onRead, c.onReadFailed);
+    c.conn.read(buffer).then(c.onRead, c.onRead);
   }
 
   #readDone(c: WsConnection, n: number | null): void {
@@ -375,7 +385,7 @@ export class WsServer {
     c.out = null;
     c.outLength = 0;
     this.counters.queuedBytes += c.sendEnd;
-    c.conn.write(c.sending!.subarray(0, c.sendEnd)).then(c.onWritten, c.onWriteFailed);
+    c.conn.write(c.sending!.subarray(0, c.sendEnd)).then(c.onWrite, c.onWrite);
   }
 
   #written(c: WsConnection, n: number): void {
@@ -389,7 +399,7 @@ export class WsServer {
       return;
     }
     if (c.sendAt < c.sendEnd) {
-      c.conn.write(sending.subarray(c.sendAt, c.sendEnd)).then(c.onWritten, c.onWriteFailed);
+      c.conn.write(sending.subarray(c.sendAt, c.sendEnd)).then(c.onWrite, c.onWrite);
       return;
     }
     c.sending = null;
