@@ -214,6 +214,11 @@ export class WsFrameReader {
     return this.#phase !== H_FIRST || this.#messageOpcode !== 0;
   }
 
+  /** Payload bytes of the frame in progress still to come (0 between frames): the next read's size. */
+  get payloadLeft(): number {
+    return this.#phase === H_PAYLOAD ? this.#left : 0;
+  }
+
   /** Drops the reassembly buffer if no message is in progress (an idle connection keeps ~0 bytes). */
   releaseBuffer(): void {
     if (this.#messageOpcode === 0 && this.#phase === H_FIRST) this.#dropBuffer();

@@ -56,8 +56,8 @@ export class WsConnection {
   finishAfterWrite = false;
   /** A read is in flight (it holds `reading` until it settles). */
   readPending = false;
-  /** The last read filled its buffer: more is likely waiting, read it in a pooled buffer. */
-  lastReadFull = false;
+  /** The size of the last read's buffer if the read filled it (more is likely waiting), else 0. */
+  fullRead = 0;
   /**
    * The server's callbacks for this connection's reads and writes, made once, each taking both
    * outcomes: bytes read (null at the end) or written, or the error.

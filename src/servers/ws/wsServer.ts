@@ -67,7 +67,7 @@ import {
   WsCounters,
 } from "../../observe/wsCounters.ts";
 import type { Tracker } from "../tracker.ts";
-import { WsBuffers } from "./wsBuffers.ts";
+import { BUFFER_BYTES, SMALL_READ, WsBuffers } from "./wsBuffers.ts";
 import {
   STATE_CLOSED,
   STATE_CLOSING,
@@ -253,7 +253,14 @@ export class WsServer {
   // ---------------------------------------------------------------- reading
 
   #read(c: WsConnection): void {
-    const buffer = c.reader.midMessage || c.lastReadFull ? this.#buffers.take() : c.small;
+    const reader = c.reader;
+    let buffer = c.small;
+    if (reader.midMessage || c.fullRead > 0) {
+      // Sized to what is coming: the rest of the frame in progress (of an announce, ~3 KiB),
+      // and twice the last read if that came back full (a burst: 2, 4, … 16 KiB).
+      const want = Math.max(reader.payloadLeft + SMALL_READ, 2 * c.fullRead);
+      buffer = this.#buffers.take(Math.min(want, BUFFER_BYTES));
+    }
     c.reading = buffer;
     c.readPending = true;
     c.conn.read(buffer).then(c.onRead, c.onRead);
@@ -274,7 +281,7 @@ export class WsServer {
     }
     this.#now = performance.now();
     if (c.state === STATE_OPEN) {
-      c.lastReadFull = n === buffer.length;
+      c.fullRead = n === buffer.length ? n : 0;
       this.#consume(c, buffer, n);
     }
     // Closing: what still comes is read and dropped until the client closes its side.
