@@ -310,7 +310,7 @@ export class WsServer {
           c.lastMessageMs = this.#now;
           c.messageStartMs = 0;
           try {
-            this.tracker.message(c, reader.text());
+            this.tracker.message(c, reader.message);
           } catch (error) {
             // A bug, not a bad message: this connection goes, the server stays.
             if (!this.#loggedError) {
