@@ -6,9 +6,11 @@
  */
 import assert from "node:assert/strict";
 import {
+  forgetStrings,
   readNumber,
   readObject,
   readOneByteString,
+  skipString,
   skipValue,
   skipWhitespace,
   stringEquals,
@@ -180,6 +182,22 @@ Deno.test("an object's fields: escaped keys, a repeated key's last value, -1 whe
   assert.equal(ends[2], -1);
   const bad = encoder.encode('{"action": [1, "y"}');
   assert.equal(readObject(bad, 0, bad.length, keyOf, starts, ends), -1);
+});
+
+Deno.test("a long string's end is remembered for its input only, until the next input", () => {
+  const b = encoder.encode(`["${"x".repeat(100)}", "${"y".repeat(200)}"]`);
+  forgetStrings(b);
+  assert.equal(skipValue(b, 0, b.length), b.length);
+  assert.equal(skipString(b, 1, b.length), 103);
+  // The same buffer with other bytes: a new input, scanned again.
+  b.set(encoder.encode(`"${"z".repeat(50)}"`), 1);
+  forgetStrings(b);
+  assert.equal(skipString(b, 1, b.length), 53);
+  // A copy is another input: never looked up.
+  const copy = b.slice();
+  copy[20] = 0x0a; // a raw newline: not a valid string
+  assert.equal(skipString(copy, 1, copy.length), -1);
+  forgetStrings(new Uint8Array(0));
 });
 
 const PIECES = [

@@ -22,6 +22,10 @@ const IN_OBJECT = 2;
 const MAX_DEPTH = 65536;
 const stack = new Uint8Array(MAX_DEPTH);
 const utf8 = new TextDecoder();
+/** 1 for the bytes that are themselves inside a string: not a control character, `"` or `\`. */
+const STANDS_FOR_ITSELF = new Uint8Array(256).fill(1, 0x20);
+STANDS_FOR_ITSELF[QUOTE] = 0;
+STANDS_FOR_ITSELF[BACKSLASH] = 0;
 
 /** The index of the first byte at or after i that is not JSON whitespace (or end). */
 export function skipWhitespace(b: Uint8Array, i: number, end: number): number {
@@ -41,30 +45,39 @@ function hexValue(c: number): number {
   return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57;
 }
 
-// Ends of the long strings skipped in the current input, by start (direct-mapped): a reader that
-// walks part of a message twice (wtMessage.ts: the whole for validity, then the offers) skips
-// each SDP once. `forgetStrings` starts a new input; an input other than the last is not looked
-// up at all.
-const MEMO_SLOTS = 64;
-/** Strings shorter than this are scanned again rather than remembered. */
+// Ends of the long strings skipped in the current input, by start: a reader that walks part of a
+// message twice (wtMessage.ts: the whole for validity, then the offers) skips each SDP once. A
+// remembered string is at least MEMO_MIN bytes, so two start at least MEMO_MIN apart and
+// `start / MEMO_MIN` is a slot of its own (in a message of up to MEMO_SLOTS × MEMO_MIN bytes;
+// past that, slots are shared and a string found in another's slot is scanned again). A slot
+// counts for the input whose number it carries; `forgetStrings` starts a new input.
 const MEMO_MIN = 64;
-const memoStarts = new Int32Array(MEMO_SLOTS).fill(-1);
+const MEMO_SLOTS = 1024;
+const memoInputs = new Int32Array(MEMO_SLOTS);
+const memoStarts = new Int32Array(MEMO_SLOTS);
 const memoEnds = new Int32Array(MEMO_SLOTS);
 let memoInput: Uint8Array | null = null;
+let memoNumber = 0;
 
 /** Starts a new input for the memory of long strings (call before reading another message). */
 export function forgetStrings(input: Uint8Array): void {
-  memoStarts.fill(-1);
   memoInput = input;
+  memoNumber = (memoNumber + 1) | 0;
 }
 
 /** The end of the string token starting with the quote at b[i], or -1 if it is not valid. */
 export function skipString(b: Uint8Array, i: number, end: number): number {
-  const slot = i & (MEMO_SLOTS - 1);
+  const slot = (i / MEMO_MIN) & (MEMO_SLOTS - 1);
   const remembered = b === memoInput;
-  if (remembered && memoStarts[slot] === i && memoEnds[slot] <= end) return memoEnds[slot];
+  if (
+    remembered && memoInputs[slot] === memoNumber && memoStarts[slot] === i &&
+    memoEnds[slot] <= end
+  ) {
+    return memoEnds[slot];
+  }
   const stringEnd = scanString(b, i, end);
   if (remembered && stringEnd - i >= MEMO_MIN) {
+    memoInputs[slot] = memoNumber;
     memoStarts[slot] = i;
     memoEnds[slot] = stringEnd;
   }
@@ -75,13 +88,10 @@ function scanString(b: Uint8Array, i: number, end: number): number {
   i++;
   for (;;) {
     // The common run first: bytes that stand for themselves.
-    let c = 0;
-    while (i < end) {
-      c = b[i];
-      if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
-      i++;
-    }
-    if (i >= end || c < 0x20) return -1;
+    while (i < end && STANDS_FOR_ITSELF[b[i]] === 1) i++;
+    if (i >= end) return -1;
+    const c = b[i];
+    if (c < 0x20) return -1;
     if (c === QUOTE) return i + 1;
     i = skipEscape(b, i, end);
     if (i < 0) return -1;
@@ -331,9 +341,16 @@ export function readOneByteString(
   const last = end - 1;
   let n = 0;
   while (i < last) {
+    if (n === count) return false;
+    const c = b[i];
+    if (c < 0x80 && c !== BACKSLASH) {
+      out[o + n++] = c;
+      i++;
+      continue;
+    }
     const unit = unitAt(b, i);
     const code = unit & 0xffff;
-    if (code > 0xff || n === count) return false;
+    if (code > 0xff) return false;
     out[o + n++] = code;
     i += unit >>> 16;
   }

@@ -189,16 +189,31 @@ const FIELD_NAMES = [
   "sdp",
 ];
 
+/** FIELD_NAMES as bytes, and the fields by the length of their names. */
+const FIELD_BYTES = FIELD_NAMES.map((name) => Uint8Array.from(name, (c) => c.charCodeAt(0)));
+const FIELDS_BY_LENGTH: number[][] = [];
+for (let f = 1; f < FIELDS; f++) (FIELDS_BY_LENGTH[FIELD_NAMES[f].length] ??= []).push(f);
+
 /** Which field the key token b[start, end) names (escaped spellings too), or 0. */
 function fieldOf(b: Uint8Array, start: number, end: number): number {
   const length = end - start - 2;
   let plain = true;
   for (let i = start + 1; i < end - 1 && plain; i++) plain = b[i] !== 0x5c && b[i] < 0x80;
+  if (plain) {
+    // Spelled plainly (as every client does), a key is a name of its length, byte for byte.
+    const candidates = FIELDS_BY_LENGTH[length];
+    if (candidates === undefined) return 0;
+    for (let c = 0; c < candidates.length; c++) {
+      const name = FIELD_BYTES[candidates[c]];
+      let k = 0;
+      while (k < length && b[start + 1 + k] === name[k]) k++;
+      if (k === length) return candidates[c];
+    }
+    return 0;
+  }
+  // Escaped (rare): longer than the name it spells.
   for (let f = 1; f < FIELDS; f++) {
-    const name = FIELD_NAMES[f];
-    // Spelled plainly, a key is a name of its length; escaped (rare), it is longer than it.
-    if (plain ? name.length !== length : name.length > length) continue;
-    if (stringEquals(b, start, end, name)) return f;
+    if (FIELD_NAMES[f].length < length && stringEquals(b, start, end, FIELD_NAMES[f])) return f;
   }
   return 0;
 }
