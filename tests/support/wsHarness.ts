@@ -111,13 +111,17 @@ export class WsClient implements AsyncDisposable {
 
   private constructor(readonly conn: Deno.TcpConn) {}
 
-  /** Connects and upgrades on `path`; throws unless the answer is 101 with the right accept. */
-  static async open(port: number, path = "/announce"): Promise<WsClient> {
+  /**
+   * Connects and upgrades on `path` (with `headers`, each ending in CRLF, added to the request);
+   * throws unless the answer is 101 with the right accept.
+   */
+  static async open(port: number, path = "/announce", headers = ""): Promise<WsClient> {
     const client = await WsClient.raw(port);
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
     await client.send(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+        `${headers}\r\n`,
     );
     const head = await client.readHead();
     if (!head.startsWith("HTTP/1.1 101 ")) throw new Error(`upgrade refused: ${head}`);

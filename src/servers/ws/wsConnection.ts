@@ -1,9 +1,9 @@
 /**
  * One WebSocket connection as the server sees it, a pooled record (no object per peer or per
- * message): its socket, frame reader and read buffer, the client's address, its deadlines, and its
- * outgoing frames. Frames are written straight into the connection's output buffer (`beginFrame`,
- * then the writer, then `endFrame`), so a reply or an offer is encoded once, where it will be sent
- * from; the server writes the buffer out once per event-loop turn (`WsServer`), and while a write
+ * message): its socket, frame reader and read buffer, the client's family (the address is in the
+ * slots' one array), its deadlines, and its outgoing frames. Frames are written straight into the
+ * connection's output buffer (`beginFrame`, then the writer, then `endFrame`), so a reply or an
+ * offer is encoded once, where it will be sent from; the server writes the buffer out once per event-loop turn (`WsServer`), and while a write
  * is in flight new frames gather in a second buffer. `queued` is what the client has not taken:
  * past the server's cap the connection is closed as a slow reader (`overflowed`), so a client that
  * does not read cannot make otter buffer without bound.
@@ -70,9 +70,8 @@ export class WsConnection {
     readonly slot: number,
     readonly reader: WsFrameReader,
     small: Uint8Array,
-    /** The client: the socket peer, or behind a trusted proxy the address it forwarded. */
+    /** The client's family; its address is in WsConnectionSlots.addresses at 16 × slot. */
     readonly family: 4 | 6,
-    readonly address: Uint8Array,
     /** The slot taken in the per-address connection count, or null. */
     public addressKey: AddressKey | null,
     now: number,
@@ -152,6 +151,21 @@ function noop(): void {}
 export class WsConnectionSlots {
   readonly #connections: (WsConnection | undefined)[] = [];
   readonly #free: number[] = [];
+  /**
+   * Each slot's client address, 16 bytes at 16 × slot (IPv4 in the first 4): the socket peer, or
+   * behind a trusted proxy the address it forwarded. One array, not one per connection.
+   */
+  addresses = new Uint8Array(16 * 64);
+
+  /** Records the client address (16 bytes from `address[0]`) of the connection in `slot`. */
+  setAddress(slot: number, address: Uint8Array): void {
+    if (16 * slot + 16 > this.addresses.length) {
+      const grown = new Uint8Array(Math.max(2 * this.addresses.length, 16 * slot + 16));
+      grown.set(this.addresses);
+      this.addresses = grown;
+    }
+    this.addresses.set(address.subarray(0, 16), 16 * slot);
+  }
 
   /** A slot for a new connection. */
   take(): number {

@@ -190,15 +190,13 @@ export class WsServer {
       DEFAULT_MAX_MESSAGE_BYTES,
       this.#buffers,
     );
-    const address = new Uint8Array(16);
-    address.set(client.address.subarray(0, 16));
+    this.#slots.setAddress(slot, client.address);
     const c = new WsConnection(
       conn,
       slot,
       reader,
       this.#buffers.takeSmall(),
       client.family,
-      address,
       addressKey,
       this.#now,
     );

@@ -191,7 +191,7 @@ export class WtTracker {
     }
     if (
       tracker.rateLimit.enabled &&
-      !tracker.rateLimit.allow(connection.family, connection.address, 0)
+      !tracker.rateLimit.allow(connection.family, this.#slots.addresses, 16 * connection.slot)
     ) {
       this.#refuse(connection, REFUSED_RATE, RATE_LIMITED_REASON);
       return;
