@@ -18,11 +18,14 @@ const SAMPLES = 300;
 const PORT = 4000;
 
 /** A SwarmTable that notes when each peer (by the last two address bytes) arrives. */
-class TimedStore implements ClusterStore {
-  readonly table = new SwarmTable({ peerTimeout: 300 });
+class TimedStore extends SwarmTable {
   readonly arrivedAt = new Map<number, number>();
 
-  announce(
+  constructor() {
+    super({ peerTimeout: 300 });
+  }
+
+  override announce(
     infoHash: Uint8Array,
     hashOffset: number,
     family: 4 | 6,
@@ -36,14 +39,15 @@ class TimedStore implements ClusterStore {
     out: Uint8Array,
     outOffset: number,
   ): number {
-    const peer = (address[addressOffset + 2] << 8) | address[addressOffset + 3];
-    if (!this.arrivedAt.has(peer)) this.arrivedAt.set(peer, performance.now());
-    return this.table.announce(
+    this.#arrived(address, addressOffset);
+    const a = address;
+    const o = addressOffset;
+    return super.announce(
       infoHash,
       hashOffset,
       family,
-      address,
-      addressOffset,
+      a,
+      o,
       port,
       event,
       seeder,
@@ -52,6 +56,35 @@ class TimedStore implements ClusterStore {
       out,
       outOffset,
     );
+  }
+
+  override refreshPeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: 4 | 6,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): boolean {
+    this.#arrived(address, addressOffset);
+    const a = address;
+    return super.refreshPeer(
+      infoHash,
+      hashOffset,
+      family,
+      a,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+    );
+  }
+
+  #arrived(address: Uint8Array, at: number): void {
+    const peer = (address[at + 2] << 8) | address[at + 3];
+    if (!this.arrivedAt.has(peer)) this.arrivedAt.set(peer, performance.now());
   }
 }
 

@@ -9,7 +9,7 @@
  * and a summary (inputs, seconds, failures); exits 1 on a failure.
  *
  *   deno task fuzz                                   # 10M UDP + 10M HTTP + 1M frames + 1M messages
- *   deno task fuzz -- --udp 2000000 --http 0 --ws-frames 0 --wt-messages 0 --seed 7 --workers 1
+ *   deno task fuzz --udp 2000000 --http 0 --ws-frames 0 --wt-messages 0 --seed 7 --workers 1
  *
  * A failure prints the job's seed and profile and the failing input's number; replay it with
  * `--seed S` and the same job layout, or in a test with `new UdpFuzzer(S, profile).run(...)`.

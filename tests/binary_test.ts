@@ -1,7 +1,8 @@
 /**
  * The single binary: `deno task compile`'s own command (its exact flags; only the output moved to
  * a temporary directory) builds otter, and the binary answers real HTTP and UDP announces, keeps a
- * state file across a restart and stops cleanly on SIGTERM.
+ * state file across a restart, serves the dashboard from what it carries and stops cleanly on
+ * SIGTERM.
  *
  * `deno compile` downloads its runtime (denort) on first use. Where that download fails (no
  * network, as on the development machines), the test is skipped with a one-line reason taken
@@ -140,6 +141,36 @@ Deno.test({
         assert.equal(stopped.code, 0, otter.log());
         assert.equal(stopped.stderr, "");
       });
+
+      // The page's files are text imports (otter's own and npm's uPlot): the binary carries them.
+      await t.step(
+        "the dashboard: its page, uPlot and its data, from the binary alone",
+        async () => {
+          await using otter = await launchOtter(binary, [
+            "--http",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+          ]);
+          await assertAnnounces(otter);
+          const base = otter.http[0];
+          const page = await fetch(`${base}/dashboard`);
+          assert.equal(page.status, 200);
+          assert.match(await page.text(), /<script src="\/dashboard\/uPlot\.iife\.min\.js"/);
+          const uplot = await fetch(`${base}/dashboard/uPlot.iife.min.js`);
+          assert.equal(uplot.status, 200);
+          assert.match(await uplot.text(), /uPlot/);
+          const data = await (await fetch(`${base}/dashboard/data`)).json();
+          assert.equal(data.info.version, VERSION);
+          assert.equal(
+            data.clients.shares.reduce((n: number, s: { announces: number }) => n + s.announces, 0),
+            4,
+          );
+          const stopped = await otter.stop();
+          assert.equal(stopped.code, 0, otter.log());
+          assert.equal(stopped.stderr, "");
+        },
+      );
 
       // The I/O Workers run a module of their own, which the binary must carry (--include).
       await t.step({

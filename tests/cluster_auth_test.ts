@@ -22,6 +22,7 @@ import {
   sealed,
   sleep,
   stopAll,
+  strangerStream,
   type TestNode,
   waitFor,
 } from "./support/clusterNodes.ts";
@@ -64,7 +65,7 @@ Deno.test({
     const raw = await rawClient(redis.url);
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
-      const key = nodes[0].sync.streamKey;
+      const key = await strangerStream(raw);
       const unsigned = sealed(batchOf("mallory", 1001), null);
       const otherSecret = sealed(batchOf("mallory", 1002), OTHER_SECRET);
       // An authentic batch with its port changed and its checksum made to match.
@@ -77,8 +78,8 @@ Deno.test({
       // Then one batch with the right secret, which every node applies.
       await raw.sendCommand(["XADD", key, "*", "b", Buffer.from(sealed(batchOf("alice", 2000)))]);
       for (const node of nodes) {
-        await waitFor("the authentic batch", () => node.store.peers.size === 1);
-        assert.ok([...node.store.peers.keys()][0].endsWith("|2000"), "only the authentic peer");
+        await waitFor("the authentic batch", () => node.store.peerMap.size === 1);
+        assert.ok([...node.store.peerMap.keys()][0].endsWith("|2000"), "only the authentic peer");
         assert.deepEqual(node.sync.counters.rejected, { ...NONE_REJECTED, bad_mac: 5 });
         assert.equal(node.sync.counters.applied, 1);
         // One line per claimed node id, not one per batch.
@@ -112,7 +113,7 @@ Deno.test({
         announce(b, infoHash(1), ipv4(200 + i), 7000 + i, 2, false);
         await sleep(150);
       }
-      await waitFor("a's peers reach c", () => c.store.peers.size === 4);
+      await waitFor("a's peers reach c", () => c.store.peerMap.size === 4);
       // Every batch of a's is refused by b, every one of b's by a and c.
       const published = () => [a, b].map((node) => node.sync.counters.published);
       await waitFor("each refuses the other's batches", () => {
@@ -122,9 +123,9 @@ Deno.test({
           a.sync.counters.rejected.bad_mac === fromB &&
           c.sync.counters.rejected.bad_mac === fromB && fromB >= 2;
       });
-      assert.equal(a.store.peers.size, 4, "a holds only its own peers");
-      assert.equal(b.store.peers.size, 4, "b holds only its own peers");
-      for (const key of c.store.peers.keys()) assert.match(key, /\|600\d$/, "c has a's, not b's");
+      assert.equal(a.store.peerMap.size, 4, "a holds only its own peers");
+      assert.equal(b.store.peerMap.size, 4, "b holds only its own peers");
+      for (const key of c.store.peerMap.keys()) assert.match(key, /\|600\d$/, "c has a's, not b's");
       for (const [node, other] of [[a, "b"], [b, "a"], [c, "b"]] as const) {
         const lines = badMacLines(node);
         assert.equal(lines.length, 1, node.logs.join("\n"));
@@ -150,9 +151,9 @@ Deno.test({
       await Promise.all(nodes.map((node) => node.sync.start()));
       announce(keyed, infoHash(2), ipv4(1), 6001, 2, false);
       announce(open, infoHash(2), ipv4(2), 6002, 2, false);
-      await waitFor("open has keyed's peer", () => open.store.peers.size === 2);
+      await waitFor("open has keyed's peer", () => open.store.peerMap.size === 2);
       await waitFor("keyed refuses", () => keyed.sync.counters.rejected.bad_mac === 1);
-      assert.equal(keyed.store.peers.size, 1);
+      assert.equal(keyed.store.peerMap.size, 1);
       assert.deepEqual(open.sync.counters.rejected, NONE_REJECTED);
     } finally {
       await stopAll(nodes, redis);
@@ -170,7 +171,7 @@ Deno.test({
     const raw = await rawClient(redis.url);
     try {
       await Promise.all(nodes.map((node) => node.sync.start()));
-      const key = nodes[0].sync.streamKey;
+      const key = await strangerStream(raw);
       const good = sealed(batchOf("alice", 3000));
       const huge = Buffer.alloc(8 * 1024 * 1024, 0x61);
       await raw.sendCommand(["XADD", key, "*", "b", huge]);
@@ -179,7 +180,7 @@ Deno.test({
       await raw.sendCommand(["XADD", key, "*", "b", Buffer.from(good), "x", huge]);
       await raw.sendCommand(["XADD", key, "*", "b", Buffer.from(good)]);
       for (const node of nodes) {
-        await waitFor("the good batch", () => node.store.peers.size === 1);
+        await waitFor("the good batch", () => node.store.peerMap.size === 1);
         assert.deepEqual(node.sync.counters.rejected, {
           ...NONE_REJECTED,
           oversized: 2,
@@ -196,7 +197,7 @@ Deno.test({
         );
       }
       announce(nodes[0], infoHash(3), ipv4(3), 3001, 2, false);
-      await waitFor("later change", () => nodes[1].store.peers.size === 2);
+      await waitFor("later change", () => nodes[1].store.peerMap.size === 2);
     } finally {
       raw.destroy();
       await stopAll(nodes, redis);
@@ -218,18 +219,18 @@ Deno.test({
       await Promise.all(nodes.map((node) => node.sync.start()));
       const key = a.sync.streamKey;
       announce(a, infoHash(4), ipv4(4), 4444, 2, false);
-      await waitFor("b has the peer", () => b.store.peers.size === 1);
+      await waitFor("b has the peer", () => b.store.peerMap.size === 1);
       // What an eavesdropper on the stream saw: a's batch announcing the peer.
       const history = await raw.sendCommand(["XRANGE", key, "-", "+"]) as [Buffer, Buffer[]][];
       assert.equal(history.length, 1);
       const announced = history[0][1][1];
 
       announce(a, infoHash(4), ipv4(4), 4444, 3, false);
-      await waitFor("b drops the stopped peer", () => b.store.peers.size === 0);
+      await waitFor("b drops the stopped peer", () => b.store.peerMap.size === 0);
       await raw.sendCommand(["XADD", key, "*", "b", announced]);
       announce(a, infoHash(4), ipv4(5), 5555, 2, false);
-      await waitFor("b has the next peer", () => b.store.peers.size === 1);
-      assert.ok([...b.store.peers.keys()][0].endsWith("|5555"), "the stopped peer stays gone");
+      await waitFor("b has the next peer", () => b.store.peerMap.size === 1);
+      assert.ok([...b.store.peerMap.keys()][0].endsWith("|5555"), "the stopped peer stays gone");
       assert.deepEqual(b.sync.counters.rejected, { ...NONE_REJECTED, replayed: 1 });
 
       // A node reading the whole history applies the original once, the copy not at all.
@@ -261,13 +262,14 @@ Deno.test({
       const key = a.sync.streamKey;
       const history = await raw.sendCommand(["XRANGE", key, "-", "+"]) as [Buffer, Buffer[]][];
       await sleep(3300);
-      // Trimmed away by now, or about to be: the copy is all a new node would see.
-      await raw.sendCommand(["DEL", key]);
-      await raw.sendCommand(["XADD", key, "*", "b", history[0][1][1]]);
+      // a's stream is trimmed or gone by now, and a out of the registry: a stranger adds the
+      // copy to a stream of its own that every node reads.
+      const copy = await strangerStream(raw);
+      await raw.sendCommand(["XADD", copy, "*", "b", history[0][1][1]]);
       const late = makeNode("late", redis.url, { peerTimeout: 3 });
       nodes.push(late);
       await late.sync.start();
-      assert.equal(late.store.peers.size, 0);
+      assert.equal(late.store.peerMap.size, 0);
       assert.equal(late.sync.counters.staleBatches, 1);
       assert.equal(late.sync.counters.applied, 0);
     } finally {

@@ -8,6 +8,7 @@ import {
   markLate,
   MAX_BATCH_BYTES,
   setPublishTime,
+  setSequence,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
@@ -24,6 +25,7 @@ function counters(): GateCounters {
     rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
     staleBatches: 0,
     ownBatches: 0,
+    gaps: 0,
   };
 }
 
@@ -35,10 +37,12 @@ class Origin {
     this.recorder = new ChangeRecorder(nodeId, 64, 64);
     this.mac = new BatchMac(secret, "test");
   }
+  #sequence = 0;
   batch(publishedMs = NOW, port = 6881): Uint8Array {
     const hash = new Uint8Array(20).fill(port & 0xff);
     this.recorder.record(1, hash, 0, 4, Uint8Array.of(10, 0, 0, 1), 0, port, false);
     const batch = this.recorder.take()!;
+    setSequence(batch, ++this.#sequence);
     setPublishTime(batch, publishedMs);
     this.mac.seal(batch);
     return batch;
@@ -142,6 +146,20 @@ Deno.test("a batch applied once is refused as replayed; stale ones are skipped",
   // A new origin (a restarted node) starts its own sequence.
   assert.ok(gate.admit("4-0", [FIELD, new Origin("a", SECRET).batch()], NOW).apply);
   assert.equal(count.rejected.replayed, 2);
+});
+
+Deno.test("a sequence that skips numbers is applied and counted as a gap; shards count apart", () => {
+  const { gate, count } = makeGate(SECRET);
+  const origin = new Origin("a", SECRET);
+  const batches = [1, 2, 3, 4].map(() => origin.batch());
+  assert.ok(gate.admit("1-0", [FIELD, batches[0]], NOW).apply);
+  assert.ok(gate.admit("1-2", [FIELD, batches[2]], NOW).apply);
+  assert.equal(count.gaps, 1);
+  assert.ok(!gate.admit("1-3", [FIELD, batches[1]], NOW).apply, "too late: replayed");
+  assert.equal(count.rejected.replayed, 1);
+  // A batch of shard 0 read from shard 1's stream is refused; shard 1's own sequence is apart.
+  assert.ok(!gate.admit("1-4", [FIELD, batches[3]], NOW, 1).apply);
+  assert.equal(count.rejected.malformed, 1);
 });
 
 Deno.test("own batches are skipped unless late; late ones are checked like any other", () => {

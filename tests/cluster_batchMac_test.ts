@@ -26,7 +26,7 @@ function sampleBatch(): Uint8Array {
 
 /** The tag computed independently, with WebCrypto, over the same bytes. */
 async function referenceTag(key: Uint8Array, clusterName: string, batch: Uint8Array) {
-  const context = new TextEncoder().encode(`otter cluster batch v2\0${clusterName}\0`);
+  const context = new TextEncoder().encode(`otter cluster batch v3\0${clusterName}\0`);
   const message = new Uint8Array(context.length + batch.length - CRC_START - TAG_SIZE);
   message.set(context);
   message.set(batch.subarray(CRC_START, TAG_AT), context.length);

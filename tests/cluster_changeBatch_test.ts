@@ -9,6 +9,7 @@ import {
   batchPublishTime,
   batchRecordCount,
   batchSequence,
+  batchShard,
   ChangeRecorder,
   checkBatch,
   decodeBatch,
@@ -24,13 +25,16 @@ import {
   RECORD_SIZE_V4,
   RECORD_SIZE_V6,
   setPublishTime,
+  setSequence,
+  shardOf,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { FAMILY_WS, type PeerFamily } from "../src/store/swarmTable.ts";
 
 interface Change {
   op: number;
   hash: number[];
-  family: 4 | 6;
+  family: PeerFamily;
   address: number[];
   port: number;
   seeder: boolean;
@@ -61,7 +65,8 @@ function hashOf(seed: number): number[] {
 }
 
 function randomChange(random: () => number): Change {
-  const family = random() < 0.5 ? 4 : 6;
+  const draw = random();
+  const family = draw < 0.4 ? 4 : draw < 0.8 ? 6 : FAMILY_WS;
   return {
     op: 1 + Math.floor(random() * 3),
     hash: Array.from({ length: 20 }, () => Math.floor(random() * 256)),
@@ -169,11 +174,30 @@ Deno.test("a batch round-trips every field, in order", () => {
   assert.equal(batchRecordCount(bytes), 3);
   assert.equal(batchDelay(bytes), 0);
   assert.ok(!batchIsLate(bytes));
-  assert.equal(batchSequence(bytes), 1);
+  assert.equal(batchSequence(bytes), 0, "given when first published");
+  assert.equal(batchShard(bytes), 0);
   assert.equal(batchPublishTime(bytes), 0);
   const decoded = decodeAll(bytes);
   assert.deepEqual(decoded.result, { nodeId: "node-a", count: 3 });
   assert.deepEqual(decoded.changes, changes);
+});
+
+Deno.test("a WebSocket change is an IPv4-sized record of family code 2", () => {
+  const recorder = new ChangeRecorder("node-w", 4, 4, INSTANCE_A);
+  const change: Change = {
+    op: OP_ANNOUNCE,
+    hash: hashOf(3),
+    family: FAMILY_WS,
+    address: [0x80, 1, 2, 3],
+    port: 77,
+    seeder: true,
+  };
+  recordChange(recorder, change);
+  const bytes = recorder.take()!;
+  assert.equal(bytes.length, HEADER_SIZE + 6 + RECORD_SIZE_V4);
+  // op, seeder (bit 2), family code 2 in bits 3-5.
+  assert.equal(bytes[HEADER_SIZE + 6], OP_ANNOUNCE | 0x04 | (2 << 3));
+  assert.deepEqual(decodeAll(bytes).changes, [change]);
 });
 
 Deno.test("random batches round-trip", () => {
@@ -235,17 +259,44 @@ Deno.test("the recorder rejects bad node ids and sizes", () => {
   assert.equal(encodeNodeId(""), null);
 });
 
-Deno.test("each batch a recorder takes has the next sequence number", () => {
-  const recorder = new ChangeRecorder("node", 100, 4);
+Deno.test("setSequence gives a batch its number; the checksum must follow", () => {
+  const { bytes } = sampleBatch();
+  setSequence(bytes, 0xfffffffe);
+  assert.equal(batchSequence(bytes), 0xfffffffe);
+  assert.equal(checkBatch(bytes), "checksum mismatch");
+  writeChecksum(bytes);
+  assert.equal(checkBatch(bytes), null);
+});
+
+Deno.test("takeAll splits changes by shard, in recorded order, at most maxBatchRecords a batch", () => {
+  const recorder = new ChangeRecorder("node", 1000, 4);
   const random = prng(5);
-  for (let i = 0; i < 10; i++) recordChange(recorder, randomChange(random));
-  const sequences: number[] = [];
-  for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
-    sequences.push(batchSequence(batch));
+  const changes = Array.from({ length: 50 }, () => randomChange(random));
+  for (const change of changes) recordChange(recorder, change);
+  const shards = 3;
+  const batches = recorder.takeAll(shards);
+  assert.equal(recorder.pending, 0);
+  const byShard: Change[][] = [[], [], []];
+  let previousShard = 0;
+  for (const batch of batches) {
+    assert.equal(checkBatch(batch), null);
+    assert.ok(batchRecordCount(batch) <= 4);
+    const shard = batchShard(batch);
+    assert.ok(shard >= previousShard, "in shard order");
+    previousShard = shard;
+    for (const change of decodeAll(batch).changes) {
+      assert.equal(shardOf(Uint8Array.from(change.hash), 0, shards), shard);
+      byShard[shard].push(change);
+    }
   }
-  recordChange(recorder, randomChange(random));
-  sequences.push(batchSequence(recorder.take()!));
-  assert.deepEqual(sequences, [1, 2, 3, 4]);
+  for (let shard = 0; shard < shards; shard++) {
+    const expected = changes.filter((c) => shardOf(Uint8Array.from(c.hash), 0, shards) === shard);
+    assert.deepEqual(byShard[shard], expected);
+  }
+  assert.deepEqual(recorder.takeAll(shards), []);
+  // One shard: the same batches take() gives.
+  for (const change of changes.slice(0, 6)) recordChange(recorder, change);
+  assert.deepEqual(recorder.takeAll(1).map((b) => batchRecordCount(b)), [4, 2]);
 });
 
 Deno.test("the publish time round-trips past 32 bits and needs a new checksum", () => {
@@ -370,11 +421,21 @@ Deno.test("sealed but inconsistent batches are rejected before anything is appli
   assertRejected(reseal(huge), "fewer records than counted");
   // Bad flags on the last record: the two good ones before it must not be applied either.
   const lastRecord = bytes.length - RECORD_SIZE_V4;
-  for (const flags of [0x00, 0x10, 0x80, 0x04 | 0x01]) {
+  const badFlags: [number, string][] = [
+    [0x00, "bad record flags"], // no op
+    [0x40, "bad record flags"], // a reserved bit
+    [0x80, "bad record flags"],
+    [0x18 | 0x01, "unknown peer family"], // family code 3: no such row
+    [0x08 | 0x01, "truncated record"], // IPv6 in an IPv4 record's room
+  ];
+  for (const [flags, reason] of badFlags) {
     const copy = bytes.slice();
     copy[lastRecord] = flags;
-    assertRejected(reseal(copy), flags === 0x05 ? "truncated record" : "bad record flags");
+    assertRejected(reseal(copy), reason);
   }
+  const badShard = bytes.slice();
+  badShard[52] = 0xff;
+  assertRejected(reseal(badShard), "bad shard");
   const badUtf8 = bytes.slice();
   badUtf8[HEADER_SIZE] = 0xff;
   assertRejected(reseal(badUtf8), "node id is not UTF-8");

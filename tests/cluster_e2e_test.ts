@@ -10,49 +10,22 @@ import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
 import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
-import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
+import { ClusterKeys } from "../src/cluster/clusterKeys.ts";
+import { startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { RedisProxy } from "./support/redisProxy.ts";
+import { announcePeers } from "./support/udpClient.ts";
 import {
-  announcePacket,
-  announcePeers,
-  readU32,
-  scrapePacket,
-  UdpTestClient,
-} from "./support/udpClient.ts";
+  clusterArgs,
+  eventually,
+  hash,
+  metric,
+  Node,
+  secretFile,
+} from "./support/clusterOtters.ts";
 
 const haveRedis = await haveRedisServer();
 if (!haveRedis) console.log("cluster_e2e_test: skipped, no redis-server binary on PATH");
-
-function hash(seed: number): Uint8Array {
-  return new Uint8Array(20).map((_, i) => (seed * 29 + i * 5 + 3) & 0xff);
-}
-
-/** One UDP client per instance, connected. */
-class Node {
-  readonly client: UdpTestClient;
-  id: Uint8Array = new Uint8Array(8);
-  constructor(readonly otter: OtterProcess) {
-    this.client = new UdpTestClient("127.0.0.1", otter.udp[0].port);
-  }
-  async connect(): Promise<void> {
-    this.id = await this.client.connect();
-  }
-  async announce(infoHash: Uint8Array, port: number, event = 0, left = 100): Promise<Uint8Array> {
-    const reply = await this.client.request(
-      announcePacket({ connectionId: this.id, infoHash, port, event, left, transactionId: port }),
-    );
-    assert.ok(reply, "announce reply");
-    assert.equal(readU32(reply, 0), 1, "an announce reply, not an error");
-    return reply;
-  }
-  async scrape(infoHash: Uint8Array): Promise<number[]> {
-    const reply = await this.client.request(scrapePacket(this.id, [infoHash]));
-    assert.ok(reply);
-    assert.equal(readU32(reply, 0), 2);
-    return [readU32(reply, 8), readU32(reply, 12), readU32(reply, 16)];
-  }
-}
 
 /**
  * How long a change may take to show on another instance, or the instances to converge, before
@@ -61,48 +34,10 @@ class Node {
  */
 const WAIT_MS = 30_000;
 
-async function eventually<T>(
-  what: string,
-  ms: number,
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
-) {
-  const deadline = performance.now() + ms;
-  let last: T;
-  do {
-    last = await probe();
-    if (ok(last)) return performance.now();
-    await new Promise((r) => setTimeout(r, 50));
-  } while (performance.now() < deadline);
-  throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-}
-
-/** A cluster secret file, mode 0600, removed when the test process ends. */
-async function secretFile(text: string): Promise<string> {
-  const path = await Deno.makeTempFile({ prefix: "otter-secret-" });
-  await Deno.writeTextFile(path, text + "\n");
-  await Deno.chmod(path, 0o600);
-  addEventListener("unload", () => Deno.removeSync(path));
-  return path;
-}
-
 const SECRET_FILE = await secretFile("the e2e cluster's secret, base64 or not");
 
 function otterArgs(redis: { url: string }, name: string, secret = SECRET_FILE): string[] {
-  return [
-    "--http",
-    "127.0.0.1:0",
-    "--udp",
-    "127.0.0.1:0",
-    "--cluster",
-    redis.url,
-    "--cluster-name",
-    "e2e",
-    "--node-id",
-    name,
-    "--cluster-secret-file",
-    secret,
-  ];
+  return clusterArgs(redis.url, "e2e", name, secret);
 }
 
 Deno.test({
@@ -166,6 +101,14 @@ Deno.test({
       const metrics = await (await fetch(`${a.otter.http[0]}/metrics`)).text();
       assert.match(metrics, /^otter_cluster_connected 1$/m);
       assert.match(metrics, /^otter_cluster_applied_changes_total [1-9]/m);
+      // What this node sent and read, exactly, and what Redis says of itself (INFO at connect).
+      assert.match(metrics, /^otter_cluster_published_bytes_total [1-9]/m);
+      assert.match(metrics, /^otter_cluster_read_bytes_total [1-9]/m);
+      const server = `redis="127.0.0.1:${redis.port}"`;
+      for (const name of ["used_memory_bytes", "net_input_bytes_total", "net_output_bytes_total"]) {
+        const line = new RegExp(`^otter_cluster_redis_${name}\\{${server}\\} [1-9]\\d*$`, "m");
+        assert.match(metrics, line);
+      }
     } finally {
       for (const node of nodes) {
         node.client.close();
@@ -250,7 +193,12 @@ Deno.test({
       const forged = recorder.take()!;
       setPublishTime(forged, Date.now());
       writeChecksum(forged);
-      await raw.sendCommand(["XADD", "otter:e2e:changes", "*", "b", Buffer.from(forged)]);
+      // On a stream of its own, listed where the nodes look for streams to read.
+      const keys = new ClusterKeys("e2e");
+      const stranger = "57a4e4c0de000001";
+      await raw.sendCommand(["ZADD", keys.nodes(0), String(Date.now()), stranger]);
+      const stream = keys.nodeStream(0, stranger);
+      await raw.sendCommand(["XADD", stream, "*", "b", Buffer.from(forged)]);
       // z, with another secret, announces too; p's announce is the right secret's.
       await z.announce(forgedHash, 7100, 2);
       await p.announce(forgedHash, 7200, 2);
@@ -298,6 +246,48 @@ Deno.test({
       }
     } finally {
       raw.destroy();
+      for (const node of nodes) {
+        node.client.close();
+        await node.otter.stop();
+      }
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: --cluster-snapshot-interval sets how often snapshots may be rewritten; a node " +
+    "started afterwards loads one",
+  ignore: !haveRedis,
+  async fn() {
+    const redis = new RedisServer();
+    await redis.start();
+    const nodes: Node[] = [];
+    const args = (name: string) => [
+      ...otterArgs(redis, name),
+      "--cluster-snapshot-interval",
+      "1",
+    ];
+    try {
+      nodes.push(new Node(await startOtter(args("s1"))));
+      await nodes[0].connect();
+      // Changes keep coming for a while: with a 1 s floor the snapshot follows them several times
+      // (with the default 30 s, once).
+      const deadline = performance.now() + WAIT_MS;
+      let written = 0;
+      for (let round = 0; written < 3; round++) {
+        if (performance.now() > deadline) throw new Error(`${written} snapshots written`);
+        for (let n = 0; n < 50; n++) {
+          await nodes[0].announce(hash(n % 5), 1 + ((round * 50 + n) % 60_000), 2);
+        }
+        written = await metric(nodes[0], "otter_cluster_snapshots_written_total");
+      }
+      nodes.push(new Node(await startOtter(args("s2"))));
+      await nodes[1].connect();
+      assert.equal(await metric(nodes[1], "otter_cluster_snapshots_loaded_total"), 1);
+      const [expected, seen] = [await nodes[0].scrape(hash(1)), await nodes[1].scrape(hash(1))];
+      assert.deepEqual(seen, expected);
+    } finally {
       for (const node of nodes) {
         node.client.close();
         await node.otter.stop();

@@ -6,12 +6,13 @@ import assert from "node:assert/strict";
 import { ConfigError, helpText, parseCommandLine } from "../src/config/config.ts";
 import { defaultConfigToml, loadConfig } from "../src/config/configFile.ts";
 import { runOtter } from "./support/otterProcess.ts";
+import { ClusterKeys } from "../src/cluster/clusterKeys.ts";
+import { crc16, keySlot } from "../src/hash/crc16.ts";
 import {
   checkClusterName,
   checkNodeId,
   parseClusterUrl,
   randomNodeId,
-  streamKey,
 } from "../src/cluster/clusterOptions.ts";
 import { compareStreamIds } from "../src/cluster/redisCommands.ts";
 
@@ -74,7 +75,44 @@ Deno.test("node ids and cluster names", () => {
   assert.notEqual(checkClusterName(""), null);
   assert.notEqual(checkClusterName("a:b"), null);
   assert.notEqual(checkClusterName("x".repeat(65)), null);
-  assert.equal(streamKey("otter"), "otter:otter:changes");
+  // A shard's keys share the hash tag {NAME:s}: one slot in a Redis Cluster.
+  const keys = new ClusterKeys("otter");
+  assert.equal(keys.nodeStream(3, "00ff00ff00ff00ff"), "otter:{otter:3}:n:00ff00ff00ff00ff");
+  assert.equal(keys.instanceOf(3, keys.nodeStream(3, "00ff00ff00ff00ff")), "00ff00ff00ff00ff");
+  assert.equal(keys.instanceOf(2, keys.nodeStream(3, "00ff00ff00ff00ff")), null);
+  assert.equal(keys.config, "otter:{otter}:config");
+  for (const key of [keys.nodes(3), keys.hello(3), keys.manifest(3), keys.lease(3)]) {
+    assert.equal(keySlot(key), keySlot(keys.nodeStream(3, "00ff00ff00ff00ff")));
+  }
+});
+
+Deno.test("key slots are CRC-16/XMODEM of the hash tag, as CLUSTER KEYSLOT says", () => {
+  // The check value of CRC-16/XMODEM, and slots Redis gives (redis-cli CLUSTER KEYSLOT).
+  assert.equal(crc16(new TextEncoder().encode("123456789")), 0x31c3);
+  assert.equal(keySlot("foo"), 12182);
+  assert.equal(keySlot("{user1000}.following"), keySlot("{user1000}.followers"));
+  assert.equal(keySlot("foo{}{bar}"), keySlot("foo{}{bar}"));
+  assert.equal(keySlot("foo{{bar}}zap"), keySlot("{bar"));
+  assert.equal(keySlot("foo{bar}{zap}"), keySlot("bar"));
+});
+
+Deno.test("--cluster takes one URL, or a Redis Cluster's seeds as a comma-separated list", () => {
+  const one = parseClusterUrl("redis://u:secret@h1:7000");
+  assert.ok(!("error" in one));
+  assert.deepEqual(one.urls, ["redis://u:secret@h1:7000"]);
+  assert.equal(one.redacted, "redis://u:***@h1:7000");
+  const list = parseClusterUrl("redis://u:secret@h1:7000,redis://h2:7001, redis://h3:7002");
+  assert.ok(!("error" in list));
+  assert.deepEqual(list.urls, ["redis://u:secret@h1:7000", "redis://h2:7001", "redis://h3:7002"]);
+  assert.equal(list.redacted, "redis://u:***@h1:7000,redis://h2:7001,redis://h3:7002");
+  const mixed = parseClusterUrl("redis://h1:7000,rediss://h2:7001");
+  assert.deepEqual(mixed, { error: "the URLs of a list must all be redis:// or all rediss://" });
+  const database = parseClusterUrl("redis://h1:7000,redis://h2:7001/2");
+  assert.ok("error" in database && /database 0 only/.test(database.error));
+  const bad = parseClusterUrl("redis://h1:7000,redis://h2");
+  assert.deepEqual(bad, {
+    error: "URL 2 of the list: the URL needs a port, e.g. redis://host:6379",
+  });
 });
 
 Deno.test("compareStreamIds orders by time, then sequence", () => {

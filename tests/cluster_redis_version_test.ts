@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { ClusterSync } from "../src/cluster/redisCluster.ts";
+import { SwarmTable } from "../src/store/swarmTable.ts";
 import { parseCommandLine } from "../src/config/config.ts";
 import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";
@@ -47,7 +48,7 @@ function node(url: string, logs: string[]): ClusterSync {
     nodeId: "n1",
     peerTimeout: 300,
     secret: null,
-    store: { announce: () => 0 },
+    store: new SwarmTable({ peerTimeout: 300 }),
     clock: { now: 1000 },
     log: (line) => logs.push(line),
     blockMs: 500,

@@ -4,12 +4,13 @@
  * must not wait for its own delayed ACK (40 ms on Linux) to get the next reply. So otter sets
  * TCP_NODELAY on a connection that stays open, with its first reply. The test runs otter's HTTP
  * server in process and reads the option off the server's end of each connection (getsockopt);
- * how long the round trips take is bench/http_nodelay_bench.ts's measurement, not a test's.
+ * a connection upgraded to a WebSocket (offers and answers: small writes a peer waits for) gets
+ * it with the upgrade. How long the round trips take is bench/http_nodelay_bench.ts's measurement, not a test's.
  */
 import assert from "node:assert/strict";
 import { libc, libcSupport } from "../src/servers/udp/libc.ts";
 import { startWire } from "./support/wireServer.ts";
-import type { RawClient } from "./support/rawHttp.ts";
+import { startWs } from "./support/wsHarness.ts";
 
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
@@ -28,7 +29,10 @@ function socketInode(localPort: number, remotePort: number): string | null {
 }
 
 /** This process's descriptor for the server's end of `client`'s connection, once accepted. */
-async function serverFd(serverPort: number, client: RawClient): Promise<number> {
+async function serverFd(
+  serverPort: number,
+  client: { conn: Deno.TcpConn | Deno.TlsConn },
+): Promise<number> {
   const clientPort = client.conn.localAddr.port;
   const deadline = performance.now() + 10_000;
   for (;;) {
@@ -80,4 +84,13 @@ Deno.test({
     assert.equal((await client.response()).status, status, path);
     assert.equal(noDelay(fd), true, `on after the first reply to ${path}`);
   }
+});
+
+Deno.test({
+  name: "WebSocket: an upgraded connection gets TCP_NODELAY with the upgrade",
+  ignore: libcSupport() !== undefined,
+}, async () => {
+  await using otter = startWs();
+  await using client = await otter.connect();
+  assert.equal(noDelay(await serverFd(otter.port, client)), true);
 });

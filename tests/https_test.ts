@@ -188,6 +188,15 @@ Deno.test("https: announce, scrape, full scrape, /stats and /metrics over TLS, o
       3,
     );
 
+    // The dashboard over TLS: its listeners and settings name the --https one as written.
+    const page = await get(`${tls}/dashboard`, client);
+    assert.equal(page.status, 200);
+    const data = JSON.parse(
+      new TextDecoder().decode((await get(`${tls}/dashboard/data`, client)).bytes),
+    );
+    assert.ok(data.info.listeners.includes(`${tls}/announce`), data.info.listeners.join(", "));
+    assert.deepEqual(data.info.config.https, ["127.0.0.1:0"], "as on the command line");
+
     // ALPN: HTTP/1.1 only, also for a client that would rather speak HTTP/2.
     const { hostname, port } = hostPort(tls);
     const conn = await Deno.startTls(await Deno.connect({ hostname, port }), {

@@ -15,6 +15,7 @@ const LAYERS: readonly { level: number; path: string }[] = [
   { level: 1, path: "src/servers/startTracker.ts" },
   { level: 2, path: "src/servers/http/" },
   { level: 2, path: "src/servers/udp/" },
+  { level: 2, path: "src/servers/ws/" },
   { level: 3, path: "src/servers/tracker.ts" },
   { level: 4, path: "src/observe/" },
   { level: 4, path: "src/persist/" },

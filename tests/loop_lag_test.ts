@@ -23,6 +23,19 @@ Deno.test("loop lag: lateness beyond the 10 ms tick; the minute window forgets",
   assert.equal(lag.ticks, 101 + 2 + 6373 + 1);
 });
 
+Deno.test("loop lag: takeMaxMs gives the longest pause since the previous call", () => {
+  const lag = new LoopLag();
+  for (let t = 1_000; t <= 1_500; t += 10) lag.record(t);
+  assert.equal(lag.takeMaxMs(), 0);
+  lag.record(1_600); // 90 ms late
+  lag.record(1_640); // 30 ms late
+  assert.equal(lag.takeMaxMs(), 90);
+  assert.equal(lag.takeMaxMs(), 0, "taken: starts over");
+  lag.record(1_690); // 40 ms late
+  assert.equal(lag.takeMaxMs(), 40, "a smaller pause after a larger one is its own second's");
+  assert.equal(lag.maxMs, 90, "the since-start maximum is not reset");
+});
+
 Deno.test("loop lag: a blocked event loop shows up", async () => {
   const lag = new LoopLag();
   lag.start();

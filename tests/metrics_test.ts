@@ -99,6 +99,11 @@ Deno.test("metrics: well-formed exposition whose values match a known workload",
       announcePacket({ connectionId: id, infoHash: makeHash(2), port: 8100 }),
     );
     assert.ok(reply !== null && reply.length >= 20);
+    const forged = new Uint8Array(8).fill(7);
+    const refused = await udp.request(
+      announcePacket({ connectionId: forged, infoHash: makeHash(2), port: 8101 }),
+    );
+    assert.ok(refused !== null && refused[3] === 3, "an error reply");
   } finally {
     udp.close();
   }
@@ -122,6 +127,24 @@ Deno.test("metrics: well-formed exposition whose values match a known workload",
   assert.equal(requests("udp", "connect", "ok"), 1);
   assert.equal(requests("udp", "announce", "ok"), 1);
   assert.equal(requests("udp", "scrape", "ok"), 0);
+  assert.equal(requests("udp", "announce", "error"), 1);
+
+  // The same answers by the client's family, and the errors by reason.
+  const answered = (protocol: string, action: string, family: number) =>
+    value(e, `otter_answered_total{protocol="${protocol}",action="${action}",family="${family}"}`);
+  assert.equal(answered("http", "announce", 4), 3);
+  assert.equal(answered("http", "announce", 6), 0);
+  assert.equal(answered("http", "scrape", 4), 1);
+  assert.equal(answered("udp", "announce", 4), 1);
+  assert.equal(answered("udp", "scrape", 6), 0);
+  const refusedFor = (protocol: string, reason: string) =>
+    value(e, `otter_refused_total{protocol="${protocol}",reason="${reason}"}`);
+  assert.equal(refusedFor("http", "bad_request"), 1);
+  assert.equal(refusedFor("http", "access_denied"), 0);
+  assert.equal(refusedFor("udp", "connection_id"), 1);
+  assert.equal(refusedFor("udp", "bad_request"), 0);
+  assert.ok(!e.samples.has(`otter_refused_total{protocol="http",reason="connection_id"}`));
+  assert.ok(![...e.samples.keys()].some((k) => k.includes(`protocol="ws"`)), "no ws server yet");
 
   assert.equal(e.types.get("otter_torrents"), "gauge");
   assert.equal(value(e, "otter_torrents"), 2);

@@ -141,3 +141,22 @@ Deno.test("client mix: window of two buckets; a long silence clears both", () =>
   assert.deepEqual(mix.shares(), []);
   assert.equal(mix.slotsUsed, 1);
 });
+
+Deno.test("client mix: a client's letters, once they hold a slot, count without the full check", () => {
+  const mix = new ClientMix();
+  mix.advance(1);
+  const odd = peerId("-qB46\x0030-"); // a version byte that is not a character
+  mix.count(odd, 0);
+  assert.deepEqual(mix.shares().map((s) => s.name), ["other"], "no slot yet: the full check");
+  mix.count(peerId("-qB4630-"), 0);
+  mix.count(odd, 0);
+  assert.deepEqual(mix.shares(), [
+    { code: "-qB", name: "qBittorrent", announces: 2 },
+    { code: "", name: "other", announces: 1 },
+  ]);
+  // A zero second byte never reaches the one-byte keys (Mainline's "M" is 0x4d).
+  mix.count(peerId("M4-3-6--"), 0);
+  mix.count(peerId("-\x00M4630-"), 0);
+  assert.equal(mix.shares().find((s) => s.name === "Mainline")?.announces, 1);
+  assert.equal(mix.shares().find((s) => s.name === "other")?.announces, 2);
+});

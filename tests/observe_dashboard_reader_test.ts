@@ -1,7 +1,8 @@
 /**
  * The dashboard reader (src/observe/dashboardReader.ts) over otter's real RequestCounters,
- * SwarmTable and HttpServerCounters: each series gets the figure /stats and /metrics show, and
- * series otter has no source for stay NaN.
+ * SwarmTable and HttpServerCounters: each series gets the figure /stats and /metrics show, the
+ * split by family and the refusals by reason sum over the protocols, and series otter has no
+ * source for (WebSocket without a WebSocket server, the cluster without one) stay NaN.
  */
 import assert from "node:assert/strict";
 import { dashboardReader } from "../src/observe/dashboardReader.ts";
@@ -13,6 +14,10 @@ import {
   ACTION_SCRAPE,
   PROTOCOL_HTTP,
   PROTOCOL_UDP,
+  PROTOCOL_WS,
+  REFUSAL_ACCESS_DENIED,
+  REFUSAL_BAD_REQUEST,
+  REFUSAL_CONNECTION_ID,
   RequestCounters,
   RESULT_DROPPED,
   RESULT_ERROR,
@@ -66,9 +71,20 @@ Deno.test("dashboard reader: otter's counters and store into the history's serie
   assert.equal(at("memory.heap"), 10 << 20);
 
   // Two seconds of traffic, then the rates.
-  for (let i = 0; i < 600; i++) requests.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
-  for (let i = 0; i < 40; i++) requests.add(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
-  for (let i = 0; i < 8; i++) requests.add(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK);
+  for (let i = 0; i < 600; i++) requests.answered(PROTOCOL_UDP, ACTION_ANNOUNCE, i < 400 ? 4 : 6);
+  for (let i = 0; i < 40; i++) requests.answered(PROTOCOL_HTTP, ACTION_ANNOUNCE, 4);
+  for (let i = 0; i < 8; i++) requests.answered(PROTOCOL_UDP, ACTION_SCRAPE, 6);
+  for (let i = 0; i < 2; i++) requests.answered(PROTOCOL_HTTP, ACTION_SCRAPE, 4);
+  for (let i = 0; i < 10; i++) {
+    requests.refused(PROTOCOL_UDP, ACTION_ANNOUNCE, REFUSAL_CONNECTION_ID);
+  }
+  for (let i = 0; i < 4; i++) requests.refused(PROTOCOL_HTTP, ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST);
+  for (let i = 0; i < 2; i++) requests.refused(PROTOCOL_UDP, ACTION_SCRAPE, REFUSAL_BAD_REQUEST);
+  for (let i = 0; i < 6; i++) {
+    requests.refused(PROTOCOL_HTTP, ACTION_ANNOUNCE, REFUSAL_ACCESS_DENIED);
+  }
+  // A WebSocket count without a WebSocket server is not shown.
+  requests.answered(PROTOCOL_WS, ACTION_ANNOUNCE, 4);
   for (let i = 0; i < 300; i++) requests.add(PROTOCOL_UDP, ACTION_CONNECT, RESULT_OK);
   for (let i = 0; i < 6; i++) requests.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
   for (let i = 0; i < 4; i++) requests.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_ERROR);
@@ -84,10 +100,18 @@ Deno.test("dashboard reader: otter's counters and store into the history's serie
   history.sample(3000);
   assert.equal(at("announces.udp"), 300);
   assert.equal(at("announces.http"), 20);
+  assert.equal(at("announces.v4"), 200 + 20 + 0.5, "both protocols (and the WebSocket one)");
+  assert.equal(at("announces.v6"), 100);
   assert.equal(at("scrapes.udp"), 4);
+  assert.equal(at("scrapes.http"), 1);
+  assert.equal(at("scrapes.v4"), 1);
+  assert.equal(at("scrapes.v6"), 4);
   assert.equal(at("connects.udp"), 150);
-  assert.equal(at("errors.udp"), 3);
-  assert.equal(at("errors.http"), 2);
+  assert.equal(at("errors.udp"), 3 + 5 + 1);
+  assert.equal(at("errors.http"), 2 + 2 + 3);
+  assert.equal(at("refused.bad_request"), 2 + 1);
+  assert.equal(at("refused.access_denied"), 3);
+  assert.equal(at("refused.connection_id"), 5);
   assert.equal(at("refused.udp_dropped"), 1);
   assert.equal(at("refused.rate_limited"), 10);
   assert.equal(at("refused.http_max_connections"), 2);
@@ -100,15 +124,8 @@ Deno.test("dashboard reader: otter's counters and store into the history's serie
   const unknown = SERIES.filter((s) => Number.isNaN(at(s.name))).map((s) => s.name);
   assert.deepEqual(unknown, [
     "announces.ws",
-    "announces.v4",
-    "announces.v6",
     "scrapes.ws",
-    "scrapes.v4",
-    "scrapes.v6",
     "errors.ws",
-    "refused.bad_request",
-    "refused.access_denied",
-    "refused.connection_id",
     "connections.ws",
     "cluster.connected",
     "cluster.applied",
@@ -138,4 +155,30 @@ Deno.test("dashboard reader: the cluster link when there is one", () => {
   assert.equal(history.latest[SERIES_INDEX["cluster.applied"]], 500);
   assert.equal(history.latest[SERIES_INDEX["cluster.published"]], 100);
   assert.ok(history.latest[SERIES_INDEX["memory.rss"]] > 0, "Deno.memoryUsage by default");
+});
+
+Deno.test("dashboard reader: the WebSocket series once a WebSocket server is passed", () => {
+  const requests = new RequestCounters();
+  const websocket = { open: 0 };
+  const history = new History(
+    dashboardReader({
+      requests,
+      store: new SwarmTable({ peerTimeout: 60 }),
+      websocket: () => websocket,
+    }),
+  );
+  history.sample(0);
+  for (let i = 0; i < 30; i++) requests.answered(PROTOCOL_WS, ACTION_ANNOUNCE, i < 20 ? 4 : 6);
+  for (let i = 0; i < 4; i++) requests.answered(PROTOCOL_WS, ACTION_SCRAPE, 4);
+  for (let i = 0; i < 2; i++) requests.refused(PROTOCOL_WS, ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST);
+  websocket.open = 12;
+  history.sample(2000);
+  const at = (name: string) => history.latest[SERIES_INDEX[name]];
+  assert.equal(at("announces.ws"), 15);
+  assert.equal(at("scrapes.ws"), 2);
+  assert.equal(at("errors.ws"), 1);
+  assert.equal(at("connections.ws"), 12);
+  assert.equal(at("announces.v4"), 10);
+  assert.equal(at("announces.v6"), 5);
+  assert.equal(at("refused.bad_request"), 1);
 });

@@ -1,7 +1,7 @@
 /**
  * The dashboard's server side without a browser: the page's files over a real socket (gzip,
- * ETag, 304, CSP, HEAD), the data endpoint's full and incremental answers and its 400s, and the
- * config with secrets left out.
+ * ETag, 304, CSP, HEAD), the data endpoint's full and incremental answers and its 400s, the
+ * config with secrets left out, and the busiest torrents' cache (one walk per refresh interval).
  */
 import assert from "node:assert/strict";
 import {
@@ -9,7 +9,12 @@ import {
   DASHBOARD_PATH,
   dashboardAssetResponse,
 } from "../src/observe/dashboardAssets.ts";
-import { dashboardDataResponse, publicConfig } from "../src/observe/dashboardData.ts";
+import {
+  BusiestTorrentsCache,
+  dashboardDataResponse,
+  publicConfig,
+} from "../src/observe/dashboardData.ts";
+import type { TopEntry } from "../src/observe/statsWalks.ts";
 import { History, SERIES, SERIES_INDEX } from "../src/observe/history.ts";
 import { ClientMix } from "../src/observe/clientMix.ts";
 
@@ -188,4 +193,60 @@ Deno.test("dashboard data: config without secrets", () => {
     "password without a user name",
   );
   assert.equal(publicConfig({ cluster: "redis://h:1" }).cluster, "redis://h:1");
+});
+
+Deno.test("busiest torrents: polls share one walk per refresh interval; a reload drops the list", async () => {
+  let walks = 0;
+  let generation = 1;
+  const top: TopEntry[] = Array.from({ length: 12 }, (_, i) => ({
+    infoHash: String(i).padStart(40, "0"),
+    peers: 100 - i,
+    seeders: 40 - i,
+    completed: 7 * i,
+  }));
+  const cache = new BusiestTorrentsCache(
+    () => {
+      walks++;
+      return Promise.resolve({ top });
+    },
+    () => generation,
+    5000,
+  );
+  assert.equal(cache.get(), null, "nothing before the first walk");
+  await cache.ready();
+  assert.equal(walks, 1, "the first get started the walk ready() waited for");
+  const list = cache.get()!;
+  assert.equal(list.torrents.length, 10);
+  assert.deepEqual(list.torrents[1], {
+    infoHash: top[1].infoHash,
+    peers: 99,
+    seeders: 39,
+    leechers: 60,
+    completed: 7,
+  });
+  assert.ok(list.ageSeconds < 1);
+  // A second of polls: no new walk.
+  for (let i = 0; i < 100; i++) cache.get();
+  await cache.ready();
+  assert.equal(walks, 1);
+  // Past the refresh interval: one new walk in the background, the old list meanwhile.
+  const later = performance.now() + 6000;
+  const stale = cache.get(later)!;
+  assert.ok(stale.ageSeconds >= 6, `age ${stale.ageSeconds}`);
+  cache.get(later);
+  assert.equal(walks, 2, "one walk for any number of polls");
+  await cache.refresh(); // the walk running: no new one
+  assert.equal(walks, 2);
+  // An access-list reload: the list taken before it is not shown, nor one from a walk that
+  // started before it.
+  generation = 2;
+  assert.equal(cache.get(), null);
+  assert.equal(walks, 3);
+  const running = cache.refresh();
+  generation = 3;
+  await cache.ready();
+  await running;
+  assert.equal(walks, 4, "the walk begun under generation 2 is not enough");
+  assert.equal(cache.get()!.torrents.length, 10);
+  assert.equal(walks, 4);
 });

@@ -13,6 +13,7 @@ import {
   SERIES,
   SERIES_INDEX,
 } from "../src/observe/history.ts";
+import { ClientMix } from "../src/observe/clientMix.ts";
 
 const ANNOUNCES_UDP = SERIES_INDEX["announces.udp"];
 const TORRENTS = SERIES_INDEX["torrents"];
@@ -155,4 +156,24 @@ Deno.test("history: JSON since-filter returns only newer points", () => {
   assert.deepEqual(later.coarse.t, [2 * MINUTE_MS], "the minute closed since the last poll");
   assert.equal(later.fine.t.length, 180 - 126);
   assert.ok(history.toJson(-Infinity, -Infinity).length < 200_000);
+});
+
+Deno.test("history: 15 minutes at one point a second, 48 hours at one a minute; the memory the docs state", async () => {
+  assert.equal(FINE_POINTS, 15 * 60);
+  assert.equal(COARSE_POINTS, 48 * 60);
+  assert.equal(MINUTE_MS, 60_000);
+  const clients = new ClientMix().byteSize;
+  const number = (n: number) => n.toLocaleString("en-US");
+  const operating = await Deno.readTextFile(new URL("../docs/operating.md", import.meta.url));
+  const flat = operating.replaceAll(/\s+/g, " ");
+  assert.ok(
+    flat.includes(
+      `${SERIES.length} series, ${FINE_POINTS} fine and ${COARSE_POINTS} coarse points`,
+    ),
+  );
+  assert.ok(flat.includes(`${number(HISTORY_BYTES)} bytes`), `operating states ${HISTORY_BYTES}`);
+  assert.ok(flat.includes(`client mix ${number(clients)} bytes`), `operating states ${clients}`);
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const mb = ((HISTORY_BYTES + clients) / 1e6).toFixed(1);
+  assert.match(readme.replaceAll(/\s+/g, " "), new RegExp(`fixed rings of ${mb} MB`));
 });

@@ -2,7 +2,8 @@
  * otter under exactly the Deno permissions that `deno task start` and the compiled binary grant
  * (read from deno.json, so the tests follow the tasks): the grants are the minimal set, ffi only for
  * glibc's paths, otter works with them (HTTP and UDP announces on the fast path, one socket and
- * `--workers 2`, config file, watched access list, state file, a Redis cluster), without ffi it
+ * `--workers 2`, config file, watched access list, state file, a Redis cluster, the dashboard
+ * with the files it imports as text, uPlot from npm included), without ffi it
  * falls back to the portable UDP path with one line saying why, and a missing permission is one
  * clear line, not a stack trace. `--https` reads its certificate files under the same grants.
  */
@@ -126,6 +127,12 @@ Deno.test("the start task's exact permissions: announces, config, access list, s
       await assertAnnounces(otter, { http: listed[0], udp: listed[1] });
       const refused = await httpAnnounce(otter.http[0], randomHash(), 40003);
       assert.ok(refused["failure reason"], "a hash off the whitelist is refused");
+      // The dashboard's files are text imports of the module graph: no --allow-read of their own.
+      for (const path of ["/dashboard", "/dashboard/uPlot.iife.min.js", "/dashboard/data"]) {
+        const response = await fetch(`${otter.http[0]}${path}`);
+        assert.equal(response.status, 200, path);
+        assert.ok((await response.text()).length > 500, path);
+      }
 
       otter.signal("SIGHUP");
       await otter.waitForLine(/^config .*otter\.toml: reloaded/);

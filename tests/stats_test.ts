@@ -188,8 +188,10 @@ Deno.test("stats: every mode after a known workload, text and JSON", async (t) =
       seeders: 3,
       peers4: 8,
       peers6: 0,
+      peersWs: 0,
       seeders4: 3,
       seeders6: 0,
+      seedersWs: 0,
     });
     assert.deepEqual(all.torr, { torrents: 3 });
     assert.equal(all.conn.udp, 4);

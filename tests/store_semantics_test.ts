@@ -3,7 +3,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CLEAN_BUDGET, SwarmTable } from "../src/store/swarmTable.ts";
+import { CLEAN_BUDGET, previousAge, previousSeeder, SwarmTable } from "../src/store/swarmTable.ts";
 import { assertInvariants } from "../src/store/invariants.ts";
 
 const NONE = 0, COMPLETED = 1, STARTED = 2, STOPPED = 3;
@@ -268,4 +268,42 @@ Deno.test("byteSize tracks the arrays and shrinks back after everything expires"
   assert.equal(table.torrents, 0);
   assert.ok(table.byteSize < full / 8, `${table.byteSize} bytes after expiry`);
   assertInvariants(table);
+});
+
+Deno.test("an announce reports the peer's previous stamp and seeder flag, -1 when not held", () => {
+  const table = new SwarmTable({ peerTimeout: 100 });
+  const previous = () => table.result.previous;
+  for (const family of [4, 6] as const) {
+    // New peer: not held.
+    announce(table, 1, family, 1, STARTED, false, 10);
+    assert.equal(previousAge(previous(), 10), -1);
+    // Refreshed 7 s later, same flag.
+    announce(table, 1, family, 1, NONE, false, 17);
+    assert.equal(previousAge(previous(), 17), 7);
+    assert.equal(previousSeeder(previous()), false);
+    // Flag flipped: the previous flag is the leecher's.
+    announce(table, 1, family, 1, COMPLETED, true, 20);
+    assert.equal(previousAge(previous(), 20), 3);
+    assert.equal(previousSeeder(previous()), false);
+    announce(table, 1, family, 1, NONE, true, 20);
+    assert.equal(previousAge(previous(), 20), 0);
+    assert.equal(previousSeeder(previous()), true);
+    // Stopped, then back: not held.
+    announce(table, 1, family, 1, STOPPED, true, 21);
+    announce(table, 1, family, 1, NONE, true, 22);
+    assert.equal(previousAge(previous(), 22), -1);
+    // Expired and cleaned, then back: not held.
+    table.cleanAll(200);
+    announce(table, 1, family, 1, NONE, true, 200);
+    assert.equal(previousAge(previous(), 200), -1);
+    // In a set (long list), not only in a scanned one.
+    for (let p = 2; p < 40; p++) announce(table, 1, family, p, NONE, false, 200);
+    announce(table, 1, family, 30, NONE, true, 230);
+    assert.equal(previousAge(previous(), 230), 30);
+    assert.equal(previousSeeder(previous()), false);
+  }
+  // Ages are taken modulo the 15-bit stamp period.
+  announce(table, 2, 4, 1, NONE, false, 32760);
+  announce(table, 2, 4, 1, NONE, false, 32775);
+  assert.equal(previousAge(previous(), 32775), 15);
 });

@@ -5,16 +5,19 @@
  *    streamReader.ts, never held more: a bigger value arrives as its length only), else the entry
  *    is refused as "oversized" or "malformed";
  * 2. the node's own batches, not marked late, are skipped (they were applied when they happened);
- * 3. the batch's structure and checksum (`checkBatch`), else "malformed";
+ * 3. the batch's structure and checksum (`checkBatch`), and its shard the one whose stream it was
+ *    read from, else "malformed";
  * 4. the MAC under the cluster secret (batchMac.ts), else "bad_mac", logged once per claimed node
  *    id: a node with another secret shows as one line, not one per batch;
  * 5. its age, from the publish time its origin stamped into it (authenticated, unlike the entry's
  *    stream id, which an XADD may set), plus the delay it waited before that: a batch older than
  *    the peer timeout is skipped as stale, so an old batch added again is never applied;
- * 6. its sequence number against the last one applied from the same origin (instance), else
- *    "replayed": an authentic batch added again within the peer timeout, or one XADD retried after
- *    a lost reply, is applied once. A receiver that never read the original (it was trimmed away
- *    first) applies the copy once, with its true age: the same peers, expiring when they would.
+ * 6. its sequence number against the last one applied from the same origin (instance and shard),
+ *    else "replayed": an authentic batch added again within the peer timeout, or one XADD retried
+ *    after a lost reply, is applied once. A receiver that never read the original (it was trimmed
+ *    away first) applies the copy once, with its true age: the same peers, expiring when they
+ *    would. A sequence that skips numbers is applied and counted in `gaps`: entries of that origin
+ *    went missing (trimmed before this node read them, or lost in a failover).
  *
  * Only batches that passed 4 reach the sequence map, so its size is bounded by the authentic
  * origins seen within a peer timeout (every restart of a node is a new origin), and capped.
@@ -27,6 +30,7 @@ import {
   batchNodeId,
   batchPublishTime,
   batchSequence,
+  batchShard,
   checkBatch,
   MAX_BATCH_BYTES,
 } from "./changeBatch.ts";
@@ -57,6 +61,8 @@ export interface GateCounters {
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
+  /** Times an origin's sequence skipped numbers: its entries went missing before we read them. */
+  gaps: number;
 }
 
 /** What `admit` decided; the batch and its age are set when `apply` is true. */
@@ -67,6 +73,8 @@ export interface Admission {
   age: number;
   /** Whether it is one of this node's own (late) batches. */
   own: boolean;
+  /** Whether its origin's sequence skipped numbers before it (counted in `gaps`). */
+  gap: boolean;
 }
 
 /** Node ids named in "fails authentication" lines; more are counted but not logged. */
@@ -86,7 +94,13 @@ export class BatchGate {
   readonly #origins = new Map<string, { sequence: number; publishedMs: number }>();
   readonly #loggedNodes = new Set<string>();
   #loggedOversized = false;
-  readonly #result: Admission = { apply: false, batch: new Uint8Array(0), age: 0, own: false };
+  readonly #result: Admission = {
+    apply: false,
+    batch: new Uint8Array(0),
+    age: 0,
+    own: false,
+    gap: false,
+  };
 
   constructor(
     mac: BatchMac,
@@ -103,13 +117,14 @@ export class BatchGate {
   }
 
   /**
-   * Judges one entry (`fields` as the reader gave them) at `redisNowMs` on Redis's clock. The
-   * returned object is reused by the next call.
+   * Judges one entry (`fields` as the reader gave them) read from a stream of `shard` at
+   * `redisNowMs` on Redis's clock. The returned object is reused by the next call.
    */
-  admit(id: string, fields: unknown, redisNowMs: number): Admission {
+  admit(id: string, fields: unknown, redisNowMs: number, shard = 0): Admission {
     const result = this.#result;
     result.apply = false;
     result.own = false;
+    result.gap = false;
     const batch = this.#batchOf(id, fields);
     if (batch === null) return result;
     const own = batchIsFrom(batch, this.#instance);
@@ -117,7 +132,7 @@ export class BatchGate {
       this.#counters.ownBatches++;
       if (!batchIsLate(batch)) return result;
     }
-    if (checkBatch(batch) !== null) return this.#reject("malformed");
+    if (checkBatch(batch) !== null || batchShard(batch) !== shard) return this.#reject("malformed");
     if (!this.#mac.verify(batch)) {
       this.#logBadMac(batch);
       return this.#reject("bad_mac");
@@ -181,11 +196,15 @@ export class BatchGate {
 
   /** Records the batch's sequence number; false if its origin's last one was not lower. */
   #firstTime(batch: Uint8Array, publishedMs: number, redisNowMs: number): boolean {
-    const key = batchInstanceKey(batch);
+    const key = `${batchInstanceKey(batch)}:${batchShard(batch)}`;
     const sequence = batchSequence(batch);
     const origins = this.#origins;
     const last = origins.get(key);
     if (last !== undefined && sequence <= last.sequence) return false;
+    if (last !== undefined && sequence > last.sequence + 1) {
+      this.#counters.gaps++;
+      this.#result.gap = true;
+    }
     origins.delete(key);
     origins.set(key, { sequence, publishedMs });
     if (last === undefined && origins.size > 64) this.#forgetOldOrigins(redisNowMs);

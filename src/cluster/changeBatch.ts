@@ -11,43 +11,81 @@
  * and may hold data from other versions or other programs. Whether a batch is authentic is
  * batchMac.ts's question, asked after these checks.
  *
- * Wire format, version 2, big-endian:
+ * Wire format, version 3, big-endian:
  *
  *   0  magic "OTCB"
  *   4  CRC-32 (IEEE) of every byte from offset 8 to the end (damage, not forgery: see the tag)
- *   8  version (2)
+ *   8  version (3)
  *   9  flags: bit 0 "late" and bit 1 "queued" (see `markLate`); other bits zero
  *  10  delay: whole seconds the batch waited at its origin before it was published (u16)
  *  12  record count (u32)
  *  16  instance: 8 random bytes per recorder, so a node knows its own batches even when a
  *      restarted node reuses its node id (its earlier life's batches are then not its own)
- *  24  sequence: 1, 2, 3… per instance, in the order the batches were taken (u32), so that a
- *      receiver can refuse a batch it has already applied (a retried XADD, or a replay)
+ *  24  sequence: 1, 2, 3… per instance and shard, given when the batch is first published (u32),
+ *      so a receiver can refuse a batch it has already applied (a retried XADD, or a replay) and
+ *      see one that went missing
  *  28  publish time: milliseconds since the Unix epoch on Redis's clock, as the origin reckoned
  *      it when it sent the XADD (u64; 0 until stamped); receivers take a batch's age from it
  *  36  tag: the first 16 bytes of HMAC-SHA256 over the batch under the cluster secret (zero in
  *      a cluster run with --cluster-insecure); see batchMac.ts
- *  52  node id length L (1..64)
- *  53  node id, L bytes of UTF-8
- *  53+L records, each one flags byte, then info hash (20), address (4 or 16), port (u16):
- *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 IPv6, bit 3 seeder,
- *       bits 4-7 zero. An IPv4 record is 27 bytes, an IPv6 record 39.
+ *  52  shard (u16): the shard whose stream carries it (clusterKeys.ts); every record's info hash
+ *      belongs to it
+ *  54  node id length L (1..64)
+ *  55  node id, L bytes of UTF-8
+ *  55+L records, each one flags byte, then info hash (20), address, port (u16):
+ *       flags bits 0-1 op (1 announce/refresh, 2 stopped, 3 completed), bit 2 seeder, bits 3-5
+ *       the peer family's code (RECORD_FAMILIES: 0 IPv4, 4-byte address; 1 IPv6, 16 bytes;
+ *       2 WebSocket, 4 bytes), bits 6-7 zero. An IPv4 or WebSocket record is 27 bytes, an IPv6
+ *       record 39. A WebSocket peer's address and port are not an address but the key its origin
+ *       publishes it under (wsPeerKeys.ts); receivers hold it as another node's peer.
  *
- * Version 1 (no sequence, time or tag) is refused as an unsupported version.
+ * Versions 1 and 2 are refused as unsupported versions: all nodes of a cluster upgrade together.
  */
 import { crc32 } from "../hash/crc32.ts";
+import { FAMILY_WS, type PeerFamily } from "../store/layout.ts";
 
 export const OP_ANNOUNCE = 1;
 export const OP_STOPPED = 2;
 export const OP_COMPLETED = 3;
 
-export const BATCH_VERSION = 2;
+export const BATCH_VERSION = 3;
 /** Size of the header without the node id. */
-export const HEADER_SIZE = 53;
+export const HEADER_SIZE = 55;
 export const INSTANCE_SIZE = 8;
 export const MAX_NODE_ID_BYTES = 64;
-export const RECORD_SIZE_V4 = 27;
-export const RECORD_SIZE_V6 = 39;
+/**
+ * The peer families a record can carry, by the code in its flags: the family number the store
+ * knows them by and the bytes of their address. A new kind of peer adds a row here (its record is
+ * flags, info hash, address, port like the others); a receiver refuses a code it has no row for.
+ */
+export const RECORD_FAMILIES: readonly {
+  code: number;
+  family: PeerFamily;
+  addressBytes: number;
+}[] = [
+  { code: 0, family: 4, addressBytes: 4 },
+  { code: 1, family: 6, addressBytes: 16 },
+  { code: 2, family: FAMILY_WS, addressBytes: 4 },
+];
+/** Record bytes besides the address: flags, info hash, port. */
+const RECORD_FIXED = 1 + 20 + 2;
+export const RECORD_SIZE_V4 = RECORD_FIXED + 4;
+export const RECORD_SIZE_V6 = RECORD_FIXED + 16;
+/** The largest record of any family: a recorder's ring slot. */
+const RECORD_SLOT = RECORD_FIXED + Math.max(...RECORD_FAMILIES.map((f) => f.addressBytes));
+const FAMILY_SHIFT = 3;
+const FAMILY_CODES = 8;
+/** Record size by family code, 0 for a code without a row. */
+const RECORD_SIZE_BY_CODE = new Uint8Array(FAMILY_CODES);
+/** Family number by code. */
+const FAMILY_BY_CODE = new Uint8Array(FAMILY_CODES);
+/** Code by family number (4 and 6 index it directly). */
+const CODE_BY_FAMILY = new Uint8Array(8);
+for (const row of RECORD_FAMILIES) {
+  RECORD_SIZE_BY_CODE[row.code] = RECORD_FIXED + row.addressBytes;
+  FAMILY_BY_CODE[row.code] = row.family;
+  CODE_BY_FAMILY[row.family] = row.code;
+}
 /** Most changes in one batch. */
 export const MAX_BATCH_RECORDS = 4096;
 /** The largest batch a recorder makes (159,861 bytes); a stream entry above it is refused. */
@@ -58,27 +96,39 @@ export const TAG_AT = 36;
 export const TAG_SIZE = 16;
 /** Where the checksummed bytes start. */
 export const CRC_START = 8;
+/** Most shards a cluster may have (the header's field is 16 bits; clusterKeys.ts caps it lower). */
+export const MAX_SHARDS = 1024;
 
 const MAGIC_0 = 0x4f; // "O"
 const MAGIC_1 = 0x54; // "T"
 const MAGIC_2 = 0x43; // "C"
 const MAGIC_3 = 0x42; // "B"
-const FLAG_V6 = 4;
-const FLAG_SEEDER = 8;
-const FLAGS_RESERVED = 0xf0;
+const FLAG_SEEDER = 4;
+const FLAGS_RESERVED = 0xc0;
 const BATCH_LATE = 1;
 const BATCH_QUEUED = 2;
 const INSTANCE_AT = 16;
 const SEQUENCE_AT = 24;
 const TIME_AT = 28;
-const ID_LENGTH_AT = 52;
+const SHARD_AT = 52;
+const ID_LENGTH_AT = 54;
+
+/** A record's size from its flags byte, 0 for an unknown family. */
+function recordSize(flags: number): number {
+  return RECORD_SIZE_BY_CODE[(flags >> FAMILY_SHIFT) & (FAMILY_CODES - 1)];
+}
+
+/** The shard of an info hash at bytes[at..]: its first four bytes (big-endian) mod `shards`. */
+export function shardOf(bytes: Uint8Array, at: number, shards: number): number {
+  return shards === 1 ? 0 : readU32BE(bytes, at) % shards;
+}
 
 /** Receives one decoded change; the byte arrays are the batch itself, read at the offsets. */
 export type ApplyChange = (
   op: number,
   infoHash: Uint8Array,
   hashOffset: number,
-  family: 4 | 6,
+  family: PeerFamily,
   address: Uint8Array,
   addressOffset: number,
   port: number,
@@ -121,12 +171,10 @@ export class ChangeRecorder {
   /** Random bytes that mark this recorder's batches as its own. */
   readonly instance: Uint8Array;
   readonly #nodeId: Uint8Array;
-  /** One RECORD_SIZE_V6 slot per change, each holding the change in its wire form. */
+  /** One RECORD_SLOT slot per change, each holding the change in its wire form. */
   readonly #ring: Uint8Array;
   #first = 0;
   #pending = 0;
-  /** The sequence number of the last batch taken. */
-  #sequence = 0;
 
   /**
    * @param capacity most changes held between two `take` calls
@@ -150,7 +198,7 @@ export class ChangeRecorder {
     this.#nodeId = id;
     this.capacity = capacity;
     this.maxBatchRecords = maxBatchRecords;
-    this.#ring = new Uint8Array(capacity * RECORD_SIZE_V6);
+    this.#ring = new Uint8Array(capacity * RECORD_SLOT);
   }
 
   /** Changes waiting for `take`. */
@@ -163,7 +211,7 @@ export class ChangeRecorder {
     op: number,
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -178,19 +226,20 @@ export class ChangeRecorder {
       this.#pending++;
     }
     const ring = this.#ring;
-    let at = slot * RECORD_SIZE_V6;
-    ring[at++] = (op & 3) | (family === 6 ? FLAG_V6 : 0) | (seeder ? FLAG_SEEDER : 0);
+    let at = slot * RECORD_SLOT;
+    const code = CODE_BY_FAMILY[family];
+    ring[at++] = (op & 3) | (seeder ? FLAG_SEEDER : 0) | (code << FAMILY_SHIFT);
     for (let i = 0; i < 20; i++) ring[at++] = infoHash[hashOffset + i];
-    const addressLength = family === 6 ? 16 : 4;
+    const addressLength = RECORD_SIZE_BY_CODE[code] - RECORD_FIXED;
     for (let i = 0; i < addressLength; i++) ring[at++] = address[addressOffset + i];
     ring[at++] = port >>> 8;
     ring[at] = port;
   }
 
   /**
-   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch with the
-   * next sequence number (not late, delay 0, no publish time, zero tag, valid checksum), or
-   * returns null if nothing is pending.
+   * Takes up to `maxBatchRecords` pending changes, oldest first, as one encoded batch of shard 0
+   * (sequence 0, not late, delay 0, no publish time, zero tag, valid checksum), or returns null
+   * if nothing is pending. For a cluster of one shard; `takeAll` splits by shard.
    */
   take(): Uint8Array | null {
     const count = Math.min(this.#pending, this.maxBatchRecords);
@@ -199,9 +248,81 @@ export class ChangeRecorder {
     let size = HEADER_SIZE + this.#nodeId.length;
     let slot = this.#first;
     for (let n = 0; n < count; n++) {
-      size += ring[slot * RECORD_SIZE_V6] & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
+      size += recordSize(ring[slot * RECORD_SLOT]);
       if (++slot === this.capacity) slot = 0;
     }
+    const out = this.#header(size, count, 0);
+    let at = HEADER_SIZE + this.#nodeId.length;
+    slot = this.#first;
+    for (let n = 0; n < count; n++) {
+      const from = slot * RECORD_SLOT;
+      const length = recordSize(ring[from]);
+      for (let i = 0; i < length; i++) out[at++] = ring[from + i];
+      if (++slot === this.capacity) slot = 0;
+    }
+    this.#first = slot;
+    this.#pending -= count;
+    writeChecksum(out);
+    return out;
+  }
+
+  /**
+   * Takes every pending change, oldest first, as batches by shard (an info hash's shard is
+   * `shardOf` it): each batch holds changes of one shard, in the order they were recorded, at
+   * most `maxBatchRecords` of them. Returns the batches in shard order (empty when nothing is
+   * pending).
+   */
+  takeAll(shards: number): Uint8Array[] {
+    if (shards === 1) {
+      const batches: Uint8Array[] = [];
+      for (let batch = this.take(); batch !== null; batch = this.take()) batches.push(batch);
+      return batches;
+    }
+    const ring = this.#ring;
+    const max = this.maxBatchRecords;
+    const idBytes = this.#nodeId.length;
+    // First pass: the size of each batch of each shard.
+    const counts = new Uint32Array(shards);
+    const sizes: number[][] = Array.from({ length: shards }, () => []);
+    let slot = this.#first;
+    for (let n = 0; n < this.#pending; n++) {
+      const at = slot * RECORD_SLOT;
+      const shard = shardOf(ring, at + 1, shards);
+      const list = sizes[shard];
+      if (counts[shard] % max === 0) list.push(HEADER_SIZE + idBytes);
+      list[list.length - 1] += recordSize(ring[at]);
+      counts[shard]++;
+      if (++slot === this.capacity) slot = 0;
+    }
+    // Second pass: copy each record into its shard's current batch.
+    const batches: Uint8Array[][] = sizes.map((list, shard) =>
+      list.map((size, i) => this.#header(size, Math.min(max, counts[shard] - i * max), shard))
+    );
+    const filled = new Uint32Array(shards);
+    const offsets = new Uint32Array(shards).fill(HEADER_SIZE + idBytes);
+    slot = this.#first;
+    for (let n = 0; n < this.#pending; n++) {
+      const from = slot * RECORD_SLOT;
+      const shard = shardOf(ring, from + 1, shards);
+      const index = Math.floor(filled[shard] / max);
+      if (filled[shard] % max === 0) offsets[shard] = HEADER_SIZE + idBytes;
+      const out = batches[shard][index];
+      const length = recordSize(ring[from]);
+      let at = offsets[shard];
+      for (let i = 0; i < length; i++) out[at++] = ring[from + i];
+      offsets[shard] = at;
+      filled[shard]++;
+      if (++slot === this.capacity) slot = 0;
+    }
+    this.#first = slot;
+    this.#pending = 0;
+    const all = batches.flat();
+    for (const batch of all) writeChecksum(batch);
+    return all;
+  }
+
+  /** A batch of `size` bytes with its header written (checksum and records to follow). */
+  #header(size: number, count: number, shard: number): Uint8Array {
     const out = new Uint8Array(size);
     out[0] = MAGIC_0;
     out[1] = MAGIC_1;
@@ -210,21 +331,10 @@ export class ChangeRecorder {
     out[8] = BATCH_VERSION;
     writeU32BE(out, 12, count);
     out.set(this.instance, INSTANCE_AT);
-    this.#sequence = (this.#sequence + 1) >>> 0;
-    writeU32BE(out, SEQUENCE_AT, this.#sequence);
+    out[SHARD_AT] = shard >>> 8;
+    out[SHARD_AT + 1] = shard;
     out[ID_LENGTH_AT] = this.#nodeId.length;
     out.set(this.#nodeId, HEADER_SIZE);
-    let at = HEADER_SIZE + this.#nodeId.length;
-    slot = this.#first;
-    for (let n = 0; n < count; n++) {
-      const from = slot * RECORD_SIZE_V6;
-      const length = ring[from] & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
-      for (let i = 0; i < length; i++) out[at++] = ring[from + i];
-      if (++slot === this.capacity) slot = 0;
-    }
-    this.#first = slot;
-    this.#pending -= count;
-    writeChecksum(out);
     return out;
   }
 }
@@ -268,6 +378,16 @@ export function batchSequence(batch: Uint8Array): number {
   return readU32BE(batch, SEQUENCE_AT);
 }
 
+/** Gives a batch its sequence number (once, when first published); it needs sealing again. */
+export function setSequence(batch: Uint8Array, sequence: number): void {
+  writeU32BE(batch, SEQUENCE_AT, sequence);
+}
+
+/** The shard of a batch that `checkBatch` accepted. */
+export function batchShard(batch: Uint8Array): number {
+  return (batch[SHARD_AT] << 8) | batch[SHARD_AT + 1];
+}
+
 /** The node id of a batch that `checkBatch` accepted, for log lines. */
 export function batchNodeId(batch: Uint8Array): string {
   return nodeIdOf(batch) ?? "";
@@ -297,12 +417,15 @@ export function batchIsFrom(batch: Uint8Array, instance: Uint8Array): boolean {
 
 const HEX = "0123456789abcdef";
 
-/** The instance bytes of a batch as 16 hex digits, to key per-origin state by. */
+/** The instance bytes of a batch as 16 hex digits, as stream keys name an instance. */
 export function batchInstanceKey(batch: Uint8Array): string {
+  return instanceHex(batch.subarray(INSTANCE_AT, INSTANCE_AT + INSTANCE_SIZE));
+}
+
+/** An instance's 8 bytes as 16 hex digits. */
+export function instanceHex(instance: Uint8Array): string {
   let key = "";
-  for (let i = INSTANCE_AT; i < INSTANCE_AT + INSTANCE_SIZE; i++) {
-    key += HEX[batch[i] >> 4] + HEX[batch[i] & 15];
-  }
+  for (let i = 0; i < INSTANCE_SIZE; i++) key += HEX[instance[i] >> 4] + HEX[instance[i] & 15];
   return key;
 }
 
@@ -332,11 +455,14 @@ export function checkBatch(bytes: Uint8Array): string | null {
   if (readU32BE(bytes, 4) !== crc32(bytes, CRC_START)) return "checksum mismatch";
   const count = readU32BE(bytes, 12);
   let at = recordsStart;
+  if (batchShard(bytes) >= MAX_SHARDS) return "bad shard";
   for (let n = 0; n < count; n++) {
     if (at >= length) return "fewer records than counted";
     const flags = bytes[at];
     if ((flags & 3) === 0 || (flags & FLAGS_RESERVED) !== 0) return "bad record flags";
-    at += flags & FLAG_V6 ? RECORD_SIZE_V6 : RECORD_SIZE_V4;
+    const size = recordSize(flags);
+    if (size === 0) return "unknown peer family";
+    at += size;
     if (at > length) return "truncated record";
   }
   if (at !== length) return "bytes after the last record";
@@ -374,14 +500,14 @@ export function applyCheckedBatch(bytes: Uint8Array, apply: ApplyChange): number
   let at = HEADER_SIZE + bytes[ID_LENGTH_AT];
   for (let n = 0; n < count; n++) {
     const flags = bytes[at];
-    const v6 = (flags & FLAG_V6) !== 0;
+    const code = (flags >> FAMILY_SHIFT) & (FAMILY_CODES - 1);
     const addressAt = at + 21;
-    const portAt = addressAt + (v6 ? 16 : 4);
+    const portAt = at + RECORD_SIZE_BY_CODE[code] - 2;
     apply(
       flags & 3,
       bytes,
       at + 1,
-      v6 ? 6 : 4,
+      FAMILY_BY_CODE[code] as PeerFamily,
       bytes,
       addressAt,
       (bytes[portAt] << 8) | bytes[portAt + 1],

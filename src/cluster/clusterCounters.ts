@@ -4,6 +4,18 @@
  * gate (batchGate.ts) and its applier (streamApply.ts).
  */
 import type { RejectedCounts } from "./batchGate.ts";
+import type { RedisFigures } from "./redisInfo.ts";
+import { newSnapshotRejects, type SnapshotRejects } from "./snapshotFormat.ts";
+
+/** What the sync counts of snapshots (snapshotStore.ts). */
+export interface SnapshotCounters {
+  written: number;
+  loaded: number;
+  /** Bytes of chunks in the shards' current snapshots, as last seen. */
+  bytes: number;
+  /** Age in seconds of the oldest shard's current snapshot (0 without one). */
+  ageSeconds: number;
+}
 
 export interface ClusterCounters {
   state: "connected" | "disconnected";
@@ -25,12 +37,29 @@ export interface ClusterCounters {
   staleBatches: number;
   /** This node's own batches read back and skipped. */
   ownBatches: number;
+  /** Times an origin's sequence skipped numbers (entries missing: trimmed unread, or lost). */
+  gaps: number;
   /** Changes from this node's own late batches, applied again in stream order. */
   reapplied: number;
   /** Local changes never published: recorder ring full, queue over its limit, or too old. */
   droppedChanges: number;
   /** Times a connection was established, the first included. */
   connects: number;
+  /** Times Redis came back without the cluster's data (restarted empty): everything republished. */
+  redisResets: number;
+  /** Times this node's own stream had lost acknowledged entries (a failover): peers republished. */
+  lostEntries: number;
+  /** Local refreshes not published: they changed nothing and their peer was published this epoch. */
+  suppressedRefreshes: number;
+  /** Batch bytes this node appended (payload), and bytes its readers received (wire). */
+  publishedBytes: number;
+  readBytes: number;
+  /** What each Redis server said of itself at the last INFO poll (redisInfo.ts). */
+  redis: RedisFigures[];
+  /** Snapshots written and loaded, their size and age (snapshotStore.ts). */
+  snapshots: SnapshotCounters;
+  /** Snapshot chunks and manifests refused, by reason (snapshotFormat.ts). */
+  snapshotRejected: SnapshotRejects;
 }
 
 /** Counters at zero, disconnected. */
@@ -45,8 +74,17 @@ export function newClusterCounters(): ClusterCounters {
     rejected: { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 },
     staleBatches: 0,
     ownBatches: 0,
+    gaps: 0,
     reapplied: 0,
     droppedChanges: 0,
     connects: 0,
+    redisResets: 0,
+    lostEntries: 0,
+    suppressedRefreshes: 0,
+    publishedBytes: 0,
+    readBytes: 0,
+    redis: [],
+    snapshots: { written: 0, loaded: 0, bytes: 0, ageSeconds: 0 },
+    snapshotRejected: newSnapshotRejects(),
   };
 }

@@ -8,17 +8,44 @@ import { MAX_NODE_ID_BYTES } from "./changeBatch.ts";
 export const DEFAULT_CLUSTER_NAME = "otter";
 
 export interface ClusterUrl {
-  /** The URL as given, for the Redis client. */
+  /** The first URL, for a standalone Redis (or the first seed of a Redis Cluster). */
   url: string;
-  /** The URL with any password replaced by `***`, for logs. */
+  /** Every URL given: the seeds of a Redis Cluster (one for a standalone Redis). */
+  urls: string[];
+  /** The URLs with any password replaced by `***`, for logs. */
   redacted: string;
 }
 
 /**
- * Parses `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). A reason never repeats
- * the URL: it may hold a password.
+ * Parses `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS), or a comma-separated
+ * list of them (a Redis Cluster's seeds: credentials and TLS from the first, database 0). A
+ * reason never repeats the URL: it may hold a password.
  */
 export function parseClusterUrl(text: string): ClusterUrl | { error: string } {
+  const parts = text.split(",");
+  const urls: string[] = [];
+  const redacted: string[] = [];
+  for (const part of parts) {
+    const one = parseOneUrl(part.trim());
+    if ("error" in one) {
+      return parts.length > 1 ? { error: `URL ${urls.length + 1} of the list: ${one.error}` } : one;
+    }
+    urls.push(one.url);
+    redacted.push(one.redacted);
+  }
+  if (urls.length > 1) {
+    const first = new URL(urls[0]).protocol;
+    if (urls.some((url) => new URL(url).protocol !== first)) {
+      return { error: "the URLs of a list must all be redis:// or all rediss://" };
+    }
+    if (urls.some((url) => !/^\/?0?$/.test(new URL(url).pathname))) {
+      return { error: "a Redis Cluster has database 0 only: the URLs of a list take no /db" };
+    }
+  }
+  return { url: urls[0], urls, redacted: redacted.join(",") };
+}
+
+function parseOneUrl(text: string): { url: string; redacted: string } | { error: string } {
   let url: URL;
   try {
     url = new URL(text);
@@ -68,9 +95,4 @@ export function checkNodeId(id: string): string | null {
 export function checkClusterName(name: string): string | null {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) return "1 to 64 letters, digits, '-', '_' or '.'";
   return null;
-}
-
-/** The Redis stream that carries a cluster's change batches. */
-export function streamKey(clusterName: string): string {
-  return `otter:${clusterName}:changes`;
 }

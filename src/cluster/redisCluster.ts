@@ -1,28 +1,28 @@
 /**
- * Cluster sync over one Redis stream: several otter nodes share their swarms.
+ * Cluster sync through Redis: several otter nodes share their swarms.
  *
- * Each node records its local changes (`recorder`), takes them as binary batches every flush
- * interval and appends each batch to the cluster's stream with XADD, trimming entries older than
- * one peer timeout (MINID ~). A second connection reads the stream with XREAD: first the retained
- * history (so a new node serves full swarms at once), then new entries as they come (BLOCK). Other
- * nodes' changes are applied to the local store through its ordinary announce, with numwant 0, so
- * the store's own rules (expiry, counting a completion once) hold for remote peers too.
+ * Each node records its local changes (`changes`, publishRule.ts: only announces that change
+ * something), takes them as binary batches by shard every flush interval and appends each to its
+ * own stream of that shard (publishQueue.ts, keys in clusterKeys.ts). Per shard, a reader
+ * (shardReader.ts) reads the other nodes' streams, merged in entry-id order, and applies their
+ * changes to the local store through its ordinary announce and refresh, so the store's own rules
+ * (expiry, counting a completion once) hold for remote peers too. A standalone Redis holds one
+ * shard; a Redis Cluster holds several (16 by default), each on the master of its hash tag's slot.
+ *
+ * Joining: a node that starts loads each shard's snapshot (snapshotStore.ts) and reads the
+ * streams from the snapshot's position, so it serves full swarms before its listeners open; the
+ * snapshot is rewritten by one node at a time as the streams grow, and the streams are trimmed
+ * to the previous snapshot's position: Redis holds about two snapshots and a short tail, not a
+ * peer timeout of changes.
  *
  * Redis is never on the announce path: if it is unreachable the node keeps serving from its own
  * store, queues its batches (bounded), logs one line per state change and reconnects with backoff,
- * then publishes the queue and reads on from the last entry it applied. A Redis that lacks a
- * command the sync needs (before 6.2, or with it renamed away or forbidden to our user) is found at
- * connect, before the node counts as connected: at start that is fatal, since retrying cannot help.
- *
- * Order: every node applies other nodes' changes in stream order, but its own at once, so two
- * nodes that change the same peer at nearly the same time may disagree about it until it
- * announces again or expires. Changes queued during an outage make that likely, so a node marks
- * the batches it publishes late (`markLate`) and applies them again when it reads them back:
- * then every node ends with the stream's last word on each peer. Reapplying an old change can
- * undo a newer local one, so batches taken while queued ones are unread, or before one was
- * reapplied, are marked late too ("follow-ups"), and so is a batch that changes a peer a
- * follow-up changed, if that follow-up may be reapplied after it: the window closes for a peer
- * once no unread late batch of ours holds it.
+ * then publishes the queue and reads on from where it was. A Redis that lacks a command the sync
+ * needs (before 6.2, or with it renamed away or forbidden to our user) is found at connect, before
+ * the node counts as connected: at start that is fatal, since retrying cannot help. A Redis that
+ * comes back empty (restarted without its data: the cluster's config key is gone or another) is
+ * noticed: readers start over, a snapshot is written at once, and each peer this node holds is
+ * published again at its next announce (the re-publish window, publishRule.ts).
  *
  * Time: a batch's age is taken from the publish time its origin stamped into it (its reckoning of
  * Redis's clock when it sent the XADD) plus the delay it waited before that, measured against
@@ -36,60 +36,57 @@
  * different lists, or one may be reloaded before another); the node never records them, since
  * its announces for them are refused.
  *
- * Trust: with a cluster secret every batch carries a MAC (batchMac.ts), and what is read from the
- * stream passes batchGate.ts (size, shape, checksum, MAC, age, sequence) before anything is
- * applied. The stream is read through streamReader.ts, which holds at most MAX_BATCH_BYTES per
- * entry value whatever someone XADDed, so one XREAD brings at most READ_COUNT entries of that
- * size (two values each) into memory.
- *
- * This file is the sync's sessions and its publish queue; redisCommands.ts sends commands (with a
- * reply deadline) and checks a Redis at connect, streamApply.ts applies what is read, and
- * clusterCounters.ts is what it counts.
+ * Trust: with a cluster secret every batch and snapshot carries a MAC (batchMac.ts), and what is
+ * read passes batchGate.ts or snapshotFormat.ts (size, shape, checksum, MAC, age, sequence) before
+ * anything is applied. Streams are read through streamReader.ts, which holds at most a set number
+ * of bytes per value whatever someone wrote.
  */
-import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
 // deno-lint-ignore no-import-prefix
-import { createClient, ErrorReply, RESP_TYPES } from "npm:@redis/client@6.3.1";
-import {
-  applyCheckedBatch,
-  batchIsQueued,
-  batchRecordCount,
-  batchSequence,
-  ChangeRecorder,
-  markLate,
-  MAX_BATCH_BYTES,
-  MAX_BATCH_RECORDS,
-  setPublishTime,
-} from "./changeBatch.ts";
-import { parseClusterUrl, streamKey } from "./clusterOptions.ts";
+import { ErrorReply } from "npm:@redis/client@6.3.1";
+import { ChangeRecorder, instanceHex, MAX_BATCH_RECORDS } from "./changeBatch.ts";
+import { parseClusterUrl } from "./clusterOptions.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { BatchMac } from "./batchMac.ts";
-import { BATCH_FIELD, BatchGate } from "./batchGate.ts";
-import { StreamReaderConnection } from "./streamReader.ts";
+import { BatchGate } from "./batchGate.ts";
 import { type ClusterStore, StreamApplier } from "./streamApply.ts";
 import { type ClusterCounters, newClusterCounters } from "./clusterCounters.ts";
+import { LocalChanges, refreshEpochSeconds } from "./publishRule.ts";
+import { updateFigures } from "./redisInfo.ts";
+import {
+  ClusterKeys,
+  DEFAULT_CLUSTER_SHARDS,
+  KEY_FORMAT,
+  MAX_CLUSTER_SHARDS,
+} from "./clusterKeys.ts";
+import { PublishQueue, type PublishSession } from "./publishQueue.ts";
+import { ShardReader } from "./shardReader.ts";
+import { type SnapshotOptions, SnapshotStore } from "./snapshotStore.ts";
+import { SnapshotMacs } from "./snapshotFormat.ts";
+import { WsPeerKeys } from "./wsPeerKeys.ts";
+import { RedisLink, textOf } from "./redisLink.ts";
 import {
   checkCommands,
   checkStreamKey,
   compareStreamIds,
   errorLine,
   redisClockOffsetMs,
-  type RedisConnection,
   RedisUnsupportedError,
-  send,
-  withTimeout,
 } from "./redisCommands.ts";
 
 export type { ClusterStore };
 
 export interface ClusterSyncOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
+  /**
+   * `redis://[user:password@]host:port[/db]` or `rediss://…`; for a Redis Cluster, a
+   * comma-separated list of its servers' URLs (credentials and TLS from the first).
+   */
   url: string;
   /** Cluster name: nodes with the same name and Redis share swarms. */
   name: string;
   /** This node's id, 1 to 64 bytes, carried in its batches for diagnosis. */
   nodeId: string;
-  /** Seconds a silent peer lives; also how much stream history is kept. */
+  /** Seconds a silent peer lives; also the longest a change stays in Redis. */
   peerTimeout: number;
   /**
    * The cluster secret (clusterSecret.ts) that authenticates batches, or null to run without
@@ -102,6 +99,11 @@ export interface ClusterSyncOptions {
   log: (line: string) => void;
   /** This node's access list: other nodes' changes for torrents it forbids are skipped. */
   access?: AccessPolicy;
+  /**
+   * The counters to bump; new ones by default. startTracker passes the tracker's, made before the
+   * sync, so the dashboard's history counts from zero every change the join applies.
+   */
+  counters?: ClusterCounters;
   /** Milliseconds between flushes of local changes (at most 1000). Default 200. */
   flushIntervalMs?: number;
   /** Milliseconds one XREAD waits for new entries. Default 1000. */
@@ -117,61 +119,74 @@ export interface ClusterSyncOptions {
   recorderCapacity?: number;
   /** Changes per batch (one stream entry). Default and most MAX_BATCH_RECORDS (4096). */
   maxBatchRecords?: number;
+  /**
+   * Seconds of a refresh epoch (publishRule.ts): a refresh that changes nothing is published once
+   * per epoch. Default refreshEpochSeconds(peerTimeout, 1800).
+   */
+  refreshEpochSeconds?: number;
+  /** Milliseconds between two INFO polls of Redis for /metrics (redisInfo.ts). Default 10000. */
+  infoPollMs?: number;
+  /**
+   * Shards of a new cluster (the first node sets them; later ones adopt them). Default 1 on a
+   * standalone Redis, DEFAULT_CLUSTER_SHARDS on a Redis Cluster.
+   */
+  shards?: number;
+  /** When snapshots are written and how big their chunks are (snapshotStore.ts). */
+  snapshots?: SnapshotOptions;
+  /**
+   * The keys this node's WebSocket peers are published under (the WebSocket tracker's); snapshots
+   * write its own WebSocket peers under them. New ones by default (a node without WebSocket).
+   */
+  wsKeys?: WsPeerKeys;
+  /** Seconds a silent WebSocket peer lives (--ws-peer-timeout). Default peerTimeout. */
+  wsPeerTimeout?: number;
 }
 
-interface PendingBatch {
-  batch: Uint8Array;
-  count: number;
-  /** performance.now() when it was taken: its wait is elapsed time, which a wall step must not fake. */
-  takenAtMs: number;
-  /** `connects` when it was taken, or -1 if taken while disconnected. */
-  session: number;
-  /** performance.now() of the flush before the one that took it: its changes came after. */
-  previousFlushAt: number;
-  /** How it is marked when published (see markLate); "queued" ones count in #queuedUnread. */
-  mark: "none" | "followUp" | "queued";
-}
-
-/** An own batch marked late only because it followed others (see `#followsUp`). */
-interface FollowUp {
-  sequence: number;
-  peers: Set<number>;
-  /** performance.now() when it was read back, or -1. */
-  readAt: number;
-}
-
-/** Entries per XREAD: each holds at most MAX_BATCH_BYTES, so one reply at most ~10 MB. */
-const READ_COUNT = 32;
-/** Elements the reader keeps per array level of an XREAD reply: streams, [key, entries],
- * entries, [id, fields], fields. A well-formed entry has two fields; more are read past. */
-const XREAD_SHAPE = [1, 2, READ_COUNT, 2, 2];
 /** How often the offset to Redis's clock is measured again while connected. */
 const CLOCK_CHECK_MS = 60_000;
+
 export class ClusterSync {
   readonly recorder: ChangeRecorder;
-  readonly counters: ClusterCounters = newClusterCounters();
+  readonly counters: ClusterCounters;
+  /** What the servers call after each accepted announce: publishes those that change something. */
+  readonly changes: LocalChanges;
+  readonly keys: ClusterKeys;
+  /** This process's instance: 16 hex digits, the name of its streams. */
+  readonly instance: string;
 
-  readonly #url: string;
+  readonly #urls: string[];
   readonly #redactedUrl: string;
-  readonly #key: string;
   readonly #nodeId: string;
   readonly #peerTimeout: number;
   readonly #log: (line: string) => void;
+  readonly #clock: { now: number };
   readonly #flushIntervalMs: number;
   readonly #blockMs: number;
   readonly #commandTimeoutMs: number;
   readonly #minBackoffMs: number;
   readonly #maxBackoffMs: number;
-  readonly #maxPendingBytes: number;
+  readonly #infoPollMs: number;
+  readonly #requestedShards: number | undefined;
 
   #running = false;
   #loggedState: "none" | "connected" | "disconnected" = "none";
   #sessionLoop: Promise<void> | null = null;
-  #writer: RedisConnection | null = null;
-  #reader: StreamReaderConnection | null = null;
+  #link: RedisLink | null = null;
+  #readers: ShardReader[] = [];
+  /** Whether the link is to a Redis Cluster, once the first connect found out. */
+  #clusterMode: boolean | null = null;
+  /** The cluster config's epoch as last seen: another one means Redis lost its data. */
+  #epoch = "";
   readonly #mac: BatchMac;
   readonly #applier: StreamApplier;
+  readonly #queue: PublishQueue;
+  readonly #snapshots: SnapshotStore;
+  /** Whether the snapshots were loaded (once, at the first connect). */
+  #loaded = false;
+  #snapshotTimer: ReturnType<typeof setInterval> | undefined;
+  #snapshotTicking = false;
   #flushTimer: ReturnType<typeof setInterval> | undefined;
+  #infoTimer: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | null = null;
   /** Settle start(): set until the first session applied the history or failed. */
@@ -179,45 +194,71 @@ export class ClusterSync {
   #startFailed: ((error: Error) => void) | null = null;
   /** The "cannot use this Redis" reason last logged, so each is logged once while it lasts. */
   #loggedUnsupported = "";
-  #publishing: Promise<void> | null = null;
-  /** The error of the last refused XADD while Redis keeps refusing, else null. */
-  #publishRefused: string | null = null;
-  readonly #pending: PendingBatch[] = [];
-  #pendingBytes = 0;
+  #polling = false;
+  /** The INFO refusal last logged (an ACL without INFO), so it is logged once. */
+  #infoRefused = "";
   /** Redis's clock minus our monotonic one (performance.now()), in milliseconds, measured at
    * connect and every CLOCK_CHECK_MS: a step of this host's wall clock leaves the estimate alone. */
   #redisClockOffsetMs = 0;
   #clockMeasuredAt = 0;
   #measuringClock = false;
-  /** Own queued batches marked for publishing and not yet read back. */
-  #queuedUnread = 0;
-  /** performance.now() when an own queued batch was last reapplied, and of the last flush. */
-  #lastQueuedReapplyAt = -1;
-  #lastFlushAt = 0;
-  /** Own follow-up batches published, in order, until read back before newer changes were made. */
-  readonly #followUps: FollowUp[] = [];
 
   constructor(options: ClusterSyncOptions) {
+    this.counters = options.counters ?? newClusterCounters();
     const url = parseClusterUrl(options.url);
     if ("error" in url) throw new RangeError(`--cluster: ${url.error}`);
-    this.#url = url.url;
+    this.#urls = url.urls;
     this.#redactedUrl = url.redacted;
-    this.#key = streamKey(options.name);
+    this.keys = new ClusterKeys(options.name);
     this.#nodeId = options.nodeId;
     this.#peerTimeout = options.peerTimeout;
     this.#log = options.log;
+    this.#clock = options.clock;
     this.#flushIntervalMs = Math.min(1000, options.flushIntervalMs ?? 200);
     this.#blockMs = options.blockMs ?? 1000;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 3000;
     this.#minBackoffMs = options.minBackoffMs ?? 250;
     this.#maxBackoffMs = options.maxBackoffMs ?? 2000;
-    this.#maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    this.#infoPollMs = options.infoPollMs ?? 10_000;
+    this.#requestedShards = options.shards;
     this.recorder = new ChangeRecorder(
       options.nodeId,
       options.recorderCapacity ?? 65536,
       options.maxBatchRecords ?? MAX_BATCH_RECORDS,
     );
+    this.instance = instanceHex(this.recorder.instance);
+    this.changes = new LocalChanges(
+      this.recorder,
+      options.refreshEpochSeconds ?? refreshEpochSeconds(options.peerTimeout, 1800),
+      this.counters,
+    );
     this.#mac = new BatchMac(options.secret, options.name);
+    this.#queue = new PublishQueue({
+      recorder: this.recorder,
+      mac: this.#mac,
+      keys: this.keys,
+      instance: this.instance,
+      counters: this.counters,
+      log: options.log,
+      peerTimeout: options.peerTimeout,
+      maxPendingBytes: options.maxPendingBytes ?? 64 * 1024 * 1024,
+    });
+    this.#snapshots = new SnapshotStore({
+      keys: this.keys,
+      instance: this.instance,
+      instanceBytes: this.recorder.instance,
+      nodeId: options.nodeId,
+      macs: new SnapshotMacs(options.secret, options.name),
+      store: options.store,
+      clock: options.clock,
+      access: options.access ?? null,
+      peerTimeout: options.peerTimeout,
+      wsPeerTimeout: options.wsPeerTimeout ?? options.peerTimeout,
+      wsKeys: options.wsKeys ?? new WsPeerKeys(),
+      counters: this.counters,
+      log: options.log,
+      options: options.snapshots ?? {},
+    });
     const gate = new BatchGate(
       this.#mac,
       this.recorder.instance,
@@ -231,17 +272,27 @@ export class ClusterSync {
       options.access ?? null,
       options.clock,
       this.counters,
-      (batch) => this.#ownReapplied(batch),
+      (batch) => this.#queue.lateReapplied(batch),
     );
   }
 
-  /** The stream this node publishes to and reads from. */
+  /** This node's stream of shard 0 (tests). */
   get streamKey(): string {
-    return this.#key;
+    return this.keys.nodeStream(0, this.instance);
+  }
+
+  /** This node's own late batches published and not yet applied again here (tests). */
+  get ownLatePending(): number {
+    return this.#readers.reduce((sum, reader) => sum + reader.ownLatePending, 0);
+  }
+
+  /** The cluster's shards (0 until the first connect). */
+  get shards(): number {
+    return this.#queue.shards;
   }
 
   /**
-   * Starts syncing. Resolves once the retained history has been applied, or once the first
+   * Starts syncing. Resolves once every shard has been read up to date, or once the first
    * connection attempt has failed (then it keeps retrying in the background). Rejects, with a
    * one-line message, and stops if that first connection finds that Redis lacks a command the
    * sync needs (RedisUnsupportedError): retrying would not help.
@@ -256,6 +307,12 @@ export class ClusterSync {
     const flushTimer = setInterval(this.#flush, this.#flushIntervalMs);
     Deno.unrefTimer(flushTimer);
     this.#flushTimer = flushTimer;
+    const infoTimer = setInterval(this.#pollInfo, this.#infoPollMs);
+    Deno.unrefTimer(infoTimer);
+    this.#infoTimer = infoTimer;
+    const snapshotTimer = setInterval(this.#tickSnapshots, this.#snapshots.tickMs);
+    Deno.unrefTimer(snapshotTimer);
+    this.#snapshotTimer = snapshotTimer;
     this.#sessionLoop = this.#runSessions();
     return ready;
   }
@@ -264,49 +321,53 @@ export class ClusterSync {
   async stop(): Promise<void> {
     if (!this.#running) return;
     clearInterval(this.#flushTimer);
+    clearInterval(this.#infoTimer);
+    clearInterval(this.#snapshotTimer);
     this.#flush();
-    if (this.#publishing !== null) await this.#publishing;
+    await this.#queue.settled();
     this.#running = false;
     this.#markReady();
     if (this.#wake !== null) this.#wake();
-    this.#writer?.destroy();
-    this.#reader?.destroy();
+    this.#endSession();
     await this.#sessionLoop;
     this.#sessionLoop = null;
+  }
+
+  #endSession(): void {
+    this.#link?.destroy();
+    for (const reader of this.#readers) reader.destroy();
   }
 
   async #runSessions(): Promise<void> {
     let backoff = this.#minBackoffMs;
     while (this.#running) {
-      const writer = this.#connection();
-      const reader = new StreamReaderConnection(this.#url, {
-        maxValueBytes: MAX_BATCH_BYTES,
-        keepElements: XREAD_SHAPE,
+      const link = new RedisLink({
+        urls: this.#urls,
+        commandTimeoutMs: this.#commandTimeoutMs,
+        onError: () => {
+          if (this.#link === link) this.#endSession();
+        },
       });
-      this.#writer = writer;
-      this.#reader = reader;
-      let fatal: RedisUnsupportedError | null = null;
+      this.#link = link;
+      let fatal: Error | null = null;
       try {
-        const handshake = Promise.all([writer.connect(), reader.connect()]);
-        await withTimeout(handshake, this.#commandTimeoutMs, writer, reader);
-        await this.#measureRedisClock(writer);
-        await checkStreamKey(writer, this.#key, this.#commandTimeoutMs);
-        await checkCommands(writer, this.#key, this.#commandTimeoutMs);
-        await this.#checkStreamTail(writer);
+        await this.#connect(link);
         this.counters.connects++;
         this.#loggedUnsupported = "";
         this.#setState("connected", "");
         backoff = this.#minBackoffMs;
-        this.#publishPending();
-        await this.#readLoop(reader);
+        this.#publish();
+        this.#pollInfo();
+        await this.#readAll(link);
       } catch (error) {
-        if (error instanceof RedisUnsupportedError && this.#ready !== null) fatal = error;
+        const unusable = error instanceof RedisUnsupportedError || error instanceof RangeError;
+        if (unusable && this.#ready !== null) fatal = error;
         else if (this.#running) this.#setDisconnected(error);
       } finally {
-        this.#writer = null;
-        this.#reader = null;
-        writer.destroy();
-        reader.destroy();
+        this.counters.state = "disconnected";
+        this.#link = null;
+        link.destroy();
+        for (const reader of this.#readers) reader.destroy();
       }
       if (fatal !== null) {
         this.#failStart(fatal);
@@ -320,23 +381,155 @@ export class ClusterSync {
     this.counters.state = "disconnected";
   }
 
-  #connection(): RedisConnection {
-    const client = createClient({
-      url: this.#url,
-      RESP: 2,
-      disableOfflineQueue: true,
-      socket: { reconnectStrategy: false, connectTimeout: this.#commandTimeoutMs },
-      commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
-    }) as unknown as RedisConnection;
-    // Without a listener an "error" event would end the process. A socket error on either
-    // connection ends the session: destroying both makes the pending commands reject.
-    client.on("error", () => {
-      if (this.#writer === client || this.#reader === client) {
-        this.#writer?.destroy();
-        this.#reader?.destroy();
+  /** Connects the link and the shard readers, checks Redis, and notices a Redis that lost its data. */
+  async #connect(link: RedisLink): Promise<void> {
+    const ms = this.#commandTimeoutMs;
+    const keys = this.keys;
+    await link.connect(this.#clusterMode);
+    this.#clusterMode = link.isCluster;
+    await this.#measureRedisClock(link);
+    const probeKey = keys.nodeStream(0, this.instance);
+    await checkCommands(link.forKey(probeKey), probeKey, ms);
+    await checkStreamKey(link.forKey(keys.hello(0)), keys.hello(0), ms);
+    const reset = await this.#adoptConfig(link);
+    const shards = this.#queue.shards;
+    if (this.#readers.length !== shards) this.#readers = this.#makeReaders(shards);
+    this.#snapshots.setShards(shards);
+    await Promise.all(
+      this.#readers.map((reader) => reader.connect(link.masterFor(keys.nodes(reader.shard)))),
+    );
+    if (!this.#loaded) {
+      // Joining: each shard's snapshot, then its streams from the snapshot's position.
+      await this.#snapshots.load(link, this.#readers, () => this.#redisNowMs());
+      this.#loaded = true;
+    } else if (reset) {
+      this.#redisLostItsData();
+    } else {
+      for (const reader of this.#readers) await reader.checkTails();
+      await this.#checkOwnTails(link);
+    }
+    this.#queue.registerAgain();
+  }
+
+  /**
+   * Reads the cluster's config (creating it if this node is the first): adopts its shard count,
+   * refuses another key layout, and returns whether Redis lost its data since the last session
+   * (the config's epoch, set by whoever created it, changed).
+   */
+  async #adoptConfig(link: RedisLink): Promise<boolean> {
+    const key = this.keys.config;
+    const shards = this.#requestedShards ?? (link.isCluster ? DEFAULT_CLUSTER_SHARDS : 1);
+    const epoch = instanceHex(crypto.getRandomValues(new Uint8Array(8)));
+    await link.send(key, ["HSETNX", key, "format", KEY_FORMAT]);
+    await link.send(key, ["HSETNX", key, "shards", String(shards)]);
+    await link.send(key, ["HSETNX", key, "epoch", epoch]);
+    const reply = await link.send(key, ["HGETALL", key]);
+    if (!Array.isArray(reply)) throw new Error("unexpected HGETALL reply");
+    const fields = new Map<string, string>();
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      fields.set(textOf(reply[i]), textOf(reply[i + 1]));
+    }
+    const format = fields.get("format");
+    if (format !== KEY_FORMAT) {
+      throw new RedisUnsupportedError(
+        `its key ${key} says key format ${JSON.stringify(format)}, not ${KEY_FORMAT}: nodes of ` +
+          "another otter version use this cluster name (all nodes of a cluster upgrade together)",
+      );
+    }
+    const adopted = Number(fields.get("shards"));
+    if (!Number.isInteger(adopted) || adopted < 1 || adopted > MAX_CLUSTER_SHARDS) {
+      throw new RedisUnsupportedError(`its key ${key} names ${fields.get("shards")} shards`);
+    }
+    if (this.#queue.shards !== 0 && adopted !== this.#queue.shards) {
+      // The cluster was made again with another count while this node ran: keep ours (the
+      // recorder's batches are split by it); this node publishes where the others do not read.
+      this.#log(
+        `cluster: the cluster now has ${adopted} shards, this node ${this.#queue.shards}; ` +
+          "restart it to follow",
+      );
+    } else {
+      this.#queue.setShards(adopted);
+    }
+    const seen = fields.get("epoch") ?? "";
+    const lost = this.#epoch !== "" && seen !== this.#epoch;
+    this.#epoch = seen;
+    return lost;
+  }
+
+  #makeReaders(shards: number): ShardReader[] {
+    const readers: ShardReader[] = [];
+    for (let shard = 0; shard < shards; shard++) {
+      readers.push(
+        new ShardReader({
+          shard,
+          keys: this.keys,
+          instance: this.instance,
+          applier: this.#applier,
+          peerTimeoutMs: this.#peerTimeout * 1000,
+          blockMs: this.#blockMs,
+          commandTimeoutMs: this.#commandTimeoutMs,
+          redisNowMs: () => this.#redisNowMs(),
+          counters: this.counters,
+          urlFor: (address) => this.#link!.urlFor(address),
+        }),
+      );
+    }
+    return readers;
+  }
+
+  /** Redis came back without the cluster's data: start over, and publish everyone again. */
+  #redisLostItsData(): void {
+    this.counters.redisResets++;
+    for (const reader of this.#readers) {
+      reader.resetTo("0-0");
+      reader.dropOwnLate();
+    }
+    this.#queue.streamsLost();
+    this.#snapshots.forget();
+    // Stamps of this very second too: a peer published in it may be among the lost.
+    this.changes.republishBefore = this.#clock.now + 1;
+    this.#log(
+      "cluster: Redis lost the cluster's data (restarted empty?); publishing every peer again " +
+        "at its next announce",
+    );
+  }
+
+  /** Our own streams lost acknowledged entries (a failover): publish their peers again. */
+  async #checkOwnTails(link: RedisLink): Promise<void> {
+    for (let shard = 0; shard < this.#queue.shards; shard++) {
+      const acked = this.#queue.lastAcked[shard];
+      if (acked === "0-0") continue;
+      const key = this.keys.nodeStream(shard, this.instance);
+      const reply = await link.send(key, ["XREVRANGE", key, "+", "-", "COUNT", "1"]);
+      if (!Array.isArray(reply)) throw new Error("unexpected XREVRANGE reply");
+      const tail = Array.isArray(reply[0]) ? textOf(reply[0][0]) : "0-0";
+      if (compareStreamIds(tail, acked) >= 0) continue;
+      this.counters.lostEntries++;
+      this.changes.republishBefore = this.#clock.now + 1;
+      this.#queue.lastAcked[shard] = tail;
+      this.#readers[shard].dropOwnLate();
+    }
+  }
+
+  /** Runs every shard's read loop until one fails; then stops the others and rethrows. */
+  async #readAll(link: RedisLink): Promise<void> {
+    let failure: unknown = null;
+    await Promise.all(this.#readers.map(async (reader) => {
+      try {
+        while (this.#running && this.#link === link) {
+          await reader.readOnce(reader.caughtUp);
+          if (reader.gapSeen) {
+            reader.gapSeen = false;
+            await this.#snapshots.reload(link, reader.shard, () => this.#redisNowMs());
+          }
+          if (this.#ready !== null && this.#readers.every((r) => r.caughtUp)) this.#markReady();
+        }
+      } catch (error) {
+        if (failure === null) failure = error;
+        this.#endSession();
       }
-    });
-    return client;
+    }));
+    if (failure !== null) throw failure;
   }
 
   #setState(state: "connected" | "disconnected", reason: string): void {
@@ -345,8 +538,10 @@ export class ClusterSync {
     const before = this.#loggedState;
     this.#loggedState = state;
     if (state === "connected") {
+      const shards = this.#queue.shards;
       this.#log(
-        `cluster: connected to ${this.#redactedUrl} as node ${this.#nodeId} (stream ${this.#key})`,
+        `cluster: connected to ${this.#redactedUrl} as node ${this.#nodeId} (cluster ` +
+          `${this.keys.name}, ${shards} shard${shards === 1 ? "" : "s"})`,
       );
     } else {
       this.#log(
@@ -384,8 +579,10 @@ export class ClusterSync {
   }
 
   /** Ends a start that found Redis unusable: start() rejects and nothing is retried. */
-  #failStart(error: RedisUnsupportedError): void {
+  #failStart(error: Error): void {
     clearInterval(this.#flushTimer);
+    clearInterval(this.#infoTimer);
+    clearInterval(this.#snapshotTimer);
     this.#running = false;
     const reject = this.#startFailed!;
     this.#ready = null;
@@ -408,208 +605,84 @@ export class ClusterSync {
     return performance.now() + this.#redisClockOffsetMs;
   }
 
-  async #measureRedisClock(writer: RedisConnection): Promise<void> {
-    this.#redisClockOffsetMs = await redisClockOffsetMs(writer, this.#commandTimeoutMs);
+  async #measureRedisClock(link: RedisLink): Promise<void> {
+    const connection = link.forKey(this.keys.config);
+    this.#redisClockOffsetMs = await redisClockOffsetMs(connection, this.#commandTimeoutMs);
     this.#clockMeasuredAt = performance.now();
   }
 
   /** Measures the clock offset again if it is due; a failure is left to the other commands. */
   #recheckRedisClock(): void {
-    const writer = this.#writer;
-    if (writer === null || this.#measuringClock || this.counters.state !== "connected") return;
+    const link = this.#link;
+    if (link === null || this.#measuringClock || this.counters.state !== "connected") return;
     if (performance.now() - this.#clockMeasuredAt < CLOCK_CHECK_MS) return;
     this.#measuringClock = true;
-    this.#measureRedisClock(writer).catch(() => {}).finally(() => this.#measuringClock = false);
+    this.#measureRedisClock(link).catch(() => {}).finally(() => this.#measuringClock = false);
   }
 
   /**
-   * If the stream is gone or now ends before the last entry read (Redis restarted without its
-   * data, or another server took over), new entries may carry smaller ids: read it all again.
+   * Asks each Redis (each master of a Redis Cluster) what it holds and moves (INFO) for
+   * /metrics; a failure is left to the other commands, a refusal (an ACL without INFO) is logged
+   * once and the figures left out.
    */
-  async #checkStreamTail(writer: RedisConnection): Promise<void> {
-    if (this.#applier.lastId === "0-0") return;
-    const args = ["XREVRANGE", this.#key, "+", "-", "COUNT", "1"];
-    const reply = await send(writer, this.#commandTimeoutMs, args);
-    if (!Array.isArray(reply)) throw new Error("unexpected XREVRANGE reply");
-    const tail = reply.length > 0 && Array.isArray(reply[0]) ? String(reply[0][0]) : "0-0";
-    if (compareStreamIds(tail, this.#applier.lastId) >= 0) return;
-    this.#applier.lastId = "0-0";
-    // Our late batches published to the lost stream will never come back.
-    this.#followUps.length = 0;
-    this.#queuedUnread = 0;
-    for (const pending of this.#pending) if (pending.mark === "queued") this.#queuedUnread++;
-  }
+  #pollInfo = (): void => {
+    const link = this.#link;
+    if (link === null || this.#polling || this.counters.state !== "connected") return;
+    this.#polling = true;
+    const poll = async () => {
+      const masters = await link.masters();
+      const polled = [];
+      for (const { server, connection } of masters) {
+        const reply = await link.sendOn(connection, ["INFO"]);
+        const known = this.counters.redis.find((figures) => figures.server === server) ?? null;
+        polled.push(updateFigures(known, server, textOf(reply), performance.now()));
+      }
+      this.counters.redis = polled;
+    };
+    poll().catch((error) => {
+      if (!(error instanceof ErrorReply) && !(error instanceof RedisUnsupportedError)) return;
+      const reason = errorLine(error);
+      if (reason === this.#infoRefused) return;
+      this.#infoRefused = reason;
+      this.#log(`cluster: Redis refuses INFO (${reason}); its figures are left out of /metrics`);
+    }).finally(() => this.#polling = false);
+  };
+
+  /** Writes a snapshot where one is due (snapshotStore.ts), once the shards are read up to date. */
+  #tickSnapshots = (): void => {
+    const link = this.#link;
+    if (link === null || this.#snapshotTicking || this.counters.state !== "connected") return;
+    if (!this.#readers.every((reader) => reader.caughtUp)) return;
+    this.#snapshotTicking = true;
+    const readers = this.#readers;
+    const queue = this.#queue;
+    this.#snapshots.tick(
+      link,
+      readers,
+      () => this.#redisNowMs(),
+      (shard) => readers[shard].bytesRead + (queue.publishedBytes[shard] ?? 0),
+    ).catch(() => {}).finally(() => this.#snapshotTicking = false);
+  };
 
   /** Takes the recorder's changes into the publish queue and starts publishing. */
   #flush = (): void => {
-    const recorder = this.recorder;
-    if (recorder.dropped > 0) {
-      this.counters.droppedChanges += recorder.dropped;
-      recorder.dropped = 0;
-    }
-    const takenAtMs = performance.now();
-    const session = this.counters.state === "connected" ? this.counters.connects : -1;
-    const previousFlushAt = this.#lastFlushAt;
-    this.#lastFlushAt = performance.now();
-    for (let batch = recorder.take(); batch !== null; batch = recorder.take()) {
-      const count = batchRecordCount(batch);
-      this.#pending.push({ batch, count, takenAtMs, session, previousFlushAt, mark: "none" });
-      this.#pendingBytes += batch.length;
-    }
-    while (this.#pendingBytes > this.#maxPendingBytes) this.#dropOldestPending();
+    const connected = this.counters.state === "connected";
+    this.#queue.flush(connected ? this.counters.connects : -1);
     this.#recheckRedisClock();
-    this.#publishPending();
+    this.#publish();
   };
 
-  #dropOldestPending(): void {
-    const dropped = this.#pending.shift()!;
-    this.#pendingBytes -= dropped.batch.length;
-    if (dropped.mark === "queued") this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
-    this.counters.droppedChanges += dropped.count;
+  #publish(): void {
+    const link = this.#link;
+    if (link === null || this.counters.state !== "connected") return;
+    const session: PublishSession = {
+      link,
+      session: this.counters.connects,
+      redisNowMs: () => this.#redisNowMs(),
+      trimBeforeMs: (shard) => this.#snapshots.trimBeforeMs(shard, this.#redisNowMs()),
+      ownLate: (shard, id, batch) => this.#readers[shard]?.addOwnLate(id, batch),
+      current: () => this.#link === link && this.counters.state === "connected",
+    };
+    this.#queue.publish(session);
   }
-
-  #publishPending(): void {
-    const writer = this.#writer;
-    if (this.#publishing !== null || writer === null || this.counters.state !== "connected") return;
-    if (this.#pending.length === 0) return;
-    this.#publishing = this.#publishLoop(writer).finally(() => (this.#publishing = null));
-  }
-
-  async #publishLoop(writer: RedisConnection): Promise<void> {
-    try {
-      while (this.#pending.length > 0 && this.#writer === writer) {
-        const next = this.#pending[0];
-        const waitedSeconds = (performance.now() - next.takenAtMs) / 1000;
-        if (waitedSeconds >= this.#peerTimeout) {
-          this.#dropOldestPending();
-          continue;
-        }
-        this.#forgetFollowUpsBefore(next.previousFlushAt);
-        if (next.mark !== "queued" && next.session !== this.counters.connects) {
-          next.mark = "queued";
-          this.#queuedUnread++;
-        } else if (
-          next.mark === "none" &&
-          (this.#queuedUnread > 0 || this.#lastQueuedReapplyAt >= next.previousFlushAt ||
-            this.#followsUp(next))
-        ) {
-          next.mark = "followUp";
-          this.#followUps.push({
-            sequence: batchSequence(next.batch),
-            peers: peersOf(next.batch),
-            readAt: -1,
-          });
-        }
-        if (next.mark !== "none") markLate(next.batch, waitedSeconds, next.mark === "queued");
-        const redisNowMs = this.#redisNowMs();
-        setPublishTime(next.batch, redisNowMs);
-        this.#mac.seal(next.batch);
-        const minId = Math.max(0, Math.floor(redisNowMs - this.#peerTimeout * 1000));
-        const value = Buffer.from(next.batch.buffer, next.batch.byteOffset, next.batch.length);
-        await send(writer, this.#commandTimeoutMs, [
-          "XADD",
-          this.#key,
-          "MINID",
-          "~",
-          String(minId),
-          "*",
-          BATCH_FIELD,
-          value,
-        ]);
-        if (this.#pending[0] === next) {
-          this.#pending.shift();
-          this.#pendingBytes -= next.batch.length;
-        }
-        this.counters.published++;
-        this.counters.publishedChanges += next.count;
-        if (this.#publishRefused !== null) {
-          this.#publishRefused = null;
-          this.#log("cluster: Redis accepts changes again");
-        }
-      }
-    } catch (error) {
-      if (error instanceof ErrorReply) {
-        // Redis answered but refused (out of memory, say): the connection is fine, so keep it
-        // and the batch, and try again at the next flush.
-        if (this.#publishRefused === null) {
-          this.#log(`cluster: Redis refuses changes (${error.message}); queueing, retrying`);
-        }
-        this.#publishRefused = error.message;
-        return;
-      }
-      // The session is broken; the read loop notices and reconnects. The batch stays queued.
-      if (this.#writer === writer) writer.destroy();
-      this.#reader?.destroy();
-    }
-  }
-
-  async #readLoop(reader: StreamReaderConnection): Promise<void> {
-    let caughtUp = false;
-    const count = String(READ_COUNT);
-    const block = String(this.#blockMs);
-    const timeout = this.#blockMs + this.#commandTimeoutMs;
-    while (this.#running) {
-      const args = caughtUp
-        ? ["XREAD", "COUNT", count, "BLOCK", block, "STREAMS", this.#key, this.#applier.lastId]
-        : ["XREAD", "COUNT", count, "STREAMS", this.#key, this.#applier.lastId];
-      const reply = await send(reader, timeout, args);
-      const entries = this.#applier.applyReply(reply, this.#redisNowMs());
-      if (!caughtUp && entries < READ_COUNT) {
-        caughtUp = true;
-        this.#markReady();
-      }
-    }
-  }
-
-  /** One of our own batches was read back and applied again. */
-  #ownReapplied(batch: Uint8Array): void {
-    if (batchIsQueued(batch)) {
-      this.#queuedUnread = Math.max(0, this.#queuedUnread - 1);
-      this.#lastQueuedReapplyAt = performance.now();
-    }
-    // Batches are read back in the order they were taken: earlier ones not seen are lost.
-    const sequence = batchSequence(batch);
-    for (const followUp of this.#followUps) {
-      if (followUp.sequence > sequence) break;
-      if (followUp.readAt < 0) followUp.readAt = performance.now();
-    }
-  }
-
-  /** Drops the follow-ups read back before `ms`: changes made after it are safe from them. */
-  #forgetFollowUpsBefore(ms: number): void {
-    const followUps = this.#followUps;
-    while (followUps.length > 0 && followUps[0].readAt >= 0 && followUps[0].readAt < ms) {
-      followUps.shift();
-    }
-  }
-
-  /**
-   * Whether a batch must be marked late because an own follow-up batch may be reapplied after
-   * some of its changes (one not yet read back, or read back after the flush before the one that
-   * took it) and changed one of the same peers. Reapplied, that older change would undo the newer
-   * one here alone; marked late, the newer one is applied again after it.
-   */
-  #followsUp(next: PendingBatch): boolean {
-    const followUps = this.#followUps;
-    if (followUps.length === 0) return false;
-    for (const peer of peersOf(next.batch)) {
-      for (const followUp of followUps) if (followUp.peers.has(peer)) return true;
-    }
-    return false;
-  }
-}
-
-/**
- * The peers (info hash, address, port) a sound batch changes, each as a 32-bit FNV-1a hash of its
- * bytes: a collision only marks one more batch late.
- */
-function peersOf(batch: Uint8Array): Set<number> {
-  const peers = new Set<number>();
-  applyCheckedBatch(batch, (_op, bytes, hashOffset, family, _address, addressOffset) => {
-    const end = addressOffset + (family === 6 ? 16 : 4) + 2;
-    let hash = 0x811c9dc5;
-    for (let i = hashOffset; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
-    peers.add(hash >>> 0);
-  });
-  return peers;
 }

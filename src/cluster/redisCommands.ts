@@ -46,7 +46,8 @@ function unsupported(command: string, error: unknown): RedisUnsupportedError | n
   if (/^NOPERM/.test(text)) {
     return new RedisUnsupportedError(
       `its user may not run ${command} (Redis said ${quoteReply(text)}); the cluster sync ` +
-        "needs TIME, TYPE, XADD, XREAD and XREVRANGE on its stream key",
+        "needs TIME, TYPE, XADD, XREAD, XREVRANGE, PEXPIRE, the hash, sorted-set and string " +
+        "commands, and EVAL on its keys (otter:{NAME...}*), and INFO",
     );
   }
   return null;

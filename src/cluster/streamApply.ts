@@ -7,72 +7,69 @@
  * origin. Changes for a torrent this node's access list forbids are skipped; this node's own
  * batches, read back when they were published late, refresh what they changed without counting
  * completions again.
+ *
+ * A WebSocket peer (FAMILY_WS) is stored with WS_REMOTE_BIT set in its address word, whatever the
+ * batch says, so this node never routes an offer to it (it is reachable only through its own
+ * node's socket); this node's own WebSocket changes are skipped when read back, since it holds
+ * those peers under their local key already.
  */
-import { type ApplyChange, applyCheckedBatch, OP_COMPLETED, OP_STOPPED } from "./changeBatch.ts";
+import {
+  type ApplyChange,
+  applyCheckedBatch,
+  OP_ANNOUNCE,
+  OP_COMPLETED,
+  OP_STOPPED,
+} from "./changeBatch.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
-import type { SwarmTable } from "../store/swarmTable.ts";
+import { FAMILY_WS, type SwarmTable } from "../store/swarmTable.ts";
 import type { BatchGate } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 
-/** What the sync needs from the peer store: its ordinary announce. */
-export type ClusterStore = Pick<SwarmTable, "announce">;
-
-const idDecoder = new TextDecoder();
+/**
+ * The peer store the sync works on: its announce (stops, completions), its refresh (a refresh
+ * never makes a peer look older than this node knows it), its restore and walks (snapshots).
+ */
+export type ClusterStore = SwarmTable;
 
 export class StreamApplier {
-  /** Id of the last stream entry read; the next XREAD starts after it. */
-  lastId = "0-0";
   readonly #gate: BatchGate;
   readonly #store: ClusterStore;
   readonly #access: AccessPolicy | null;
   readonly #clock: { now: number };
   readonly #counters: ClusterCounters;
-  readonly #ownReapplied: (batch: Uint8Array) => void;
+  readonly #ownLateReapplied: (batch: Uint8Array) => void;
   /** The batch being applied, for `#applyChange`: its `now` for the store, and whether it is ours. */
   #applyNow = 1;
   #applyingOwn = false;
   readonly #scratch = new Uint8Array(64);
+  /** A remote WebSocket peer's address word, WS_REMOTE_BIT set. */
+  readonly #remoteWs = new Uint8Array(4);
 
-  /** `ownReapplied` is told when one of this node's own batches was read back and applied again. */
+  /** `ownLateReapplied` is told when one of this node's late batches was applied again. */
   constructor(
     gate: BatchGate,
     store: ClusterStore,
     access: AccessPolicy | null,
     clock: { now: number },
     counters: ClusterCounters,
-    ownReapplied: (batch: Uint8Array) => void,
+    ownLateReapplied: (batch: Uint8Array) => void,
   ) {
     this.#gate = gate;
     this.#store = store;
     this.#access = access;
     this.#clock = clock;
     this.#counters = counters;
-    this.#ownReapplied = ownReapplied;
+    this.#ownLateReapplied = ownLateReapplied;
   }
 
-  /** Applies one XREAD reply, read when Redis's clock was `redisNowMs`; returns its entries. */
-  applyReply(reply: unknown, redisNowMs: number): number {
-    if (reply === null) return 0;
-    if (!Array.isArray(reply) || reply.length !== 1 || !Array.isArray(reply[0])) {
-      throw new Error("unexpected XREAD reply");
-    }
-    const entries = reply[0][1];
-    if (!Array.isArray(entries)) throw new Error("unexpected XREAD reply");
-    for (const entry of entries) {
-      if (!Array.isArray(entry) || entry.length !== 2 || !(entry[0] instanceof Uint8Array)) {
-        throw new Error("unexpected XREAD entry");
-      }
-      const id = idDecoder.decode(entry[0]);
-      if (!/^[0-9]{1,20}-[0-9]{1,20}$/.test(id)) throw new Error("unexpected XREAD entry id");
-      this.lastId = id;
-      this.#applyEntry(id, entry[1], redisNowMs);
-    }
-    return entries.length;
-  }
-
-  #applyEntry(id: string, fields: unknown, redisNowMs: number): void {
-    const admitted = this.#gate.admit(id, fields, redisNowMs);
-    if (!admitted.apply) return;
+  /**
+   * Applies one stream entry (its id, and its fields as the reader gave them) of shard `shard`,
+   * read when Redis's clock was `redisNowMs`, if the gate admits it. Returns whether entries of
+   * its origin went missing before it (a gap: trimmed before this node read them, or lost).
+   */
+  applyEntry(id: string, fields: unknown, redisNowMs: number, shard: number): boolean {
+    const admitted = this.#gate.admit(id, fields, redisNowMs, shard);
+    if (!admitted.apply) return false;
     const { batch, own, age } = admitted;
     // Below 1 for changes older than this process: the store keeps 15-bit modular stamps, so
     // such a peer still expires on time (as restoreState relies on too).
@@ -80,7 +77,8 @@ export class StreamApplier {
     this.#applyingOwn = own;
     applyCheckedBatch(batch, this.#applyChange);
     if (!own) this.#counters.appliedBatches++;
-    else this.#ownReapplied(batch);
+    else this.#ownLateReapplied(batch);
+    return admitted.gap;
   }
 
   readonly #applyChange: ApplyChange = (
@@ -101,7 +99,35 @@ export class StreamApplier {
     // `seeder` is the origin's (left == 0): a "completed" with bytes left leaves a leecher, and
     // counts nowhere, as at the origin.
     const own = this.#applyingOwn;
+    if (family === FAMILY_WS) {
+      if (own) return;
+      const remote = this.#remoteWs;
+      remote[0] = address[addressOffset] | 0x80; // WS_REMOTE_BIT: never offered to here
+      remote[1] = address[addressOffset + 1];
+      remote[2] = address[addressOffset + 2];
+      remote[3] = address[addressOffset + 3];
+      address = remote;
+      addressOffset = 0;
+    }
     const completed = op === OP_COMPLETED;
+    if (op === OP_ANNOUNCE || (completed && own)) {
+      // A late or replayed refresh (an outage's queue, a stream tail read over a newer snapshot)
+      // never moves a peer's stamp back, which the refresh epochs rely on (publishRule.ts); its
+      // seeder flag is applied as before, so flags still end as the stream's last word.
+      this.#store.refreshPeer(
+        infoHash,
+        hashOffset,
+        family,
+        address,
+        addressOffset,
+        port,
+        seeder,
+        this.#applyNow,
+      );
+      if (own) this.#counters.reapplied++;
+      else this.#counters.applied++;
+      return;
+    }
     this.#store.announce(
       infoHash,
       hashOffset,
@@ -109,7 +135,7 @@ export class StreamApplier {
       address,
       addressOffset,
       port,
-      op === OP_STOPPED ? 3 : completed && !own ? 1 : 0,
+      op === OP_STOPPED ? 3 : 1,
       seeder,
       0,
       this.#applyNow,

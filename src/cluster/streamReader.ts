@@ -50,14 +50,16 @@ export class ProtocolError extends Error {}
 
 export class StreamReaderConnection {
   readonly #url: URL;
-  readonly #maxValueBytes: number;
-  readonly #keep: readonly number[];
+  #maxValueBytes: number;
+  #keep: readonly number[];
   #conn: Deno.Conn | null = null;
   #destroyed = false;
   #busy = false;
   readonly #buffer = new Uint8Array(CHUNK);
   #start = 0;
   #end = 0;
+  /** Bytes received on this connection, replies' framing included (for /metrics). */
+  bytesRead = 0;
 
   /** `url` as parseClusterUrl accepted it. */
   constructor(url: string, options: StreamReaderOptions) {
@@ -88,12 +90,24 @@ export class StreamReaderConnection {
     if (database > 0) await this.sendCommand(["SELECT", String(database)]);
   }
 
-  /** Sends one command and reads its reply; an error reply rejects with ErrorReply. */
-  async sendCommand(args: ReadonlyArray<string>): Promise<unknown> {
+  /**
+   * Sends one command and reads its reply; an error reply rejects with ErrorReply. `limits`
+   * replace the connection's for this reply (an XREAD of more streams keeps more of them).
+   */
+  async sendCommand(
+    args: ReadonlyArray<string>,
+    limits: StreamReaderOptions | null = null,
+  ): Promise<unknown> {
     const conn = this.#conn;
     if (conn === null || this.#destroyed) throw new Error("not connected");
     if (this.#busy) throw new Error("one command at a time");
     this.#busy = true;
+    const maxValueBytes = this.#maxValueBytes;
+    const keep = this.#keep;
+    if (limits !== null) {
+      this.#maxValueBytes = limits.maxValueBytes;
+      this.#keep = limits.keepElements;
+    }
     try {
       await writeAll(conn, encodeCommand(args));
       const reply = await this.#value(0);
@@ -101,6 +115,8 @@ export class StreamReaderConnection {
       return reply;
     } finally {
       this.#busy = false;
+      this.#maxValueBytes = maxValueBytes;
+      this.#keep = keep;
     }
   }
 
@@ -251,6 +267,7 @@ export class StreamReaderConnection {
     if (conn === null || this.#destroyed) throw new Error("connection closed");
     const n = await conn.read(into);
     if (n === null) throw new ProtocolError("Redis closed the connection");
+    this.bytesRead += n;
     return n;
   }
 }

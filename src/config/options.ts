@@ -26,6 +26,8 @@ export interface Config {
   fullScrapeEvery: number;
   noFullScrape: boolean;
   statsFrom: string[];
+  /** No /dashboard, no history recorded, no client mix counted. */
+  noDashboard: boolean;
   whitelist: string;
   blacklist: string;
   trustProxy: string[];
@@ -44,11 +46,20 @@ export interface Config {
   idleTimeout: number;
   minSendRate: number;
   rateLimit: number;
+  /** Seconds between announces asked of WebSocket clients; idle after twice this. */
+  wsInterval: number;
+  wsPeerTimeout: number;
+  maxWsConnections: number;
+  noWebSocket: boolean;
   cluster: string;
   clusterName: string;
   nodeId: string;
   clusterSecretFile: string;
   clusterInsecure: boolean;
+  /** Seconds of a cluster refresh epoch; 0: derived from the peer timeout and the interval. */
+  clusterRefresh: number;
+  /** Least seconds between two cluster snapshots of a shard. */
+  clusterSnapshotInterval: number;
 }
 
 export type OptionKind =
@@ -216,9 +227,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "strings",
     key: "statsFrom",
     valueName: "CIDR",
-    help: "networks that may read /stats and /metrics (repeatable)",
+    help: "networks that may read /stats, /metrics and /dashboard (repeatable)",
     defaultValue: ["127.0.0.0/8", "::1/128"],
     reloadable: true,
+  },
+  {
+    name: "no-dashboard",
+    kind: "flag",
+    key: "noDashboard",
+    valueName: "",
+    help: "serve no /dashboard and record no history for it",
+    defaultValue: false,
   },
   {
     name: "whitelist",
@@ -322,7 +341,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     key: "maxPeers",
     valueName: "N",
-    help: "most peers held at once, IPv4 and IPv6 together",
+    help: "most peers held at once, IPv4, IPv6 and WebSocket together",
     defaultValue: "8000000",
     min: 1,
     max: 500000000,
@@ -399,11 +418,54 @@ export const OPTIONS: readonly OptionSpec[] = [
     reloadable: true,
   },
   {
+    name: "ws-interval",
+    kind: "integer",
+    key: "wsInterval",
+    valueName: "SECONDS",
+    help: "announce interval sent to WebSocket (WebTorrent) clients, jittered by ±10%; a " +
+      "connection with no message for twice this is closed",
+    defaultValue: "120",
+    min: 10,
+    max: 3600,
+    reloadable: true,
+  },
+  {
+    name: "ws-peer-timeout",
+    kind: "integer",
+    key: "wsPeerTimeout",
+    valueName: "SECONDS",
+    help: "a WebSocket peer silent this long is dropped (at once when its connection closes)",
+    defaultValue: "180",
+    min: 1,
+    max: 16000,
+  },
+  {
+    name: "max-ws-connections",
+    kind: "integer",
+    key: "maxWsConnections",
+    valueName: "N",
+    help: "most concurrent WebSocket connections (upgrades past it get 503); they count in " +
+      "--max-connections-per-ip, not in --max-connections",
+    defaultValue: "10000",
+    min: 1,
+    max: 1000000,
+    reloadable: true,
+  },
+  {
+    name: "no-websocket",
+    kind: "flag",
+    key: "noWebSocket",
+    valueName: "",
+    help: "serve no WebSocket (WebTorrent) tracker on the HTTP listeners",
+    defaultValue: false,
+  },
+  {
     name: "cluster",
     kind: "text",
     key: "cluster",
     valueName: "URL",
-    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…",
+    help: "join a cluster through Redis: redis://[user:password@]host:port[/db] or rediss://…; " +
+      "a Redis Cluster: its servers' URLs, comma-separated",
     defaultValue: "",
   },
   {
@@ -411,7 +473,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     key: "clusterName",
     valueName: "NAME",
-    help: "the cluster's name (its Redis stream key)",
+    help: "the cluster's name (in its Redis keys)",
     defaultValue: "otter",
   },
   {
@@ -440,6 +502,29 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "run --cluster without a secret: anyone who can write to the Redis stream can add " +
       "peers to every node",
     defaultValue: false,
+  },
+  {
+    name: "cluster-refresh",
+    kind: "integer",
+    key: "clusterRefresh",
+    valueName: "SECONDS",
+    help: "publish a peer's refresh that changes nothing once per this many seconds (0: derived " +
+      "from --peer-timeout and --interval, 360 with the defaults)",
+    defaultValue: "0",
+    min: 0,
+    max: 16000,
+    reloadable: true,
+  },
+  {
+    name: "cluster-snapshot-interval",
+    kind: "integer",
+    key: "clusterSnapshotInterval",
+    valueName: "SECONDS",
+    help: "least time between two snapshots of the swarms in Redis (shorter: less Redis memory " +
+      "under heavy churn, more snapshot traffic)",
+    defaultValue: "30",
+    min: 1,
+    max: 3600,
   },
 ];
 

@@ -5,10 +5,12 @@
  * holds) only the points newer than those, plus the few small figures that are redrawn each time
  * (uptime, busiest torrents, client mix). Access is checked by the caller (the /stats rule).
  *
- * Nothing here walks the store: the busiest torrents come from a snapshot someone else keeps.
+ * Nothing here walks the store: the busiest torrents come from the torrent walk /stats shares
+ * (statsWalks.ts), taken again at most every BUSIEST_REFRESH_MS while the page is open.
  */
 import type { ClientMix, ClientShare } from "./clientMix.ts";
 import { type History, SERIES } from "./history.ts";
+import type { TopEntry } from "./statsWalks.ts";
 
 export interface BusyTorrent {
   /** 40 lowercase hex digits. */
@@ -26,11 +28,79 @@ export interface BusiestTorrents {
   ageSeconds: number;
 }
 
+/** How old the busiest torrents may get before a poll asks for a new walk. */
+export const BUSIEST_REFRESH_MS = 5000;
+/** Torrents the page lists. */
+export const BUSIEST_SHOWN = 10;
+
+/**
+ * The busiest torrents for the page, from walks of the whole store (sorted, in slices) that /stats
+ * shares: `get()` answers at once with the list it holds and, when that is older than
+ * `refreshMs`, starts one new walk in the background, so a page polling every second costs one
+ * walk every `refreshMs` at most, and a poll never waits for one except the very first
+ * (`ready()`). A list taken before an access-list reload is dropped (`generation`), as the walks
+ * drop theirs.
+ */
+export class BusiestTorrentsCache {
+  #list: BusyTorrent[] | null = null;
+  #takenAtMs = 0;
+  #takenUnder = -1;
+  #pending: Promise<void> | null = null;
+
+  constructor(
+    readonly walk: () => Promise<{ top: readonly TopEntry[] }>,
+    readonly generation: () => number = () => -1,
+    readonly refreshMs = BUSIEST_REFRESH_MS,
+  ) {}
+
+  /** The list and its age, or null before the first walk has finished. */
+  get(nowMs = performance.now()): BusiestTorrents | null {
+    if (this.#list !== null && !this.#current()) this.#list = null;
+    if (this.#list === null || nowMs - this.#takenAtMs >= this.refreshMs) void this.refresh();
+    if (this.#list === null) return null;
+    return { torrents: this.#list, ageSeconds: Math.max(0, nowMs - this.#takenAtMs) / 1000 };
+  }
+
+  /**
+   * Resolves once a list taken under the access list in force is held (at once if one is),
+   * starting a walk if none is running; a walk that was running since before a reload is not
+   * enough, so it may take a second one.
+   */
+  async ready(): Promise<void> {
+    for (let i = 0; i < 2 && !this.#current(); i++) await this.refresh();
+  }
+
+  #current(): boolean {
+    return this.#list !== null && this.#takenUnder === this.generation();
+  }
+
+  /** Takes a new list (one walk at a time); a failed walk leaves the old list. */
+  refresh(): Promise<void> {
+    if (this.#pending !== null) return this.#pending;
+    const generation = this.generation();
+    this.#pending = this.walk().then(
+      ({ top }) => {
+        this.#list = top.slice(0, BUSIEST_SHOWN).map((t) => ({
+          infoHash: t.infoHash,
+          peers: t.peers,
+          seeders: t.seeders,
+          leechers: t.peers - t.seeders,
+          completed: t.completed,
+        }));
+        this.#takenAtMs = performance.now();
+        this.#takenUnder = generation;
+      },
+      () => {},
+    ).finally(() => this.#pending = null);
+    return this.#pending;
+  }
+}
+
 export interface DashboardInfo {
   version: string;
   /** Wall-clock ms when the tracker started. */
   startedAtMs: number;
-  /** What it listens on, e.g. "http [::]:6969", "udp [::]:6969". */
+  /** What it listens on: "http://[::]:6969/announce", "udp://[::]:6969/announce (io: fast)". */
   listeners: string[];
   /** The effective settings; pass them through `publicConfig` (secrets left out). */
   config: Record<string, unknown>;

@@ -4,10 +4,13 @@
  * read, so the servers' objects (RequestCounters, SwarmTable, HttpServerCounters, RateLimiter,
  * ClusterCounters) fit as they are.
  *
- * Series with no source yet stay NaN and the page hides them: announces and scrapes by family,
- * WebSocket, and the reasons bad request / access denied / bad connection id, until otter counts
- * them (see the dashboard's README entry). Announces and scrapes count answered requests (result
- * ok), like /stats; error replies are the `errors.*` series.
+ * Series with no source stay NaN and the page hides them: the cluster's without a cluster, the
+ * WebSocket ones while `websocket()` gives null, that is until a WebSocket server listens (its
+ * requests are counted in the same RequestCounters under PROTOCOL_WS; `open` is its open
+ * connections). Announces and
+ * scrapes count answered requests (result ok), like /stats, split by protocol and by the client's
+ * address family; error replies are the `errors.*` series, and the refusals with a reason
+ * (RequestCounters.refused) are summed over the protocols into `refused.*`.
  */
 import { SERIES_INDEX } from "./history.ts";
 import {
@@ -16,14 +19,23 @@ import {
   ACTION_NAMES,
   ACTION_SCRAPE,
   PROTOCOL_HTTP,
+  PROTOCOL_NAMES,
   PROTOCOL_UDP,
+  PROTOCOL_WS,
+  REFUSAL_ACCESS_DENIED,
+  REFUSAL_BAD_REQUEST,
+  REFUSAL_CONNECTION_ID,
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
 } from "./requestCounters.ts";
 
 export interface DashboardReaderSources {
-  requests: { get(protocol: number, action: number, result: number): number };
+  requests: {
+    get(protocol: number, action: number, result: number): number;
+    getFamily(protocol: number, action: number, family: 4 | 6): number;
+    getRefused(protocol: number, reason: number): number;
+  };
   store: {
     readonly torrents: number;
     readonly peers4: number;
@@ -41,6 +53,8 @@ export interface DashboardReaderSources {
     readonly rejected: number;
   };
   rateLimit?: { readonly limited: number };
+  /** The WebSocket server's connections, or null when there is none: turns the `*.ws` series on. */
+  websocket?: () => { readonly open: number } | null;
   /** Longest event-loop pause since the previous call, in ms (the reader calls it once a second). */
   loopLagMs?: () => number;
   /** The cluster link's counters, or null when standalone. */
@@ -63,16 +77,40 @@ export function dashboardReader(sources: DashboardReaderSources): (into: Float64
     for (let a = 0; a < ACTION_NAMES.length; a++) total += requests.get(protocol, a, result);
     return total;
   };
+  const byFamily = (action: number, family: 4 | 6) => {
+    let total = 0;
+    for (let p = 0; p < PROTOCOL_NAMES.length; p++) total += requests.getFamily(p, action, family);
+    return total;
+  };
+  const refused = (reason: number) => {
+    let total = 0;
+    for (let p = 0; p < PROTOCOL_NAMES.length; p++) total += requests.getRefused(p, reason);
+    return total;
+  };
   const memory = sources.memory ?? (() => Deno.memoryUsage());
   return (into) => {
     into[I["announces.http"]] = requests.get(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
     into[I["announces.udp"]] = requests.get(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
+    into[I["announces.v4"]] = byFamily(ACTION_ANNOUNCE, 4);
+    into[I["announces.v6"]] = byFamily(ACTION_ANNOUNCE, 6);
     into[I["scrapes.http"]] = requests.get(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
     into[I["scrapes.udp"]] = requests.get(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK);
+    into[I["scrapes.v4"]] = byFamily(ACTION_SCRAPE, 4);
+    into[I["scrapes.v6"]] = byFamily(ACTION_SCRAPE, 6);
     into[I["connects.udp"]] = requests.get(PROTOCOL_UDP, ACTION_CONNECT, RESULT_OK);
     into[I["errors.http"]] = sumResult(PROTOCOL_HTTP, RESULT_ERROR);
     into[I["errors.udp"]] = sumResult(PROTOCOL_UDP, RESULT_ERROR);
+    into[I["refused.bad_request"]] = refused(REFUSAL_BAD_REQUEST);
+    into[I["refused.access_denied"]] = refused(REFUSAL_ACCESS_DENIED);
+    into[I["refused.connection_id"]] = refused(REFUSAL_CONNECTION_ID);
     into[I["refused.udp_dropped"]] = sumResult(PROTOCOL_UDP, RESULT_DROPPED);
+    const websocket = sources.websocket?.() ?? null;
+    if (websocket !== null) {
+      into[I["announces.ws"]] = requests.get(PROTOCOL_WS, ACTION_ANNOUNCE, RESULT_OK);
+      into[I["scrapes.ws"]] = requests.get(PROTOCOL_WS, ACTION_SCRAPE, RESULT_OK);
+      into[I["errors.ws"]] = sumResult(PROTOCOL_WS, RESULT_ERROR);
+      into[I["connections.ws"]] = websocket.open;
+    }
 
     const store = sources.store;
     into[I["refused.store_full"]] = store.refusedTorrents + store.refusedPeers;

@@ -3,7 +3,8 @@
  * that comes 250 ms after the previous one means nothing else could run for about 240 ms (a long
  * synchronous slice, a GC pause, the process not being scheduled), and neither could any reply.
  * Keeps the longest pause since start and the longest over the last minute (60 one-second maxima
- * in a ring), for /metrics and /stats. Costs one timer callback every 10 ms.
+ * in a ring), for /metrics and /stats, and the longest since the dashboard last asked
+ * (`takeMaxMs`), for its once-a-second series. Costs one timer callback every 10 ms.
  */
 
 const TICK_MS = 10;
@@ -15,6 +16,8 @@ export class LoopLag {
   /** Ticks measured. */
   ticks = 0;
   readonly #perSecond = new Float64Array(WINDOW_SECONDS);
+  /** Longest pause since the last `takeMaxMs`. */
+  #sinceTaken = 0;
   #second = 0;
   #last = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -48,6 +51,7 @@ export class LoopLag {
     this.#advance(second);
     if (lag <= 0) return;
     if (lag > this.maxMs) this.maxMs = lag;
+    if (lag > this.#sinceTaken) this.#sinceTaken = lag;
     const i = second % WINDOW_SECONDS;
     if (lag > this.#perSecond[i]) this.#perSecond[i] = lag;
   }
@@ -57,6 +61,16 @@ export class LoopLag {
     this.#advance(Math.floor(nowMs / 1000));
     let max = 0;
     for (let i = 0; i < WINDOW_SECONDS; i++) if (this.#perSecond[i] > max) max = this.#perSecond[i];
+    return max;
+  }
+
+  /**
+   * The longest pause since the previous call (or since start), in ms, and starts over: called
+   * once a second, it gives each second its own maximum, which the one-minute window cannot.
+   */
+  takeMaxMs(): number {
+    const max = this.#sinceTaken;
+    this.#sinceTaken = 0;
     return max;
   }
 

@@ -16,13 +16,18 @@ import type { StatsWalks } from "./statsWalks.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
 import type { TlsCounters } from "./tlsCounters.ts";
+import { WS_FAMILIES, type WsCounters } from "./wsCounters.ts";
 import {
+  ACTION_ANNOUNCE,
   ACTION_CONNECT,
   ACTION_FULL_SCRAPE,
   ACTION_NAMES,
+  ACTION_SCRAPE,
   PROTOCOL_HTTP,
   PROTOCOL_NAMES,
   PROTOCOL_UDP,
+  REFUSAL_CONNECTION_ID,
+  REFUSAL_NAMES,
   type RequestCounters,
   RESULT_NAMES,
 } from "./requestCounters.ts";
@@ -58,6 +63,8 @@ export interface MetricsSources {
   udp?: readonly UdpListenerFailures[];
   /** The walks /stats shares; its metric is left out without it. */
   statsWalks?: StatsWalks;
+  /** The WebSocket (WebTorrent) server; its metrics are left out without it. */
+  ws?: WsCounters | null;
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -86,14 +93,23 @@ const STORE_FAMILIES: readonly Family<CoreSources>[] = [
   [
     "otter_peers",
     "gauge",
-    "Peers held (seeders included), by address family.",
-    (s) => [[`family="4"`, s.store.peers4], [`family="6"`, s.store.peers6]],
+    "Peers held (seeders included), by family: IPv4, IPv6, ws (WebTorrent peers over WebSocket, " +
+    "this node's and other cluster nodes').",
+    (s) => [
+      [`family="4"`, s.store.peers4],
+      [`family="6"`, s.store.peers6],
+      [`family="ws"`, s.store.peersWs],
+    ],
   ],
   [
     "otter_seeders",
     "gauge",
-    "Seeders held, by address family.",
-    (s) => [[`family="4"`, s.store.seeders4], [`family="6"`, s.store.seeders6]],
+    "Seeders held, by family (as otter_peers).",
+    (s) => [
+      [`family="4"`, s.store.seeders4],
+      [`family="6"`, s.store.seeders6],
+      [`family="ws"`, s.store.seedersWs],
+    ],
   ],
   [
     "otter_full_scrape_builds_total",
@@ -364,6 +380,13 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => cluster.publishedChanges,
   ],
   [
+    "otter_cluster_suppressed_refreshes_total",
+    "counter",
+    "Local refreshes not published: they changed nothing and their peer was published within " +
+    "the refresh epoch (--cluster-refresh).",
+    (cluster) => cluster.suppressedRefreshes,
+  ],
+  [
     "otter_cluster_applied_changes_total",
     "counter",
     "Other nodes' changes applied.",
@@ -383,10 +406,98 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     (cluster) => Object.entries(cluster.rejected).map(([reason, n]) => [`reason="${reason}"`, n]),
   ],
   [
+    "otter_cluster_snapshot_rejected_total",
+    "counter",
+    "Snapshot chunks and manifests refused: malformed, oversized (never read whole), bad_mac " +
+    "(not sealed with this cluster's secret and name), mismatched (not the chunk its manifest " +
+    "names).",
+    (cluster) =>
+      Object.entries(cluster.snapshotRejected).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_snapshots_written_total",
+    "counter",
+    "Shard snapshots this node wrote to Redis.",
+    (cluster) => cluster.snapshots.written,
+  ],
+  [
+    "otter_cluster_snapshots_loaded_total",
+    "counter",
+    "Shard snapshots this node loaded when it joined.",
+    (cluster) => cluster.snapshots.loaded,
+  ],
+  [
+    "otter_cluster_snapshot_bytes",
+    "gauge",
+    "Bytes of the shards' current snapshots in Redis, as last seen.",
+    (cluster) => cluster.snapshots.bytes,
+  ],
+  [
+    "otter_cluster_snapshot_age_seconds",
+    "gauge",
+    "Age of the oldest shard's current snapshot.",
+    (cluster) => cluster.snapshots.ageSeconds,
+  ],
+  [
+    "otter_cluster_gaps_total",
+    "counter",
+    "Times another node's batches were missing from its stream (trimmed before this node read " +
+    "them, or lost by Redis).",
+    (cluster) => cluster.gaps,
+  ],
+  [
+    "otter_cluster_redis_resets_total",
+    "counter",
+    "Times Redis came back without the cluster's data; every peer is then published again.",
+    (cluster) => cluster.redisResets,
+  ],
+  [
     "otter_cluster_dropped_changes_total",
     "counter",
     "Local changes dropped because the queue was full during an outage.",
     (cluster) => cluster.droppedChanges,
+  ],
+  [
+    "otter_cluster_published_bytes_total",
+    "counter",
+    "Bytes of change batches this node appended to Redis.",
+    (cluster) => cluster.publishedBytes,
+  ],
+  [
+    "otter_cluster_read_bytes_total",
+    "counter",
+    "Bytes this node's stream readers received from Redis (replies' framing included).",
+    (cluster) => cluster.readBytes,
+  ],
+  [
+    "otter_cluster_redis_used_memory_bytes",
+    "gauge",
+    "Memory Redis uses (INFO used_memory), per server, as last polled (every 10 s).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.usedMemory]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_total",
+    "counter",
+    "Bytes Redis received from all its clients (INFO total_net_input_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netInputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_total",
+    "counter",
+    "Bytes Redis sent to all its clients (INFO total_net_output_bytes; restarts with it).",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.netOutputBytes]),
+  ],
+  [
+    "otter_cluster_redis_net_input_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis received between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.inputPerSecond]),
+  ],
+  [
+    "otter_cluster_redis_net_output_bytes_per_second",
+    "gauge",
+    "Bytes a second Redis sent between the last two polls.",
+    (cluster) => cluster.redis.map((r) => [`redis="${r.server}"`, r.outputPerSecond]),
   ],
   [
     "otter_cluster_connects_total",
@@ -445,6 +556,51 @@ export function renderFamilies<S>(
   }
 }
 
+/**
+ * The protocols that count answers by the client's family and refusals by reason; the WebSocket
+ * tracker counts its refusals by its own reasons (otter_ws_refused_total).
+ */
+const SERVED_PROTOCOLS = [PROTOCOL_HTTP, PROTOCOL_UDP] as const;
+
+/** The finer request counters: answered by the client's family, refused by reason. */
+const REQUEST_DETAIL_FAMILIES: readonly Family<RequestCounters>[] = [
+  [
+    "otter_answered_total",
+    "counter",
+    "Announces and scrapes answered (result ok), by protocol, action and the client's address " +
+    "family.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        [ACTION_ANNOUNCE, ACTION_SCRAPE].flatMap((a) =>
+          ([4, 6] as const).map((family) =>
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",family="${family}"`,
+              c.getFamily(p, a, family),
+            ] as const
+          )
+        )
+      ),
+  ],
+  [
+    "otter_refused_total",
+    "counter",
+    "Requests answered with an error, by protocol and reason (bad_request: unreadable; " +
+    "access_denied: not on the access list; connection_id: a UDP connection id not issued or " +
+    "expired). Also counted as errors in otter_requests_total.",
+    (c) =>
+      SERVED_PROTOCOLS.flatMap((p) =>
+        REFUSAL_NAMES.flatMap((name, reason) =>
+          p === PROTOCOL_HTTP && reason === REFUSAL_CONNECTION_ID ? [] : [
+            [
+              `protocol="${PROTOCOL_NAMES[p]}",reason="${name}"`,
+              c.getRefused(p, reason),
+            ] as const,
+          ]
+        )
+      ),
+  ],
+];
+
 /** `otter_requests_total`: one series per protocol, action and result that can happen. */
 function renderRequests(lines: string[], counters: RequestCounters): void {
   const name = "otter_requests_total";
@@ -455,9 +611,10 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
   );
   for (let p = 0; p < PROTOCOL_NAMES.length; p++) {
     for (let a = 0; a < ACTION_NAMES.length; a++) {
-      // UDP has no full scrape, HTTP no connect: leave out series that can never move.
-      if (p === PROTOCOL_UDP && a === ACTION_FULL_SCRAPE) continue;
-      if (p === PROTOCOL_HTTP && a === ACTION_CONNECT) continue;
+      // UDP has no full scrape, HTTP no connect, WebSocket neither: leave out series that can
+      // never move.
+      if (p !== PROTOCOL_HTTP && a === ACTION_FULL_SCRAPE) continue;
+      if (p !== PROTOCOL_UDP && a === ACTION_CONNECT) continue;
       for (let r = 0; r < RESULT_NAMES.length; r++) {
         const labels = `protocol="${PROTOCOL_NAMES[p]}",action="${ACTION_NAMES[a]}",result="${
           RESULT_NAMES[r]
@@ -472,6 +629,7 @@ function renderRequests(lines: string[], counters: RequestCounters): void {
 export function renderMetrics(sources: MetricsSources): string {
   const lines: string[] = [];
   renderRequests(lines, sources.counters);
+  renderFamilies(lines, REQUEST_DETAIL_FAMILIES, sources.counters);
   const { store, fullScrape, cleaning } = sources;
   renderFamilies(lines, STORE_FAMILIES, {
     store,
@@ -495,6 +653,9 @@ export function renderMetrics(sources: MetricsSources): string {
   }
   if (sources.statsWalks !== undefined) {
     renderFamilies(lines, STATS_WALK_FAMILIES, sources.statsWalks);
+  }
+  if (sources.ws !== undefined && sources.ws !== null) {
+    renderFamilies(lines, WS_FAMILIES, sources.ws);
   }
   renderFamilies(lines, PROCESS_FAMILIES, sources);
   return lines.join("\n") + "\n";

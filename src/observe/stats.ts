@@ -22,6 +22,7 @@ import type { LoopLag } from "./loopLag.ts";
 import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import { type HttpServerCounters, REJECT_STATUSES } from "./httpServerCounters.ts";
 import type { UdpListenerFailures, UdpSocketFailures } from "./udpSocketFailures.ts";
+import { type WsCounters, wsStatsJson, wsStatsText } from "./wsCounters.ts";
 import { CHUNK_BYTES, type TorrentSnapshot } from "./fullScrape.ts";
 import type { StatsWalks, TopEntry } from "./statsWalks.ts";
 import {
@@ -32,6 +33,7 @@ import {
   ACTION_SCRAPE,
   PROTOCOL_HTTP,
   PROTOCOL_UDP,
+  PROTOCOL_WS,
   type RequestCounters,
   RESULT_DROPPED,
   RESULT_ERROR,
@@ -54,6 +56,7 @@ export const STATS_MODES = [
   "completed",
   "loop",
   "cluster",
+  "ws",
   "version",
   "everything",
   "statedump",
@@ -83,6 +86,8 @@ export interface StatsSources {
   udp?: readonly UdpListenerFailures[];
   /** The cluster link (mode cluster); null or absent when standalone. */
   cluster?: ClusterCounters | null;
+  /** The WebSocket server (mode ws); null or absent without one. */
+  ws?: WsCounters | null;
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -132,8 +137,10 @@ interface StatsData {
   torrents: number;
   peers4: number;
   peers6: number;
+  peersWs: number;
   seeders4: number;
   seeders6: number;
+  seedersWs: number;
   counters: RequestCounters;
   fullScrape: FullScrape;
   version: string;
@@ -146,6 +153,7 @@ interface StatsData {
   http: HttpServerCounters | null;
   udp: readonly UdpListenerFailures[];
   cluster: ClusterCounters | null;
+  ws: WsCounters | null;
 }
 
 async function gather(modes: readonly StatsMode[], sources: StatsSources): Promise<StatsData> {
@@ -155,8 +163,10 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     torrents: 0,
     peers4: 0,
     peers6: 0,
+    peersWs: 0,
     seeders4: 0,
     seeders6: 0,
+    seedersWs: 0,
     counters: sources.counters,
     fullScrape: sources.fullScrape,
     version: sources.version,
@@ -169,6 +179,7 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
     http: sources.http ?? null,
     udp: sources.udp ?? [],
     cluster: sources.cluster ?? null,
+    ws: sources.ws ?? null,
   };
   if (modes.includes("top10") || modes.includes("top100") || modes.includes("completed")) {
     const walk = await sources.walks.torrents();
@@ -183,6 +194,8 @@ async function gather(modes: readonly StatsMode[], sources: StatsSources): Promi
   data.peers6 = store.peers6;
   data.seeders4 = store.seeders4;
   data.seeders6 = store.seeders6;
+  data.peersWs = store.peersWs;
+  data.seedersWs = store.seedersWs;
   return data;
 }
 
@@ -252,14 +265,16 @@ function requestFigures(d: StatsData) {
   const httpAnnounces = sumOf(c, PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
   const udpAnnounces = sumOf(c, PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
   const udpConnects = sumOf(c, PROTOCOL_UDP, ACTION_CONNECT, RESULT_OK);
-  return { http, udp, httpAnnounces, udpAnnounces, udpConnects };
+  const ws = sumOf(c, PROTOCOL_WS);
+  const wsAnnounces = sumOf(c, PROTOCOL_WS, ACTION_ANNOUNCE, RESULT_OK);
+  return { http, udp, ws, httpAnnounces, udpAnnounces, udpConnects, wsAnnounces };
 }
 
 function text(mode: StatsMode, d: StatsData): string {
   const c = d.counters;
   const up = d.uptime;
-  const peers = d.peers4 + d.peers6;
-  const seeders = d.seeders4 + d.seeders6;
+  const peers = d.peers4 + d.peers6 + d.peersWs;
+  const seeders = d.seeders4 + d.seeders6 + d.seedersWs;
   const r = requestFigures(d);
   switch (mode) {
     case "peer":
@@ -267,8 +282,8 @@ function text(mode: StatsMode, d: StatsData): string {
     case "torr":
       return mrtgServing(d.torrents, 0, d.torrents);
     case "conn": {
-      const all = r.http + r.udp;
-      const ok = r.httpAnnounces + r.udpAnnounces + r.udpConnects;
+      const all = r.http + r.udp + r.ws;
+      const ok = r.httpAnnounces + r.udpAnnounces + r.udpConnects + r.wsAnnounces;
       return mrtg(
         all,
         ok,
@@ -366,6 +381,8 @@ function text(mode: StatsMode, d: StatsData): string {
           `${refused.map(([reason, count]) => `${reason} ${count}`).join(", ")}).`,
       );
     }
+    case "ws":
+      return wsStatsText(d.ws, up);
     case "version":
       return `otter ${d.version}`;
     default:
@@ -441,21 +458,24 @@ function json(mode: StatsMode, d: StatsData): unknown {
     case "peer":
       return {
         torrents: d.torrents,
-        peers: d.peers4 + d.peers6,
-        seeders: d.seeders4 + d.seeders6,
+        peers: d.peers4 + d.peers6 + d.peersWs,
+        seeders: d.seeders4 + d.seeders6 + d.seedersWs,
         peers4: d.peers4,
         peers6: d.peers6,
+        peersWs: d.peersWs,
         seeders4: d.seeders4,
         seeders6: d.seeders6,
+        seedersWs: d.seedersWs,
       };
     case "torr":
       return { torrents: d.torrents };
     case "conn":
       return {
-        requests: r.http + r.udp,
+        requests: r.http + r.udp + r.ws,
         http: r.http,
         udp: r.udp,
-        successes: r.httpAnnounces + r.udpAnnounces + r.udpConnects,
+        websocket: r.ws,
+        successes: r.httpAnnounces + r.udpAnnounces + r.udpConnects + r.wsAnnounces,
         uptimeSeconds: d.uptime,
       };
     case "udp4":
@@ -502,9 +522,13 @@ function json(mode: StatsMode, d: StatsData): unknown {
       };
     }
     case "top10":
-      return d.top.slice(0, 10);
     case "top100":
-      return d.top.slice(0, 100);
+      // The torrents as /stats has always listed them (the dashboard also reads `completed`).
+      return d.top.slice(0, mode === "top10" ? 10 : 100).map(({ infoHash, peers, seeders }) => ({
+        infoHash,
+        peers,
+        seeders,
+      }));
     case "renew":
       return { minutes: Array.from(d.renew) };
     case "completed":
@@ -513,6 +537,8 @@ function json(mode: StatsMode, d: StatsData): unknown {
       return { maxSeconds: d.loopMaxMs / 1000, recentMaxSeconds: d.loopRecentMaxMs / 1000 };
     case "cluster":
       return d.cluster === null ? null : { ...d.cluster, rejected: { ...d.cluster.rejected } };
+    case "ws":
+      return d.ws === null ? null : wsStatsJson(d.ws);
     case "version":
       return { name: "otter", version: d.version };
     default:

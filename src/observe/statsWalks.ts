@@ -15,6 +15,8 @@ export interface TopEntry {
   infoHash: string;
   peers: number;
   seeders: number;
+  /** Completed downloads counted for the torrent (`downloaded`). */
+  completed: number;
 }
 
 /** The torrents at one moment, sorted, and what the stats modes read from them. */
@@ -161,7 +163,12 @@ async function topByPeers(
   const top: TopEntry[] = [];
   for (let i = 0; i < held; i++) {
     const e = entries[i];
-    top.push({ infoHash: hexOf(snapshot.hashes, e * 20), peers: peers[i], seeders: counts[e * 3] });
+    top.push({
+      infoHash: hexOf(snapshot.hashes, e * 20),
+      peers: peers[i],
+      seeders: counts[e * 3],
+      completed: counts[e * 3 + 1],
+    });
   }
   return top;
 }

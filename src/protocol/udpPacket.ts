@@ -37,6 +37,8 @@ export const CONNECT_REPLY_LENGTH = 16;
 export const ANNOUNCE_REQUEST_LENGTH = 98;
 /** Where an announce's info hash is (BEP 15: fixed). */
 export const ANNOUNCE_INFO_HASH_OFFSET = 16;
+/** Where an announce's peer id is (BEP 15: fixed, after the info hash). */
+export const ANNOUNCE_PEER_ID_OFFSET = 36;
 /** Peers (6 bytes each for IPv4, 18 for IPv6) follow the announce reply header. */
 export const ANNOUNCE_REPLY_HEADER_LENGTH = 20;
 export const SCRAPE_REPLY_HEADER_LENGTH = 8;
@@ -76,7 +78,7 @@ export class UdpAnnounce {
   transactionId = 0;
   /** Offsets of the 20-byte info hash and peer id in the packet (fixed by BEP 15). */
   infoHashOffset = 16;
-  peerIdOffset = 36;
+  peerIdOffset = ANNOUNCE_PEER_ID_OFFSET;
   downloaded = 0;
   /** Bytes left; a negative i64 reads as 0 and is not a seeder. Use `leftIsZero` for seeders. */
   left = 0;
@@ -130,7 +132,7 @@ export function readAnnounce(packet: Uint8Array, length: number, into: UdpAnnoun
   into.transactionId = readU32BE(packet, 12);
   if (length < ANNOUNCE_REQUEST_LENGTH) return ERROR_ANNOUNCE_TOO_SHORT;
   into.infoHashOffset = 16;
-  into.peerIdOffset = 36;
+  into.peerIdOffset = ANNOUNCE_PEER_ID_OFFSET;
   into.downloaded = readU64BE(packet, 56);
   into.left = readU64BE(packet, 64);
   into.leftIsZero = (packet[64] | packet[65] | packet[66] | packet[67] | packet[68] | packet[69] |

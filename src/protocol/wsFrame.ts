@@ -21,7 +21,9 @@
  * caller's chunk and handed out as a view of it. Only a frame split across chunks, or a
  * fragmented message, is unmasked into the reader's own buffer, which grows by doubling up to
  * the message cap and can be given back with `releaseBuffer()` when the connection goes idle.
- * Control payloads that are split go to a 125-byte buffer made on first use.
+ * A server with many connections passes a `ReassemblyPool`, so those buffers are reused rather
+ * than made and dropped per split message. Control payloads that are split go to a 125-byte
+ * buffer made on first use.
  */
 import { UTF8_COMPLETE, UTF8_INVALID, utf8Step } from "./utf8.ts";
 
@@ -57,6 +59,13 @@ export const WS_CLOSE = 4;
 export const WS_FAIL = 5;
 
 export type WsEvent = 0 | 1 | 2 | 3 | 4 | 5;
+
+/** Where a reader takes reassembly buffers from and gives them back to. */
+export interface ReassemblyPool {
+  /** A buffer of at least `bytes`. */
+  takeReassembly(bytes: number): Uint8Array;
+  giveReassembly(buffer: Uint8Array): void;
+}
 
 /**
  * 64 KiB per message, as aquatic_ws: a real announce with 10 offers of ~530-byte SDPs is ~7 KiB,
@@ -177,9 +186,16 @@ export class WsFrameReader {
   #control: Uint8Array | null = null;
   #controlLength = 0;
 
-  constructor(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES, maxFrameBytes = maxMessageBytes) {
+  readonly #pool: ReassemblyPool | null;
+
+  constructor(
+    maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
+    maxFrameBytes = maxMessageBytes,
+    pool: ReassemblyPool | null = null,
+  ) {
     this.maxMessageBytes = maxMessageBytes;
     this.maxFrameBytes = Math.min(maxFrameBytes, maxMessageBytes);
+    this.#pool = pool;
   }
 
   /**
@@ -198,9 +214,25 @@ export class WsFrameReader {
     return this.#phase !== H_FIRST || this.#messageOpcode !== 0;
   }
 
+  /** Payload bytes of the frame in progress still to come (0 between frames): the next read's size. */
+  get payloadLeft(): number {
+    return this.#phase === H_PAYLOAD ? this.#left : 0;
+  }
+
   /** Drops the reassembly buffer if no message is in progress (an idle connection keeps ~0 bytes). */
   releaseBuffer(): void {
-    if (this.#messageOpcode === 0 && this.#phase === H_FIRST) this.#buffer = EMPTY;
+    if (this.#messageOpcode === 0 && this.#phase === H_FIRST) this.#dropBuffer();
+  }
+
+  /** Gives the reassembly buffer back whatever state the reader is in (the connection closed). */
+  dispose(): void {
+    this.#dropBuffer();
+    this.message = EMPTY;
+  }
+
+  #dropBuffer(): void {
+    if (this.#buffer !== EMPTY) this.#pool?.giveReassembly(this.#buffer);
+    this.#buffer = EMPTY;
   }
 
   /** The message of the last WS_TEXT as a string. */
@@ -221,6 +253,14 @@ export class WsFrameReader {
       const event = this.#opcode >= OP_CLOSE ? this.#controlPayload() : this.#dataPayload();
       if (event !== WS_NEED_MORE) return event;
     }
+    // The chunk is used up (a split frame's bytes are in #buffer): keep no view of it nor the
+    // last message, so that an idle connection does not hold its last read buffer (a pooled
+    // one, maybe) and its last message's text until its next read.
+    this.#input = EMPTY;
+    this.#at = this.#end = 0;
+    this.message = EMPTY;
+    this.payload = EMPTY;
+    this.#text = null;
     return WS_NEED_MORE;
   }
 
@@ -405,8 +445,10 @@ export class WsFrameReader {
     if (this.#buffer.length >= bytes) return;
     let size = Math.max(MIN_BUFFER, this.#buffer.length * 2);
     while (size < bytes) size *= 2;
-    const grown = new Uint8Array(Math.min(size, this.maxMessageBytes));
+    size = Math.min(size, this.maxMessageBytes);
+    const grown = this.#pool !== null ? this.#pool.takeReassembly(size) : new Uint8Array(size);
     grown.set(this.#buffer.subarray(0, this.#messageLength));
+    this.#dropBuffer();
     this.#buffer = grown;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Wires a configuration into running listeners: one SwarmTable and Tracker shared by every HTTP
- * and UDP listener, the UDP I/O path chosen per `--udp-io`, and a timer that expires peers in
- * small steps. Returns a handle that stops everything.
+ * and UDP listener, the WebSocket (WebTorrent) server the HTTP listeners hand upgrades to, the
+ * UDP I/O path chosen per `--udp-io`, and a timer that expires peers in small steps. Returns a
+ * handle that stops everything.
  */
 import type { Config, ListenAddress } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
@@ -13,6 +14,7 @@ import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
+import { newClusterCounters } from "../cluster/clusterCounters.ts";
 import { Tracker } from "./tracker.ts";
 import { UdpTracker } from "./udp/udpTracker.ts";
 import { HttpTracker } from "./http/httpTracker.ts";
@@ -24,6 +26,8 @@ import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { releaseFreedMalloc } from "./udp/libc.ts";
 import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
+import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
 
 /** The clean timer's period while the store is empty. */
 const IDLE_CLEAN_INTERVAL_MS = 1000;
@@ -71,15 +75,38 @@ export async function startTracker(
   clock.start();
   const store = new SwarmTable({
     peerTimeout: config.peerTimeout,
+    wsPeerTimeout: config.wsPeerTimeout,
     maxTorrents: config.maxTorrents,
     maxPeers: config.maxPeers,
     whenFull: config.whenFull,
   });
   const tracker = new Tracker(store, clock, config);
+  // Before the first sample: the history then counts every change the cluster join applies.
+  if (config.cluster !== "") tracker.cluster = newClusterCounters();
   const udpTracker = new UdpTracker(tracker, new ConnectionIds(randomKey()), REPLY_CAPACITY);
   const httpTracker = new HttpTracker(tracker);
   const operator = registerOperatorRoutes(httpTracker, tracker, config);
   operator.loopLag.start();
+  const wsLimits = (settings: Config): WsLimits => ({
+    maxConnections: settings.maxWsConnections,
+    interval: settings.wsInterval,
+    messageTimeoutMs: settings.headerTimeout * 1000,
+    maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
+  });
+  // The keys WebSocket peers are published under, shared by the tracker and the cluster's snapshots.
+  const wsKeys = new WsPeerKeys();
+  // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike.
+  const webSocket = config.noWebSocket || config.http.length === 0
+    ? null
+    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log, wsKeys);
+  if (webSocket !== null) {
+    httpTracker.upgrades = webSocket;
+    operator.ws = webSocket.counters;
+    tracker.websocket = webSocket.counters;
+    tracker.onSettings((settings) => webSocket.setLimits(wsLimits(settings)));
+  }
+  // Sampled once a second from the start, so the page has history from the first minute.
+  operator.dashboard?.history.start();
 
   // What most trackers never use is imported only when configured (the access-list file, the
   // state file, the portable path, the I/O Workers, the cluster): an idle otter does not pay
@@ -140,9 +167,13 @@ export async function startTracker(
     clearInterval(trimmer);
     clock.stop();
     operator.loopLag.stop();
+    operator.dashboard?.history.stop();
     accessWatch?.close();
     purge.stop();
-    await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
+    await Promise.all([
+      ...servers.map((s) => s.shutdown().catch(() => {})),
+      webSocket?.shutdown(),
+    ]);
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
     await cluster?.stop();
@@ -158,7 +189,15 @@ export async function startTracker(
     // --cluster: importing it costs about 25 MB of RSS, more than half of an idle otter.
     if (config.cluster !== "") {
       const { ClusterSync } = await import("../cluster/redisCluster.ts");
+      const { epochLeavesSlack, refreshEpochSeconds } = await import(
+        "../cluster/publishRule.ts"
+      );
+      const epochOf = (settings: Config) =>
+        settings.clusterRefresh > 0
+          ? settings.clusterRefresh
+          : refreshEpochSeconds(settings.peerTimeout, settings.interval);
       const sync = new ClusterSync({
+        refreshEpochSeconds: epochOf(config),
         url: config.cluster,
         name: config.clusterName,
         nodeId: config.nodeId !== "" ? config.nodeId : randomNodeId(),
@@ -168,10 +207,31 @@ export async function startTracker(
         clock,
         log,
         access: tracker.access,
+        counters: tracker.cluster ?? undefined,
+        snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
+        wsKeys,
+        wsPeerTimeout: config.wsPeerTimeout,
       });
       await sync.start();
-      tracker.changes = sync.recorder;
-      tracker.cluster = sync.counters;
+      tracker.changes = sync.changes;
+      // A changed epoch only moves epoch boundaries: nothing to redo.
+      let slackNoted = false;
+      const noteEpoch = (settings: Config) => {
+        const epoch = epochOf(settings);
+        sync.changes.epochSeconds = epoch;
+        // WebSocket peers announce and expire on their own clock; --cluster-refresh caps theirs too.
+        const wsEpoch = refreshEpochSeconds(settings.wsPeerTimeout, settings.wsInterval);
+        sync.changes.wsEpochSeconds = Math.min(epoch, wsEpoch);
+        if (slackNoted || epochLeavesSlack(settings.peerTimeout, settings.interval, epoch)) return;
+        slackNoted = true;
+        log(
+          `cluster: --peer-timeout ${settings.peerTimeout} is under --interval ${settings.interval}` +
+            ` + 10% + the refresh epoch (${epoch} s): a peer that announces only every interval ` +
+            "may lapse on the nodes it did not announce to",
+        );
+      };
+      noteEpoch(config);
+      tracker.onSettings(noteEpoch);
       cluster = sync;
     }
 
@@ -192,11 +252,17 @@ export async function startTracker(
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
+      operator.dashboard?.listeners.push(
+        `http://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     for (const address of config.https) {
       const { server, listener } = listenHttps(address, httpTracker, config, certificate!, log);
       servers.push(server);
       tlsListeners.push(listener);
+      operator.dashboard?.listeners.push(
+        `https://${formatHostPort(server.addr.hostname, server.addr.port)}/announce`,
+      );
     }
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;
@@ -212,6 +278,7 @@ export async function startTracker(
       if (io.kind === "workers") pools.push(socket as UdpWorkerPool);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
+      operator.dashboard?.listeners.push(`${socket.listener}/announce (io: ${socket.io})`);
       loops.push(socket.serve(udpTracker));
     }
     if (io.kind === "workers") addWorkerMetrics(httpTracker, pools, io.module.renderWorkerMetrics);

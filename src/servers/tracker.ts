@@ -7,10 +7,11 @@
 import type { Config } from "../config/options.ts";
 import type { Clock } from "../config/clock.ts";
 import { RequestCounters } from "../observe/requestCounters.ts";
+import type { ClientMix } from "../observe/clientMix.ts";
 import { AccessPolicy } from "../policy/accessList.ts";
 import { CidrSet } from "../policy/cidr.ts";
 import { DeniabilityMixer } from "../policy/deniability.ts";
-import type { ChangeRecorder } from "../cluster/changeBatch.ts";
+import type { LocalChanges } from "../cluster/publishRule.ts";
 import type { ClusterCounters } from "../cluster/clusterCounters.ts";
 import { RateLimiter } from "../policy/rateLimit.ts";
 import { hashBytes, randomKey } from "../hash/halfSipHash.ts";
@@ -32,10 +33,14 @@ export class Tracker {
   access: AccessPolicy;
   /** Networks whose X-Forwarded-For / X-Real-IP headers we believe; null: none. */
   trustProxy: CidrSet | null;
-  /** Where the servers record announces for the cluster (`--cluster`); null when standalone. */
-  changes: ChangeRecorder | null = null;
+  /** Where the servers tell the cluster about announces (`--cluster`); null when standalone. */
+  changes: LocalChanges | null = null;
   /** The cluster link's counters for stats and metrics; null when standalone. */
   cluster: ClusterCounters | null = null;
+  /** The dashboard's client mix, counted per answered announce; null with --no-dashboard. */
+  clients: ClientMix | null = null;
+  /** The WebSocket server's open connections, for the dashboard; null while there is none. */
+  websocket: { readonly open: number } | null = null;
   /** Generated-peer mixing (`--deniability`); null when off. */
   deniability: DeniabilityMixer | null;
   readonly #deniabilityKey = randomKey();

@@ -1,5 +1,5 @@
 /**
- * The peer-list block pools: one per address family and capacity class (classes.ts), each a
+ * The peer-list block pools: one per peer family (IPv4, IPv6, WebSocket) and capacity class (classes.ts), each a
  * growable Uint32Array of same-sized blocks. A block's first word is the slot of the torrent row
  * that owns it. Pools are kept dense: freeing a block moves the pool's last block into the hole and
  * repoints that block's owner row, so pools never fragment and shrink when mostly empty.
@@ -12,23 +12,29 @@ import { CLASS_CAPACITY, CLASS_COUNT } from "./classes.ts";
 import {
   BLOCK_HEADER_WORDS,
   CLASS_SHIFT,
+  FAMILY_COUNT,
+  familyAt,
   LIST_BLOCK,
   LIST_META,
-  RECORD_WORDS_V4,
-  RECORD_WORDS_V6,
-  ROW_V4,
-  ROW_V6,
+  listOf,
+  type PeerFamily,
+  recordWordsOf,
   ROW_WORDS,
 } from "./layout.ts";
 import { allocGrowableWords, allocWords, NO_WORDS, resizeWords } from "./memory.ts";
 
-/** Words per block of each pool (family-major: IPv4's classes, then IPv6's). */
+/** Words per block of each pool (family-major: IPv4's classes, then IPv6's, then WebSocket's). */
 export const BLOCK_WORDS = Int32Array.from(
-  { length: 2 * CLASS_COUNT },
+  { length: FAMILY_COUNT * CLASS_COUNT },
   (_, i) =>
     BLOCK_HEADER_WORDS +
-    CLASS_CAPACITY[i % CLASS_COUNT] * (i < CLASS_COUNT ? RECORD_WORDS_V4 : RECORD_WORDS_V6),
+    CLASS_CAPACITY[i % CLASS_COUNT] * recordWordsOf(familyAt(Math.floor(i / CLASS_COUNT))),
 );
+
+/** The index of `family`'s first pool (class 0). */
+export function poolBaseOf(family: PeerFamily): number {
+  return family === 4 ? 0 : family === 6 ? CLASS_COUNT : 2 * CLASS_COUNT;
+}
 
 /** Word offset, in its pool, of the first record of block `block` of pool `poolIndex`. */
 export function recordsOf(poolIndex: number, block: number): number {
@@ -53,10 +59,13 @@ const FREE_TRIM_WORDS = 1 << 16;
 const TRIM_EARNED = 64;
 
 export class BlockPools {
-  /** Each pool's words: family f (0 = IPv4, 1 = IPv6), class c at index f * CLASS_COUNT + c. */
-  readonly words: Uint32Array[] = Array.from({ length: 2 * CLASS_COUNT }, () => NO_WORDS);
+  /** Each pool's words: family f (0 IPv4, 1 IPv6, 2 WebSocket), class c at f * CLASS_COUNT + c. */
+  readonly words: Uint32Array[] = Array.from(
+    { length: FAMILY_COUNT * CLASS_COUNT },
+    () => NO_WORDS,
+  );
   /** Blocks in use per pool, same indexing. */
-  readonly used: Uint32Array = allocWords(2 * CLASS_COUNT);
+  readonly used: Uint32Array = allocWords(FAMILY_COUNT * CLASS_COUNT);
   /** Pool words that may still be given back now (see the header). */
   trimAllowance = TRIM_WORDS;
   /**
@@ -107,7 +116,7 @@ export class BlockPools {
     if (block !== last) {
       pool.copyWithin(block * blockWords, last * blockWords, last * blockWords + blockWords);
       const owner = pool[block * blockWords];
-      const list = owner * ROW_WORDS + (poolIndex < CLASS_COUNT ? ROW_V4 : ROW_V6);
+      const list = owner * ROW_WORDS + listOf(familyAt(Math.floor(poolIndex / CLASS_COUNT)));
       // Only one row owns block `last` of this pool: if the row at the owner's slot of `rows`
       // does not, the owner is still in the old table of a resize.
       const owners = this.movingRows.length === 0 || ownsBlock(rows, list, poolIndex, last)
@@ -127,15 +136,12 @@ export class BlockPools {
   /** Points the owner word of the blocks of the row at `slot` (just moved there) at `slot`. */
   repointOwners(rows: Uint32Array, slot: number): void {
     const row = slot * ROW_WORDS;
-    let meta = rows[row + ROW_V4 + LIST_META];
-    if (meta !== 0) {
-      const poolIndex = meta >>> CLASS_SHIFT;
-      this.words[poolIndex][rows[row + ROW_V4 + LIST_BLOCK] * BLOCK_WORDS[poolIndex]] = slot;
-    }
-    meta = rows[row + ROW_V6 + LIST_META];
-    if (meta !== 0) {
-      const poolIndex = CLASS_COUNT + (meta >>> CLASS_SHIFT);
-      this.words[poolIndex][rows[row + ROW_V6 + LIST_BLOCK] * BLOCK_WORDS[poolIndex]] = slot;
+    for (let f = 0; f < FAMILY_COUNT; f++) {
+      const list = row + listOf(familyAt(f));
+      const meta = rows[list + LIST_META];
+      if (meta === 0) continue;
+      const poolIndex = f * CLASS_COUNT + (meta >>> CLASS_SHIFT);
+      this.words[poolIndex][rows[list + LIST_BLOCK] * BLOCK_WORDS[poolIndex]] = slot;
     }
   }
 

@@ -22,21 +22,27 @@ import {
   COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
+  COUNTER_PEERS_WS,
   COUNTER_SEEDERS4,
   COUNTER_SEEDERS6,
+  COUNTER_SEEDERS_WS,
   COUNTER_TORRENTS,
+  FAMILY_COUNT,
+  familyAt,
   LIST_BLOCK,
   LIST_META,
   LIST_SEEDERS,
+  listOf,
   PORT_SHIFT,
   rangeOf,
   RECORD_WORDS_V4,
-  RECORD_WORDS_V6,
+  recordWordsOf,
   ROW_DOWNLOADED,
   ROW_LAST_ACTIVITY,
   ROW_V4,
   ROW_V6,
   ROW_WORDS,
+  ROW_WS,
   SEEDER_BIT,
 } from "./layout.ts";
 import type { SwarmTable } from "./swarmTable.ts";
@@ -61,8 +67,8 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
   const infoHashes = new Set<string>();
   const blocksSeen = pools.map(() => new Set<number>());
   let torrents = 0;
-  const peers = [0, 0];
-  const seeders = [0, 0];
+  const peers = [0, 0, 0];
+  const seeders = [0, 0, 0];
 
   // During a resize both tables hold rows: each must be a valid table on its own, an info hash
   // must be in only one of them, and each block's owner word names its row's slot in its table.
@@ -96,13 +102,13 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
         }
       }
 
-      for (let f = 0; f < 2; f++) {
-        const F = o + (f === 0 ? ROW_V4 : ROW_V6);
-        const R = f === 0 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+      for (let f = 0; f < FAMILY_COUNT; f++) {
+        const F = o + listOf(familyAt(f));
+        const R = recordWordsOf(familyAt(f));
         const meta = rows[F + LIST_META];
         const count = meta & COUNT_MASK;
         const c = meta >>> CLASS_SHIFT;
-        const where = `${label}slot ${s} IPv${f === 0 ? 4 : 6}`;
+        const where = `${label}slot ${s} ${["IPv4", "IPv6", "WebSocket"][f]}`;
         if (count === 0) {
           if (meta !== 0 || rows[F + LIST_BLOCK] !== 0 || rows[F + LIST_SEEDERS] !== 0) {
             report(`${where}: empty list with meta ${meta} block ${rows[F + LIST_BLOCK]}`);
@@ -178,7 +184,7 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
       }
       if (
         rows[o + ROW_V4 + LIST_META] === 0 && rows[o + ROW_V6 + LIST_META] === 0 &&
-        rows[o + ROW_DOWNLOADED] === 0
+        rows[o + ROW_WS + LIST_META] === 0 && rows[o + ROW_DOWNLOADED] === 0
       ) report(`${label}slot ${s}: peerless torrent with downloaded 0 kept`);
     }
   }
@@ -196,6 +202,8 @@ export function checkInvariants(table: SwarmTable, limit = 20): string[] {
   expect("peers6", counters[COUNTER_PEERS6], peers[1]);
   expect("seeders4", counters[COUNTER_SEEDERS4], seeders[0]);
   expect("seeders6", counters[COUNTER_SEEDERS6], seeders[1]);
+  expect("peersWs", counters[COUNTER_PEERS_WS], peers[2]);
+  expect("seedersWs", counters[COUNTER_SEEDERS_WS], seeders[2]);
   // New torrents go to the new table only, so it must have room for all of them.
   if (torrents > capacity * 0.95) report(`table overfull: ${torrents} in ${capacity}`);
   if (oldCapacity > 0 && !table.resizing) report("old table kept after its resize ended");
@@ -221,9 +229,9 @@ export function longestPeerRun(table: SwarmTable): number {
     for (let s = 0; s < capacity; s++) {
       const o = s * ROW_WORDS;
       if (rows[o + ROW_LAST_ACTIVITY] === 0) continue;
-      for (let f = 0; f < 2; f++) {
-        const F = o + (f === 0 ? ROW_V4 : ROW_V6);
-        const R = f === 0 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+      for (let f = 0; f < FAMILY_COUNT; f++) {
+        const F = o + listOf(familyAt(f));
+        const R = recordWordsOf(familyAt(f));
         const c = rows[F + LIST_META] >>> CLASS_SHIFT;
         if ((rows[F + LIST_META] & COUNT_MASK) === 0 || c < FIRST_SET_CLASS) continue;
         const cap = CLASS_CAPACITY[c];

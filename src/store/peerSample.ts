@@ -6,7 +6,9 @@
  * most SEEDER_WALK_LIMIT records: a swarm of seeders must not make every seeder's announce scan
  * it all.
  *
- * Compact form: 6 bytes for IPv4 (address, port, big-endian), 18 for IPv6.
+ * Compact form: 6 bytes for IPv4 (address, port, big-endian), 18 for IPv6. WebSocket peers
+ * (`sampleLocalWsPeers`, the peers an announce's offers go to) come in the IPv4 form too: their
+ * entry number and generation, and only those of this node (no WS_REMOTE_BIT).
  */
 import { CLASS_CAPACITY, CLASS_COUNT, FIRST_SET_CLASS } from "./classes.ts";
 import {
@@ -21,7 +23,9 @@ import {
   ROW_V4,
   ROW_V6,
   ROW_WORDS,
+  ROW_WS,
   SEEDER_BIT,
+  WS_REMOTE_BIT,
 } from "./layout.ts";
 import { recordsOf } from "./blockPools.ts";
 
@@ -103,6 +107,63 @@ export function samplePeers(
       if (++written === want) break;
     }
     if (++i === slots) i = 0;
+  }
+  return written;
+}
+
+/**
+ * Writes up to `numwant` WebSocket peers of the torrent at `slot` that this node holds (address
+ * word without WS_REMOTE_BIT) into out[outOffset..] in the 6-byte form, skipping record `self`
+ * and, for a `seeder`, other seeders; as `samplePeers`, from a random record on. Remote peers
+ * are skipped as they are met, and every walk (not only a seeder's) stops after
+ * SEEDER_WALK_LIMIT records, so a big swarm held mostly by other nodes costs a bounded walk and
+ * may yield fewer than `numwant`. Returns the number written.
+ */
+export function sampleLocalWsPeers(
+  rows: Uint32Array,
+  pools: readonly Uint32Array[],
+  slot: number,
+  self: number,
+  seeder: boolean,
+  numwant: number,
+  random: () => number,
+  out: Uint8Array,
+  outOffset: number,
+): number {
+  const list = slot * ROW_WORDS + ROW_WS;
+  const meta = rows[list + LIST_META];
+  const count = meta & COUNT_MASK;
+  const eligible = seeder ? count - rows[list + LIST_SEEDERS] : count - (self >= 0 ? 1 : 0);
+  if (eligible <= 0) return 0;
+  const want = numwant < eligible ? numwant : eligible;
+  const sizeClass = meta >>> CLASS_SHIFT;
+  const poolIndex = 2 * CLASS_COUNT + sizeClass;
+  const pool = pools[poolIndex];
+  const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+  const slots = sizeClass < FIRST_SET_CLASS ? count : CLASS_CAPACITY[sizeClass];
+  let steps = slots > SEEDER_WALK_LIMIT ? SEEDER_WALK_LIMIT : slots;
+  let i = rangeOf(random() >>> 0, slots);
+  let written = 0;
+  let at = outOffset;
+  const skip = seeder ? SEEDER_BIT : 0;
+  for (let record = records + i * RECORD_WORDS_V4; steps > 0; steps--) {
+    const tail = pool[record + 1];
+    const word = pool[record];
+    if (tail !== 0 && i !== self && (tail & skip) === 0 && (word & WS_REMOTE_BIT) === 0) {
+      out[at] = word >>> 24;
+      out[at + 1] = word >>> 16;
+      out[at + 2] = word >>> 8;
+      out[at + 3] = word;
+      out[at + 4] = tail >>> 24;
+      out[at + 5] = tail >>> 16;
+      at += 6;
+      if (++written === want) break;
+    }
+    record += RECORD_WORDS_V4;
+    if (++i === slots) {
+      i = 0;
+      record = records;
+    }
   }
   return written;
 }

@@ -1,15 +1,17 @@
 /**
- * The peer lists of a torrent, one per address family, each in one block of its family's pool of
- * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; lists of
- * up to about 2000 are dense sorted arrays (denseLists.ts); longer ones are open-addressing
- * sets (linear probing, backward-shift deletion) keyed by a keyed hash of (address, port), so a
- * 100k-peer swarm still finds a peer in O(1). A list that outgrows its block or shrinks well below
- * it moves to a block of the class that fits (`#moveList`). Linear and dense lists keep their
- * records in the first `count` places of the block.
+ * The peer lists of a torrent, one per peer family (IPv4, IPv6, WebSocket: layout.ts), each in
+ * one block of its family's pool of the list's capacity class (classes.ts). Lists of up to 16
+ * peers are scanned linearly; lists of up to about 2000 are dense sorted arrays (denseLists.ts);
+ * longer ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed
+ * hash of (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows
+ * its block or shrinks well below it moves to a block of the class that fits (`#moveList`).
+ * Linear and dense lists keep their records in the first `count` places of the block. WebSocket
+ * records have the IPv4 shape (entry number, generation as port), so they use all three layouts
+ * unchanged: denseLists.ts relies only on that shape.
  *
  * A row's list fields (LIST_BLOCK, LIST_META, LIST_SEEDERS) sit at `row + familyList`, where
- * familyList is ROW_V4 or ROW_V6; the family's pools start at index `familyPool` (0 or
- * CLASS_COUNT); its records are `recordWords` long (RECORD_WORDS_V4 or _V6).
+ * familyList is ROW_V4, ROW_V6 or ROW_WS; the family's pools start at index `familyPool`
+ * (`poolBaseOf`); its records are `recordWords` long (RECORD_WORDS_V4, or _V6 for IPv6).
  *
  * The peer being worked on is a `PeerKey`, read once per call from the caller's bytes and passed
  * to every function that needs it; its keyed hash is computed at most once per key.
@@ -17,7 +19,6 @@
 import { hash2Words, hash4Words } from "../hash/halfSipHashWords.ts";
 import {
   CLASS_CAPACITY,
-  CLASS_COUNT,
   CLASS_MAX,
   CLASS_MIN,
   classFor,
@@ -28,26 +29,30 @@ import { closeGap, findSorted, openGap, sortRecords } from "./denseLists.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
-  COUNTER_PEERS4,
-  COUNTER_PEERS6,
-  COUNTER_SEEDERS4,
-  COUNTER_SEEDERS6,
   LIST_BLOCK,
   LIST_META,
   LIST_SEEDERS,
+  listOf,
+  type PeerFamily,
+  peersCounterOf,
   PORT_SHIFT,
   rangeOf,
   RECORD_WORDS_V4,
   RECORD_WORDS_V6,
+  recordWordsOf,
   ROW_DOWNLOADED,
-  ROW_V4,
-  ROW_V6,
   ROW_WORDS,
   SEEDER_BIT,
+  seedersCounterOf,
   TIME_MASK,
 } from "./layout.ts";
-import { type BlockPools, recordsOf } from "./blockPools.ts";
+import { type BlockPools, poolBaseOf, recordsOf } from "./blockPools.ts";
 import type { TorrentTable } from "./torrentTable.ts";
+
+/** What `upsert` does with a stored record younger than the one it is given. */
+export const OLDER_REPLACES = 0;
+export const OLDER_SKIPPED = 1;
+export const OLDER_KEEPS_STAMP = 2;
 
 /** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
 export const DELETE_WORK = 16;
@@ -72,8 +77,8 @@ export class PeerKey {
     this.#k1 = hashKey[1] | 0;
   }
 
-  /** Reads the peer at b[at..] (4 bytes for family 4, 16 for 6) with its port. */
-  read(family: 4 | 6, b: Uint8Array, at: number, port: number): void {
+  /** Reads the peer at b[at..] (16 bytes for family 6, else 4) with its port. */
+  read(family: PeerFamily, b: Uint8Array, at: number, port: number): void {
     this.address0 = (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
     if (family === 6) {
       this.address1 = (b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7];
@@ -114,6 +119,15 @@ export class PeerKey {
   }
 }
 
+/**
+ * Where `upsert` reports the peer's record tail before it wrote (see layout.ts: port, seeder
+ * flag, 15-bit stamp), or 0 when the list did not hold the peer: the cluster sync decides from it
+ * whether an announce changed anything (swarmTable.ts `previousAge`, `previousSeeder`).
+ */
+export interface UpsertReport {
+  previous: number;
+}
+
 /** Called for each stored peer: its address (reused bytes), port, seeder flag and last time seen. */
 export type PeerVisitor = (
   address: Uint8Array,
@@ -133,8 +147,16 @@ export class PeerSets {
   readonly #k1: number;
   /** Room to sort a list moved into a dense class (allocated at the first such move). */
   #sortScratch: Uint32Array = new Uint32Array(0);
+  readonly #report: UpsertReport;
 
-  constructor(table: TorrentTable, pools: BlockPools, counters: Uint32Array, hashKey: Uint32Array) {
+  constructor(
+    table: TorrentTable,
+    pools: BlockPools,
+    counters: Uint32Array,
+    hashKey: Uint32Array,
+    report: UpsertReport,
+  ) {
+    this.#report = report;
     this.#table = table;
     this.#pools = pools;
     this.#poolWords = pools.words;
@@ -186,15 +208,15 @@ export class PeerSets {
   }
 
   /** Whether `key` is stored in the list of `family` of the torrent at `slot`. */
-  contains(slot: number, family: 4 | 6, key: PeerKey): boolean {
+  contains(slot: number, family: PeerFamily, key: PeerKey): boolean {
     const rows = this.#table.rows;
-    const list = slot * ROW_WORDS + (family === 4 ? ROW_V4 : ROW_V6);
+    const list = slot * ROW_WORDS + listOf(family);
     const meta = rows[list + LIST_META];
     if (meta === 0) return false;
     const sizeClass = meta >>> CLASS_SHIFT;
-    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const poolIndex = poolBaseOf(family) + sizeClass;
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const recordWords = recordWordsOf(family);
     const pool = this.#poolWords[poolIndex];
     return this.find(pool, records, sizeClass, meta & COUNT_MASK, recordWords, key) >= 0;
   }
@@ -202,29 +224,32 @@ export class PeerSets {
   /**
    * Inserts or refreshes `key` in the torrent at `slot` with the tail fields given (`stamp` is
    * the 15-bit time); counts a completion when `completed` turns a leecher into a seeder. With
-   * `onlyIfNewer` a stored record younger than `stamp` (ages taken at `latest`) is kept as it is.
-   * Returns the peer's record index, or -1 if its list is at the largest class and full (the peer
+   * `older` saying what a stored record younger than `stamp` (ages taken at `latest`) does:
+   * OLDER_REPLACES it (announces), OLDER_SKIPPED: it is kept as it is (restores), OLDER_KEEPS_STAMP:
+   * it keeps its stamp and takes the new seeder flag (refreshes learned from the cluster).
+   * Reports the record's tail before the call (0 for a new peer) in the report given at
+   * construction. Returns the peer's record index, or -1 if its list is at the largest class and full (the peer
    * is then not stored).
    */
   upsert(
     slot: number,
-    family: 4 | 6,
+    family: PeerFamily,
     key: PeerKey,
     seeder: boolean,
     completed: boolean,
     stamp: number,
-    onlyIfNewer: boolean,
+    older: number,
     latest: number,
   ): number {
     const poolWords = this.#poolWords;
-    const familyList = family === 4 ? ROW_V4 : ROW_V6;
-    const familyPool = family === 4 ? 0 : CLASS_COUNT;
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const familyList = listOf(family);
+    const familyPool = poolBaseOf(family);
+    const recordWords = recordWordsOf(family);
     const pools = this.#pools;
     const rows = this.#table.rows;
     const row = slot * ROW_WORDS;
     const list = row + familyList;
-    const tail = ((key.port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
+    let tail = ((key.port << PORT_SHIFT) | (seeder ? SEEDER_BIT : 0) | stamp) >>> 0;
     const meta = rows[list + LIST_META];
     let count = meta & COUNT_MASK;
     let sizeClass = meta >>> CLASS_SHIFT;
@@ -241,8 +266,12 @@ export class PeerSets {
       if (found >= 0) {
         const tailAt = records + found * recordWords + recordWords - 1;
         const old = pool[tailAt];
-        if (onlyIfNewer && ((latest - old) & TIME_MASK) < ((latest - stamp) & TIME_MASK)) {
-          return found;
+        this.#report.previous = old;
+        if (
+          older !== OLDER_REPLACES && ((latest - old) & TIME_MASK) < ((latest - stamp) & TIME_MASK)
+        ) {
+          if (older === OLDER_SKIPPED) return found;
+          tail = ((tail & ~TIME_MASK) | (old & TIME_MASK)) >>> 0;
         }
         pool[tailAt] = tail;
         const wasSeeder = (old & SEEDER_BIT) !== 0;
@@ -259,7 +288,10 @@ export class PeerSets {
       i = ~found;
       if (count >= CLASS_MAX[sizeClass]) {
         const to = classFor(count + 1);
-        if (to < 0) return -1;
+        if (to < 0) {
+          this.#report.previous = 0;
+          return -1;
+        }
         this.#moveList(slot, familyList, familyPool, recordWords, to);
         sizeClass = to;
         poolIndex = familyPool + sizeClass;
@@ -279,6 +311,7 @@ export class PeerSets {
         }
       }
     }
+    this.#report.previous = 0;
     const poolIndex = familyPool + sizeClass;
     const pool = poolWords[poolIndex];
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
@@ -295,7 +328,7 @@ export class PeerSets {
     pool[record + recordWords - 1] = tail;
     count++;
     rows[list + LIST_META] = (count | (sizeClass << CLASS_SHIFT)) >>> 0;
-    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]++;
+    this.#counters[peersCounterOf(family)]++;
     if (seeder) {
       this.addSeeders(list, family, 1);
       if (completed) rows[row + ROW_DOWNLOADED]++;
@@ -304,10 +337,10 @@ export class PeerSets {
   }
 
   /** Removes `key` from the list of `family` of the torrent at `slot`, if it is there. */
-  remove(slot: number, family: 4 | 6, key: PeerKey): void {
-    const familyList = family === 4 ? ROW_V4 : ROW_V6;
-    const familyPool = family === 4 ? 0 : CLASS_COUNT;
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+  remove(slot: number, family: PeerFamily, key: PeerKey): void {
+    const familyList = listOf(family);
+    const familyPool = poolBaseOf(family);
+    const recordWords = recordWordsOf(family);
     const rows = this.#table.rows;
     const list = slot * ROW_WORDS + familyList;
     const meta = rows[list + LIST_META];
@@ -323,7 +356,7 @@ export class PeerSets {
       this.addSeeders(list, family, -1);
     }
     this.removeRecord(pool, records, sizeClass, count, recordWords, i);
-    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6]--;
+    this.#counters[peersCounterOf(family)]--;
     this.listShrunk(slot, familyList, familyPool, recordWords, count - 1, sizeClass, Infinity);
   }
 
@@ -410,19 +443,19 @@ export class PeerSets {
   forEach(
     rows: Uint32Array,
     row: number,
-    family: 4 | 6,
+    family: PeerFamily,
     latest: number,
     scratch: Uint8Array,
     fn: PeerVisitor,
   ): void {
-    const list = row + (family === 4 ? ROW_V4 : ROW_V6);
+    const list = row + listOf(family);
     const meta = rows[list + LIST_META];
     if (meta === 0) return;
     const count = meta & COUNT_MASK;
     const sizeClass = meta >>> CLASS_SHIFT;
-    const poolIndex = (family === 4 ? 0 : CLASS_COUNT) + sizeClass;
+    const poolIndex = poolBaseOf(family) + sizeClass;
     const pool = this.#poolWords[poolIndex];
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+    const recordWords = recordWordsOf(family);
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
     const slots = sizeClass < FIRST_SET_CLASS ? count : CLASS_CAPACITY[sizeClass];
     for (let i = 0; i < slots; i++) {
@@ -447,9 +480,9 @@ export class PeerSets {
   }
 
   /** Adds `delta` to the seeders of the list at rows[list..] and to the store's count. */
-  addSeeders(list: number, family: 4 | 6, delta: number): void {
+  addSeeders(list: number, family: PeerFamily, delta: number): void {
     this.#table.rows[list + LIST_SEEDERS] += delta;
-    this.#counters[family === 4 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] += delta;
+    this.#counters[seedersCounterOf(family)] += delta;
   }
 
   /** The keyed hash of the stored record at pool[record..], equal to its peer's PeerKey.hash. */

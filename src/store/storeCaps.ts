@@ -5,7 +5,7 @@
  * torrents, chosen by sampling (TorrentTable.oldestSampled), never the requester's. Refreshes and
  * stops of stored peers always pass. Below the caps a check is one comparison.
  */
-import { COUNTER_PEERS4, COUNTER_PEERS6, COUNTER_TORRENTS } from "./layout.ts";
+import { COUNTER_PEERS4, COUNTER_PEERS6, COUNTER_PEERS_WS, COUNTER_TORRENTS } from "./layout.ts";
 import type { TorrentKey, TorrentTable } from "./torrentTable.ts";
 
 /** `AnnounceResult.refused` bits: which cap a refused announce hit. */
@@ -31,7 +31,7 @@ const MAX_EVICTIONS = 64;
 export interface CapOptions {
   /** Most torrents held at once (default: no cap). */
   maxTorrents?: number;
-  /** Most peers held at once, both families together (default: no cap). */
+  /** Most peers held at once, every family together (IPv4, IPv6, WebSocket; default: no cap). */
   maxPeers?: number;
   /**
    * What a new torrent or peer past a cap gets: "refuse" (default) stores nothing and announce()
@@ -78,7 +78,9 @@ export class StoreCaps {
 
   /** Whether one more peer would pass the peer cap. */
   peersFull(): boolean {
-    return this.#counters[COUNTER_PEERS4] + this.#counters[COUNTER_PEERS6] >= this.maxPeers;
+    const counters = this.#counters;
+    return counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] + counters[COUNTER_PEERS_WS] >=
+      this.maxPeers;
   }
 
   /** Whether a new torrent, with its first peer, would pass a cap. */

@@ -13,27 +13,34 @@
  * 32768 - peerTimeout seconds of its last announce, or its age wraps and it looks fresh; see
  * CLEAN_BUDGET for the bound and how a pass that runs late is finished at any cost.
  */
-import { CLASS_CAPACITY, CLASS_COUNT, FIRST_SET_CLASS, LINEAR_CLASSES } from "./classes.ts";
+import { CLASS_CAPACITY, FIRST_SET_CLASS, LINEAR_CLASSES } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
+  COUNTER_PEERS_WS,
   COUNTER_TORRENTS,
+  FAMILY_COUNT,
+  FAMILY_WS,
+  familyAt,
   LIST_BLOCK,
   LIST_META,
-  RECORD_WORDS_V4,
-  RECORD_WORDS_V6,
+  listOf,
+  type PeerFamily,
+  peersCounterOf,
+  recordWordsOf,
   ROW_DOWNLOADED,
   ROW_LAST_ACTIVITY,
   ROW_V4,
   ROW_V6,
   ROW_WORDS,
+  ROW_WS,
   SEEDER_BIT,
   TIME_MASK,
   TIME_PERIOD,
 } from "./layout.ts";
-import { type BlockPools, recordsOf, TRIM_WORDS } from "./blockPools.ts";
+import { type BlockPools, poolBaseOf, recordsOf, TRIM_WORDS } from "./blockPools.ts";
 import { DELETE_WORK, type PeerSets } from "./peerSets.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
@@ -92,6 +99,8 @@ export class SwarmCleaner {
   readonly #peers: PeerSets;
   readonly #counters: Uint32Array;
   readonly #peerTimeout: number;
+  /** The WebSocket peers' own timeout (`--ws-peer-timeout`). */
+  readonly #wsPeerTimeout: number;
   readonly #keepDownloadedFor: number;
   /** A pass running longer than this is finished at any cost (see the header). */
   readonly #maxPassSeconds: number;
@@ -101,7 +110,8 @@ export class SwarmCleaner {
   /** Slots left to visit in the current pass (0: start a new pass). */
   #passLeft = 0;
   #passStart = 0;
-  /** Where a step stopped inside a big set: family (0/1), record, records left. */
+  /** Where a step stopped inside a big set: family index (0 IPv4, 1 IPv6, 2 WebSocket), record,
+   * records left. */
   #cleanFamily = 0;
   #cleanRecord = 0;
   #cleanLeft = 0;
@@ -122,6 +132,7 @@ export class SwarmCleaner {
     peers: PeerSets,
     counters: Uint32Array,
     peerTimeout: number,
+    wsPeerTimeout: number,
     keepDownloadedFor: number,
   ) {
     this.#table = table;
@@ -129,8 +140,9 @@ export class SwarmCleaner {
     this.#peers = peers;
     this.#counters = counters;
     this.#peerTimeout = peerTimeout;
+    this.#wsPeerTimeout = wsPeerTimeout;
     this.#keepDownloadedFor = keepDownloadedFor;
-    this.#maxPassSeconds = Math.floor((TIME_PERIOD - peerTimeout) / 4);
+    this.#maxPassSeconds = Math.floor((TIME_PERIOD - Math.max(peerTimeout, wsPeerTimeout)) / 4);
   }
 
   /**
@@ -159,7 +171,7 @@ export class SwarmCleaner {
     const slotsLeft = this.#passLeft > 0 ? this.#passLeft : capacity;
     const msLeft = CLEAN_PASS_MS - this.#passMs;
     const share = msLeft <= elapsedMs ? 1 : elapsedMs / msLeft;
-    const peers = counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6];
+    const peers = counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] + counters[COUNTER_PEERS_WS];
     const workLeft = slotsLeft + peers * WORK_PER_PEER * (slotsLeft / capacity);
     const budget = Math.min(
       MAX_PACED_SLOTS,
@@ -279,17 +291,19 @@ export class SwarmCleaner {
     const rows = this.#table.rows;
     const row = slot * ROW_WORDS;
     if (rows[row + ROW_LAST_ACTIVITY] === 0) return true;
-    if (this.#cleanFamily === 0) {
-      if (rows[row + ROW_V4 + LIST_META] !== 0) {
-        if (!this.#cleanList(slot, 4, now, workLimit)) return false;
+    // Family by family; a step that paused inside one resumes there (#cleanFamily).
+    for (let f = this.#cleanFamily; f < FAMILY_COUNT; f++) {
+      const family = familyAt(f);
+      if (rows[row + listOf(family) + LIST_META] !== 0) {
+        if (!this.#cleanList(slot, family, now, workLimit)) return false;
       }
-      this.#cleanFamily = 1;
+      this.#cleanFamily = f + 1;
       this.#cleanLeft = 0;
     }
-    if (rows[row + ROW_V6 + LIST_META] !== 0) {
-      if (!this.#cleanList(slot, 6, now, workLimit)) return false;
-    }
-    if (rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0) {
+    if (
+      rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0 &&
+      rows[row + ROW_WS + LIST_META] === 0
+    ) {
       if (
         rows[row + ROW_DOWNLOADED] === 0 ||
         now - rows[row + ROW_LAST_ACTIVITY] > this.#keepDownloadedFor
@@ -309,10 +323,10 @@ export class SwarmCleaner {
   }
 
   /** Expires the list of `family` at `slot`; returns false if the work limit ran out in it. */
-  #cleanList(slot: number, family: 4 | 6, now: number, workLimit: number): boolean {
-    const familyList = family === 4 ? ROW_V4 : ROW_V6;
-    const familyPool = family === 4 ? 0 : CLASS_COUNT;
-    const recordWords = family === 4 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
+  #cleanList(slot: number, family: PeerFamily, now: number, workLimit: number): boolean {
+    const familyList = listOf(family);
+    const familyPool = poolBaseOf(family);
+    const recordWords = recordWordsOf(family);
     const peers = this.#peers;
     const rows = this.#table.rows;
     const list = slot * ROW_WORDS + familyList;
@@ -322,7 +336,7 @@ export class SwarmCleaner {
     const poolIndex = familyPool + sizeClass;
     const pool = this.#pools.words[poolIndex];
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-    const timeout = this.#peerTimeout;
+    const timeout = family === FAMILY_WS ? this.#wsPeerTimeout : this.#peerTimeout;
     let finished = true;
     let seedersGone = 0;
     const before = count;
@@ -387,7 +401,7 @@ export class SwarmCleaner {
     const removed = before - count;
     if (removed === 0) return finished;
     if (seedersGone !== 0) peers.addSeeders(list, family, -seedersGone);
-    this.#counters[family === 4 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= removed;
+    this.#counters[peersCounterOf(family)] -= removed;
     if (count === 0 || finished) {
       this.#removalWork += peers.listShrunk(
         slot,

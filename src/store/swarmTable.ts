@@ -20,34 +20,50 @@ import {
   COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
+  COUNTER_PEERS_WS,
   COUNTER_SEEDERS4,
   COUNTER_SEEDERS6,
+  COUNTER_SEEDERS_WS,
   COUNTER_TORRENTS,
   COUNTER_WORDS,
+  FAMILY_WS,
   LIST_META,
   LIST_SEEDERS,
+  type PeerFamily,
   ROW_DOWNLOADED,
   ROW_LAST_ACTIVITY,
   ROW_V4,
   ROW_V6,
   ROW_WORDS,
+  ROW_WS,
+  SEEDER_BIT,
   TIME_MASK,
 } from "./layout.ts";
 import { allocWords } from "./memory.ts";
 import { BlockPools } from "./blockPools.ts";
 import { TorrentKey, TorrentTable } from "./torrentTable.ts";
-import { PeerKey, PeerSets, type PeerVisitor } from "./peerSets.ts";
-import { samplePeers } from "./peerSample.ts";
+import {
+  OLDER_KEEPS_STAMP,
+  OLDER_REPLACES,
+  OLDER_SKIPPED,
+  PeerKey,
+  PeerSets,
+  type PeerVisitor,
+} from "./peerSets.ts";
+import { sampleLocalWsPeers, samplePeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
 export { CLEAN_BUDGET, CLEAN_INTERVAL_MS, CLEAN_PASS_MS } from "./swarmCleaner.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
 export type { PeerVisitor };
+export { FAMILY_WS, type PeerFamily, WS_REMOTE_BIT } from "./layout.ts";
 
 export interface SwarmTableOptions extends CapOptions {
   /** Seconds a peer lives without re-announcing. Must be <= 16000 (15-bit time stamps). */
   peerTimeout: number;
+  /** The same for WebSocket peers (FAMILY_WS); default `peerTimeout`. */
+  wsPeerTimeout?: number;
   /** Seconds a peerless torrent with downloaded > 0 is kept after its last activity (86400). */
   keepDownloadedFor?: number;
   /** 32-bit random source (int32 or uint32) for sampling; default: xorshift32 seeded from crypto. */
@@ -65,6 +81,28 @@ export class AnnounceResult {
    * reset per announce, to keep the hot path as it was).
    */
   refused = 0;
+  /**
+   * The peer's record before this announce, as the store keeps it (port, seeder flag, 15-bit
+   * stamp), or 0 when the store did not hold the peer; read it with `previousAge` and
+   * `previousSeeder`. Set by every announce that stores the peer (not a stopped, not a refused
+   * one); stale otherwise. The cluster sync publishes a refresh only when it changes something
+   * (cluster/publishRule.ts), and the store already knows what did, so nothing is kept per peer.
+   */
+  previous = 0;
+}
+
+/**
+ * Seconds since the peer's previous announce as the store saw it (modulo the 15-bit stamp
+ * period, so below 32768), or -1 when the store did not hold it; `previous` from
+ * AnnounceResult.previous.
+ */
+export function previousAge(previous: number, now: number): number {
+  return previous === 0 ? -1 : (now - previous) & TIME_MASK;
+}
+
+/** Whether the peer was a seeder before the announce (false when it was not held). */
+export function previousSeeder(previous: number): boolean {
+  return (previous & SEEDER_BIT) !== 0;
 }
 
 /** Read-only handle on the raw arrays, for the invariant checker and diagnostics. */
@@ -74,7 +112,7 @@ export interface SwarmTableView {
   /** During a resize, the old table still being emptied and its size (else empty and 0). */
   oldRows: Uint32Array;
   oldCapacity: number;
-  /** Pool of family f (0 = IPv4, 1 = IPv6) and class c at index f * CLASS_COUNT + c. */
+  /** Pool of family f (0 IPv4, 1 IPv6, 2 WebSocket) and class c at index f * CLASS_COUNT + c. */
   pools: readonly Uint32Array[];
   /** Blocks in use per pool, same indexing. */
   poolUsed: Uint32Array;
@@ -86,7 +124,7 @@ const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
 
 const MAX_PEER_TIMEOUT = 16000;
-/** Rows a `resizeStep` moves: about 1-2 ms of work (each row is a hash and a 52-byte copy). */
+/** Rows a `resizeStep` moves: about 1-2 ms of work (each row is a hash and a 64-byte copy). */
 const RESIZE_STEP_ROWS = 4096;
 /** The default `random`: returns int32 (callers take `>>> 0`), so a call never boxes its result. */
 function xorshift32(): () => number {
@@ -126,6 +164,10 @@ export class SwarmTable {
     if (!(timeout >= 1 && timeout <= MAX_PEER_TIMEOUT)) {
       throw new RangeError(`peerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${timeout}`);
     }
+    const wsTimeout = options.wsPeerTimeout ?? timeout;
+    if (!(wsTimeout >= 1 && wsTimeout <= MAX_PEER_TIMEOUT)) {
+      throw new RangeError(`wsPeerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${wsTimeout}`);
+    }
     this.#peerTimeout = Math.floor(timeout);
     this.#random = options.random ?? xorshift32();
     this.#hashKey = Uint32Array.from(options.hashKey ?? randomKey());
@@ -135,13 +177,20 @@ export class SwarmTable {
       this.#counters,
       (oldCapacity, newCapacity) => this.#cleaner.tableResized(oldCapacity, newCapacity),
     );
-    this.#peers = new PeerSets(this.#table, this.#pools, this.#counters, this.#hashKey);
+    this.#peers = new PeerSets(
+      this.#table,
+      this.#pools,
+      this.#counters,
+      this.#hashKey,
+      this.result,
+    );
     this.#cleaner = new SwarmCleaner(
       this.#table,
       this.#pools,
       this.#peers,
       this.#counters,
       this.#peerTimeout,
+      Math.floor(wsTimeout),
       options.keepDownloadedFor ?? 86400,
     );
     this.#caps = new StoreCaps(options, this.#table, this.#counters, this.#random);
@@ -154,7 +203,9 @@ export class SwarmTable {
   /**
    * Applies one announce and writes up to `numwant` compact peers (6 bytes for family 4:
    * address + port big-endian; 18 for 6) of the requester's family into out[outOffset..]; out
-   * must have room for them. Returns the number of peers written. `result` gets the torrent's
+   * must have room for them. For FAMILY_WS (a WebSocket peer: `address` its 4-byte entry number,
+   * `port` the entry's generation) the peers written are this node's WebSocket peers, in the same
+   * 6-byte form (the ones its offers go to). Returns the number of peers written. `result` gets the torrent's
    * counts after applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
    * `seeder` is left == 0. Returns -1, storing nothing, when a new torrent or peer is refused
    * at a cap (`result.refused` says which); with whenFull "evict" that only happens if evicting
@@ -163,7 +214,7 @@ export class SwarmTable {
   announce(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
@@ -211,7 +262,10 @@ export class SwarmTable {
     let written = 0;
     if (event === EVENT_STOPPED) {
       this.#peers.remove(slot, family, peer);
-      if (rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0) {
+      if (
+        rows[row + ROW_V4 + LIST_META] === 0 && rows[row + ROW_V6 + LIST_META] === 0 &&
+        rows[row + ROW_WS + LIST_META] === 0
+      ) {
         if (rows[row + ROW_DOWNLOADED] === 0) {
           table.delete(slot);
           return this.#zeroResult();
@@ -225,22 +279,34 @@ export class SwarmTable {
         seeder,
         event === EVENT_COMPLETED,
         now & TIME_MASK,
-        false,
+        OLDER_REPLACES,
         this.#latest,
       );
       if (numwant > 0) {
-        written = samplePeers(
-          table.rows,
-          this.#pools.words,
-          slot,
-          family,
-          self,
-          seeder,
-          numwant,
-          this.#random,
-          out,
-          outOffset,
-        );
+        written = family === FAMILY_WS
+          ? sampleLocalWsPeers(
+            table.rows,
+            this.#pools.words,
+            slot,
+            self,
+            seeder,
+            numwant,
+            this.#random,
+            out,
+            outOffset,
+          )
+          : samplePeers(
+            table.rows,
+            this.#pools.words,
+            slot,
+            family,
+            self,
+            seeder,
+            numwant,
+            this.#random,
+            out,
+            outOffset,
+          );
       }
     }
     this.#fillResult(table.rows, row);
@@ -317,6 +383,24 @@ export class SwarmTable {
   }
   get seeders6(): number {
     return this.#counters[COUNTER_SEEDERS6];
+  }
+  /** WebSocket peers held, this node's and other cluster nodes' (FAMILY_WS). */
+  get peersWs(): number {
+    return this.#counters[COUNTER_PEERS_WS];
+  }
+  get seedersWs(): number {
+    return this.#counters[COUNTER_SEEDERS_WS];
+  }
+  /** Peers of every family. */
+  get peers(): number {
+    const counters = this.#counters;
+    return counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] + counters[COUNTER_PEERS_WS];
+  }
+  /** Seeders of every family. */
+  get seeders(): number {
+    const counters = this.#counters;
+    return counters[COUNTER_SEEDERS4] + counters[COUNTER_SEEDERS6] +
+      counters[COUNTER_SEEDERS_WS];
   }
   /** Completed clean passes (cursor wrap-arounds), for tests and stats. */
   get cleanPasses(): number {
@@ -429,7 +513,7 @@ export class SwarmTable {
    * Calls fn for each stored peer of the slot's list; the address bytes are reused scratch and
    * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
    */
-  forEachPeer(slot: number, family: 4 | 6, fn: PeerVisitor): void {
+  forEachPeer(slot: number, family: PeerFamily, fn: PeerVisitor): void {
     const table = this.#table;
     const rows = table.rowsOf(slot);
     this.#peers.forEach(rows, table.rowOf(slot), family, this.#latest, this.#addressScratch, fn);
@@ -447,12 +531,65 @@ export class SwarmTable {
   restorePeer(
     infoHash: Uint8Array,
     hashOffset: number,
-    family: 4 | 6,
+    family: PeerFamily,
     address: Uint8Array,
     addressOffset: number,
     port: number,
     seeder: boolean,
     lastSeen: number,
+  ): boolean {
+    return this.#restore(
+      infoHash,
+      hashOffset,
+      family,
+      address,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+      OLDER_SKIPPED,
+    );
+  }
+
+  /**
+   * Applies a refresh learned from another node (cluster sync): the peer takes `seeder`, and
+   * `lastSeen` unless the stored stamp is newer, so a late or replayed change never makes a peer
+   * look older than this node knows it, while flags follow the order changes are applied in.
+   * Skips as restorePeer does (too old, at a cap); returns whether the peer is held.
+   */
+  refreshPeer(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: PeerFamily,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+  ): boolean {
+    return this.#restore(
+      infoHash,
+      hashOffset,
+      family,
+      address,
+      addressOffset,
+      port,
+      seeder,
+      lastSeen,
+      OLDER_KEEPS_STAMP,
+    );
+  }
+
+  #restore(
+    infoHash: Uint8Array,
+    hashOffset: number,
+    family: PeerFamily,
+    address: Uint8Array,
+    addressOffset: number,
+    port: number,
+    seeder: boolean,
+    lastSeen: number,
+    older: number,
   ): boolean {
     if (lastSeen > this.#latest) this.#latest = lastSeen;
     if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
@@ -478,7 +615,7 @@ export class SwarmTable {
     const active = lastSeen > 1 ? lastSeen : 1;
     if (table.rows[row + ROW_LAST_ACTIVITY] < active) table.rows[row + ROW_LAST_ACTIVITY] = active;
     const stamp = lastSeen & TIME_MASK;
-    return this.#peers.upsert(slot, family, peer, seeder, false, stamp, true, this.#latest) >= 0;
+    return this.#peers.upsert(slot, family, peer, seeder, false, stamp, older, this.#latest) >= 0;
   }
 
   /**
@@ -505,7 +642,7 @@ export class SwarmTable {
     rows[row + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
     if (
       rows[row + ROW_DOWNLOADED] === 0 && rows[row + ROW_V4 + LIST_META] === 0 &&
-      rows[row + ROW_V6 + LIST_META] === 0
+      rows[row + ROW_V6 + LIST_META] === 0 && rows[row + ROW_WS + LIST_META] === 0
     ) {
       table.delete(slot);
     }
@@ -528,9 +665,10 @@ export class SwarmTable {
   // ---------------------------------------------------------------- results and caps
 
   #fillResult(rows: Uint32Array, row: number): void {
-    const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS];
+    const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS] +
+      rows[row + ROW_WS + LIST_SEEDERS];
     const peers = (rows[row + ROW_V4 + LIST_META] & COUNT_MASK) +
-      (rows[row + ROW_V6 + LIST_META] & COUNT_MASK);
+      (rows[row + ROW_V6 + LIST_META] & COUNT_MASK) + (rows[row + ROW_WS + LIST_META] & COUNT_MASK);
     const result = this.result;
     result.complete = seeders;
     result.incomplete = peers - seeders;

@@ -34,19 +34,18 @@ import { CLASS_COUNT } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
-  COUNTER_PEERS4,
-  COUNTER_PEERS6,
-  COUNTER_SEEDERS4,
-  COUNTER_SEEDERS6,
   COUNTER_TORRENTS,
+  FAMILY_COUNT,
+  familyAt,
   LIST_BLOCK,
   LIST_META,
   LIST_SEEDERS,
+  listOf,
+  peersCounterOf,
   rangeOf,
   ROW_LAST_ACTIVITY,
-  ROW_V4,
-  ROW_V6,
   ROW_WORDS,
+  seedersCounterOf,
 } from "./layout.ts";
 import { allocGrowableWords, NO_WORDS, resizeWords } from "./memory.ts";
 import type { BlockPools } from "./blockPools.ts";
@@ -287,15 +286,16 @@ export class TorrentTable {
     const counters = this.#counters;
     const row = slot * ROW_WORDS;
     let peers = 0;
-    for (let family = 0; family < 2; family++) {
-      const list = row + (family === 0 ? ROW_V4 : ROW_V6);
+    for (let f = 0; f < FAMILY_COUNT; f++) {
+      const family = familyAt(f);
+      const list = row + listOf(family);
       const meta = rows[list + LIST_META];
       if (meta === 0) continue;
       peers += meta & COUNT_MASK;
-      counters[family === 0 ? COUNTER_PEERS4 : COUNTER_PEERS6] -= meta & COUNT_MASK;
-      counters[family === 0 ? COUNTER_SEEDERS4 : COUNTER_SEEDERS6] -= rows[list + LIST_SEEDERS];
+      counters[peersCounterOf(family)] -= meta & COUNT_MASK;
+      counters[seedersCounterOf(family)] -= rows[list + LIST_SEEDERS];
       this.#pools.free(
-        family * CLASS_COUNT + (meta >>> CLASS_SHIFT),
+        f * CLASS_COUNT + (meta >>> CLASS_SHIFT),
         rows[list + LIST_BLOCK],
         rows,
       );

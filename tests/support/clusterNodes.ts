@@ -1,11 +1,20 @@
 /**
- * ClusterSync nodes for tests against a real redis-server: each over a small Map-backed store
- * (`FakeStore`, which follows the real store's rules for what it is used for here), with a clock
- * the test sets, and its log lines collected.
+ * ClusterSync nodes for tests against a real redis-server: each over a real SwarmTable
+ * (`TestStore`, which lists its peers for the tests), with a clock the test sets, and its log
+ * lines collected.
  */
-import { opForEvent, setPublishTime } from "../../src/cluster/changeBatch.ts";
+import {
+  batchInstanceKey,
+  opForEvent,
+  setPublishTime,
+  setSequence,
+} from "../../src/cluster/changeBatch.ts";
+import { ClusterKeys } from "../../src/cluster/clusterKeys.ts";
 import { BatchMac } from "../../src/cluster/batchMac.ts";
-import { type ClusterStore, ClusterSync } from "../../src/cluster/redisCluster.ts";
+import { ClusterSync } from "../../src/cluster/redisCluster.ts";
+import type { SnapshotOptions } from "../../src/cluster/snapshotStore.ts";
+import type { WsPeerKeys } from "../../src/cluster/wsPeerKeys.ts";
+import { FAMILY_WS, SwarmTable } from "../../src/store/swarmTable.ts";
 import type { RedisServer } from "./redisServer.ts";
 
 export function sleep(ms: number): Promise<void> {
@@ -39,74 +48,52 @@ export function hex(bytes: Uint8Array, at: number, length: number): string {
   return text;
 }
 
-export interface FakePeer {
+export interface StoredPeer {
   seeder: boolean;
   lastSeen: number;
 }
 
 /**
- * A Map-backed ClusterStore that counts completions as the real store does: a "completed"
- * announce counts when it makes the peer a seeder (a new peer, or a leecher until then), so a
- * repeated one, or one with bytes left, does not (checked against SwarmTable in
- * cluster_sync_test.ts).
+ * The tests' node store: a real SwarmTable, with what the tests look at: its peers by key
+ * (`hash|family|address|port`, family 1 for WebSocket peers), a sorted listing to compare stores, and one torrent's counts.
  */
-export class FakeStore implements ClusterStore {
-  readonly peers = new Map<string, FakePeer>();
-  readonly downloaded = new Map<string, number>();
-  /** When each peer key was last written, for propagation timing. */
-  readonly writtenAt = new Map<string, number>();
-
-  announce(
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: 4 | 6,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    event: number,
-    seeder: boolean,
-    _numwant: number,
-    now: number,
-    _out: Uint8Array,
-    _outOffset: number,
-  ): number {
-    const hash = hex(infoHash, hashOffset, 20);
-    const key = `${hash}|${family}|${hex(address, addressOffset, family === 6 ? 16 : 4)}|${port}`;
-    this.writtenAt.set(key, performance.now());
-    if (event === 3) {
-      this.peers.delete(key);
-      return 0;
+export class TestStore extends SwarmTable {
+  /** Every peer held, by key. */
+  get peerMap(): Map<string, StoredPeer> {
+    const peers = new Map<string, StoredPeer>();
+    const hash = new Uint8Array(20);
+    for (let slot = 0; slot < this.slotCount; slot++) {
+      if (!this.slotInUse(slot)) continue;
+      this.copyInfoHash(slot, hash, 0);
+      const torrent = hex(hash, 0, 20);
+      for (const family of [4, 6, FAMILY_WS] as const) {
+        this.forEachPeer(slot, family, (address, at, port, seeder, lastSeen) => {
+          const key = `${torrent}|${family}|${hex(address, at, family === 6 ? 16 : 4)}|${port}`;
+          peers.set(key, { seeder, lastSeen });
+        });
+      }
     }
-    const peer = this.peers.get(key);
-    if (event === 1 && seeder && peer?.seeder !== true) {
-      this.downloaded.set(hash, (this.downloaded.get(hash) ?? 0) + 1);
-    }
-    this.peers.set(key, { seeder, lastSeen: Math.max(peer?.lastSeen ?? -Infinity, now) });
-    return 0;
+    return peers;
   }
 
-  /** Sorted peer keys, for comparing stores. */
+  /** Sorted peer keys with their seeder flags, for comparing stores. */
   snapshot(): string {
-    return [...this.peers.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
+    return [...this.peerMap.entries()].map(([key, peer]) => `${key}|${peer.seeder}`).sort().join(
       "\n",
     );
   }
 
-  scrape(infoHash: Uint8Array): { complete: number; incomplete: number; downloaded: number } {
-    const hash = hex(infoHash, 0, 20);
-    let complete = 0, incomplete = 0;
-    for (const [key, peer] of this.peers) {
-      if (!key.startsWith(hash)) continue;
-      if (peer.seeder) complete++;
-      else incomplete++;
-    }
-    return { complete, incomplete, downloaded: this.downloaded.get(hash) ?? 0 };
+  /** One torrent's counts, as a scrape gives them. */
+  counts(infoHash: Uint8Array): { complete: number; incomplete: number; downloaded: number } {
+    this.scrape(infoHash, 0);
+    const { complete, incomplete, downloaded } = this.result;
+    return { complete, incomplete, downloaded };
   }
 }
 
 export interface TestNode {
   name: string;
-  store: FakeStore;
+  store: TestStore;
   sync: ClusterSync;
   clock: { now: number };
   logs: string[];
@@ -124,10 +111,21 @@ export function makeNode(
     flushIntervalMs?: number;
     commandTimeoutMs?: number;
     secret?: Uint8Array | null;
+    infoPollMs?: number;
+    snapshots?: SnapshotOptions;
+    shards?: number;
+    wsKeys?: WsPeerKeys;
   } = {},
 ): TestNode {
-  const store = new FakeStore();
-  const clock = { now: options.now ?? 1000 };
+  const store = new TestStore({ peerTimeout: options.peerTimeout ?? 300 });
+  // Ticks once a second from `now`, as the tracker's clock does.
+  const startedAt = performance.now();
+  const start = options.now ?? 1000;
+  const clock = {
+    get now(): number {
+      return start + Math.floor((performance.now() - startedAt) / 1000);
+    },
+  };
   const logs: string[] = [];
   const sync = new ClusterSync({
     url,
@@ -144,6 +142,10 @@ export function makeNode(
     commandTimeoutMs: options.commandTimeoutMs ?? 5000,
     minBackoffMs: 100,
     maxBackoffMs: 500,
+    infoPollMs: options.infoPollMs,
+    snapshots: options.snapshots,
+    shards: options.shards,
+    wsKeys: options.wsKeys,
   });
   return { name, store, sync, clock, logs };
 }
@@ -180,11 +182,40 @@ export function announce(
 
 export const NONE_REJECTED = { malformed: 0, oversized: 0, bad_mac: 0, replayed: 0 };
 
-/** A batch stamped now and sealed with the tests' secret, as a node of cluster "test" would. */
+/** The keys of the tests' cluster ("test"). */
+export const KEYS = new ClusterKeys("test");
+
+const sequences = new Map<string, number>();
+
+/**
+ * A batch stamped now, given its origin's next sequence number, and sealed with the tests'
+ * secret, as a node of cluster "test" would publish it.
+ */
 export function sealed(batch: Uint8Array, secret: Uint8Array | null = SECRET): Uint8Array {
+  const origin = batchInstanceKey(batch);
+  const sequence = (sequences.get(origin) ?? 0) + 1;
+  sequences.set(origin, sequence);
+  setSequence(batch, sequence);
   setPublishTime(batch, Date.now());
   new BatchMac(secret, "test").seal(batch);
   return batch;
+}
+
+/** A stranger's instance. */
+export const STRANGER = "57a4e4c0de000001";
+
+/**
+ * Lists an instance in shard 0's registry of the tests' cluster, as a node does when it
+ * publishes, so every node reads its stream; returns that stream's key. What a stranger who can
+ * write to Redis would do to reach the nodes.
+ */
+export async function strangerStream(
+  raw: { sendCommand(args: string[]): Promise<unknown> },
+  instance = STRANGER,
+): Promise<string> {
+  await raw.sendCommand(["ZADD", KEYS.nodes(0), String(Date.now()), instance]);
+  await raw.sendCommand(["XADD", KEYS.hello(0), "*", "i", instance]);
+  return KEYS.nodeStream(0, instance);
 }
 
 export async function stopAll(nodes: TestNode[], redis: RedisServer): Promise<void> {

@@ -33,14 +33,41 @@ export function unknownCommand(args: string[]): string {
   return respError(`ERR unknown command '${args[0]}', with args beginning with: ${rest}`);
 }
 
-/** PING, TIME, TYPE (every key "none"), CLIENT and SELECT as Redis does; `commands` (upper-case
- * names) on top; anything else unknown. */
+function bulk(text: string): string {
+  return `$${encoder.encode(text).length}\r\n${text}\r\n`;
+}
+
+/**
+ * PING, TIME, TYPE (every key "none"), CLIENT, SELECT, INFO (a standalone server), the hash
+ * commands on one hash, and the sorted-set and expiry commands (changing nothing) as Redis does;
+ * `commands` (upper-case names) on top; anything else unknown.
+ */
 export function redisLike(commands: Record<string, Answer> = {}): Answer {
+  const hash = new Map<string, string>();
   return (args) => {
     const name = args[0].toUpperCase();
     const own = commands[name];
     if (own !== undefined) return own(args);
     switch (name) {
+      case "INFO":
+        return bulk("# Server\r\nrun_id:fake\r\n# Cluster\r\ncluster_enabled:0\r\n");
+      case "HSETNX": {
+        if (hash.has(args[2])) return ":0\r\n";
+        hash.set(args[2], args[3]);
+        return ":1\r\n";
+      }
+      case "HGETALL":
+        return `*${hash.size * 2}\r\n${[...hash].map(([k, v]) => bulk(k) + bulk(v)).join("")}`;
+      case "ZADD":
+      case "ZREMRANGEBYSCORE":
+      case "PEXPIRE":
+        return ":0\r\n";
+      case "ZREVRANGEBYSCORE":
+        return RESP_EMPTY_ARRAY;
+      case "GET":
+        return "$-1\r\n";
+      case "GETRANGE":
+        return "$0\r\n\r\n";
       case "PING":
         return "+PONG\r\n";
       case "TIME": {

@@ -26,7 +26,7 @@ import {
   MAX_REQUEST_BYTES,
   type WireClient,
 } from "../../src/servers/http/httpTracker.ts";
-import { PROTOCOL_UDP } from "../../src/observe/requestCounters.ts";
+import { ACTION_NAMES, PROTOCOL_UDP, RESULT_NAMES } from "../../src/observe/requestCounters.ts";
 import {
   classifyHttpBody,
   expectHttpStatus,
@@ -513,10 +513,11 @@ export class UdpFuzzer {
   }
 
   #udpRequestsCounted(): number {
-    const counts = this.world.tracker.counters.counts;
-    const half = counts.length / 2;
+    const counters = this.world.tracker.counters;
     let sum = 0;
-    for (let i = PROTOCOL_UDP * half; i < (PROTOCOL_UDP + 1) * half; i++) sum += counts[i];
+    for (let a = 0; a < ACTION_NAMES.length; a++) {
+      for (let r = 0; r < RESULT_NAMES.length; r++) sum += counters.get(PROTOCOL_UDP, a, r);
+    }
     return sum;
   }
 

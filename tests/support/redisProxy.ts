@@ -5,13 +5,16 @@
  * through the outage, so no other test's server can take it meanwhile), and hold back what Redis
  * sends to a node's stream reader, so that the test chooses when the node reads entries (its own
  * batches, say) back. The reader is told from the writer by its XREADs: the writer's only one is
- * a probe from "$" (redisCluster.ts).
+ * a probe from "$" (redisCommands.ts). A hold may be limited to the readers whose XREADs name a
+ * given text (a shard's hash tag, `{test:1}`): a node has one reader per shard.
  */
 
 interface Pair {
   client: Deno.TcpConn;
   server: Deno.TcpConn;
   reader: boolean;
+  /** What its first XREAD said, for holds limited to some readers. */
+  readerText: string;
   /** Chunks from Redis held back from a reader. */
   held: Uint8Array[];
   /** Writes to the client, chained so that they keep their order. */
@@ -26,6 +29,7 @@ export class RedisProxy implements AsyncDisposable {
   readonly #accepting: Promise<void>;
   #down = false;
   #holding = false;
+  #holdOnly = "";
 
   constructor(public redisPort: number) {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -43,6 +47,13 @@ export class RedisProxy implements AsyncDisposable {
     return bytes;
   }
 
+  /** Stream readers connected now (connections that sent an XREAD other than the probe). */
+  get readers(): number {
+    let readers = 0;
+    for (const pair of this.#pairs) if (pair.reader) readers++;
+    return readers;
+  }
+
   /** Cuts every connection; connections made until `up()` are closed at once. */
   down(): void {
     this.#down = true;
@@ -55,9 +66,13 @@ export class RedisProxy implements AsyncDisposable {
     this.#down = false;
   }
 
-  /** From now on, what Redis sends a reader waits for `passHeld()` or `release()`. */
-  hold(): void {
+  /**
+   * From now on, what Redis sends a reader (one whose XREADs name `only`, if given) waits for
+   * `passHeld()` or `release()`.
+   */
+  hold(only = ""): void {
     this.#holding = true;
+    this.#holdOnly = only;
   }
 
   /** Passes on what readers were held back, and keeps holding what comes after. */
@@ -98,7 +113,14 @@ export class RedisProxy implements AsyncDisposable {
         client.close();
         continue;
       }
-      const pair: Pair = { client, server, reader: false, held: [], out: Promise.resolve() };
+      const pair: Pair = {
+        client,
+        server,
+        reader: false,
+        readerText: "",
+        held: [],
+        out: Promise.resolve(),
+      };
       this.#pairs.add(pair);
       this.#toRedis(pair);
       this.#fromRedis(pair);
@@ -112,7 +134,10 @@ export class RedisProxy implements AsyncDisposable {
         const n = await pair.client.read(buffer);
         if (n === null) break;
         const text = latin1.decode(buffer.subarray(0, n));
-        if (text.includes("XREAD") && !text.includes("$1\r\n$\r\n")) pair.reader = true;
+        if (!pair.reader && text.includes("XREAD") && !text.includes("$1\r\n$\r\n")) {
+          pair.reader = true;
+          pair.readerText = text;
+        }
         let written = 0;
         while (written < n) written += await pair.server.write(buffer.subarray(written, n));
       }
@@ -129,7 +154,8 @@ export class RedisProxy implements AsyncDisposable {
         const n = await pair.server.read(buffer);
         if (n === null) break;
         const chunk = buffer.subarray(0, n);
-        if (pair.reader && this.#holding) pair.held.push(chunk);
+        const holding = this.#holding && pair.readerText.includes(this.#holdOnly);
+        if (pair.reader && holding) pair.held.push(chunk);
         else this.#send(pair, chunk);
       }
     } catch {

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Proves the real-WebTorrent-client recipe of ../shared/notes/webtorrent.md on this machine, with
-# bittorrent-tracker's server standing in for otter: inside a loopback-only network namespace, a
+# bittorrent-tracker's server (or otter itself, --otter) as the tracker: inside a loopback-only
+# network namespace, a
 # webtorrent seeder and a magnet leecher (both under Deno, wt_client.mjs) exchange a random file
 # through a WebSocket tracker; the leecher's sha256 must match and its wires must be webrtc. Then
 # bittorrent-tracker's own client library (bt_client.mjs) plays its scenario on the same tracker.
 #
 #   bash tests/webtorrent/prove_recipe.sh [--tls] [--size BYTES]
+#   bash tests/webtorrent/prove_recipe.sh --otter [--size BYTES]      # otter over ws://
+#
+# The same against otter over ws:// and wss://, as a Deno test CI runs: tests/webtorrent_e2e_test.ts.
 #
 # Needs root (unshare -n), `deno install` done in tests/webtorrent, node and openssl (--tls).
 # With --tls the tracker serves wss:// with a leaf certificate for IP:127.0.0.1 signed by a
@@ -16,10 +20,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 tls=0
+otter=0
 size=$((3 * 1024 * 1024 + 4321))
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tls) tls=1 ;;
+    --otter) otter=1 ;;
     --size) size="$2"; shift ;;
     --inner) inner=1 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -30,6 +36,11 @@ done
 if [[ "${inner:-0}" != 1 ]]; then
   args=(--size "$size")
   [[ $tls == 1 ]] && args+=(--tls)
+  [[ $otter == 1 ]] && args+=(--otter)
+  if [[ $tls == 1 && $otter == 1 ]]; then
+    echo "--otter serves ws:// here; otter over wss:// is tests/webtorrent_e2e_test.ts's" >&2
+    exit 2
+  fi
   exec unshare -n bash -c 'ip link set lo up && exec bash "$0" --inner "$@"' "$0" "${args[@]}"
 fi
 
@@ -72,9 +83,16 @@ wait_line() {
 }
 
 cd "$here"
-node bt_tracker.mjs "${tracker_args[@]}" >"$work/tracker.log" 2>&1 &
-pids+=($!)
-url="$(wait_line "$work/tracker.log" '"listening"' 20 | sed 's/.*"url":"\([^"]*\)".*/\1/')"
+if [[ $otter == 1 ]]; then
+  deno run -A ../../main.ts --http 127.0.0.1:0 --udp 127.0.0.1:0 >"$work/tracker.log" 2>&1 &
+  pids+=($!)
+  http="$(wait_line "$work/tracker.log" '^HTTP listening on' 30 | sed 's/^HTTP listening on //')"
+  url="ws://${http#http://}"
+else
+  node bt_tracker.mjs "${tracker_args[@]}" >"$work/tracker.log" 2>&1 &
+  pids+=($!)
+  url="$(wait_line "$work/tracker.log" '"listening"' 20 | sed 's/.*"url":"\([^"]*\)".*/\1/')"
+fi
 echo "tracker: $url"
 
 started=$SECONDS

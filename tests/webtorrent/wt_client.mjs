@@ -14,14 +14,15 @@
  *
  *   deno run -A tests/webtorrent/wt_client.mjs seed  --tracker ws://127.0.0.1:PORT --file F
  *   deno run -A tests/webtorrent/wt_client.mjs leech --tracker ws://127.0.0.1:PORT \
- *     --magnet 'magnet:?…' --out DIR [--ca ca.pem] [--timeout-ms 60000]
+ *     --magnet 'magnet:?…' --out DIR [--ca ca.pem] [--timeout-ms 60000] [--linger]
  *
  * Only WebRTC is on: DHT, local service discovery, uTP, UPnP, NAT-PMP and web seeds are off, so
  * the two clients can find each other only through the tracker. ICE gathers no STUN candidates
  * and binds 127.0.0.1 (without `bindAddress` no loopback candidate is gathered); run it inside a
  * loopback-only network namespace so WebRTC never sends beyond loopback. `--ca` trusts a PEM CA
  * for wss:// (npm `ws` ignores DENO_CERT; the agent goes through bittorrent-tracker's proxyOpts).
- * The process exits by itself after `--timeout-ms` (default 60 s), and a seeder on SIGTERM.
+ * The process exits by itself after `--timeout-ms` (default 60 s), and a seeder on SIGTERM; a
+ * leecher exits once done, or with `--linger` stays and seeds until SIGTERM.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -39,6 +40,7 @@ const { positionals, values } = parseArgs({
     magnet: { type: "string" },
     out: { type: "string" },
     ca: { type: "string" },
+    linger: { type: "boolean", default: false },
     "timeout-ms": { type: "string", default: "60000" },
   },
 });
@@ -154,6 +156,12 @@ if (mode === "seed") {
       wireTypes: [...wireTypes],
     });
     clearTimeout(timer);
-    client.destroy(() => process.exit(0));
+    if (!values.linger) {
+      client.destroy(() => process.exit(0));
+      return;
+    }
+    // --linger: stay in the swarm as a seeder (it announced `completed`) until SIGTERM, or for
+    // another --timeout-ms at most.
+    setTimeout(() => client.destroy(() => process.exit(0)), timeoutMs);
   });
 }

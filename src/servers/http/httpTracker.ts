@@ -6,7 +6,6 @@
  * request line over 8 KiB 414.
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
-import { opForEvent } from "../../cluster/changeBatch.ts";
 import { AnnounceQuery, parseAnnounceQuery, parseScrapeQuery } from "../../protocol/httpQuery.ts";
 import { writeAnnounceReply, writeFailure, writeScrapeReply } from "../../protocol/httpReply.ts";
 import { parseIpAddress } from "../../protocol/ipAddress.ts";
@@ -17,11 +16,13 @@ import {
   ACTION_OTHER,
   ACTION_SCRAPE,
   PROTOCOL_HTTP,
+  REFUSAL_ACCESS_DENIED,
+  REFUSAL_BAD_REQUEST,
   RESULT_ERROR,
   RESULT_OK,
 } from "../../observe/requestCounters.ts";
 import { HttpServerCounters } from "../../observe/httpServerCounters.ts";
-import { ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
+import { type AddressKey, ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
 import { refusedReason } from "../../store/swarmTable.ts";
 import type { Tracker } from "../tracker.ts";
 
@@ -51,6 +52,25 @@ export interface WireClient {
   get(name: string): string | null;
 }
 
+/** The WebSocket server (servers/ws, wired in by startTracker.ts), as the HTTP server sees it. */
+export interface WebSocketUpgrades {
+  /** No room for another WebSocket (or shutting down). */
+  readonly full: boolean;
+  /** Counts an upgrade refused: a bad handshake, or `full`. */
+  refused(full: boolean): void;
+  /**
+   * Takes the socket over: the 101 with `accept`, then WebSocket. `leftover`: bytes the client
+   * sent after the head; `addressKey`: its per-address slot, now the WebSocket's to give back.
+   */
+  adopt(
+    conn: Deno.Conn,
+    leftover: Uint8Array,
+    accept: string,
+    client: { family: 4 | 6; address: Uint8Array },
+    addressKey: AddressKey | null,
+  ): void;
+}
+
 function plain(status: number, text: string): Response {
   return new Response(text + "\n", { status, headers: TEXT_HEADERS });
 }
@@ -60,6 +80,8 @@ export class HttpTracker {
   readonly routes = new Map<string, RouteHandler>();
   /** Answers `GET /scrape` without info_hash; null: refused with a failure reason. */
   fullScrape: RouteHandler | null = null;
+  /** Takes WebSocket upgrades on `/announce` and `/`; null: served as plain HTTP. */
+  upgrades: WebSocketUpgrades | null = null;
   /** What the HTTP servers in front of this tracker (httpWire.ts) count: refused and timed-out
    * connections, requests turned away before they reach it. */
   readonly serverCounters = new HttpServerCounters();
@@ -117,13 +139,21 @@ export class HttpTracker {
    * request needs `handle()` instead (a full scrape).
    */
   answerWire(scrape: boolean, query: string, client: WireClient): number {
+    this.#address.set(client.address);
     if (scrape) {
-      const length = this.#scrapeBody(query);
+      const length = this.#scrapeBody(query, client.family, client);
       if (length >= 0 || this.fullScrape !== null) return length;
       return this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled");
     }
-    this.#address.set(client.address);
     return this.#announceBody(query, client.family, client);
+  }
+
+  /**
+   * The client of a request from socket peer `family`/`address` (16 bytes, overwritten with the
+   * client's), behind trusted proxies as `headers` say; 0 when unusable.
+   */
+  resolveClient(family: 4 | 6, address: Uint8Array, headers: HeaderSource): 0 | 4 | 6 {
+    return resolveClient(family, address, this.#tracker.trustProxy, headers);
   }
 
   /** Is this socket peer a `--trust-proxy` proxy (many clients behind one address)? */
@@ -138,6 +168,12 @@ export class HttpTracker {
 
   #failureBody(action: number, reason: string): number {
     this.#tracker.counters.add(PROTOCOL_HTTP, action, RESULT_ERROR);
+    return writeFailure(this.#out, reason);
+  }
+
+  /** A failure body counted as refused for `refusal` (REFUSAL_*). */
+  #refusalBody(action: number, refusal: number, reason: string): number {
+    this.#tracker.counters.refused(PROTOCOL_HTTP, action, refusal);
     return writeFailure(this.#out, reason);
   }
 
@@ -159,13 +195,15 @@ export class HttpTracker {
     const tracker = this.#tracker;
     const announce = this.#query;
     const problem = parseAnnounceQuery(query, announce);
-    if (problem !== null) return this.#failureBody(ACTION_ANNOUNCE, problem);
+    if (problem !== null) return this.#refusalBody(ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST, problem);
     if (!tracker.access.allows(announce.infoHash, 0)) {
-      return this.#failureBody(ACTION_ANNOUNCE, ACCESS_DENIED_REASON);
+      return this.#refusalBody(ACTION_ANNOUNCE, REFUSAL_ACCESS_DENIED, ACCESS_DENIED_REASON);
     }
     const address = this.#address;
     const family = resolveClient(peerFamily, address, tracker.trustProxy, headers);
-    if (family === 0) return this.#failureBody(ACTION_ANNOUNCE, "unusable client address");
+    if (family === 0) {
+      return this.#refusalBody(ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST, "unusable client address");
+    }
     const entry = family === 4 ? 6 : 18;
     const numwant = announce.event === EVENT_STOPPED
       ? 0
@@ -188,8 +226,8 @@ export class HttpTracker {
     const result = store.result;
     // At --max-torrents/--max-peers with --when-full refuse: nothing was stored.
     if (count < 0) return this.#failureBody(ACTION_ANNOUNCE, refusedReason(result.refused));
-    tracker.changes?.record(
-      opForEvent(announce.event),
+    tracker.changes?.announced(
+      announce.event,
       announce.infoHash,
       0,
       family,
@@ -197,6 +235,8 @@ export class HttpTracker {
       0,
       announce.port,
       announce.leftIsZero,
+      result.previous,
+      tracker.clock.now,
     );
     let shown = count;
     const generated = tracker.generatedPeersFor(
@@ -221,7 +261,8 @@ export class HttpTracker {
       0,
       family === 4 ? 4 : 16,
     );
-    tracker.counters.add(PROTOCOL_HTTP, ACTION_ANNOUNCE, RESULT_OK);
+    tracker.counters.answered(PROTOCOL_HTTP, ACTION_ANNOUNCE, family);
+    tracker.clients?.count(announce.peerId, 0);
     return length;
   }
 
@@ -230,17 +271,23 @@ export class HttpTracker {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
-    const length = this.#scrapeBody(query);
+    const family = parseIpAddress(info.remoteAddr.hostname, this.#address);
+    const length = this.#scrapeBody(query, family, request.headers);
     if (length >= 0) return this.#bencoded(length);
     if (this.fullScrape !== null) return this.fullScrape(request, info, query);
     return this.#bencoded(this.#failureBody(ACTION_SCRAPE, "full scrape is not enabled"));
   }
 
-  /** A scrape's body into #out; returns its length, or -1 for a full scrape (no info_hash). */
-  #scrapeBody(query: string): number {
+  /**
+   * A scrape's body into #out (#address holding the socket peer's); returns its length, or -1
+   * for a full scrape (no info_hash).
+   */
+  #scrapeBody(query: string, peerFamily: 0 | 4 | 6, headers: HeaderSource): number {
     const tracker = this.#tracker;
     const parsed = parseScrapeQuery(query, this.#scrapeHashes);
-    if (typeof parsed === "string") return this.#failureBody(ACTION_SCRAPE, parsed);
+    if (typeof parsed === "string") {
+      return this.#refusalBody(ACTION_SCRAPE, REFUSAL_BAD_REQUEST, parsed);
+    }
     if (parsed === 0) return -1;
     const store = tracker.store;
     const result = store.result;
@@ -259,7 +306,10 @@ export class HttpTracker {
         tracker.generatedPeersFor(this.#scrapeHashes, i * 20, result.complete + result.incomplete);
     }
     const length = writeScrapeReply(this.#out, this.#scrapeHashes, parsed, counts);
-    tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
+    // The client's family, for the counters' split (a scrape needs no address otherwise).
+    const family = resolveClient(peerFamily, this.#address, tracker.trustProxy, headers);
+    if (family === 0) tracker.counters.add(PROTOCOL_HTTP, ACTION_SCRAPE, RESULT_OK);
+    else tracker.counters.answered(PROTOCOL_HTTP, ACTION_SCRAPE, family);
     return length;
   }
 }

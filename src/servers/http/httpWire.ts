@@ -28,6 +28,11 @@
  * are accepted and closed at once. Each of these, and every request turned away, is counted in the
  * HttpTracker's `serverCounters` (for /metrics and /stats). A client that does not take its
  * replies holds only their unsent bytes: the pooled reply buffer goes back while the write waits.
+ *
+ * A WebSocket upgrade on `/announce` or `/` (webSocketUpgrade.ts) ends the connection's HTTP life:
+ * once the replies before it are written, the socket, the bytes after the head and the
+ * per-address slot go to the WebSocket server (`HttpTracker.upgrades`), and the connection no
+ * longer counts here.
  */
 import { formatHostPort } from "../../protocol/ipAddress.ts";
 import type { HttpServerCounters } from "../../observe/httpServerCounters.ts";
@@ -53,6 +58,7 @@ import {
   ROUTE_OTHER,
   ROUTE_SCRAPE,
 } from "./requestHead.ts";
+import { checkWebSocketUpgrade, isUpgradeRequest } from "./webSocketUpgrade.ts";
 import {
   END_CLOSE,
   END_KEEP_ALIVE,
@@ -118,6 +124,7 @@ const NEXT_READ = 0;
 const NEXT_CLOSE = 1;
 const NEXT_SLOW = 2;
 const NEXT_FLUSH = 3;
+const NEXT_UPGRADE = 4;
 
 /** A `Deno.ServeHandlerInfo` whose `completed` the writer settles. */
 interface Completion {
@@ -322,6 +329,10 @@ export class HttpWireServer {
           }
           if (next === NEXT_READ) break;
           if (next === NEXT_CLOSE) break reading;
+          if (next === NEXT_UPGRADE) {
+            this.#handOver(connection);
+            break reading;
+          }
           if (next === NEXT_SLOW) {
             const slow = connection.slow!;
             connection.slow = null;
@@ -360,8 +371,28 @@ export class HttpWireServer {
     }
   }
 
+  /** Gives an upgraded connection to the WebSocket server (its replies so far are written). */
+  #handOver(connection: Connection): void {
+    // Offers and answers are small writes a client waits for: no Nagle, as for kept-open HTTP
+    // connections (a TLS connection offers no way to turn it off). Before the socket changes
+    // hands, so a reset that throws here leaves it this server's to close.
+    if (!connection.noDelay) connection.setNoDelay();
+    const leftover = connection.input.slice(connection.start, connection.filled);
+    connection.upgraded = true;
+    const key = connection.addressKey;
+    connection.addressKey = null;
+    this.#tracker.upgrades!.adopt(
+      connection.conn,
+      leftover,
+      connection.upgradeAccept,
+      { family: connection.upgradeFamily, address: connection.upgradeAddress! },
+      key,
+    );
+  }
+
   #release(connection: Connection): void {
-    connection.close();
+    // An upgraded socket is the WebSocket server's now: not closed here.
+    if (!connection.upgraded) connection.close();
     if (this.#connections.delete(connection)) this.counters.open--;
     if (connection.addressKey !== null) {
       this.#tracker.connectionsPerAddress.close(connection.addressKey);
@@ -418,6 +449,23 @@ export class HttpWireServer {
       if (status !== 0) return this.#refusal(out, status);
       connection.answered = true;
       start = connection.start = end;
+      const upgrades = this.#tracker.upgrades;
+      if (upgrades !== null && isUpgradeRequest(head)) {
+        const answer = checkWebSocketUpgrade(head, upgrades);
+        if (typeof answer === "string") {
+          connection.upgradeAccept = answer;
+          // The client, read now (the head is shared): behind a trusted proxy the address it
+          // names, for the rate limit.
+          const address = connection.upgradeAddress = connection.address.slice();
+          const family = this.#tracker.resolveClient(connection.family, address, head);
+          connection.upgradeFamily = family !== 0 ? family : connection.family;
+          if (family === 0) address.set(connection.address);
+          return NEXT_UPGRADE;
+        }
+        out.bytes.set(answer, out.length);
+        out.length += answer.length;
+        return NEXT_CLOSE;
+      }
       let keepAlive = head.keepAlive && !this.#stopping;
       if (head.transferEncoding || head.contentLength > MAX_SKIPPED_BODY || head.expect) {
         // A body we cannot delimit, will not wait for, or that may never come: no next request.

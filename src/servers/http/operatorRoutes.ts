@@ -1,11 +1,12 @@
 /**
  * Plugs the operator features into the HTTP front end: the full scrape (`GET /scrape` without
- * info_hash), `GET /stats` and `GET /metrics`. Stats and metrics answer only clients inside
- * `--stats-from`, judged by the client address as announces resolve it (clientAddress.ts: the
- * socket peer, or behind a `--trust-proxy` proxy the address it vouches for); others get 403. A
- * request with forwarding headers from a peer that is not a trusted proxy is refused too: it came
- * through a proxy otter was not told about (through a local one, everyone is loopback), so who
- * sent it is unknown.
+ * info_hash), `GET /stats`, `GET /metrics` and, unless `--no-dashboard`, the dashboard
+ * (`GET /dashboard`, its files, and `/dashboard/data` from the history this module keeps).
+ * Stats, metrics and the dashboard answer only clients inside `--stats-from`, judged by the
+ * client address as announces resolve it (clientAddress.ts: the socket peer, or behind a
+ * `--trust-proxy` proxy the address it vouches for); others get 403. A request with forwarding
+ * headers from a peer that is not a trusted proxy is refused too: it came through a proxy otter
+ * was not told about (through a local one, everyone is loopback), so who sent it is unknown.
  */
 import type { Config } from "../../config/options.ts";
 import { CidrSet } from "../../policy/cidr.ts";
@@ -16,7 +17,24 @@ import { CleaningTime, METRICS_CONTENT_TYPE, renderMetrics } from "../../observe
 import { statsResponse } from "../../observe/stats.ts";
 import { StatsWalks } from "../../observe/statsWalks.ts";
 import { LoopLag } from "../../observe/loopLag.ts";
+import { History } from "../../observe/history.ts";
+import { ClientMix } from "../../observe/clientMix.ts";
+import { dashboardReader } from "../../observe/dashboardReader.ts";
+import {
+  DASHBOARD_ASSET_PATHS,
+  DASHBOARD_DATA_PATH,
+  DASHBOARD_PATH,
+  dashboardAssetResponse,
+} from "../../observe/dashboardAssets.ts";
+import {
+  BusiestTorrentsCache,
+  dashboardDataResponse,
+  type DashboardSources,
+  publicConfig,
+} from "../../observe/dashboardData.ts";
+import { formatHostPort } from "../../protocol/ipAddress.ts";
 import type { UdpListenerFailures } from "../../observe/udpSocketFailures.ts";
+import type { WsCounters } from "../../observe/wsCounters.ts";
 import {
   ACTION_FULL_SCRAPE,
   ACTION_OTHER,
@@ -37,6 +55,18 @@ export interface OperatorRoutes {
   /** The UDP listeners, whose socket loops' counters /stats and /metrics show; the server adds
    *  each one as it opens it. */
   readonly udpListeners: UdpListenerFailures[];
+  /** The WebSocket server's counters, once the server sets them (null: no WebSocket). */
+  ws: WsCounters | null;
+  /** The dashboard's history and client mix; null with --no-dashboard. */
+  dashboard: Dashboard | null;
+}
+
+export interface Dashboard {
+  /** Sampled once a second while started; the server starts and stops it. */
+  readonly history: History;
+  readonly clients: ClientMix;
+  /** The listeners as the page lists them ("http://[::]:6969/announce"); the server adds each. */
+  readonly listeners: string[];
 }
 
 const FORBIDDEN_TEXT = "forbidden: this page is served only to --stats-from networks\n";
@@ -65,6 +95,14 @@ export function registerOperatorRoutes(
   const address = new Uint8Array(16);
   const uptimeSeconds = () => tracker.clock.now - 1;
   const walks = new StatsWalks(store, uptimeSeconds, config.peerTimeout, 1000, tracker.access);
+  const routes: OperatorRoutes = {
+    fullScrape,
+    cleaning,
+    loopLag,
+    udpListeners,
+    ws: null,
+    dashboard: null,
+  };
 
   const allowed = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): boolean => {
     const peer = parseIpAddress(info.remoteAddr.hostname, address);
@@ -105,6 +143,7 @@ export function registerOperatorRoutes(
       http: http.serverCounters,
       udp: udpListeners,
       cluster: tracker.cluster,
+      ws: routes.ws,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
     return response;
@@ -125,6 +164,7 @@ export function registerOperatorRoutes(
       http: http.serverCounters,
       udp: udpListeners,
       statsWalks: walks,
+      ws: routes.ws,
     });
     counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
     return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
@@ -135,5 +175,95 @@ export function registerOperatorRoutes(
     fullScrape.enabled = !next.noFullScrape;
     statsFrom = CidrSet.parse(next.statsFrom);
   });
-  return { fullScrape, cleaning, loopLag, udpListeners };
+  const dashboard = config.noDashboard ? null : registerDashboard(
+    http,
+    tracker,
+    loopLag,
+    walks,
+    uptimeSeconds,
+    (request, info) => allowed(request, info) ? null : forbidden(),
+  );
+  routes.dashboard = dashboard;
+  return routes;
+}
+
+/**
+ * The dashboard: a History over otter's counters (sampled by the caller's `start`), the client
+ * mix counted by both front ends (`tracker.clients`), and the routes of the page, its files and
+ * its data, each behind `refuse` (the /stats rule).
+ */
+function registerDashboard(
+  http: HttpTracker,
+  tracker: Tracker,
+  loopLag: LoopLag,
+  walks: StatsWalks,
+  uptimeSeconds: () => number,
+  refuse: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | null,
+): Dashboard {
+  const counters = tracker.counters;
+  const clients = new ClientMix();
+  tracker.clients = clients;
+  const read = dashboardReader({
+    requests: counters,
+    store: tracker.store,
+    http: http.serverCounters,
+    rateLimit: tracker.rateLimit,
+    loopLagMs: () => loopLag.takeMaxMs(),
+    cluster: () => tracker.cluster,
+    websocket: () => tracker.websocket,
+  });
+  // The client mix's buckets turn on the sampler's second, so nothing else needs a timer.
+  const history = new History((into) => {
+    clients.advance(tracker.clock.now);
+    read(into);
+  });
+  const listeners: string[] = [];
+  const startedAtMs = tracker.clock.wallMs();
+  const busiest = new BusiestTorrentsCache(
+    async () => await walks.torrents(),
+    () => tracker.access.generation,
+  );
+  const sources: DashboardSources = {
+    history,
+    uptimeSeconds,
+    info: () => ({
+      version: VERSION,
+      startedAtMs,
+      listeners,
+      config: publicConfig(shownSettings(tracker.settings)),
+    }),
+    busiest: () => busiest.get(),
+    clients,
+  };
+  for (const path of [...DASHBOARD_ASSET_PATHS, `${DASHBOARD_PATH}/`]) {
+    http.routes.set(path, async (request, info) => {
+      const refused = refuse(request, info);
+      if (refused !== null) return refused;
+      const response = await dashboardAssetResponse(path, request);
+      counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
+      return response ?? new Response("not found\n", { status: 404 }); // never: the path is one
+    });
+  }
+  http.routes.set(DASHBOARD_DATA_PATH, async (request, info, query) => {
+    const refused = refuse(request, info);
+    if (refused !== null) return refused;
+    // Only the first poll of a fresh tracker waits for a walk; later ones get the list held.
+    await busiest.ready();
+    const response = dashboardDataResponse(query, sources);
+    counters.add(PROTOCOL_HTTP, ACTION_OTHER, response.ok ? RESULT_OK : RESULT_ERROR);
+    return response;
+  });
+  return { history, clients, listeners };
+}
+
+/** The settings as the page lists them: listen addresses written as on the command line. */
+function shownSettings(settings: Config): Record<string, unknown> {
+  const address = (a: { hostname: string; port: number }) => formatHostPort(a.hostname, a.port);
+  const { printConfig: _, ...shown } = settings;
+  return {
+    ...shown,
+    http: settings.http.map(address),
+    https: settings.https.map(address),
+    udp: settings.udp.map(address),
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * Request heads from bytes: where a head ends, and its request line and the headers the tracker
- * needs (Connection, Content-Length, Transfer-Encoding, Expect, X-Forwarded-For, X-Real-IP)
+ * needs (Connection, Content-Length, Transfer-Encoding, Expect, X-Forwarded-For, X-Real-IP,
+ * Upgrade; any other by name through `requestHeader`, for the rare request that needs one)
  * parsed into a reused `RequestHead`, without decoding text. A bad head is a status (400, 414,
  * 431, 505), never an exception. Requests that are not announces or scrapes become a `Request`
  * (`requestFromHead`) for `HttpTracker.handle`.
@@ -79,6 +80,8 @@ export class RequestHead implements WireClient {
   transferEncoding = false;
   /** An Expect header: the client may hold its body back until told to go on, which we never do. */
   expect = false;
+  /** An Upgrade header naming websocket (webSocketUpgrade.ts checks the rest). */
+  upgradeWebSocket = false;
   /** The first X-Forwarded-For line's value, and how many lines came. */
   xffStart = -1;
   xffEnd = -1;
@@ -233,6 +236,7 @@ export function parseHead(
   head.contentLength = -1;
   head.transferEncoding = false;
   head.expect = false;
+  head.upgradeWebSocket = false;
   head.xffStart =
     head.xffEnd =
     head.realIpStart =
@@ -269,6 +273,11 @@ export function parseHead(
     switch (nameEnd - nameStart) {
       case 6:
         if (nameIsCaseless(bytes, nameStart, nameEnd, "expect")) head.expect = true;
+        break;
+      case 7:
+        if (nameIsCaseless(bytes, nameStart, nameEnd, "upgrade")) {
+          head.upgradeWebSocket ||= hasWebSocketToken(bytes, valueStart, valueEnd);
+        }
         break;
       case 9:
         if (nameIsCaseless(bytes, nameStart, nameEnd, "x-real-ip") && head.realIpLines++ === 0) {
@@ -335,6 +344,42 @@ function connectionTokens(bytes: Uint8Array, start: number, end: number): number
     else if (nameIsCaseless(bytes, tokenStart, tokenEnd, "keep-alive")) found |= 2;
   }
   return found;
+}
+
+/** Whether a comma-separated list holds the token "websocket" (any case). */
+function hasWebSocketToken(bytes: Uint8Array, start: number, end: number): boolean {
+  let at = start;
+  while (at < end) {
+    while (at < end && (bytes[at] === SP || bytes[at] === HT || bytes[at] === 44)) at++;
+    const tokenStart = at;
+    while (at < end && bytes[at] !== 44) at++;
+    let tokenEnd = at;
+    while (tokenEnd > tokenStart && (bytes[tokenEnd - 1] === SP || bytes[tokenEnd - 1] === HT)) {
+      tokenEnd--;
+    }
+    if (nameIsCaseless(bytes, tokenStart, tokenEnd, "websocket")) return true;
+  }
+  return false;
+}
+
+/**
+ * The value of header `name` (lower case) in a parsed head, repeated fields joined with ", ", or
+ * null when absent; as `Headers.get`. Decodes text: not for the hot path.
+ */
+export function requestHeader(head: RequestHead, name: string): string | null {
+  const bytes = head.input;
+  let at = head.start;
+  while (bytes[at] !== LF) at++; // the request line
+  at++;
+  let found = false;
+  while (at < head.end && bytes[at] !== CR && bytes[at] !== LF) {
+    let colon = at;
+    while (bytes[colon] !== COLON) colon++;
+    if (nameIsCaseless(bytes, at, colon, name)) found = true;
+    while (bytes[at] !== LF) at++;
+    at++;
+  }
+  return found ? joinedValues(bytes, head.start, head.end, name) : null;
 }
 
 /** A Content-Length value, or -1 when it is not 1 to 15 digits. */

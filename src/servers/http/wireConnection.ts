@@ -64,6 +64,12 @@ export class Connection {
   readonly address = new Uint8Array(16);
   /** The slot taken in the per-address count, or null (a trusted proxy, or no cap). */
   addressKey: AddressKey | null = null;
+  /** A WebSocket upgrade was accepted: its Sec-WebSocket-Accept value and client. */
+  upgradeAccept = "";
+  upgradeFamily: 4 | 6 = 4;
+  upgradeAddress: Uint8Array | null = null;
+  /** Handed to the WebSocket server: the socket is no longer this server's to close. */
+  upgraded = false;
 
   constructor(readonly conn: WireConn, input: Uint8Array, deadline: number) {
     this.input = input;

@@ -19,11 +19,11 @@
  * connection id, so otter cannot amplify spoofed traffic.
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
-import { opForEvent } from "../../cluster/changeBatch.ts";
 import { ConnectionIds } from "../../protocol/connectionId.ts";
 import {
   ACTION_ERROR,
   ANNOUNCE_INFO_HASH_OFFSET,
+  ANNOUNCE_PEER_ID_OFFSET,
   ANNOUNCE_REPLY_HEADER_LENGTH,
   AnnounceFields,
   classifyPacket,
@@ -46,6 +46,9 @@ import {
   ACTION_OTHER,
   ACTION_SCRAPE,
   PROTOCOL_UDP,
+  REFUSAL_ACCESS_DENIED,
+  REFUSAL_BAD_REQUEST,
+  REFUSAL_CONNECTION_ID,
   RESULT_DROPPED,
   RESULT_ERROR,
   RESULT_OK,
@@ -97,19 +100,19 @@ export class UdpTracker {
       return 0;
     }
     if (action === ACTION_ERROR) {
-      counters.add(PROTOCOL_UDP, ACTION_OTHER, RESULT_ERROR);
+      counters.refused(PROTOCOL_UDP, ACTION_OTHER, REFUSAL_BAD_REQUEST);
       return writeError(out, transactionId, ERROR_UNKNOWN_ACTION, length);
     }
     const counterAction = action === 1 ? ACTION_ANNOUNCE : ACTION_SCRAPE;
     if (!this.#ids.check(now, family, address, addressOffset, packet, 0)) {
-      counters.add(PROTOCOL_UDP, counterAction, RESULT_ERROR);
+      counters.refused(PROTOCOL_UDP, counterAction, REFUSAL_CONNECTION_ID);
       return writeError(out, transactionId, ERROR_CONNECTION_ID, length);
     }
     // From here the sender has proved it receives at its address: replies may be larger.
     if (action === 1) {
       return this.#handleAnnounce(packet, length, family, address, addressOffset, out);
     }
-    return this.#handleScrape(packet, length, transactionId, out);
+    return this.#handleScrape(packet, length, transactionId, family, out);
   }
 
   #handleAnnounce(
@@ -124,11 +127,11 @@ export class UdpTracker {
     const request = this.#announce;
     const problem = readAnnounceFields(packet, length, request);
     if (problem !== null) {
-      tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
+      tracker.counters.refused(PROTOCOL_UDP, ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST);
       return writeError(out, request.transactionId, problem, this.#replyCapacity);
     }
     if (!tracker.access.allows(packet, ANNOUNCE_INFO_HASH_OFFSET)) {
-      tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_ERROR);
+      tracker.counters.refused(PROTOCOL_UDP, ACTION_ANNOUNCE, REFUSAL_ACCESS_DENIED);
       return writeError(out, request.transactionId, ACCESS_DENIED_REASON, this.#replyCapacity);
     }
     const entry = family === 4 ? 6 : 18;
@@ -162,8 +165,8 @@ export class UdpTracker {
         this.#replyCapacity,
       );
     }
-    tracker.changes?.record(
-      opForEvent(request.event),
+    tracker.changes?.announced(
+      request.event,
       packet,
       ANNOUNCE_INFO_HASH_OFFSET,
       family,
@@ -171,6 +174,8 @@ export class UdpTracker {
       addressOffset,
       request.port,
       request.leftIsZero,
+      result.previous,
+      tracker.clock.now,
     );
     let shown = peers;
     const generated = tracker.generatedPeersFor(
@@ -195,7 +200,8 @@ export class UdpTracker {
       result.incomplete + generated,
       result.complete,
     );
-    tracker.counters.add(PROTOCOL_UDP, ACTION_ANNOUNCE, RESULT_OK);
+    tracker.counters.answered(PROTOCOL_UDP, ACTION_ANNOUNCE, family);
+    tracker.clients?.count(packet, ANNOUNCE_PEER_ID_OFFSET);
     return ANNOUNCE_REPLY_HEADER + shown * entry;
   }
 
@@ -203,12 +209,13 @@ export class UdpTracker {
     packet: Uint8Array,
     length: number,
     transactionId: number,
+    family: 4 | 6,
     out: Uint8Array,
   ): number {
     const tracker = this.#tracker;
     const hashes = scrapeHashCount(length);
     if (typeof hashes === "string") {
-      tracker.counters.add(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_ERROR);
+      tracker.counters.refused(PROTOCOL_UDP, ACTION_SCRAPE, REFUSAL_BAD_REQUEST);
       return writeError(out, transactionId, hashes, this.#replyCapacity);
     }
     const store = tracker.store;
@@ -236,7 +243,7 @@ export class UdpTracker {
         result.incomplete + generated,
       );
     }
-    tracker.counters.add(PROTOCOL_UDP, ACTION_SCRAPE, RESULT_OK);
+    tracker.counters.answered(PROTOCOL_UDP, ACTION_SCRAPE, family);
     return offset;
   }
 }
