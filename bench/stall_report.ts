@@ -69,7 +69,42 @@ function readVmstat(text: string): Second[] {
   return seconds;
 }
 
+/** `unix-seconds cpu-ns wait-ns slices` samples of otter's main thread (stalls.sh). */
+interface Sched {
+  unixMs: number;
+  cpuNs: number;
+  waitNs: number;
+}
+function readSched(text: string): Sched[] {
+  const samples: Sched[] = [];
+  for (const line of text.split("\n")) {
+    const [t, cpu, wait] = line.trim().split(/\s+/);
+    if (wait === undefined) continue;
+    samples.push({ unixMs: Number(t) * 1000, cpuNs: Number(cpu), waitNs: Number(wait) });
+  }
+  return samples;
+}
+
 const gcs = readGcs(Deno.readTextFileSync(`${dir}/otter.log`));
+let sched: Sched[] = [];
+try {
+  sched = readSched(Deno.readTextFileSync(`${dir}/schedstat.log`));
+} catch {
+  // An older recording without the sampler.
+}
+
+/** otter's main thread over [fromMs, toMs] (whole 50-ms samples around it): ms on a CPU and ms
+ *  waiting for one. */
+function otterAt(fromMs: number, toMs: number): string {
+  const first = sched.findLast((s) => s.unixMs <= fromMs);
+  const last = sched.find((s) => s.unixMs >= toMs);
+  if (first === undefined || last === undefined) return "otter: ?";
+  const spanMs = last.unixMs - first.unixMs;
+  return `otter over ${spanMs.toFixed(0)} ms: ran ${
+    ((last.cpuNs - first.cpuNs) / 1e6).toFixed(1)
+  } ms, ` +
+    `waited for a CPU ${((last.waitNs - first.waitNs) / 1e6).toFixed(1)} ms`;
+}
 let machine: Second[] = [];
 try {
   machine = readVmstat(Deno.readTextFileSync(`${dir}/vmstat.log`));
@@ -124,7 +159,7 @@ for (const name of runFiles) {
     const sentLate = m[6] === undefined ? "" : `, the tool sent them up to ${m[6]} ms late`;
     console.log(
       `   stall at +${m[1]} s: ${m[3]} late, worst ${worst} ms${sentLate}; ${gcText}; ` +
-        machineAt(startMs),
+        `${otterAt(startMs, endMs)}; ${machineAt(startMs)}`,
     );
   }
 }

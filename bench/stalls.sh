@@ -3,7 +3,8 @@
 # over 100k torrents, its closed-loop top rate measured with udpload, then bench/openloop.c at
 # half of it for DURATION s, RUNS times, listing every episode of replies later than 5 ms; then
 # bench/stall_report.ts puts each episode beside otter's GC pauses and the machine's load
-# (vmstat) at that second. otter on core 0, the load tools on core 1; 127.0.0.1 only.
+# (vmstat) at that second and how long otter's main thread waited for a CPU around it
+# (/proc schedstat, every 50 ms). otter on core 0, the load tools on core 1; 127.0.0.1 only.
 #
 #   bash bench/stalls.sh [--runs N] [--duration S] [--rate R] [--out DIR]
 #
@@ -42,7 +43,9 @@ taskset -c 0 deno run "${PERMS[@]}" bench/traced_otter.ts --http 127.0.0.1:16960
   --udp "127.0.0.1:$UDP_PORT" >"$OUT/otter.log" 2>&1 &
 OTTER=$!
 VMSTAT=""
-trap 'kill "$OTTER" 2>/dev/null || true; [ -z "$VMSTAT" ] || kill "$VMSTAT" 2>/dev/null || true' EXIT
+SAMPLER=""
+trap 'kill "$OTTER" 2>/dev/null || true; [ -z "$VMSTAT" ] || kill "$VMSTAT" 2>/dev/null || true
+  [ -z "$SAMPLER" ] || kill "$SAMPLER" 2>/dev/null || true' EXIT
 for _ in $(seq 200); do
   grep -q "UDP listening" "$OUT/otter.log" && break
   sleep 0.1
@@ -50,6 +53,13 @@ done
 grep -q "UDP listening" "$OUT/otter.log" || { cat "$OUT/otter.log" >&2; exit 1; }
 vmstat -t 1 >"$OUT/vmstat.log" 2>&1 &
 VMSTAT=$!
+# otter's main thread every 50 ms: Unix time, then /proc schedstat's ns on a CPU and ns waiting
+# for one (run-queue delay: the machine, not otter, holding it back).
+(while kill -0 "$OTTER" 2>/dev/null; do
+  printf '%s %s\n' "$EPOCHREALTIME" "$(cat "/proc/$OTTER/task/$OTTER/schedstat" 2>/dev/null)"
+  sleep 0.05
+done) >"$OUT/schedstat.log" &
+SAMPLER=$!
 
 echo "== fill: 1M peers over 100k torrents"
 timeout 180 taskset -c 1 "$UDPLOAD" -p "$UDP_PORT" -t 100000 -F 1000000 -n 0 -c 128 -d 120 |
