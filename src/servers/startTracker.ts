@@ -192,7 +192,15 @@ export async function startTracker(
         snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
         wsKeys,
         wsPeerTimeout: config.wsPeerTimeout,
+        relaySignals: webSocket !== null,
       });
+      // WebTorrent across nodes: offers for other nodes' WebSocket peers go through Redis.
+      const relay = sync.relay;
+      if (relay !== null && webSocket !== null) {
+        webSocket.tracker.relay = relay;
+        relay.deliver = (signal) => webSocket.tracker.remoteSignal(signal);
+        store.wsOffersAcrossNodes = true;
+      }
       await sync.start();
       tracker.changes = sync.changes;
       // A changed epoch only moves epoch boundaries: nothing to redo.

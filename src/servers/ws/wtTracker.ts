@@ -15,7 +15,13 @@
  * Replies and offers are written straight into the connections' output queues (wsConnection.ts);
  * the server writes them out. With --cluster, WebSocket peers are published like the others
  * (publishRule.ts), under the key that names them on other nodes (cluster/wsPeerKeys.ts), so their
- * counts reach every node; offers reach only peers connected to this node.
+ * counts reach every node; and with a signal relay (cluster/wtRelay.ts) an offer sampled for
+ * another node's peer goes to that node, which forwards it to its peer and sends the answer back
+ * (`remoteSignal`). The same rules hold across nodes: the receiving node forwards an offer only to
+ * a live peer of its own in that torrent, relays back only the answer its own peer's connection
+ * sends for an offer it forwarded within 120 s (`#remoteIn`), and the offering node relays to its
+ * client only an answer from the peer it sent that offer to, naming the client's peer_id, within
+ * 120 s (`#remoteOut`).
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
 import {
@@ -37,7 +43,8 @@ import {
   wtScrapeReplyMaxLength,
   wtSignalMaxLength,
 } from "../../protocol/wtReply.ts";
-import { writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
+import { readWord, writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
+import { SIGNAL_ANSWER, SIGNAL_OFFER, type SignalRelay, WtSignal } from "../../cluster/wtSignal.ts";
 import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
 import {
   ACTION_ANNOUNCE,
@@ -65,7 +72,7 @@ import {
   REFUSED_TOO_MANY,
   type WsCounters,
 } from "../../observe/wsCounters.ts";
-import { FAMILY_WS, refusedReason } from "../../store/swarmTable.ts";
+import { FAMILY_WS, refusedReason, WS_REMOTE_BIT } from "../../store/swarmTable.ts";
 import type { Tracker } from "../tracker.ts";
 import type { WsBuffers } from "./wsBuffers.ts";
 import type { WsConnection, WsConnectionSlots } from "./wsConnection.ts";
@@ -105,6 +112,19 @@ export class WtTracker {
   readonly #remote = new Uint8Array(4);
   /** The keys this node publishes its peers under (shared with the cluster's snapshots). */
   readonly keys: WsPeerKeys;
+  /** Signals to and from other cluster nodes (startTracker sets it with --cluster), or null. */
+  relay: SignalRelay | null = null;
+  /**
+   * Offers this node sent to other nodes' peers: target = the peer's published key (as an int32),
+   * its "generation" = the node's tag; offerer = our entry. An answer is relayed only from there.
+   */
+  readonly #remoteOut = new WsOfferTable();
+  /**
+   * Offers from other nodes this node forwarded to its own peers: target = our entry; offerer =
+   * the offering peer's published key (int32), its "generation" = its node's tag.
+   */
+  readonly #remoteIn = new WsOfferTable();
+  readonly #signal = new WtSignal();
   readonly #sample = new Uint8Array(MAX_OFFERS_FORWARDED * 6);
   readonly #scrapeCounts = new Float64Array(64 * 3);
 
@@ -278,9 +298,13 @@ export class WtTracker {
     const cap = this.settings.maxQueuedBytes;
     for (let i = 0; i < sampled; i++) {
       const at = i * 6;
-      const target = ((sample[at] << 24) | (sample[at + 1] << 16) | (sample[at + 2] << 8) |
-        sample[at + 3]) >>> 0;
+      const target = readWord(sample, at);
       const targetGeneration = (sample[at + 4] << 8) | sample[at + 5];
+      if ((target & WS_REMOTE_BIT) !== 0) {
+        // Another node's peer: its key and its node's tag; that node forwards it.
+        this.#offerAcross(request, i, target, targetGeneration, entry, generation, now);
+        continue;
+      }
       // The store may hold a peer whose entry is gone (expired in the store after a stop
       // raced it, or a slot reused): the generation tells.
       if (!peers.isLive(target, targetGeneration)) continue;
@@ -332,6 +356,7 @@ export class WtTracker {
     const pending = entry < 0
       ? -1
       : offers.find(request.offerId, 0, entry, peers.generationOf(entry), now);
+    if (pending < 0 && entry >= 0 && this.#answerAcross(request, entry, now)) return;
     const offerer = offers.offerer;
     if (
       pending < 0 || !peers.isLive(offerer, offers.offererGeneration) ||
@@ -356,6 +381,147 @@ export class WtTracker {
       );
       this.#counters.sent[OUT_ANSWER]++;
       this.#counters.answersRelayed++;
+    }
+    this.#queued(receiver);
+  }
+
+  /**
+   * Sends offer i of `request` (made by our entry `entry`) to another node's peer, whose key is
+   * `target` and whose node's tag is `tag`, and remembers it for the answer.
+   */
+  #offerAcross(
+    request: WtRequest,
+    i: number,
+    target: number,
+    tag: number,
+    entry: number,
+    generation: number,
+    now: number,
+  ): void {
+    const relay = this.relay;
+    if (relay === null) return;
+    const signal = this.#signal;
+    signal.kind = SIGNAL_OFFER;
+    signal.toTag = tag;
+    signal.toKey = target;
+    signal.fromKey = this.keys.published(entry);
+    signal.infoHash.set(request.infoHash);
+    signal.offerId.set(request.offerIds.subarray(i * ID_BYTES, i * ID_BYTES + ID_BYTES));
+    signal.peerId.set(request.peerId);
+    signal.sdp = request.offerSdps[i];
+    if (!relay.send(signal)) return;
+    this.#remoteOut.add(request.offerIds, i * ID_BYTES, target | 0, tag, entry, generation, now);
+    this.#counters.offersEvicted = this.offers.evicted + this.#remoteOut.evicted +
+      this.#remoteIn.evicted;
+  }
+
+  /**
+   * An answer from our entry `entry` to an offer another node sent it through us: relayed back to
+   * that node if the offer is pending for this entry (it names the offerer, whose peer_id that
+   * node checks against `to_peer_id`). Returns false when no such offer is pending.
+   */
+  #answerAcross(request: WtRequest, entry: number, now: number): boolean {
+    const relay = this.relay;
+    if (relay === null) return false;
+    const pending = this.#remoteIn.find(
+      request.offerId,
+      0,
+      entry,
+      this.peers.generationOf(entry),
+      now,
+    );
+    if (pending < 0) return false;
+    const signal = this.#signal;
+    signal.kind = SIGNAL_ANSWER;
+    signal.toKey = this.#remoteIn.offerer >>> 0;
+    signal.toTag = this.#remoteIn.offererGeneration;
+    signal.fromKey = this.keys.published(entry);
+    signal.infoHash.set(request.infoHash);
+    signal.offerId.set(request.offerId);
+    signal.peerId.set(request.peerId);
+    signal.toPeerId.set(request.toPeerId);
+    signal.sdp = request.answerSdp;
+    this.#remoteIn.remove(pending);
+    relay.send(signal);
+    return true;
+  }
+
+  /**
+   * A signal another node sent this node (wtRelay.ts checked its MAC, age and tag): an offer for
+   * one of our peers, forwarded to its socket; or an answer to an offer we sent, relayed to the
+   * offering client. Anything that does not match a live peer or a pending offer is refused and
+   * counted, never forwarded.
+   */
+  remoteSignal(signal: WtSignal): void {
+    const relay = this.relay;
+    if (relay === null) return;
+    const peers = this.peers;
+    const now = this.#tracker.clock.now;
+    const hash = signal.infoHash;
+    const local = this.keys.entryOf(signal.toKey);
+    if ((signal.toKey & WS_REMOTE_BIT) === 0 || !peers.holds(local, hash, 0)) {
+      relay.refused("not_ours");
+      return;
+    }
+    let receiver: WsConnection | undefined;
+    let at: number;
+    if (signal.kind === SIGNAL_OFFER) {
+      const generation = peers.generationOf(local);
+      if (this.#remoteIn.find(signal.offerId, 0, local, generation, now) >= 0) {
+        relay.refused("replayed"); // forwarded already and still pending
+        return;
+      }
+      receiver = this.#slots.get(peers.connectionOf(local));
+      if (receiver === undefined) return;
+      at = receiver.beginFrame(
+        wtSignalMaxLength(signal.sdp.length),
+        this.#buffers,
+        this.settings.maxQueuedBytes,
+      );
+      if (at >= 0) {
+        receiver.endFrame(
+          at,
+          writeWtOffer(receiver.out!, at, hash, signal.peerId, signal.offerId, 0, signal.sdp),
+        );
+        this.#remoteIn.add(
+          signal.offerId,
+          0,
+          local,
+          generation,
+          signal.fromKey | 0,
+          signal.fromTag,
+          now,
+        );
+        this.#counters.sent[OUT_OFFER]++;
+        this.#counters.offersForwarded++;
+      }
+    } else {
+      const remoteOut = this.#remoteOut;
+      const pending = remoteOut.find(signal.offerId, 0, signal.fromKey | 0, signal.fromTag, now);
+      if (
+        pending < 0 || remoteOut.offerer !== local ||
+        !peers.isLive(local, remoteOut.offererGeneration) ||
+        !sameId(peers.peerIds, local * ID_BYTES, signal.toPeerId)
+      ) {
+        relay.refused("no_offer");
+        return;
+      }
+      remoteOut.remove(pending);
+      receiver = this.#slots.get(peers.connectionOf(local));
+      if (receiver === undefined) return;
+      at = receiver.beginFrame(
+        wtSignalMaxLength(signal.sdp.length),
+        this.#buffers,
+        this.settings.maxQueuedBytes,
+      );
+      if (at >= 0) {
+        receiver.endFrame(
+          at,
+          writeWtAnswer(receiver.out!, at, hash, signal.peerId, signal.offerId, signal.sdp),
+        );
+        this.#counters.sent[OUT_ANSWER]++;
+        this.#counters.answersRelayed++;
+      }
     }
     this.#queued(receiver);
   }
