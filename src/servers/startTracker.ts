@@ -197,8 +197,7 @@ export async function startTracker(
       // WebTorrent across nodes: offers for other nodes' WebSocket peers go through Redis.
       const relay = sync.relay;
       if (relay !== null && webSocket !== null) {
-        webSocket.tracker.relay = relay;
-        relay.deliver = (signal) => webSocket.tracker.remoteSignal(signal);
+        webSocket.tracker.relayThrough(relay);
         store.wsOffersAcrossNodes = true;
       }
       await sync.start();

@@ -16,12 +16,8 @@
  * the server writes them out. With --cluster, WebSocket peers are published like the others
  * (publishRule.ts), under the key that names them on other nodes (cluster/wsPeerKeys.ts), so their
  * counts reach every node; and with a signal relay (cluster/wtRelay.ts) an offer sampled for
- * another node's peer goes to that node, which forwards it to its peer and sends the answer back
- * (`remoteSignal`). The same rules hold across nodes: the receiving node forwards an offer only to
- * a live peer of its own in that torrent, relays back only the answer its own peer's connection
- * sends for an offer it forwarded within 120 s (`#remoteIn`), and the offering node relays to its
- * client only an answer from the peer it sent that offer to, naming the client's peer_id, within
- * 120 s (`#remoteOut`).
+ * another node's peer goes to that node, which forwards it to its peer and sends the answer back,
+ * under the same rules (wtAcrossNodes.ts).
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
 import {
@@ -44,7 +40,7 @@ import {
   wtSignalMaxLength,
 } from "../../protocol/wtReply.ts";
 import { readWord, writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
-import { SIGNAL_ANSWER, SIGNAL_OFFER, type SignalRelay, WtSignal } from "../../cluster/wtSignal.ts";
+import { SIGNAL_OFFER, type SignalRelay, type WtSignal } from "../../cluster/wtSignal.ts";
 import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
 import {
   ACTION_ANNOUNCE,
@@ -78,6 +74,7 @@ import type { WsBuffers } from "./wsBuffers.ts";
 import type { WsConnection, WsConnectionSlots } from "./wsConnection.ts";
 import { WsOfferTable } from "./wsOfferTable.ts";
 import { WsPeerTable } from "./wsPeerTable.ts";
+import { WtAcrossNodes } from "./wtAcrossNodes.ts";
 
 /** Most (torrent, peer_id) entries one connection may hold. */
 export const MAX_PEERS_PER_CONNECTION = 4096;
@@ -112,19 +109,8 @@ export class WtTracker {
   readonly #remote = new Uint8Array(4);
   /** The keys this node publishes its peers under (shared with the cluster's snapshots). */
   readonly keys: WsPeerKeys;
-  /** Signals to and from other cluster nodes (startTracker sets it with --cluster), or null. */
-  relay: SignalRelay | null = null;
-  /**
-   * Offers this node sent to other nodes' peers: target = the peer's published key (as an int32),
-   * its "generation" = the node's tag; offerer = our entry. An answer is relayed only from there.
-   */
-  readonly #remoteOut = new WsOfferTable();
-  /**
-   * Offers from other nodes this node forwarded to its own peers: target = our entry; offerer =
-   * the offering peer's published key (int32), its "generation" = its node's tag.
-   */
-  readonly #remoteIn = new WsOfferTable();
-  readonly #signal = new WtSignal();
+  /** Offers and answers to and from other cluster nodes (`relayThrough`), or null. */
+  #across: WtAcrossNodes | null = null;
   readonly #sample = new Uint8Array(MAX_OFFERS_FORWARDED * 6);
   readonly #scrapeCounts = new Float64Array(64 * 3);
 
@@ -147,6 +133,24 @@ export class WtTracker {
     this.offers = new WsOfferTable();
     this.keys = keys;
     keys.owns = (entry, hash, hashAt) => this.peers.holds(entry, hash, hashAt);
+  }
+
+  /**
+   * Relays offers for other nodes' peers, and their answers, through `relay` (startTracker, with
+   * --cluster); the relay hands this node's signals to `remoteSignal`.
+   */
+  relayThrough(relay: SignalRelay): void {
+    this.#across = new WtAcrossNodes(relay, this.peers, this.keys);
+    relay.deliver = (signal) => this.remoteSignal(signal);
+  }
+
+  /** Offers waiting for their answer (or their 120 s): local ones and those across nodes. */
+  get pendingOffers(): number {
+    return this.offers.held + (this.#across?.pending ?? 0);
+  }
+
+  #offersEvicted(): number {
+    return this.offers.evicted + (this.#across?.evicted ?? 0);
   }
 
   /** Handles one complete text message from `connection`. */
@@ -302,7 +306,7 @@ export class WtTracker {
       const targetGeneration = (sample[at + 4] << 8) | sample[at + 5];
       if ((target & WS_REMOTE_BIT) !== 0) {
         // Another node's peer: its key and its node's tag; that node forwards it.
-        this.#offerAcross(request, i, target, targetGeneration, entry, generation, now);
+        this.#across?.offer(request, i, target, targetGeneration, entry, generation, now);
         continue;
       }
       // The store may hold a peer whose entry is gone (expired in the store after a stop
@@ -341,7 +345,7 @@ export class WtTracker {
       this.#counters.offersForwarded++;
       this.#queued(receiver);
     }
-    this.#counters.offersEvicted = this.offers.evicted;
+    this.#counters.offersEvicted = this.#offersEvicted();
   }
 
   #answer(connection: WsConnection, request: WtRequest): void {
@@ -356,7 +360,7 @@ export class WtTracker {
     const pending = entry < 0
       ? -1
       : offers.find(request.offerId, 0, entry, peers.generationOf(entry), now);
-    if (pending < 0 && entry >= 0 && this.#answerAcross(request, entry, now)) return;
+    if (pending < 0 && entry >= 0 && this.#across?.answer(request, entry, now)) return;
     const offerer = offers.offerer;
     if (
       pending < 0 || !peers.isLive(offerer, offers.offererGeneration) ||
@@ -386,141 +390,35 @@ export class WtTracker {
   }
 
   /**
-   * Sends offer i of `request` (made by our entry `entry`) to another node's peer, whose key is
-   * `target` and whose node's tag is `tag`, and remembers it for the answer.
-   */
-  #offerAcross(
-    request: WtRequest,
-    i: number,
-    target: number,
-    tag: number,
-    entry: number,
-    generation: number,
-    now: number,
-  ): void {
-    const relay = this.relay;
-    if (relay === null) return;
-    const signal = this.#signal;
-    signal.kind = SIGNAL_OFFER;
-    signal.toTag = tag;
-    signal.toKey = target;
-    signal.fromKey = this.keys.published(entry);
-    signal.infoHash.set(request.infoHash);
-    signal.offerId.set(request.offerIds.subarray(i * ID_BYTES, i * ID_BYTES + ID_BYTES));
-    signal.peerId.set(request.peerId);
-    signal.sdp = request.offerSdps[i];
-    if (!relay.send(signal)) return;
-    this.#remoteOut.add(request.offerIds, i * ID_BYTES, target | 0, tag, entry, generation, now);
-    this.#counters.offersEvicted = this.offers.evicted + this.#remoteOut.evicted +
-      this.#remoteIn.evicted;
-  }
-
-  /**
-   * An answer from our entry `entry` to an offer another node sent it through us: relayed back to
-   * that node if the offer is pending for this entry (it names the offerer, whose peer_id that
-   * node checks against `to_peer_id`). Returns false when no such offer is pending.
-   */
-  #answerAcross(request: WtRequest, entry: number, now: number): boolean {
-    const relay = this.relay;
-    if (relay === null) return false;
-    const pending = this.#remoteIn.find(
-      request.offerId,
-      0,
-      entry,
-      this.peers.generationOf(entry),
-      now,
-    );
-    if (pending < 0) return false;
-    const signal = this.#signal;
-    signal.kind = SIGNAL_ANSWER;
-    signal.toKey = this.#remoteIn.offerer >>> 0;
-    signal.toTag = this.#remoteIn.offererGeneration;
-    signal.fromKey = this.keys.published(entry);
-    signal.infoHash.set(request.infoHash);
-    signal.offerId.set(request.offerId);
-    signal.peerId.set(request.peerId);
-    signal.toPeerId.set(request.toPeerId);
-    signal.sdp = request.answerSdp;
-    this.#remoteIn.remove(pending);
-    relay.send(signal);
-    return true;
-  }
-
-  /**
    * A signal another node sent this node (wtRelay.ts checked its MAC, age and tag): an offer for
    * one of our peers, forwarded to its socket; or an answer to an offer we sent, relayed to the
-   * offering client. Anything that does not match a live peer or a pending offer is refused and
-   * counted, never forwarded.
+   * offering client. Anything that matches no live peer or pending offer is refused and counted
+   * (wtAcrossNodes.ts), never forwarded.
    */
   remoteSignal(signal: WtSignal): void {
-    const relay = this.relay;
-    if (relay === null) return;
-    const peers = this.peers;
-    const now = this.#tracker.clock.now;
-    const hash = signal.infoHash;
-    const local = this.keys.entryOf(signal.toKey);
-    if ((signal.toKey & WS_REMOTE_BIT) === 0 || !peers.holds(local, hash, 0)) {
-      relay.refused("not_ours");
-      return;
-    }
-    let receiver: WsConnection | undefined;
-    let at: number;
-    if (signal.kind === SIGNAL_OFFER) {
-      const generation = peers.generationOf(local);
-      if (this.#remoteIn.find(signal.offerId, 0, local, generation, now) >= 0) {
-        relay.refused("replayed"); // forwarded already and still pending
-        return;
-      }
-      receiver = this.#slots.get(peers.connectionOf(local));
-      if (receiver === undefined) return;
-      at = receiver.beginFrame(
-        wtSignalMaxLength(signal.sdp.length),
-        this.#buffers,
-        this.settings.maxQueuedBytes,
-      );
-      if (at >= 0) {
-        receiver.endFrame(
-          at,
-          writeWtOffer(receiver.out!, at, hash, signal.peerId, signal.offerId, 0, signal.sdp),
-        );
-        this.#remoteIn.add(
-          signal.offerId,
-          0,
-          local,
-          generation,
-          signal.fromKey | 0,
-          signal.fromTag,
-          now,
-        );
-        this.#counters.sent[OUT_OFFER]++;
-        this.#counters.offersForwarded++;
-      }
-    } else {
-      const remoteOut = this.#remoteOut;
-      const pending = remoteOut.find(signal.offerId, 0, signal.fromKey | 0, signal.fromTag, now);
-      if (
-        pending < 0 || remoteOut.offerer !== local ||
-        !peers.isLive(local, remoteOut.offererGeneration) ||
-        !sameId(peers.peerIds, local * ID_BYTES, signal.toPeerId)
-      ) {
-        relay.refused("no_offer");
-        return;
-      }
-      remoteOut.remove(pending);
-      receiver = this.#slots.get(peers.connectionOf(local));
-      if (receiver === undefined) return;
-      at = receiver.beginFrame(
-        wtSignalMaxLength(signal.sdp.length),
-        this.#buffers,
-        this.settings.maxQueuedBytes,
-      );
-      if (at >= 0) {
-        receiver.endFrame(
-          at,
-          writeWtAnswer(receiver.out!, at, hash, signal.peerId, signal.offerId, signal.sdp),
-        );
-        this.#counters.sent[OUT_ANSWER]++;
-        this.#counters.answersRelayed++;
+    const across = this.#across;
+    if (across === null) return;
+    const entry = across.receive(signal, this.#tracker.clock.now);
+    if (entry < 0) return;
+    const receiver = this.#slots.get(this.peers.connectionOf(entry));
+    if (receiver === undefined) return;
+    const at = receiver.beginFrame(
+      wtSignalMaxLength(signal.sdp.length),
+      this.#buffers,
+      this.settings.maxQueuedBytes,
+    );
+    const counters = this.#counters;
+    if (at >= 0) {
+      const { infoHash, peerId, offerId, sdp } = signal;
+      if (signal.kind === SIGNAL_OFFER) {
+        receiver.endFrame(at, writeWtOffer(receiver.out!, at, infoHash, peerId, offerId, 0, sdp));
+        counters.sent[OUT_OFFER]++;
+        counters.offersForwarded++;
+        counters.offersEvicted = this.#offersEvicted();
+      } else {
+        receiver.endFrame(at, writeWtAnswer(receiver.out!, at, infoHash, peerId, offerId, sdp));
+        counters.sent[OUT_ANSWER]++;
+        counters.answersRelayed++;
       }
     }
     this.#queued(receiver);
