@@ -2,7 +2,8 @@
  * WebTorrent signals between nodes: the wire form round-trips every field, and every damage has
  * its reason (src/cluster/wtSignalFormat.ts); then the relay over a real redis-server
  * (src/cluster/wtRelay.ts): two nodes exchange signals on their channels, and a node takes in and
- * sends out no more than its rate (a burst of twice it), counting the rest.
+ * sends out no more than its rate (a burst of twice it), counting the rest; over a Redis Cluster
+ * each node listens on its channel's master with sharded pub/sub.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -20,6 +21,7 @@ import { SIGNAL_ANSWER, SIGNAL_OFFER, WtSignal } from "../src/cluster/wtSignal.t
 import { crc32 } from "../src/hash/crc32.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { makeNode, SECRET, stopAll, waitFor } from "./support/clusterNodes.ts";
+import { redisCli, RedisClusterServer } from "./support/redisClusterServer.ts";
 
 const KEY = new TextEncoder().encode("the signal tests' cluster secret");
 const MAC = new SignalMac(KEY, "prod");
@@ -163,6 +165,47 @@ Deno.test({
     } finally {
       await raw.disconnect().catch(() => {});
       await stopAll([a, b], redis);
+    }
+  },
+});
+
+Deno.test({
+  name: "the relay over a 3-master Redis Cluster: sharded pub/sub on each channel's master, " +
+    "both ways",
+  ignore: !haveRedis,
+  async fn() {
+    const cluster = new RedisClusterServer({ masters: 3 });
+    await cluster.start();
+    const url = cluster.seeds.map((seed) => `redis://${seed}`).join(",");
+    const a = makeNode("a", url, { relaySignals: true });
+    const b = makeNode("b", url, { relaySignals: true });
+    try {
+      await a.sync.start();
+      await b.sync.start();
+      const relayA = a.sync.relay!;
+      const relayB = b.sync.relay!;
+      const got: string[] = [];
+      relayA.deliver = (signal) => got.push(`a<-${signal.fromTag}:${signal.sdp}`);
+      relayB.deliver = (signal) => got.push(`b<-${signal.fromTag}:${signal.sdp}`);
+      const offer = sample(SIGNAL_OFFER, "to b");
+      offer.toTag = relayB.tag;
+      assert.equal(relayA.send(offer), true);
+      const answer = sample(SIGNAL_ANSWER, "to a");
+      answer.toTag = relayA.tag;
+      assert.equal(relayB.send(answer), true);
+      await waitFor("both delivered", () => got.length === 2);
+      assert.deepEqual(got.sort(), [`a<-${relayB.tag}:to a`, `b<-${relayA.tag}:to b`]);
+      // Each node listens on the master of its channel's slot, with SSUBSCRIBE.
+      for (const relay of [relayA, relayB]) {
+        const channel = `otter:{test:wt:${relay.tag}}`;
+        const port = await cluster.masterFor(channel);
+        const listed = await redisCli(["-p", String(port), "PUBSUB", "SHARDCHANNELS", channel]);
+        assert.equal(listed.trim(), channel);
+      }
+    } finally {
+      await a.sync.stop();
+      await b.sync.stop();
+      await cluster.stop();
     }
   },
 });
