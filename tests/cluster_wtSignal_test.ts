@@ -38,22 +38,43 @@ function sample(kind = SIGNAL_OFFER, sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"
   signal.offerId.fill(2);
   signal.peerId.fill(3);
   if (kind === SIGNAL_ANSWER) signal.toPeerId.fill(4);
-  signal.sdp = sdp;
+  // As a client's message holds it: a JSON string token, here inside some other bytes.
+  signal.sdp = new TextEncoder().encode(`xx${JSON.stringify(sdp)}yy`);
+  signal.sdpStart = 2;
+  signal.sdpEnd = signal.sdp.length - 2;
   return signal;
 }
 
-Deno.test("a signal round-trips every field, an SDP of any UTF-16 up to 16384 units", () => {
+/** A signal's SDP as text. */
+function sdpOf(signal: WtSignal): string {
+  return JSON.parse(new TextDecoder().decode(signal.sdp.subarray(signal.sdpStart, signal.sdpEnd)));
+}
+
+/** A signal's fields, its SDP as text. */
+function fields(signal: WtSignal): Record<string, unknown> {
+  const { sdp: _, sdpStart: _s, sdpEnd: _e, ...rest } = signal;
+  return { ...rest, sdp: sdpOf(signal) };
+}
+
+Deno.test("a signal round-trips every field, an SDP of up to 16384 UTF-16 units as its JSON", () => {
+  const sdps = ["", 'v=0\r\n"\\', "é€😀".repeat(100), "😀".repeat(8192), "€".repeat(16384)];
   for (const kind of [SIGNAL_OFFER, SIGNAL_ANSWER]) {
-    for (const sdp of ["", "v=0", "é€😀".repeat(100), "😀".repeat(8192), "€".repeat(16384)]) {
+    for (const sdp of [...sdps, "\u0001".repeat(9000)]) {
       const sent = sample(kind, sdp);
       const bytes = encodeSignal(sent, MAC)!;
       assert.ok(bytes.length <= MAX_SIGNAL_BYTES);
       const read = new WtSignal();
       assert.equal(decodeSignal(bytes, MAC, read), null);
-      assert.deepEqual(read, sent);
+      assert.deepEqual(fields(read), fields(sent));
+      // The token itself, byte for byte, as the client wrote it.
+      assert.deepEqual(
+        read.sdp.subarray(read.sdpStart, read.sdpEnd),
+        sent.sdp.subarray(sent.sdpStart, sent.sdpEnd),
+      );
     }
   }
-  assert.equal(encodeSignal(sample(SIGNAL_OFFER, "x".repeat(16385)), MAC), null);
+  // 11,000 escaped units (66,002 bytes): more than a signal carries.
+  assert.equal(encodeSignal(sample(SIGNAL_OFFER, "\u0001".repeat(11000)), MAC), null);
   assert.equal(MAX_SIGNAL_BYTES, SIGNAL_HEADER + MAX_SDP_BYTES);
 });
 
@@ -87,9 +108,28 @@ Deno.test("a truncated, damaged, forged, foreign or oversized signal is refused 
   const huge = new Uint8Array(MAX_SIGNAL_BYTES + 1);
   huge.set(bytes);
   assert.equal(decodeSignal(huge, MAC, out), "oversized");
-  // An SDP that is not UTF-8, with everything else right.
+  // An SDP that is not exactly one JSON string of valid UTF-8 and at most 16384 units, with
+  // everything else right (sealed): it would be copied into a client's frame as it is.
+  const notJson = [
+    "ab", // no quotes
+    '"ab', // unterminated
+    '"a"b"', // more after the string
+    '"a"' + " ", // trailing whitespace
+    '"a\\x"', // a bad escape
+    '"a\\u00"', // a short \u escape
+    '"a\tb"', // a raw control character (a tab)
+    "1", // another JSON value
+    JSON.stringify("x".repeat(16385)), // too many units
+  ];
+  for (const token of notJson) {
+    const signal = sample();
+    signal.sdp = new TextEncoder().encode(token);
+    signal.sdpStart = 0;
+    signal.sdpEnd = signal.sdp.length;
+    assert.equal(decodeSignal(encodeSignal(signal, MAC)!, MAC, out), "malformed", token);
+  }
   const notUtf8 = encodeSignal(sample(SIGNAL_OFFER, "ab"), MAC)!;
-  notUtf8[SIGNAL_HEADER] = 0xff;
+  notUtf8[SIGNAL_HEADER + 1] = 0xff;
   MAC.seal(notUtf8);
   assert.equal(decodeSignal(notUtf8, MAC, out), "malformed");
   // Another kind or version, sealed.
@@ -126,7 +166,7 @@ Deno.test({
       const got: WtSignal[] = [];
       relayB.deliver = (signal) => {
         const copy = new WtSignal();
-        Object.assign(copy, { ...signal, sdp: signal.sdp });
+        Object.assign(copy, { ...signal, sdp: signal.sdp.slice() });
         copy.offerId.set(signal.offerId);
         got.push(copy);
       };
@@ -136,7 +176,7 @@ Deno.test({
       assert.equal(relayA.send(offer), true);
       await waitFor("b gets a's offer", () => got.length === 1);
       assert.equal(got[0].fromTag, relayA.tag);
-      assert.equal(got[0].sdp, offer.sdp);
+      assert.equal(sdpOf(got[0]), sdpOf(offer));
       assert.equal(b.sync.counters.signals.receivedOffers, 1);
 
       // 60 more sent at once by A: a burst of 20 leaves, the rest is dropped and counted.
@@ -185,8 +225,8 @@ Deno.test({
       const relayA = a.sync.relay!;
       const relayB = b.sync.relay!;
       const got: string[] = [];
-      relayA.deliver = (signal) => got.push(`a<-${signal.fromTag}:${signal.sdp}`);
-      relayB.deliver = (signal) => got.push(`b<-${signal.fromTag}:${signal.sdp}`);
+      relayA.deliver = (signal) => got.push(`a<-${signal.fromTag}:${sdpOf(signal)}`);
+      relayB.deliver = (signal) => got.push(`b<-${signal.fromTag}:${sdpOf(signal)}`);
       const offer = sample(SIGNAL_OFFER, "to b");
       offer.toTag = relayB.tag;
       assert.equal(relayA.send(offer), true);

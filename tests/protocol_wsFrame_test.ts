@@ -26,6 +26,7 @@ import {
   writeTextHeaderBefore,
   WS_FAIL,
   WS_NEED_MORE,
+  WS_PING,
   WS_TEXT,
   WsFrameReader,
 } from "../src/protocol/wsFrame.ts";
@@ -249,6 +250,22 @@ Deno.test("steady path: a whole frame is unmasked in place; split ones reuse one
   assert.equal(reader.next(), WS_TEXT);
   assert.notEqual(reader.message.buffer, buffer, "released, so a new one");
   assert.equal(reader.text(), "after release");
+});
+
+Deno.test("a used-up chunk is let go: no view of it, nor the last message, is kept", () => {
+  const reader = new WsFrameReader();
+  const input = concat(clientFrame(OP_TEXT, "last words"), clientFrame(OP_PING, "p"));
+  reader.feed(input);
+  assert.equal(reader.next(), WS_TEXT);
+  assert.equal(reader.text(), "last words");
+  assert.equal(reader.next(), WS_PING);
+  assert.equal(reader.payload.buffer, input.buffer);
+  assert.equal(reader.next(), WS_NEED_MORE);
+  // An idle connection would otherwise hold its last read buffer (pooled, 16 KiB) and the text.
+  assert.notEqual(reader.message.buffer, input.buffer);
+  assert.notEqual(reader.payload.buffer, input.buffer);
+  assert.equal(reader.message.length, 0);
+  assert.equal(reader.text(), "");
 });
 
 Deno.test("writers: headers byte for byte, and the reader reads what they write once masked", () => {

@@ -60,8 +60,15 @@ const OFFER_ID = "\u00f0".repeat(20);
 function parse(message: unknown): [string | null, WtRequest] {
   const request = new WtRequest();
   const text = typeof message === "string" ? message : JSON.stringify(message);
-  return [parseWtMessage(text, request), request];
+  return [parseWtMessage(new TextEncoder().encode(text), request), request];
 }
+
+/** The SDP whose JSON string lies at r.message[start, end), as a client's JSON.parse reads it. */
+function sdpText(r: WtRequest, start: number, end: number): string {
+  return JSON.parse(new TextDecoder().decode(r.message.subarray(start, end)));
+}
+
+const offerSdp = (r: WtRequest, i: number) => sdpText(r, r.offerSdpStarts[i], r.offerSdpEnds[i]);
 
 function announce(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -103,7 +110,7 @@ Deno.test("a magnet leecher's started announce with offers, as webtorrent sends 
   assert.equal(r.offerCount, 2);
   assert.equal(binaryIdString(r.offerIds, 0), OFFER_ID);
   assert.equal(binaryIdString(r.offerIds, 20), "\u0001".repeat(20));
-  assert.deepEqual(r.offerSdps.slice(0, 2), [SAMPLE_SDP, "v=0\r\n"]);
+  assert.deepEqual([offerSdp(r, 0), offerSdp(r, 1)], [SAMPLE_SDP, "v=0\r\n"]);
 });
 
 Deno.test("events: completed (also before any started), stopped, update, absent", () => {
@@ -138,7 +145,7 @@ Deno.test("an answer to an offer", () => {
   assert.equal(r.kind, WT_ANSWER);
   assert.equal(binaryIdString(r.toPeerId), OTHER);
   assert.equal(binaryIdString(r.offerId), OFFER_ID);
-  assert.equal(r.answerSdp, "v=0 answer");
+  assert.equal(sdpText(r, r.answerSdpStart, r.answerSdpEnd), "v=0 answer");
   // `answer: null` is no answer: an ordinary announce.
   assert.equal(parse(announce({ answer: null }))[1].kind, WT_ANNOUNCE);
 });
@@ -248,6 +255,27 @@ Deno.test("each bad message gets its failure reason and the action and info_hash
   }
 });
 
+Deno.test("read as JSON.parse reads it: escaped keys, a repeated key's last value, whitespace", () => {
+  const hash = JSON.stringify(HASH);
+  const [reason, r] = parse(
+    ` { "act\\u0069on" : "scrape", "info_hash" : 5, "action":"announce", "info_hash":${hash},\n` +
+      `\t"peer_id": ${JSON.stringify(PEER)}, "x": [[{"offers": 1}]], "offers": [ { "offer_id":` +
+      ` "${
+        "\\u00f0".repeat(20)
+      }", "offer": {"sdp": 1, "type": "offer", "sdp": "v=0\\r\\n\\/é\\ud83d\\ude00"} } ] }\r\n`,
+  );
+  assert.equal(reason, null);
+  assert.equal(r.kind, WT_ANNOUNCE);
+  assert.deepEqual(r.infoHash, HASH_BYTES);
+  assert.equal(binaryIdString(r.offerIds, 0), OFFER_ID);
+  assert.equal(offerSdp(r, 0), "v=0\r\n/é\u{1F600}");
+  // The SDP stays as sent (escapes and all): the frame that forwards it copies these bytes.
+  assert.equal(
+    new TextDecoder().decode(r.message.subarray(r.offerSdpStarts[0], r.offerSdpEnds[0])),
+    '"v=0\\r\\n\\/é\\ud83d\\ude00"',
+  );
+});
+
 Deno.test("1,000 offers: only the first 10 are read, the rest ignored unread", () => {
   const offers = Array.from(
     { length: 1000 },
@@ -259,7 +287,7 @@ Deno.test("1,000 offers: only the first 10 are read, the rest ignored unread", (
   const [reason, r] = parse(announce({ offers }));
   assert.equal(reason, null);
   assert.equal(r.offerCount, 10);
-  assert.equal(r.offerSdps[9], "s9");
+  assert.equal(offerSdp(r, 9), "s9");
   assert.equal(binaryIdString(r.offerIds, 9 * 20), "\u0009".repeat(20));
   // A bad offer among the first ten refuses the whole announce.
   offers[9] = null;
@@ -295,7 +323,8 @@ Deno.test("replies byte for byte, and what a client's JSON.parse reads from them
   readBinaryId(PEER, peerBytes, 0);
   const ids = new Uint8Array(40);
   readBinaryId(OFFER_ID, ids, 20);
-  n = writeWtOffer(out, 0, HASH_BYTES, peerBytes, ids, 20, SAMPLE_SDP);
+  const sdpJson = new TextEncoder().encode(`xx${JSON.stringify(SAMPLE_SDP)}yy`);
+  n = writeWtOffer(out, 0, HASH_BYTES, peerBytes, ids, 20, sdpJson, 2, sdpJson.length - 2);
   assert.deepEqual(JSON.parse(decode(out.subarray(0, n))), {
     action: "announce",
     info_hash: HASH,
@@ -303,8 +332,18 @@ Deno.test("replies byte for byte, and what a client's JSON.parse reads from them
     offer_id: OFFER_ID,
     offer: { type: "offer", sdp: SAMPLE_SDP },
   });
-  assert.ok(n <= wtSignalMaxLength(SAMPLE_SDP.length));
-  n = writeWtAnswer(out, 0, HASH_BYTES, peerBytes, ids.subarray(20), "v=0\r\n\u00e9\u{1F600}");
+  assert.ok(n <= wtSignalMaxLength(sdpJson.length - 4));
+  const answerJson = new TextEncoder().encode('"v=0\\r\\n\u00e9\u{1F600}"');
+  n = writeWtAnswer(
+    out,
+    0,
+    HASH_BYTES,
+    peerBytes,
+    ids.subarray(20),
+    answerJson,
+    0,
+    answerJson.length,
+  );
   assert.equal(
     decode(out.subarray(0, n)),
     `{"action":"announce","info_hash":${hashJson},"peer_id":"${PEER}","offer_id":"${

@@ -11,7 +11,7 @@ import {
   offers,
   startWs,
   until,
-  type WsClient,
+  WsClient,
   type WsHarness,
 } from "./support/wsHarness.ts";
 import { clientFrame, concat } from "./support/wsFrames.ts";
@@ -388,6 +388,34 @@ Deno.test("ws: the access list, the rate limit and the store's caps apply", asyn
       assert.equal((await old.message()).incomplete, 1);
       assertInvariants(otter.store);
     });
+    await t.step(
+      "--rate-limit counts each client's own address (forwarded by a proxy)",
+      async () => {
+        await using otter = startWs(["--rate-limit", "2/s", "--trust-proxy", "127.0.0.0/8"]);
+        const forwarded = (address: string) =>
+          WsClient.open(otter.port, "/announce", `X-Forwarded-For: ${address}\r\n`);
+        await using first = await forwarded("10.0.0.1");
+        await using second = await forwarded("10.0.0.2");
+        await using third = await forwarded("10.0.0.1");
+        const replies = [];
+        for (const [client, peer] of [[first, "a"], [second, "b"], [third, "c"]] as const) {
+          for (let n = 0; n < 2; n++) {
+            await client.json(announce(H, id(peer)));
+            replies.push(await client.message());
+          }
+        }
+        // 10.0.0.1 used its 2 on the first connection: its second connection is refused, while
+        // 10.0.0.2, between them, has its own.
+        assert.deepEqual(replies.map((r) => "failure reason" in r), [
+          false,
+          false,
+          false,
+          false,
+          true,
+          true,
+        ]);
+      },
+    );
     await t.step("--max-peers: a new peer past it is refused", async () => {
       await using otter = startWs(["--max-peers", "1"]);
       await using client = await otter.connect();

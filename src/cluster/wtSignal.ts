@@ -10,6 +10,7 @@ export const SIGNAL_OFFER = 1;
 export const SIGNAL_ANSWER = 2;
 
 const ID = 20;
+const NO_SDP = new Uint8Array(0);
 
 /** One signal, as sent or as read (the arrays are reused). */
 export class WtSignal {
@@ -29,7 +30,13 @@ export class WtSignal {
   readonly peerId = new Uint8Array(ID);
   /** An answer's `to_peer_id` (the offerer's peer_id, as the answerer named it). */
   readonly toPeerId = new Uint8Array(ID);
-  sdp = "";
+  /**
+   * The SDP as its sender's client wrote it: a JSON string token (quotes and escapes included) at
+   * sdp[sdpStart, sdpEnd), a view of the message it came in, valid while the signal is handled.
+   */
+  sdp: Uint8Array = NO_SDP;
+  sdpStart = 0;
+  sdpEnd = 0;
 }
 
 /**

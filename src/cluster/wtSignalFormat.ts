@@ -19,29 +19,33 @@
  *   66  offer id (20)
  *   86  peer id (20): the offerer's (offer), the answerer's (answer)
  *  106  to peer id (20): an answer's `to_peer_id` (the offerer's peer_id); zero in an offer
- *  126  SDP length (u16), then the SDP in UTF-8: at most MAX_SDP UTF-16 units, so at most
- *       MAX_SDP_BYTES bytes
+ *  126  SDP length (u16), then the SDP as the offering or answering client wrote it: a JSON string
+ *       token (quotes and escapes included) of valid UTF-8 and at most MAX_SDP UTF-16 units, which
+ *       the receiving node copies into the frame it forwards
  */
 import { crc32 } from "../hash/crc32.ts";
 import { CRC_START } from "./changeBatch.ts";
 import { ClusterMac } from "./batchMac.ts";
 import { MAX_SDP } from "../protocol/wtMessage.ts";
+import { isString, skipString, stringUnits } from "../protocol/jsonScan.ts";
+import { isUtf8 } from "../protocol/utf8.ts";
 import { SIGNAL_ANSWER, SIGNAL_OFFER, type WtSignal } from "./wtSignal.ts";
 
 export const SIGNAL_VERSION = 1;
 /** How long a signal is good for, in ms: as long as a pending offer waits for its answer. */
 export const SIGNAL_TTL_MS = 120_000;
-/** The most bytes an SDP the WebTorrent parser takes (MAX_SDP UTF-16 units) has in UTF-8. */
-export const MAX_SDP_BYTES = 3 * MAX_SDP;
+/**
+ * The most bytes of an SDP's JSON string: a client's whole message is at most 64 KiB (the frame
+ * reader's cap), so its SDP is less.
+ */
+export const MAX_SDP_BYTES = 65535;
 export const SIGNAL_HEADER = 128;
-/** The largest signal a node sends (49,280 bytes); a bigger one is read past and refused. */
+/** The largest signal a node sends (65,663 bytes); a bigger one is read past and refused. */
 export const MAX_SIGNAL_BYTES = SIGNAL_HEADER + MAX_SDP_BYTES;
 
 const ID = 20;
 const MAGIC = [0x4f, 0x54, 0x57, 0x53]; // "OTWS"
 const TAG_AT = 22;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** The MAC of the WebTorrent signals of cluster `clusterName`. */
 export class SignalMac extends ClusterMac {
@@ -96,12 +100,12 @@ function readU32(b: Uint8Array, at: number): number {
 
 /**
  * Encodes a signal, sealed with `mac` (sent at `signal.sentAtMs`), or returns null if its SDP is
- * longer than a node accepts.
+ * longer than a signal carries.
  */
 export function encodeSignal(signal: WtSignal, mac: SignalMac): Uint8Array | null {
-  if (signal.sdp.length > MAX_SDP) return null;
-  const sdp = encoder.encode(signal.sdp);
-  const out = new Uint8Array(SIGNAL_HEADER + sdp.length);
+  const sdpLength = signal.sdpEnd - signal.sdpStart;
+  if (sdpLength > MAX_SDP_BYTES) return null;
+  const out = new Uint8Array(SIGNAL_HEADER + sdpLength);
   out.set(MAGIC, 0);
   out[8] = SIGNAL_VERSION;
   out[9] = signal.kind;
@@ -118,16 +122,17 @@ export function encodeSignal(signal: WtSignal, mac: SignalMac): Uint8Array | nul
   out.set(signal.offerId, 66);
   out.set(signal.peerId, 86);
   if (signal.kind === SIGNAL_ANSWER) out.set(signal.toPeerId, 106);
-  out[126] = sdp.length >>> 8;
-  out[127] = sdp.length;
-  out.set(sdp, SIGNAL_HEADER);
+  out[126] = sdpLength >>> 8;
+  out[127] = sdpLength;
+  out.set(signal.sdp.subarray(signal.sdpStart, signal.sdpEnd), SIGNAL_HEADER);
   mac.seal(out);
   return out;
 }
 
 /**
- * Checks a signal whole (size, magic, checksum, version, kind, lengths, UTF-8, then the MAC) and
- * reads it into `out`. Returns null if it is sound, else the reason. Never throws.
+ * Checks a signal whole (size, magic, checksum, version, kind, lengths, the MAC, then that its SDP
+ * is one JSON string of valid UTF-8 and at most MAX_SDP units) and reads it into `out` (its SDP
+ * a view of `bytes`). Returns null if it is sound, else the reason. Never throws.
  */
 export function decodeSignal(
   bytes: Uint8Array,
@@ -141,16 +146,17 @@ export function decodeSignal(
   if (bytes[8] !== SIGNAL_VERSION || (kind !== SIGNAL_OFFER && kind !== SIGNAL_ANSWER)) {
     return "malformed";
   }
-  const sdpLength = (bytes[126] << 8) | bytes[127];
-  if (SIGNAL_HEADER + sdpLength !== bytes.length) return "malformed";
+  const end = bytes.length;
+  if (SIGNAL_HEADER + ((bytes[126] << 8) | bytes[127]) !== end) return "malformed";
   if (!mac.verify(bytes)) return "bad_mac";
-  let sdp: string;
-  try {
-    sdp = decoder.decode(bytes.subarray(SIGNAL_HEADER));
-  } catch {
+  // Copied into a client's frame as it is: it must be exactly one JSON string, as a client's
+  // message would have had it.
+  if (
+    !isString(bytes, SIGNAL_HEADER) || skipString(bytes, SIGNAL_HEADER, end) !== end ||
+    !isUtf8(bytes, SIGNAL_HEADER, end) || stringUnits(bytes, SIGNAL_HEADER, end) > MAX_SDP
+  ) {
     return "malformed";
   }
-  if (sdp.length > MAX_SDP) return "malformed";
   out.kind = kind;
   out.toTag = (bytes[10] << 8) | bytes[11];
   out.fromTag = (bytes[12] << 8) | bytes[13];
@@ -161,7 +167,9 @@ export function decodeSignal(
   out.offerId.set(bytes.subarray(66, 66 + ID));
   out.peerId.set(bytes.subarray(86, 86 + ID));
   out.toPeerId.set(bytes.subarray(106, 106 + ID));
-  out.sdp = sdp;
+  out.sdp = bytes;
+  out.sdpStart = SIGNAL_HEADER;
+  out.sdpEnd = end;
   return null;
 }
 

@@ -214,6 +214,11 @@ export class WsFrameReader {
     return this.#phase !== H_FIRST || this.#messageOpcode !== 0;
   }
 
+  /** Payload bytes of the frame in progress still to come (0 between frames): the next read's size. */
+  get payloadLeft(): number {
+    return this.#phase === H_PAYLOAD ? this.#left : 0;
+  }
+
   /** Drops the reassembly buffer if no message is in progress (an idle connection keeps ~0 bytes). */
   releaseBuffer(): void {
     if (this.#messageOpcode === 0 && this.#phase === H_FIRST) this.#dropBuffer();
@@ -248,6 +253,14 @@ export class WsFrameReader {
       const event = this.#opcode >= OP_CLOSE ? this.#controlPayload() : this.#dataPayload();
       if (event !== WS_NEED_MORE) return event;
     }
+    // The chunk is used up (a split frame's bytes are in #buffer): keep no view of it nor the
+    // last message, so that an idle connection does not hold its last read buffer (a pooled
+    // one, maybe) and its last message's text until its next read.
+    this.#input = EMPTY;
+    this.#at = this.#end = 0;
+    this.message = EMPTY;
+    this.payload = EMPTY;
+    this.#text = null;
     return WS_NEED_MORE;
   }
 

@@ -8,9 +8,11 @@
  * Strings are escaped exactly as JSON.stringify does (so `TextEncoder(JSON.stringify(x))` is the
  * test oracle): `"` `\` and control characters escaped, a lone surrogate as \uXXXX, everything
  * else as UTF-8, so a binary id's bytes ≥ 0x80 become 2-byte UTF-8 characters that the client's
- * JSON.parse turns back into the same one-byte characters. No allocation: constant key runs are
- * encoded once, numbers by `writeDecimal`. Each writer throws (a bug, not a bad request) when
- * the buffer cannot hold its worst case, which `wt*MaxLength` give.
+ * JSON.parse turns back into the same one-byte characters. An SDP is the exception: it is copied
+ * as its sender wrote it, a JSON string already (wtMessage.ts checked it), so the receiver's
+ * JSON.parse reads the same text. No allocation: constant key runs are encoded once, numbers by
+ * `writeDecimal`. Each writer throws (a bug, not a bad request) when the buffer cannot hold its
+ * worst case, which `wt*MaxLength` give.
  */
 import { writeDecimal } from "./httpReply.ts";
 import { ID_BYTES } from "./wtMessage.ts";
@@ -172,10 +174,10 @@ export function writeWtAnnounceReply(
   return o + 1;
 }
 
-/** Worst case of `writeWtOffer` / `writeWtAnswer` for an SDP of `sdpLength` UTF-16 units. */
-export function wtSignalMaxLength(sdpLength: number): number {
+/** Worst case of `writeWtOffer` / `writeWtAnswer` for an SDP whose JSON string is `sdpBytes` long. */
+export function wtSignalMaxLength(sdpBytes: number): number {
   return ANNOUNCE_HASH.length + 3 * MAX_ID_JSON + PEER_ID.length + OFFER_ID.length +
-    Math.max(OFFER.length, ANSWER.length) + 2 + sdpLength * MAX_BYTES_PER_UNIT + 2;
+    Math.max(OFFER.length, ANSWER.length) + sdpBytes + 2;
 }
 
 function writeSignal(
@@ -186,14 +188,18 @@ function writeSignal(
   offerIds: Uint8Array,
   offerIdAt: number,
   kind: Uint8Array,
-  sdp: string,
+  sdp: Uint8Array,
+  sdpStart: number,
+  sdpEnd: number,
 ): number {
-  need(out, o, wtSignalMaxLength(sdp.length));
+  need(out, o, wtSignalMaxLength(sdpEnd - sdpStart));
   o = copyBytes(out, o, ANNOUNCE_HASH);
   o = writeBinaryId(out, o, infoHash);
   o = writeBinaryId(out, copyBytes(out, o, PEER_ID), peerId);
   o = writeBinaryId(out, copyBytes(out, o, OFFER_ID), offerIds, offerIdAt);
-  o = writeJsonString(out, copyBytes(out, o, kind), sdp);
+  o = copyBytes(out, o, kind);
+  out.set(sdp.subarray(sdpStart, sdpEnd), o);
+  o += sdpEnd - sdpStart;
   out[o++] = 0x7d;
   out[o++] = 0x7d;
   return o;
@@ -201,7 +207,8 @@ function writeSignal(
 
 /**
  * An offer forwarded to another peer: `{"action":"announce","info_hash":…,"peer_id":<offerer>,
- * "offer_id":…,"offer":{"type":"offer","sdp":…}}`; the offer id at offerIds[offerIdAt].
+ * "offer_id":…,"offer":{"type":"offer","sdp":…}}`; the offer id at offerIds[offerIdAt], the SDP
+ * the JSON string at sdp[sdpStart, sdpEnd).
  */
 export function writeWtOffer(
   out: Uint8Array,
@@ -210,14 +217,28 @@ export function writeWtOffer(
   offererPeerId: Uint8Array,
   offerIds: Uint8Array,
   offerIdAt: number,
-  sdp: string,
+  sdp: Uint8Array,
+  sdpStart: number,
+  sdpEnd: number,
 ): number {
-  return writeSignal(out, o, infoHash, offererPeerId, offerIds, offerIdAt, OFFER, sdp);
+  return writeSignal(
+    out,
+    o,
+    infoHash,
+    offererPeerId,
+    offerIds,
+    offerIdAt,
+    OFFER,
+    sdp,
+    sdpStart,
+    sdpEnd,
+  );
 }
 
 /**
  * An answer relayed to the offerer: `{"action":"announce","info_hash":…,"peer_id":<answerer>,
- * "offer_id":…,"answer":{"type":"answer","sdp":…}}`.
+ * "offer_id":…,"answer":{"type":"answer","sdp":…}}`, the SDP the JSON string at
+ * sdp[sdpStart, sdpEnd).
  */
 export function writeWtAnswer(
   out: Uint8Array,
@@ -225,9 +246,11 @@ export function writeWtAnswer(
   infoHash: Uint8Array,
   answererPeerId: Uint8Array,
   offerId: Uint8Array,
-  sdp: string,
+  sdp: Uint8Array,
+  sdpStart: number,
+  sdpEnd: number,
 ): number {
-  return writeSignal(out, o, infoHash, answererPeerId, offerId, 0, ANSWER, sdp);
+  return writeSignal(out, o, infoHash, answererPeerId, offerId, 0, ANSWER, sdp, sdpStart, sdpEnd);
 }
 
 /** Worst case of `writeWtScrapeReply` for `count` hashes. */

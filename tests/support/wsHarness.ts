@@ -111,9 +111,12 @@ export class WsClient implements AsyncDisposable {
 
   private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {}
 
-  /** Connects and upgrades on `path`; throws unless the answer is 101 with the right accept. */
-  static async open(port: number, path = "/announce"): Promise<WsClient> {
-    return await (await WsClient.raw(port)).#upgrade(port, path);
+  /**
+   * Connects and upgrades on `path` (with `headers`, each ending in CRLF, added to the request);
+   * throws unless the answer is 101 with the right accept.
+   */
+  static async open(port: number, path = "/announce", headers = ""): Promise<WsClient> {
+    return await (await WsClient.raw(port)).#upgrade(port, path, headers);
   }
 
   /** As `open`, over TLS (wss://), trusting `caCerts` (PEM) and offering ALPN http/1.1. */
@@ -121,14 +124,15 @@ export class WsClient implements AsyncDisposable {
     const hostname = "127.0.0.1";
     const tcp = await Deno.connect({ hostname, port });
     const tls = await Deno.startTls(tcp, { hostname, caCerts, alpnProtocols: ["http/1.1"] });
-    return await new WsClient(tls).#upgrade(port, path);
+    return await new WsClient(tls).#upgrade(port, path, "");
   }
 
-  async #upgrade(port: number, path: string): Promise<WsClient> {
+  async #upgrade(port: number, path: string, headers: string): Promise<WsClient> {
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
     await this.send(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+        `${headers}\r\n`,
     );
     const head = await this.readHead();
     if (!head.startsWith("HTTP/1.1 101 ")) throw new Error(`upgrade refused: ${head}`);

@@ -191,7 +191,7 @@ const sdp = (v: unknown, type: string): string | null =>
 
 export function expectWt(text: string): WtExpect {
   const fail = { kind: "fail" } as const;
-  if (text.length > 65536) return fail;
+  if (encoder.encode(text).length > 65536) return fail; // the frame reader's cap, in bytes
   let m: unknown;
   try {
     m = JSON.parse(text);
@@ -240,16 +240,28 @@ export function expectWt(text: string): WtExpect {
   return { kind: "announce", event, left, offers };
 }
 
-/** Parses `text` and compares with the oracle; returns a description of a mismatch, or null. */
+const encoder = new TextEncoder();
+// ignoreBOM: a leading U+FEFF stays (as the server keeps it), and then the text is not JSON.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * Parses `text` (as UTF-8, the bytes the frame reader passes on: a lone surrogate becomes U+FFFD)
+ * and compares with the oracle; returns a description of a mismatch, or null.
+ */
 export function checkWtMessage(text: string, request: WtRequest): string | null {
+  const bytes = encoder.encode(text);
+  text = decoder.decode(bytes);
   let reason: string | null;
   try {
-    reason = parseWtMessage(text, request);
+    reason = parseWtMessage(bytes, request);
   } catch (e) {
     return `parser threw ${e} on ${shown(text)}`;
   }
   const want = expectWt(text);
   const id = (bytes: Uint8Array, at = 0) => binaryIdString(bytes, at);
+  // An SDP is where it lies in the message, as sent: JSON.parse reads it as the client will.
+  const sdpAt = (start: number, end: number) =>
+    JSON.parse(decoder.decode(bytes.subarray(start, end)));
   const got = reason !== null ? { kind: "fail" } : request.kind === WT_ANNOUNCE
     ? {
       kind: "announce",
@@ -257,7 +269,10 @@ export function checkWtMessage(text: string, request: WtRequest): string | null 
       left: request.left,
       offers: Array.from(
         { length: request.offerCount },
-        (_, i) => [id(request.offerIds, i * 20), request.offerSdps[i]],
+        (_, i) => [
+          id(request.offerIds, i * 20),
+          sdpAt(request.offerSdpStarts[i], request.offerSdpEnds[i]),
+        ],
       ),
     }
     : request.kind === WT_ANSWER
@@ -265,7 +280,7 @@ export function checkWtMessage(text: string, request: WtRequest): string | null 
       kind: "answer",
       toPeerId: id(request.toPeerId),
       offerId: id(request.offerId),
-      sdp: request.answerSdp,
+      sdp: sdpAt(request.answerSdpStart, request.answerSdpEnd),
     }
     : request.kind === WT_SCRAPE
     ? {

@@ -1,9 +1,9 @@
 /**
  * One WebSocket connection as the server sees it, a pooled record (no object per peer or per
- * message): its socket, frame reader and read buffer, the client's address, its deadlines, and its
- * outgoing frames. Frames are written straight into the connection's output buffer (`beginFrame`,
- * then the writer, then `endFrame`), so a reply or an offer is encoded once, where it will be sent
- * from; the server writes the buffer out once per event-loop turn (`WsServer`), and while a write
+ * message): its socket, frame reader and read buffer, the client's family (the address is in the
+ * slots' one array), its deadlines, and its outgoing frames. Frames are written straight into the
+ * connection's output buffer (`beginFrame`, then the writer, then `endFrame`), so a reply or an
+ * offer is encoded once, where it will be sent from; the server writes the buffer out once per event-loop turn (`WsServer`), and while a write
  * is in flight new frames gather in a second buffer. `queued` is what the client has not taken:
  * past the server's cap the connection is closed as a slow reader (`overflowed`), so a client that
  * does not read cannot make otter buffer without bound.
@@ -56,22 +56,22 @@ export class WsConnection {
   finishAfterWrite = false;
   /** A read is in flight (it holds `reading` until it settles). */
   readPending = false;
-  /** The last read filled its buffer: more is likely waiting, read it in a pooled buffer. */
-  lastReadFull = false;
-  /** The server's callbacks for this connection's reads and writes, made once. */
-  onRead: (n: number | null) => void = noop;
-  onReadFailed: () => void = noop;
-  onWritten: (n: number) => void = noop;
-  onWriteFailed: () => void = noop;
+  /** The size of the last read's buffer if the read filled it (more is likely waiting), else 0. */
+  fullRead = 0;
+  /**
+   * The server's callbacks for this connection's reads and writes, made once, each taking both
+   * outcomes: bytes read (null at the end) or written, or the error.
+   */
+  onRead: (result: unknown) => void = noop;
+  onWrite: (result: unknown) => void = noop;
 
   constructor(
     readonly conn: Deno.Conn,
     readonly slot: number,
     readonly reader: WsFrameReader,
     small: Uint8Array,
-    /** The client: the socket peer, or behind a trusted proxy the address it forwarded. */
+    /** The client's family; its address is in WsConnectionSlots.addresses at 16 × slot. */
     readonly family: 4 | 6,
-    readonly address: Uint8Array,
     /** The slot taken in the per-address connection count, or null. */
     public addressKey: AddressKey | null,
     now: number,
@@ -151,6 +151,21 @@ function noop(): void {}
 export class WsConnectionSlots {
   readonly #connections: (WsConnection | undefined)[] = [];
   readonly #free: number[] = [];
+  /**
+   * Each slot's client address, 16 bytes at 16 × slot (IPv4 in the first 4): the socket peer, or
+   * behind a trusted proxy the address it forwarded. One array, not one per connection.
+   */
+  addresses = new Uint8Array(16 * 64);
+
+  /** Records the client address (16 bytes from `address[0]`) of the connection in `slot`. */
+  setAddress(slot: number, address: Uint8Array): void {
+    if (16 * slot + 16 > this.addresses.length) {
+      const grown = new Uint8Array(Math.max(2 * this.addresses.length, 16 * slot + 16));
+      grown.set(this.addresses);
+      this.addresses = grown;
+    }
+    this.addresses.set(address.subarray(0, 16), 16 * slot);
+  }
 
   /** A slot for a new connection. */
   take(): number {

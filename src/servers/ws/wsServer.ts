@@ -67,7 +67,7 @@ import {
   WsCounters,
 } from "../../observe/wsCounters.ts";
 import type { Tracker } from "../tracker.ts";
-import { WsBuffers } from "./wsBuffers.ts";
+import { BUFFER_BYTES, SMALL_READ, WsBuffers } from "./wsBuffers.ts";
 import {
   STATE_CLOSED,
   STATE_CLOSING,
@@ -200,22 +200,17 @@ export class WsServer {
       DEFAULT_MAX_MESSAGE_BYTES,
       this.#buffers,
     );
-    const address = new Uint8Array(16);
-    address.set(client.address.subarray(0, 16));
+    this.#slots.setAddress(slot, client.address);
     const c = new WsConnection(
       conn,
       slot,
       reader,
       this.#buffers.takeSmall(),
       client.family,
-      address,
       addressKey,
       this.#now,
     );
-    c.onRead = (n) => this.#readDone(c, n);
-    c.onReadFailed = () => this.#readDone(c, null);
-    c.onWritten = (n) => this.#written(c, n);
-    c.onWriteFailed = () => this.#writeFailed(c);
+    this.#bindCallbacks(c);
     this.#slots.set(c);
     this.counters.open++;
     this.counters.opened++;
@@ -227,6 +222,19 @@ export class WsServer {
     this.#markDirty(c);
     if (leftover.length > 0) this.#consume(c, leftover, leftover.length);
     if (c.state !== STATE_CLOSED) this.#read(c);
+  }
+
+  /**
+   * Gives `c` its two callbacks (made once per connection, not per read or write), each for both
+   * outcomes of its promise (a failed read is an end). Made here, not in `adopt`, so that they
+   * hold only the server and `c`, not adopt's arguments (the leftover bytes, the accept value).
+   */
+  #bindCallbacks(c: WsConnection): void {
+    c.onRead = (result) => this.#readDone(c, typeof result === "number" ? result : null);
+    c.onWrite = (result) => {
+      if (typeof result === "number") this.#written(c, result);
+      else this.#writeFailed(c);
+    };
   }
 
   /**
@@ -248,10 +256,17 @@ export class WsServer {
   // ---------------------------------------------------------------- reading
 
   #read(c: WsConnection): void {
-    const buffer = c.reader.midMessage || c.lastReadFull ? this.#buffers.take() : c.small;
+    const reader = c.reader;
+    let buffer = c.small;
+    if (reader.midMessage || c.fullRead > 0) {
+      // Sized to what is coming: the rest of the frame in progress (of an announce, ~3 KiB),
+      // and twice the last read if that came back full (a burst: 2, 4, … 16 KiB).
+      const want = Math.max(reader.payloadLeft + SMALL_READ, 2 * c.fullRead);
+      buffer = this.#buffers.take(Math.min(want, BUFFER_BYTES));
+    }
     c.reading = buffer;
     c.readPending = true;
-    c.conn.read(buffer).then(c.onRead, c.onReadFailed);
+    c.conn.read(buffer).then(c.onRead, c.onRead);
   }
 
   #readDone(c: WsConnection, n: number | null): void {
@@ -269,7 +284,7 @@ export class WsServer {
     }
     this.#now = performance.now();
     if (c.state === STATE_OPEN) {
-      c.lastReadFull = n === buffer.length;
+      c.fullRead = n === buffer.length ? n : 0;
       this.#consume(c, buffer, n);
     }
     // Closing: what still comes is read and dropped until the client closes its side.
@@ -298,7 +313,7 @@ export class WsServer {
           c.lastMessageMs = this.#now;
           c.messageStartMs = 0;
           try {
-            this.tracker.message(c, reader.text());
+            this.tracker.message(c, reader.message);
           } catch (error) {
             // A bug, not a bad message: this connection goes, the server stays.
             if (!this.#loggedError) {
@@ -380,7 +395,7 @@ export class WsServer {
     c.out = null;
     c.outLength = 0;
     this.counters.queuedBytes += c.sendEnd;
-    c.conn.write(c.sending!.subarray(0, c.sendEnd)).then(c.onWritten, c.onWriteFailed);
+    c.conn.write(c.sending!.subarray(0, c.sendEnd)).then(c.onWrite, c.onWrite);
   }
 
   #written(c: WsConnection, n: number): void {
@@ -394,7 +409,7 @@ export class WsServer {
       return;
     }
     if (c.sendAt < c.sendEnd) {
-      c.conn.write(sending.subarray(c.sendAt, c.sendEnd)).then(c.onWritten, c.onWriteFailed);
+      c.conn.write(sending.subarray(c.sendAt, c.sendEnd)).then(c.onWrite, c.onWrite);
       return;
     }
     c.sending = null;

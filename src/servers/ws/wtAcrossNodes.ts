@@ -73,7 +73,9 @@ export class WtAcrossNodes {
     signal.infoHash.set(request.infoHash);
     signal.offerId.set(request.offerIds.subarray(i * ID_BYTES, i * ID_BYTES + ID_BYTES));
     signal.peerId.set(request.peerId);
-    signal.sdp = request.offerSdps[i];
+    signal.sdp = request.message;
+    signal.sdpStart = request.offerSdpStarts[i];
+    signal.sdpEnd = request.offerSdpEnds[i];
     if (!this.#relay.send(signal)) return;
     this.#out.add(request.offerIds, i * ID_BYTES, target | 0, tag, entry, generation, now);
   }
@@ -94,7 +96,9 @@ export class WtAcrossNodes {
     signal.offerId.set(request.offerId);
     signal.peerId.set(request.peerId);
     signal.toPeerId.set(request.toPeerId);
-    signal.sdp = request.answerSdp;
+    signal.sdp = request.message;
+    signal.sdpStart = request.answerSdpStart;
+    signal.sdpEnd = request.answerSdpEnd;
     this.#in.remove(pending);
     this.#relay.send(signal);
     return true;

@@ -78,6 +78,7 @@ import { WtAcrossNodes } from "./wtAcrossNodes.ts";
 
 /** Most (torrent, peer_id) entries one connection may hold. */
 export const MAX_PEERS_PER_CONNECTION = 4096;
+const NO_MESSAGE = new Uint8Array(0);
 /** Most offers forwarded for one announce. */
 const MAX_OFFERS_FORWARDED = 10;
 
@@ -153,29 +154,31 @@ export class WtTracker {
     return this.offers.evicted + (this.#across?.evicted ?? 0);
   }
 
-  /** Handles one complete text message from `connection`. */
-  message(connection: WsConnection, text: string): void {
+  /** Handles one complete text message from `connection`: its UTF-8 bytes, valid while called. */
+  message(connection: WsConnection, message: Uint8Array): void {
     const request = this.#request;
-    const failure = parseWtMessage(text, request);
+    const failure = parseWtMessage(message, request);
     if (failure !== null) {
       this.#counters.received[IN_INVALID]++;
       this.#refuse(connection, REFUSED_MALFORMED, failure);
-      return;
+    } else {
+      switch (request.kind) {
+        case WT_ANNOUNCE:
+          this.#counters.received[IN_ANNOUNCE]++;
+          this.#announce(connection, request);
+          break;
+        case WT_ANSWER:
+          this.#counters.received[IN_ANSWER]++;
+          this.#answer(connection, request);
+          break;
+        case WT_SCRAPE:
+          this.#counters.received[IN_SCRAPE]++;
+          this.#scrape(connection, request);
+          break;
+      }
     }
-    switch (request.kind) {
-      case WT_ANNOUNCE:
-        this.#counters.received[IN_ANNOUNCE]++;
-        this.#announce(connection, request);
-        return;
-      case WT_ANSWER:
-        this.#counters.received[IN_ANSWER]++;
-        this.#answer(connection, request);
-        return;
-      case WT_SCRAPE:
-        this.#counters.received[IN_SCRAPE]++;
-        this.#scrape(connection, request);
-        return;
-    }
+    // The message is a view of a read buffer that goes back to its pool now.
+    request.message = NO_MESSAGE;
   }
 
   /** Takes the peers of a closing connection out of the store (and the cluster) at once. */
@@ -214,7 +217,7 @@ export class WtTracker {
     }
     if (
       tracker.rateLimit.enabled &&
-      !tracker.rateLimit.allow(connection.family, connection.address, 0)
+      !tracker.rateLimit.allow(connection.family, this.#slots.addresses, 16 * connection.slot)
     ) {
       this.#refuse(connection, REFUSED_RATE, RATE_LIMITED_REASON);
       return;
@@ -314,8 +317,9 @@ export class WtTracker {
       if (!peers.isLive(target, targetGeneration)) continue;
       const receiver = this.#slots.get(peers.connectionOf(target));
       if (receiver === undefined) continue;
-      const sdp = request.offerSdps[i];
-      const payload = receiver.beginFrame(wtSignalMaxLength(sdp.length), this.#buffers, cap);
+      const sdpStart = request.offerSdpStarts[i];
+      const sdpEnd = request.offerSdpEnds[i];
+      const payload = receiver.beginFrame(wtSignalMaxLength(sdpEnd - sdpStart), this.#buffers, cap);
       if (payload < 0) {
         this.#queued(receiver); // over its cap: the server closes it this turn
         continue;
@@ -329,7 +333,9 @@ export class WtTracker {
           request.peerId,
           request.offerIds,
           i * ID_BYTES,
-          sdp,
+          request.message,
+          sdpStart,
+          sdpEnd,
         ),
       );
       this.offers.add(
@@ -372,16 +378,24 @@ export class WtTracker {
     offers.remove(pending);
     const receiver = this.#slots.get(peers.connectionOf(offerer));
     if (receiver === undefined) return;
-    const sdp = request.answerSdp;
     const at = receiver.beginFrame(
-      wtSignalMaxLength(sdp.length),
+      wtSignalMaxLength(request.answerSdpEnd - request.answerSdpStart),
       this.#buffers,
       this.settings.maxQueuedBytes,
     );
     if (at >= 0) {
       receiver.endFrame(
         at,
-        writeWtAnswer(receiver.out!, at, request.infoHash, request.peerId, request.offerId, sdp),
+        writeWtAnswer(
+          receiver.out!,
+          at,
+          request.infoHash,
+          request.peerId,
+          request.offerId,
+          request.message,
+          request.answerSdpStart,
+          request.answerSdpEnd,
+        ),
       );
       this.#counters.sent[OUT_ANSWER]++;
       this.#counters.answersRelayed++;
@@ -402,21 +416,28 @@ export class WtTracker {
     if (entry < 0) return;
     const receiver = this.#slots.get(this.peers.connectionOf(entry));
     if (receiver === undefined) return;
+    const { infoHash, peerId, offerId, sdp, sdpStart, sdpEnd } = signal;
     const at = receiver.beginFrame(
-      wtSignalMaxLength(signal.sdp.length),
+      wtSignalMaxLength(sdpEnd - sdpStart),
       this.#buffers,
       this.settings.maxQueuedBytes,
     );
     const counters = this.#counters;
     if (at >= 0) {
-      const { infoHash, peerId, offerId, sdp } = signal;
+      const out = receiver.out!;
       if (signal.kind === SIGNAL_OFFER) {
-        receiver.endFrame(at, writeWtOffer(receiver.out!, at, infoHash, peerId, offerId, 0, sdp));
+        receiver.endFrame(
+          at,
+          writeWtOffer(out, at, infoHash, peerId, offerId, 0, sdp, sdpStart, sdpEnd),
+        );
         counters.sent[OUT_OFFER]++;
         counters.offersForwarded++;
         counters.offersEvicted = this.#offersEvicted();
       } else {
-        receiver.endFrame(at, writeWtAnswer(receiver.out!, at, infoHash, peerId, offerId, sdp));
+        receiver.endFrame(
+          at,
+          writeWtAnswer(out, at, infoHash, peerId, offerId, sdp, sdpStart, sdpEnd),
+        );
         counters.sent[OUT_ANSWER]++;
         counters.answersRelayed++;
       }
