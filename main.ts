@@ -3,16 +3,21 @@
  * listener, clean expired peers in small steps, reload settings and the `--https` certificate on
  * SIGHUP, and stop gracefully on SIGINT/SIGTERM.
  */
-import { ConfigError, helpText } from "./src/config/config.ts";
-import { defaultConfigToml, loadConfig, reloadConfig } from "./src/config/configFile.ts";
+import { ConfigError, helpText, parseCommandLine } from "./src/config/config.ts";
 import { Clock } from "./src/config/clock.ts";
 import { startTracker } from "./src/servers/startTracker.ts";
 import { VERSION } from "./src/version.ts";
 
-async function main(args: string[]): Promise<number> {
+/** Runs otter with `args` (the command line); resolves to its exit code. */
+export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = loadConfig(args);
+    parsed = parseCommandLine(args);
+    // The TOML file's reader and writer (and smol-toml) load only when used: an idle process
+    // that never needs them saves their RSS (docs/performance.md → Idle RSS).
+    if (parsed.kind === "run" && parsed.config.config !== "") {
+      parsed = (await import("./src/config/configFile.ts")).withConfigFile(parsed);
+    }
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`otter: ${e.message} (see --help)`);
@@ -29,6 +34,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (parsed.kind === "print-config") {
+    const { defaultConfigToml } = await import("./src/config/configFile.ts");
     await Deno.stdout.write(new TextEncoder().encode(defaultConfigToml()));
     return 0;
   }
@@ -45,19 +51,20 @@ async function main(args: string[]): Promise<number> {
   const flags = parsed.flags;
   // Without a listener SIGHUP would end the process (also during a long state restore); with no
   // --config it only logs that.
-  Deno.addSignalListener("SIGHUP", () => {
-    if (running === undefined) {
+  Deno.addSignalListener("SIGHUP", async () => {
+    const tracker = running;
+    if (tracker === undefined) {
       console.log("config: SIGHUP while starting; ignored");
       return;
     }
+    const { reloadConfig } = await import("./src/config/configFile.ts");
     const outcome = reloadConfig(settings, flags);
-    const notes = outcome.ok ? running.tracker.applySettings(outcome.config) : [];
+    const notes = outcome.ok ? tracker.tracker.applySettings(outcome.config) : [];
     settings = outcome.config;
     console.log([outcome.message, ...notes].join("; "));
     // After the settings: --tls-cert and --tls-key may name new files.
-    running.reloadCertificate(settings).then((line) => {
-      if (line !== null) console.log(line);
-    });
+    const line = await tracker.reloadCertificate(settings);
+    if (line !== null) console.log(line);
   });
   try {
     running = await startTracker(parsed.config, clock, (line) => console.log(line));

@@ -42,7 +42,8 @@
  * timeout is closed and reopened, and what it owed counts as timed out; one the server closes
  * after its last reply (no keep-alive, e.g. opentracker) is reopened at once and only counted.
  * --stalls MS lists each episode of replies later than MS ms (requests due within 100 ms of each
- * other) with its wall-clock time, to match against the server's logs (e.g. --v8-flags=--trace-gc).
+ * other) with its wall-clock time, to match against the server's logs (e.g. --v8-flags=--trace-gc),
+ * and how late this tool itself sent the requests due then (a delay of the tool or the machine).
  * Output: sent, replies, errors, timeouts, rates, latency percentiles in us (log-linear
  * histogram: exact below 128 us, then 64 buckets per power of two; a percentile is its bucket's
  * lower bound, at most 1.6 % low), and a RESULT json line.
@@ -98,6 +99,10 @@ static double opt_stalls_ms;
 static u64 stall_ns, t0_real_ns;
 static int n_stalls, stalls_dropped;
 static struct { u64 first_due, last_due, worst, count; } stalls[MAX_STALLS];
+/* the most this tool was late sending any request due in each 10 ms (us): an episode whose
+   requests also left late is the tool's or the machine's delay, not only the server's */
+static uint32_t *send_late_10ms;
+static u64 n_late_10ms;
 static double period_ns;
 static int ep;
 
@@ -559,6 +564,10 @@ int main(int argc, char **argv) {
   rng_state = opt_seed ^ 0x6f70656e6c6f6f70ull;
   to_ns = (u64)(opt_timeout_ms * 1e6);
   stall_ns = (u64)(opt_stalls_ms * 1e6);
+  if (stall_ns) {
+    n_late_10ms = (u64)((opt_dur + opt_warm) * 100) + 100;
+    send_late_10ms = calloc(n_late_10ms, sizeof *send_late_10ms);
+  }
   period_ns = 1e9 / opt_rate;
   n_warm = (u64)(opt_warm * opt_rate + 0.5);
   n_total = n_warm + (u64)(opt_dur * opt_rate + 0.5);
@@ -592,6 +601,9 @@ int main(int argc, char **argv) {
         last_send = now;
         st.lateh[hidx(late / 1000)]++;
         if (late > max_late) max_late = late;
+        u64 b = (due(i) - t0) / 10000000ull;
+        if (send_late_10ms && b < n_late_10ms && late / 1000 > send_late_10ms[b])
+          send_late_10ms[b] = (uint32_t)(late / 1000);
       }
       if (mode_http) h_issue(i, now); else udp_issue(i);
     }
@@ -642,10 +654,15 @@ int main(int argc, char **argv) {
     /* wall-clock times (Unix ms) line up with the server's own logs, e.g. a GC trace */
     printf("stalls:     %d episodes of replies later than %g ms%s\n", n_stalls, opt_stalls_ms,
            stalls_dropped ? " (more not listed)" : "");
-    for (int k = 0; k < n_stalls; k++)
-      printf("stall:      at +%.3f s (unix %.3f): %llu replies late, requests due over %.1f ms, worst %.1f ms\n",
+    for (int k = 0; k < n_stalls; k++) {
+      u64 sent_late = 0;
+      for (u64 b = (stalls[k].first_due - t0) / 10000000ull; b <= (stalls[k].last_due - t0) / 10000000ull; b++)
+        if (send_late_10ms && b < n_late_10ms && send_late_10ms[b] > sent_late) sent_late = send_late_10ms[b];
+      printf("stall:      at +%.3f s (unix %.3f): %llu replies late, requests due over %.1f ms, worst %.1f ms,"
+             " sent up to %.1f ms late\n",
              (stalls[k].first_due - t0) / 1e9, (t0_real_ns + (stalls[k].first_due - t0)) / 1e9, stalls[k].count,
-             (stalls[k].last_due - stalls[k].first_due) / 1e6, stalls[k].worst / 1e6);
+             (stalls[k].last_due - stalls[k].first_due) / 1e6, stalls[k].worst / 1e6, sent_late / 1e3);
+    }
   }
   if (behind) fprintf(stderr, "openloop: WARNING: the tool did not keep its schedule (interrupted, or sends late or"
                               " missing); the latencies above include its own delay\n");

@@ -173,12 +173,29 @@ fi
 if want memory; then
   for shape in "100000 10" "1000 1000" "1000000 1"; do
     read -r torrents ports <<<"$shape"
-    echo "== memory: $torrents torrents x $ports peers (fresh otter)"
-    start_otter 16976 16975
-    timeout 900 bash "$LOAD/compare.sh" --memory --udp 16975 --otter-pid "$OTTER_PID" \
-      --torrents "$torrents" --ports "$ports" | tee -a "$OUT/memory.txt" | tail -n 5
-    stop_otter
+    for run in $(seq "$RUNS"); do
+      echo "== memory: $torrents torrents x $ports peers (fresh otter), run $run"
+      start_otter 16976 16975
+      timeout 900 bash "$LOAD/compare.sh" --memory --udp 16975 --otter-pid "$OTTER_PID" \
+        --torrents "$torrents" --ports "$ports" | tee -a "$OUT/memory.txt" | tail -n 5
+      stop_otter
+    done
   done
+  # Medians per shape of compare.sh's bytes-per-peer lines (otter, opentracker) and their ratio.
+  awk '
+    function med(s,    n, a, i, j, t) {
+      n = split(substr(s, 2), a, " ")
+      for (i = 2; i <= n; i++) { t = a[i] + 0; j = i - 1; while (j >= 1 && a[j] + 0 > t) { a[j + 1] = a[j]; j-- } a[j + 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    /^== memory: [0-9]+ new peers over/ { shape = $7 " torrents"; if (!(shape in seen)) { seen[shape] = 1; order[++k] = shape } }
+    /^otter +[0-9]/ { o[shape] = o[shape] " " $NF }
+    /^opentracker +[0-9]/ { r[shape] = r[shape] " " $NF }
+    END {
+      print "== memory, medians: RSS growth per peer, otter / opentracker (runs)"
+      for (i = 1; i <= k; i++) printf "   1M peers over %s: otter %.1f B (%s), opentracker %.1f B (%s), ratio %.2f\n",
+        order[i], med(o[order[i]]), substr(o[order[i]], 2), med(r[order[i]]), substr(r[order[i]], 2), med(o[order[i]]) / med(r[order[i]])
+    }' "$OUT/memory.txt"
 fi
 
 if want idle; then

@@ -13,9 +13,9 @@
  * time into a batch arena's packet slots, as recvmmsg would, and taken through one stage:
  *
  *   copy      the copy alone (the baseline the other stages include)
- *   parse     classifyPacket + readTransactionId + readAnnounce
+ *   parse     classifyPacket + readTransactionId + readAnnounceFields
  *   connid    ConnectionIds.check (HalfSipHash of time, address, family)
- *   hash      HalfSipHash-1-3 of the 20-byte info hash (the store's first step)
+ *   hash      TorrentKey.read: the info hash's words and HalfSipHash-1-3 (the store's first step)
  *   scrape    store.scrape: hash + torrent probe
  *   store0    store.announce with numwant 0: probe, peer find/insert/remove, no sampling
  *   store50   store.announce with numwant 50: the above plus peer sampling into the reply
@@ -37,17 +37,17 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { hashBytes } from "../src/hash/halfSipHash.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import {
+  AnnounceFields,
   classifyPacket,
-  readAnnounce,
+  readAnnounceFields,
   readTransactionId,
-  UdpAnnounce,
 } from "../src/protocol/udpPacket.ts";
 import { parseCommandLine } from "../src/config/config.ts";
 import { Clock } from "../src/config/clock.ts";
 import { SwarmTable } from "../src/store/swarmTable.ts";
+import { TorrentKey } from "../src/store/torrentTable.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { UdpTracker } from "../src/servers/udp/udpTracker.ts";
 import {
@@ -199,7 +199,8 @@ function receiveBatch(): void {
 // ------------------------------------------------------------------ stages
 
 let sink = 0;
-const announce = new UdpAnnounce();
+const announce = new AnnounceFields();
+const torrentKey = new TorrentKey(key);
 const counters = { truncated: 0, handlerErrors: 0 };
 
 type Stage = (packet: Uint8Array) => number;
@@ -207,11 +208,14 @@ const STAGES: Record<string, Stage | null> = {
   copy: (p) => p[97],
   parse: (p) => {
     const action = classifyPacket(p, 98);
-    const tid = readTransactionId(p);
-    return readAnnounce(p, 98, announce) === null ? action + tid + announce.port : 0;
+    const tid = readTransactionId(p) | 0;
+    return readAnnounceFields(p, 98, announce) === null ? action + tid + announce.port : 0;
   },
   connid: (p) => ids.check(clock.now, 4, LOCALHOST, 0, p, 0) ? 1 : 0,
-  hash: (p) => hashBytes(key[0], key[1], p, 16, 20),
+  hash: (p) => {
+    torrentKey.read(p, 16);
+    return torrentKey.hash;
+  },
   scrape: (p) => store.scrape(p, 16) ? 1 : 0,
   store0: (p) => storeAnnounce(p, 0),
   store50: (p) => storeAnnounce(p, 50),
@@ -220,7 +224,7 @@ const STAGES: Record<string, Stage | null> = {
 };
 
 function storeAnnounce(p: Uint8Array, numwant: number): number {
-  readAnnounce(p, 98, announce);
+  readAnnounceFields(p, 98, announce);
   return store.announce(
     p,
     16,

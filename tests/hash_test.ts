@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { hashBytes, hashWords, randomKey } from "../src/hash/halfSipHash.ts";
+import { hashBytes, randomKey } from "../src/hash/halfSipHash.ts";
+import {
+  hash2Words,
+  hash3Words,
+  hash4Words,
+  hash5Words,
+  hash6Words,
+} from "../src/hash/halfSipHashWords.ts";
 
 /**
  * HalfSipHash-1-3, 32-bit output, key bytes 00..07 (k0 = 0x03020100, k1 = 0x07060504), input the
@@ -94,27 +101,46 @@ Deno.test("hashBytes reads at any offset", () => {
   }
 });
 
-Deno.test("hashWords takes little-endian words and matches the same vectors", () => {
-  assert.equal(hashWords(K0, K1, 1, 0x03020100), VECTORS[4]);
-  assert.equal(hashWords(K0, K1, 2, 0x03020100, 0x07060504), VECTORS[8]);
-  assert.equal(hashWords(K0, K1, 3, 0x03020100, 0x07060504, 0x0b0a0908), VECTORS[12]);
-  assert.equal(
-    hashWords(K0, K1, 4, 0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c),
-    VECTORS[16],
-  );
-  // Unused trailing words are ignored, signed and unsigned word values hash alike.
-  assert.equal(hashWords(K0, K1, 1, 0x03020100, 1, 2, 3), VECTORS[4]);
-  assert.equal(hashWords(K0, K1, 1, 0xffffffff), hashWords(K0, K1, 1, -1));
+Deno.test("hashNWords take little-endian words and match the same vectors, as int32", () => {
+  const w = [0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c, 0x13121110, 0x17161514];
+  assert.equal(hash2Words(K0, K1, w[0], w[1]) >>> 0, VECTORS[8]);
+  assert.equal(hash3Words(K0, K1, w[0], w[1], w[2]) >>> 0, VECTORS[12]);
+  assert.equal(hash4Words(K0, K1, w[0], w[1], w[2], w[3]) >>> 0, VECTORS[16]);
+  assert.equal(hash5Words(K0, K1, w[0], w[1], w[2], w[3], w[4]) >>> 0, VECTORS[20]);
+  assert.equal(hash6Words(K0, K1, w[0], w[1], w[2], w[3], w[4], w[5]) >>> 0, VECTORS[24]);
+  // int32 results, so a call that is not inlined returns a small integer, never a heap number.
+  for (let i = 0; i < 64; i++) {
+    const h = hash2Words(K0, K1, i, -i);
+    assert.ok(h === (h | 0), `hash2Words(${i}) is an int32`);
+  }
 });
 
-Deno.test("results are u32 and depend on every key bit", () => {
-  const base = hashWords(K0, K1, 2, 1, 2);
+Deno.test("hashNWords equal hashBytes over random words (signed or unsigned, random keys)", () => {
+  const bytes = new Uint8Array(24);
+  const words = new Uint32Array(bytes.buffer);
+  const signed = new Int32Array(bytes.buffer);
+  for (let round = 0; round < 1000; round++) {
+    crypto.getRandomValues(bytes);
+    const [k0, k1] = randomKey();
+    const w = round % 2 === 0 ? words : signed;
+    const expect = (n: number) => hashBytes(k0, k1, bytes, 0, n * 4);
+    assert.equal(hash2Words(k0, k1, w[0], w[1]) >>> 0, expect(2));
+    assert.equal(hash3Words(k0, k1, w[0], w[1], w[2]) >>> 0, expect(3));
+    assert.equal(hash4Words(k0, k1, w[0], w[1], w[2], w[3]) >>> 0, expect(4));
+    assert.equal(hash5Words(k0, k1, w[0], w[1], w[2], w[3], w[4]) >>> 0, expect(5));
+    assert.equal(hash6Words(k0, k1, w[0], w[1], w[2], w[3], w[4], w[5]) >>> 0, expect(6));
+  }
+});
+
+Deno.test("results depend on every key bit", () => {
+  const base = hash2Words(K0, K1, 1, 2);
   for (let bit = 0; bit < 64; bit++) {
     const k0 = bit < 32 ? K0 ^ (1 << bit) : K0;
     const k1 = bit >= 32 ? K1 ^ (1 << (bit - 32)) : K1;
-    const h = hashWords(k0, k1, 2, 1, 2);
-    assert.ok(Number.isInteger(h) && h >= 0 && h < 2 ** 32);
+    const h = hash2Words(k0, k1, 1, 2);
     assert.notEqual(h, base, `key bit ${bit}`);
+    const u = hashBytes(k0, k1, INPUT, 0, 8);
+    assert.ok(Number.isInteger(u) && u >= 0 && u < 2 ** 32, "hashBytes is a uint32");
   }
   const key = randomKey();
   assert.equal(key.length, 2);

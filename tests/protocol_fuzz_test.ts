@@ -13,8 +13,10 @@ import {
   writeScrapeReply,
 } from "../src/protocol/httpReply.ts";
 import {
+  AnnounceFields,
   classifyPacket,
   readAnnounce,
+  readAnnounceFields,
   scrapeHashCount,
   UdpAnnounce,
   writeError,
@@ -187,6 +189,28 @@ Deno.test(`fuzz: random datagrams never throw (seed ${SEED})`, () => {
     if (reason !== null) {
       assert.ok(writeError(out, a.transactionId, reason, length) <= Math.max(8, length));
     }
+  });
+});
+
+Deno.test(`fuzz: readAnnounceFields agrees with readAnnounce (seed ${SEED})`, () => {
+  const r = rng(SEED ^ 0x77aa);
+  const full = new UdpAnnounce();
+  const lean = new AnnounceFields();
+  loop(50000, () => {
+    const packet = r.bytes(16 + r.int(100));
+    // Mostly zero event and numwant bytes, so valid announces are common too.
+    for (let i = 80; i < packet.length && i < 98; i++) if (r.int(3) !== 0) packet[i] = 0;
+    if (packet.length >= 98 && r.int(2) === 0) packet[83] = r.int(5);
+    if (packet.length >= 72 && r.int(2) === 0) packet.fill(0, 64, 72 - r.int(2));
+    const length = 16 + r.int(packet.length - 15);
+    const reason = readAnnounce(packet, length, full);
+    assert.equal(readAnnounceFields(packet, length, lean), reason);
+    assert.equal(lean.transactionId >>> 0, full.transactionId);
+    if (reason !== null) return;
+    assert.equal(lean.leftIsZero, full.leftIsZero);
+    assert.equal(lean.event, full.event);
+    assert.equal(lean.numwant, full.numwant);
+    assert.equal(lean.port, full.port);
   });
 });
 

@@ -4,6 +4,7 @@ import {
   ACTION_CONNECT,
   ACTION_ERROR,
   ACTION_SCRAPE,
+  AnnounceFields,
   classifyPacket,
   ERROR_ANNOUNCE_TOO_SHORT,
   ERROR_INVALID_EVENT,
@@ -14,6 +15,7 @@ import {
   MAX_UDP_SCRAPE_HASHES,
   PACKET_DROP,
   readAnnounce,
+  readAnnounceFields,
   readTransactionId,
   scrapeHashCount,
   UdpAnnounce,
@@ -102,6 +104,27 @@ Deno.test("readAnnounce: every field of a valid packet", () => {
   assert.equal(a.key, 0x12345678);
   assert.equal(a.numwant, 50);
   assert.equal(a.port, 6881);
+});
+
+Deno.test("readAnnounceFields: what the tracker uses, the transaction id as int32", () => {
+  const f = new AnnounceFields();
+  assert.equal(readAnnounceFields(ANNOUNCE, 98, f), null);
+  assert.equal(f.transactionId, 0xcafebabe | 0);
+  assert.equal(f.leftIsZero, true);
+  assert.equal(f.event, EVENT_STARTED);
+  assert.equal(f.numwant, 50);
+  assert.equal(f.port, 6881);
+  assert.equal(readAnnounceFields(with_(64, "0000000100000000"), 98, f), null);
+  assert.equal(f.leftIsZero, false, "any byte of left set is not a seeder");
+  assert.equal(readAnnounceFields(with_(92, "fffffffe"), 98, f), null);
+  assert.equal(f.numwant, -1);
+  // An event over 3 in any byte of its u32 is refused, as readAnnounce does.
+  for (const bytes of ["00000004", "00000100", "00010000", "01000000", "ffffffff"]) {
+    assert.equal(readAnnounceFields(with_(80, bytes), 98, f), ERROR_INVALID_EVENT, bytes);
+  }
+  assert.equal(readAnnounceFields(with_(96, "0000"), 98, f), ERROR_INVALID_PORT);
+  assert.equal(readAnnounceFields(ANNOUNCE, 97, f), ERROR_ANNOUNCE_TOO_SHORT);
+  assert.equal(f.transactionId, 0xcafebabe | 0, "a short announce still has its transaction id");
 });
 
 Deno.test("readAnnounce: 64-bit fields, numwant sign, events, BEP 41 tail", () => {

@@ -305,6 +305,38 @@ Deno.test("state format: each corruption class has its own reason", async () => 
   }
 });
 
+Deno.test("sliced save that starts during a table resize still has every torrent", async () => {
+  const store = new SwarmTable({ peerTimeout: 2700 });
+  // Stop right after the table starts to grow: most rows are still in the old table.
+  let torrents = 0;
+  do {
+    for (let p = 0; p < 4; p++) {
+      store.announce(hashOf(torrents), 0, 4, v4(p), 0, 1000 + p, 2, false, 0, 50, NO_PEERS, 0);
+    }
+    torrents++;
+  } while (!store.resizing || torrents < 20000);
+  // Between slices clients refresh torrents, which moves their rows to the new table.
+  let pauses = 0;
+  let refreshed = 0;
+  const pause = () => {
+    pauses++;
+    for (let i = 0; i < 200; i++) {
+      const t = (refreshed++ * 7919) % torrents;
+      store.announce(hashOf(t), 0, 4, v4(0), 0, 1000, 0, false, 0, 55, NO_PEERS, 0);
+    }
+    return Promise.resolve();
+  };
+  const result = await encodeState(store, 60, Date.now(), pause);
+  assert.equal(result.torrents, torrents);
+  const fresh = new SwarmTable({ peerTimeout: 2700 });
+  restoreState(joinChunks(result.chunks), fresh, 60, 0, 2700);
+  for (let t = 0; t < torrents; t++) {
+    assert.ok(fresh.scrape(hashOf(t), 0), `torrent ${t}`);
+    assert.equal(fresh.result.incomplete, 4);
+  }
+  assert.ok(pauses >= 2, `only ${pauses} pauses`);
+});
+
 Deno.test("sliced save: announces and table resizes between slices still give a valid file", async () => {
   const store = new SwarmTable({ peerTimeout: 2700 });
   for (let t = 0; t < 10000; t++) {

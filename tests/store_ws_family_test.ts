@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { FAMILY_WS, SwarmTable, WS_REMOTE_BIT } from "../src/store/swarmTable.ts";
 import { assertInvariants } from "../src/store/invariants.ts";
+import { CLASS_CAPACITY, FIRST_SET_CLASS, LINEAR_CLASSES } from "../src/store/classes.ts";
+import { CLASS_SHIFT, COUNT_MASK, LIST_META, ROW_WORDS, ROW_WS } from "../src/store/layout.ts";
 
 const NONE = 0, COMPLETED = 1, STARTED = 2, STOPPED = 3;
 const hash = new Uint8Array(20).fill(7);
@@ -182,5 +184,39 @@ Deno.test("with offers across nodes, another node's WebSocket peers are sampled 
   assert.deepEqual(sampled(ws(table, 2, STARTED, false, 2, 10)), [1, remote77, remote78]);
   // A seeder's offers still go to leechers only, wherever they are.
   assert.deepEqual(sampled(ws(table, 3, COMPLETED, true, 3, 10)), [1, 2, remote77]);
+  assertInvariants(table);
+});
+
+Deno.test("a WebSocket swarm of hundreds is a dense sorted list; offers reach local peers only", () => {
+  const table = new SwarmTable({ peerTimeout: 1000, wsPeerTimeout: 50 });
+  // 150 of this node's peers and 150 held for other nodes (WS_REMOTE_BIT: addresses above 2^31).
+  for (let n = 1; n <= 150; n++) {
+    ws(table, n, STARTED, false, 10);
+    ws(table, (n | WS_REMOTE_BIT) >>> 0, STARTED, false, 10);
+  }
+  const view = table.view();
+  let meta = 0;
+  for (let slot = 0; slot < view.capacity && meta === 0; slot++) {
+    meta = view.rows[slot * ROW_WORDS + ROW_WS + LIST_META];
+  }
+  const sizeClass = meta >>> CLASS_SHIFT;
+  assert.equal(meta & COUNT_MASK, 300);
+  // Dense, not a set: no load factor, so the block is within one 1.0625x class of the count.
+  assert.ok(sizeClass >= LINEAR_CLASSES && sizeClass < FIRST_SET_CLASS, `class ${sizeClass}`);
+  assert.ok(CLASS_CAPACITY[sizeClass] <= Math.ceil(300 * 1.0625) + 1);
+  assertInvariants(table); // checks the dense list's order, remote entries included
+  const offers = sampled(ws(table, 7, NONE, false, 20, 50));
+  assert.equal(new Set(offers).size, 50);
+  for (const e of offers) assert.ok(e !== 7 && e >= 1 && e <= 150, `offer to ${e}`);
+  // Stops from both halves keep it sorted and complete; expiry empties it.
+  for (let n = 1; n <= 150; n += 3) {
+    ws(table, n, STOPPED, false, 20);
+    ws(table, (n | WS_REMOTE_BIT) >>> 0, STOPPED, false, 20);
+  }
+  assert.equal(table.peersWs, 200);
+  assertInvariants(table);
+  table.cleanAll(100);
+  assert.equal(table.peersWs, 0);
+  assert.equal(table.torrents, 0);
   assertInvariants(table);
 });

@@ -45,6 +45,7 @@ import type { ClusterCounters } from "./clusterCounters.ts";
 import type { RedisLink } from "./redisLink.ts";
 import type { ShardReader } from "./shardReader.ts";
 import { errorLine } from "./redisCommands.ts";
+import { settleResize } from "../store/slicer.ts";
 import {
   checkChunk,
   chunkTakenAt,
@@ -486,6 +487,9 @@ export class SnapshotStore {
     let cpuMs = 0;
     for (let attempt = 0;; attempt++) {
       const pausing = attempt < MAX_RESTARTS;
+      // Rows change tables while a paused walk waits: a running resize is finished first, and a
+      // new one (slotCount changes) restarts the walk below.
+      await settleResize(store, pausing ? () => new Promise((r) => setTimeout(r, 0)) : null);
       const filled: Uint8Array[] = [];
       const writer = new ChunkWriter(shard, version, this.#chunkBytes, (c) => filled.push(c));
       let bytes = 0;

@@ -135,7 +135,14 @@ export function readConfigFile(path: string, readText: ReadText = readTextSync):
  * flags. Throws ConfigError (exit 2) on any problem in either.
  */
 export function loadConfig(args: string[], readText: ReadText = readTextSync): ParsedCommandLine {
-  const parsed = parseCommandLine(args);
+  return withConfigFile(parseCommandLine(args), readText);
+}
+
+/** `loadConfig` for a command line already parsed (main.ts loads this module only with --config). */
+export function withConfigFile(
+  parsed: ParsedCommandLine,
+  readText: ReadText = readTextSync,
+): ParsedCommandLine {
   if (parsed.kind !== "run" || parsed.config.config === "") return parsed;
   const file = readConfigFile(parsed.config.config, readText);
   return { ...parsed, config: resolveConfig([file, parsed.flags]) };

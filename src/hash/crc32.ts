@@ -3,8 +3,14 @@
  * and corruption (not tampering). Slicing-by-8 tables make it about 1.5 ns per byte.
  */
 
-/** Slicing-by-8 tables: entry 256 * k + n is the CRC of byte n followed by k zero bytes. */
-const CRC_TABLES = makeCrcTables();
+/**
+ * Slicing-by-8 tables: entry 256 * k + n is the CRC of byte n followed by k zero bytes. Built at
+ * the first checksum, not at import: the loop that builds them gets hot enough for TurboFan, and
+ * the first optimizing compile of a process touches the deno binary's compiler code (up to 3 MB of
+ * an idle otter's RSS: docs/performance.md → Idle RSS), which a tracker without a state file or a
+ * cluster does not need until it has traffic.
+ */
+let crcTables: Int32Array | undefined;
 
 function makeCrcTables(): Int32Array {
   const tables = new Int32Array(8 * 256);
@@ -27,7 +33,7 @@ function makeCrcTables(): Int32Array {
  * pass a previous result as `crc` to continue over the next piece of a longer input.
  */
 export function crc32(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
-  const t = CRC_TABLES;
+  const t = crcTables ??= makeCrcTables();
   let c = ~crc;
   let i = start;
   // Eight bytes per step: about four times faster than one table lookup per byte.

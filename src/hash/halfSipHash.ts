@@ -2,7 +2,8 @@
  * HalfSipHash-1-3 with a 64-bit secret key and 32-bit output.
  *
  * Everything keyed by attacker-chosen bytes (info hashes, peer addresses, UDP connection ids)
- * goes through this function: with a random per-process key, nobody outside the process can
+ * goes through this function or its fixed-length forms over 32-bit words (halfSipHashWords.ts,
+ * what the hot path uses): with a random per-process key, nobody outside the process can
  * craft inputs that collide, so open-addressing tables keep short probe runs. It works on
  * 32-bit words only, keeps its state in locals (V8 keeps them in registers; module-level state
  * measured ~30% slower) and allocates nothing.
@@ -61,30 +62,4 @@ export function hashBytes(
     v0 ^= m;
   }
   return (v1 ^ v3) >>> 0;
-}
-
-/** Words for hashWords, reused so the call allocates nothing. */
-const WORDS = new Uint8Array(20);
-
-/**
- * Hashes up to five 32-bit words given as numbers (the first `count`; each taken as its
- * little-endian bytes, so it equals hashBytes over those bytes).
- */
-export function hashWords(
-  k0: number,
-  k1: number,
-  count: number,
-  w0: number,
-  w1 = 0,
-  w2 = 0,
-  w3 = 0,
-  w4 = 0,
-): number {
-  const b = WORDS;
-  b[0] = w0, b[1] = w0 >>> 8, b[2] = w0 >>> 16, b[3] = w0 >>> 24;
-  b[4] = w1, b[5] = w1 >>> 8, b[6] = w1 >>> 16, b[7] = w1 >>> 24;
-  b[8] = w2, b[9] = w2 >>> 8, b[10] = w2 >>> 16, b[11] = w2 >>> 24;
-  b[12] = w3, b[13] = w3 >>> 8, b[14] = w3 >>> 16, b[15] = w3 >>> 24;
-  b[16] = w4, b[17] = w4 >>> 8, b[18] = w4 >>> 16, b[19] = w4 >>> 24;
-  return hashBytes(k0, k1, b, 0, count * 4);
 }

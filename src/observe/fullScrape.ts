@@ -22,7 +22,7 @@
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 import { writeScrapeEnd, writeScrapeFile, writeScrapeStart } from "../protocol/httpReply.ts";
-import { SLICE_MS, Slicer } from "../store/slicer.ts";
+import { settleResize, SLICE_MS, Slicer } from "../store/slicer.ts";
 import { acceptsGzip } from "../protocol/acceptEncoding.ts";
 
 /** Largest chunk a build produces (plain and gzip). */
@@ -80,6 +80,7 @@ async function copyTorrents(
   if (access !== null && access.mode === "off") access = null;
   for (let attempt = 0;; attempt++) {
     const sliced = attempt < MAX_COPY_RESTARTS;
+    await settleResize(store, sliced ? () => slicer.pause() : null);
     const capacity = store.slotCount;
     let room = store.torrents + (store.torrents >>> 4) + 64;
     let hashes = new Uint8Array(room * 20);

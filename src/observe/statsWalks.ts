@@ -8,7 +8,7 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
-import { Slicer } from "../store/slicer.ts";
+import { settleResize, Slicer } from "../store/slicer.ts";
 import { snapshotTorrents, type TorrentSnapshot } from "./fullScrape.ts";
 
 export interface TopEntry {
@@ -198,6 +198,7 @@ async function peerAges(
   };
   for (let attempt = 0;; attempt++) {
     buckets.fill(0);
+    await settleResize(store, attempt < 8 ? () => slicer.pause() : null);
     const capacity = store.slotCount;
     let resized = false;
     for (let slot = 0; slot < capacity; slot++) {

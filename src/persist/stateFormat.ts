@@ -32,7 +32,7 @@
  */
 import { crc32 } from "../hash/crc32.ts";
 import type { PeerVisitor, SwarmTable } from "../store/swarmTable.ts";
-import { ROW_LAST_ACTIVITY, ROW_WORDS } from "../store/layout.ts";
+import { settleResize } from "../store/slicer.ts";
 import type { AccessPolicy } from "../policy/accessList.ts";
 
 export const STATE_VERSION = 1;
@@ -111,7 +111,7 @@ class StateEncoder {
   readonly #onPeer6 = this.#peerWriter(16);
 
   /** Writes one torrent (slot in use); returns the peers written. */
-  writeSlot(slot: number, rows: Uint32Array): number {
+  writeSlot(slot: number): number {
     const store = this.store;
     store.slotCounts(slot);
     const result = store.result;
@@ -120,7 +120,7 @@ class StateEncoder {
     const b = this.#buf;
     const start = this.#pos;
     store.copyInfoHash(slot, b, start);
-    const activity = rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
+    const activity = store.slotLastActivity(slot);
     const idle = this.#now > activity ? this.#now - activity : 0;
     writeU32LE(b, start + 20, result.downloaded);
     writeU32LE(b, start + 24, idle);
@@ -154,20 +154,19 @@ function readU32LE(b: Uint8Array, o: number): number {
 /** One pass over the table; false if the table was resized under a paused walk. */
 async function walk(encoder: StateEncoder, pause: (() => Promise<void>) | null): Promise<boolean> {
   const store = encoder.store;
+  await settleResize(store, pause);
   const capacity = store.slotCount;
-  let rows = store.view().rows;
   let budget = SLICE_WORK;
   for (let slot = 0; slot < capacity; slot++) {
     if (!store.slotInUse(slot)) {
       if (budget <= 0 && pause !== null) {
         await pause();
         if (store.slotCount !== capacity) return false;
-        rows = store.view().rows;
         budget = SLICE_WORK;
       }
       continue;
     }
-    budget -= TORRENT_WORK + encoder.writeSlot(slot, rows);
+    budget -= TORRENT_WORK + encoder.writeSlot(slot);
   }
   return true;
 }

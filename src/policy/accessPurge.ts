@@ -14,7 +14,7 @@
  */
 import type { SwarmTable } from "../store/swarmTable.ts";
 import type { AccessPolicy } from "./accessList.ts";
-import { SLICE_MS, Slicer } from "../store/slicer.ts";
+import { settleResize, SLICE_MS, Slicer } from "../store/slicer.ts";
 
 /** Slots visited between two looks at the slice clock. */
 const SLOTS_PER_CHECK = 1024;
@@ -99,6 +99,8 @@ export class ForbiddenSwarmPurge {
     const hash = this.#scratch;
     for (let restarts = 0;; restarts++) {
       const sliced = restarts < MAX_RESTARTS;
+      await settleResize(store, sliced ? () => slicer.pause() : null);
+      if (this.#stopped || policy.generation !== generation) return false;
       const capacity = store.slotCount;
       const resizes = store.resizes;
       let empty = 0;

@@ -12,7 +12,7 @@
  * sources, which cannot receive the id at that address whatever their port.
  */
 
-import { hashBytes, hashWords } from "../hash/halfSipHash.ts";
+import { hash3Words, hash6Words } from "../hash/halfSipHashWords.ts";
 
 /** How far an id's time may lie ahead of `now` (seconds) before it is refused. */
 const MAX_FUTURE = 5;
@@ -21,37 +21,35 @@ export class ConnectionIds {
   readonly #k0: number;
   readonly #k1: number;
   readonly #maxAge: number;
-  /** time, 16 address bytes, family word: the IPv6 hash input. */
-  readonly #scratch = new Uint8Array(24);
 
   /**
    * `key` is 2 secret words (see `randomKey`); ids are accepted for `lifetime` seconds (BEP 15 asks
    * for 2 minutes) plus `grace`, because some clients keep using an id well past its lifetime.
    */
   constructor(key: Uint32Array, lifetime = 120, grace = 480) {
-    this.#k0 = key[0];
-    this.#k1 = key[1];
+    this.#k0 = key[0] | 0;
+    this.#k1 = key[1] | 0;
     this.#maxAge = lifetime + grace;
   }
 
-  #mac(time: number, family: 4 | 6, address: Uint8Array, addressOffset: number) {
+  /** The id's MAC as an int32 (an int32 passed and returned never becomes a heap number). */
+  #mac(time: number, family: 4 | 6, address: Uint8Array, at: number): number {
     // The family is hashed too, so an IPv4 address never hashes like an IPv6 one.
-    if (family === 4) {
-      const a = (address[addressOffset] << 24) | (address[addressOffset + 1] << 16) |
-        (address[addressOffset + 2] << 8) | address[addressOffset + 3];
-      return hashWords(this.#k0, this.#k1, 3, time, a, family);
-    }
-    const s = this.#scratch;
-    s[0] = time >>> 24;
-    s[1] = time >>> 16;
-    s[2] = time >>> 8;
-    s[3] = time;
-    for (let i = 0; i < 16; i++) s[4 + i] = address[addressOffset + i];
-    s[20] = 0;
-    s[21] = 0;
-    s[22] = 0;
-    s[23] = family;
-    return hashBytes(this.#k0, this.#k1, s, 0, 24);
+    const a0 = (address[at] << 24) | (address[at + 1] << 16) | (address[at + 2] << 8) |
+      address[at + 3];
+    if (family === 4) return hash3Words(this.#k0, this.#k1, time, a0, family);
+    return hash6Words(
+      this.#k0,
+      this.#k1,
+      time,
+      a0,
+      (address[at + 4] << 24) | (address[at + 5] << 16) | (address[at + 6] << 8) | address[at + 7],
+      (address[at + 8] << 24) | (address[at + 9] << 16) | (address[at + 10] << 8) |
+        address[at + 11],
+      (address[at + 12] << 24) | (address[at + 13] << 16) | (address[at + 14] << 8) |
+        address[at + 15],
+      family,
+    );
   }
 
   /** Writes 8 bytes at out[outOffset]: u32 BE issue time, u32 BE HalfSipHash(key; time, addr). */
@@ -63,7 +61,7 @@ export class ConnectionIds {
     out: Uint8Array,
     outOffset: number,
   ): void {
-    const time = now >>> 0;
+    const time = now | 0;
     const mac = this.#mac(time, family, address, addressOffset);
     out[outOffset] = time >>> 24;
     out[outOffset + 1] = time >>> 16;
@@ -87,11 +85,13 @@ export class ConnectionIds {
     packet: Uint8Array,
     offset: number,
   ): boolean {
-    const time = ((packet[offset] << 24) | (packet[offset + 1] << 16) | (packet[offset + 2] << 8) |
-      packet[offset + 3]) >>> 0;
-    if (time > now + MAX_FUTURE || now - time > this.#maxAge) return false;
-    const mac = ((packet[offset + 4] << 24) | (packet[offset + 5] << 16) |
-      (packet[offset + 6] << 8) | packet[offset + 7]) >>> 0;
+    // Read as int32: `now` is far below 2^31, so an id whose time has the top bit set is refused
+    // as from the future, and the time passed on is never a heap number.
+    const time = (packet[offset] << 24) | (packet[offset + 1] << 16) | (packet[offset + 2] << 8) |
+      packet[offset + 3];
+    if (time < 0 || time > now + MAX_FUTURE || now - time > this.#maxAge) return false;
+    const mac = (packet[offset + 4] << 24) | (packet[offset + 5] << 16) |
+      (packet[offset + 6] << 8) | packet[offset + 7];
     return mac === this.#mac(time, family, address, addressOffset);
   }
 }

@@ -35,6 +35,10 @@ export const REQUEST_HEADER_LENGTH = 16;
 export const CONNECT_REQUEST_LENGTH = 16;
 export const CONNECT_REPLY_LENGTH = 16;
 export const ANNOUNCE_REQUEST_LENGTH = 98;
+/** Where an announce's info hash is (BEP 15: fixed). */
+export const ANNOUNCE_INFO_HASH_OFFSET = 16;
+/** Where an announce's peer id is (BEP 15: fixed, after the info hash). */
+export const ANNOUNCE_PEER_ID_OFFSET = 36;
 /** Peers (6 bytes each for IPv4, 18 for IPv6) follow the announce reply header. */
 export const ANNOUNCE_REPLY_HEADER_LENGTH = 20;
 export const SCRAPE_REPLY_HEADER_LENGTH = 8;
@@ -74,7 +78,7 @@ export class UdpAnnounce {
   transactionId = 0;
   /** Offsets of the 20-byte info hash and peer id in the packet (fixed by BEP 15). */
   infoHashOffset = 16;
-  peerIdOffset = 36;
+  peerIdOffset = ANNOUNCE_PEER_ID_OFFSET;
   downloaded = 0;
   /** Bytes left; a negative i64 reads as 0 and is not a seeder. Use `leftIsZero` for seeders. */
   left = 0;
@@ -128,7 +132,7 @@ export function readAnnounce(packet: Uint8Array, length: number, into: UdpAnnoun
   into.transactionId = readU32BE(packet, 12);
   if (length < ANNOUNCE_REQUEST_LENGTH) return ERROR_ANNOUNCE_TOO_SHORT;
   into.infoHashOffset = 16;
-  into.peerIdOffset = 36;
+  into.peerIdOffset = ANNOUNCE_PEER_ID_OFFSET;
   into.downloaded = readU64BE(packet, 56);
   into.left = readU64BE(packet, 64);
   into.leftIsZero = (packet[64] | packet[65] | packet[66] | packet[67] | packet[68] | packet[69] |
@@ -140,6 +144,48 @@ export function readAnnounce(packet: Uint8Array, length: number, into: UdpAnnoun
   into.ipAddress = readU32BE(packet, 84);
   into.key = readU32BE(packet, 88);
   const numwant = readU32BE(packet, 92) | 0;
+  into.numwant = numwant < 0 ? -1 : numwant;
+  const port = (packet[96] << 8) | packet[97];
+  if (port === 0) return ERROR_INVALID_PORT;
+  into.port = port;
+  return null;
+}
+
+/**
+ * The announce fields the tracker acts on; one object is reused for every packet. The transaction
+ * id is an int32 (its bytes are what matters: it is only echoed back), so passing it to a call
+ * that is not inlined never boxes it.
+ */
+export class AnnounceFields {
+  transactionId = 0;
+  leftIsZero = false;
+  /** BEP 15 numbering (events.ts). */
+  event = 0;
+  /** -1 = default. */
+  numwant = -1;
+  port = 0;
+}
+
+/**
+ * Reads what the tracker uses of an announce of `length` >= 16 bytes (`classifyPacket` checked
+ * it) into `into`, with the same errors as `readAnnounce`, which reads every field; returns an
+ * error reason or null. The hot path's parser: no 64-bit fields turned into Numbers, no fields
+ * nobody reads.
+ */
+export function readAnnounceFields(
+  packet: Uint8Array,
+  length: number,
+  into: AnnounceFields,
+): string | null {
+  into.transactionId = (packet[12] << 24) | (packet[13] << 16) | (packet[14] << 8) | packet[15];
+  if (length < ANNOUNCE_REQUEST_LENGTH) return ERROR_ANNOUNCE_TOO_SHORT;
+  into.leftIsZero = (packet[64] | packet[65] | packet[66] | packet[67] | packet[68] | packet[69] |
+    packet[70] | packet[71]) === 0;
+  // The event is a u32: over 3 if any of its top three bytes is set.
+  const event = packet[83];
+  if ((packet[80] | packet[81] | packet[82]) !== 0 || event > 3) return ERROR_INVALID_EVENT;
+  into.event = event;
+  const numwant = (packet[92] << 24) | (packet[93] << 16) | (packet[94] << 8) | packet[95];
   into.numwant = numwant < 0 ? -1 : numwant;
   const port = (packet[96] << 8) | packet[97];
   if (port === 0) return ERROR_INVALID_PORT;

@@ -9,11 +9,9 @@ import type { Clock } from "../config/clock.ts";
 import { formatHostPort } from "../protocol/ipAddress.ts";
 import { randomKey } from "../hash/halfSipHash.ts";
 import { ConnectionIds } from "../protocol/connectionId.ts";
-import { CLEAN_BUDGET, CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
-import { watchAccessList } from "../policy/accessListFile.ts";
+import { CLEAN_INTERVAL_MS, SwarmTable } from "../store/swarmTable.ts";
 import type { UdpListenerFailures } from "../observe/udpSocketFailures.ts";
 import { ForbiddenSwarmPurge } from "../policy/accessPurge.ts";
-import { StateFile } from "../persist/stateFile.ts";
 import { randomNodeId } from "../cluster/clusterOptions.ts";
 import { readClusterSecret } from "../cluster/clusterSecret.ts";
 import { newClusterCounters } from "../cluster/clusterCounters.ts";
@@ -26,10 +24,16 @@ import { CertificateRefused, ReloadableTlsListener } from "./http/tlsListener.ts
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
-import { PortableUdpSocket } from "./udp/udpPortableSocket.ts";
-import { renderWorkerMetrics, UdpWorkerPool } from "./udp/udpWorkerPool.ts";
+import { releaseFreedMalloc } from "./udp/libc.ts";
+import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
 import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
+
+/** The clean timer's period while the store is empty. */
+const IDLE_CLEAN_INTERVAL_MS = 1000;
+/** How often malloc's free pages are given back (with glibc open for the fast path): a call
+ *  costs 10-60 µs. */
+const MALLOC_TRIM_INTERVAL_MS = 2000;
 
 export interface RunningTracker {
   tracker: Tracker;
@@ -104,10 +108,13 @@ export async function startTracker(
   // Sampled once a second from the start, so the page has history from the first minute.
   operator.dashboard?.history.start();
 
+  // What most trackers never use is imported only when configured (the access-list file, the
+  // state file, the portable path, the I/O Workers, the cluster): an idle otter does not pay
+  // for their code (docs/performance.md → Idle RSS).
   const accessListPath = config.whitelist !== "" ? config.whitelist : config.blacklist;
-  const accessWatch = accessListPath === ""
-    ? null
-    : await watchAccessList(accessListPath, tracker.access, log);
+  const accessWatch = accessListPath === "" ? null : await (
+    await import("../policy/accessListFile.ts")
+  ).watchAccessList(accessListPath, tracker.access, log);
   // A reload that forbids torrents drops their swarms, in slices (the servers already refuse and
   // hide them from the moment the new list is in force).
   const purge = new ForbiddenSwarmPurge(store, tracker.access, (done) => {
@@ -120,7 +127,9 @@ export async function startTracker(
   });
   tracker.access.onSwap(() => purge.purge());
   // Restored before any listener opens, so the first reply already sees the old swarms.
-  const state = config.state === "" ? null : await StateFile.open(config.state, store, clock, {
+  const state = config.state === "" ? null : await (
+    await import("../persist/stateFile.ts")
+  ).StateFile.open(config.state, store, clock, {
     every: config.stateEvery,
     peerTimeout: config.peerTimeout,
     log,
@@ -138,14 +147,24 @@ export async function startTracker(
   const udpSockets: UdpListener[] = [];
   const loops: Promise<void>[] = [];
   let cluster: { stop(): Promise<void> } | null = null;
-  const cleaner = setInterval(() => {
+  // Expiry paced by time (a pass a minute); an empty store is looked at once a second.
+  let cleanedAt = performance.now();
+  let cleaner: ReturnType<typeof setTimeout> | undefined;
+  const clean = () => {
     const started = performance.now();
-    store.clean(clock.now, CLEAN_BUDGET);
+    store.cleanFor(clock.now, started - cleanedAt);
+    cleanedAt = started;
     operator.cleaning.add(performance.now() - started);
-  }, CLEAN_INTERVAL_MS);
+    cleaner = setTimeout(clean, store.idle ? IDLE_CLEAN_INTERVAL_MS : CLEAN_INTERVAL_MS);
+  };
+  cleaner = setTimeout(clean, CLEAN_INTERVAL_MS);
+  // glibc keeps what V8's compiler threads freed (megabytes after the hot path is compiled).
+  const trimmer = setInterval(releaseFreedMalloc, MALLOC_TRIM_INTERVAL_MS);
+  Deno.unrefTimer(trimmer);
 
   const stop = async () => {
-    clearInterval(cleaner);
+    clearTimeout(cleaner);
+    clearInterval(trimmer);
     clock.stop();
     operator.loopLag.stop();
     operator.dashboard?.history.stop();
@@ -255,15 +274,21 @@ export async function startTracker(
     const tls = httpTracker.serverCounters.tls;
     tls.listeners = tlsListeners.length;
     tls.certificateNotAfter = notAfterSeconds(certificate);
+    const io: UdpIo = config.udp.length === 0 || (useFast && workers <= 1)
+      ? { kind: "fast" }
+      : !useFast
+      ? { kind: "portable", module: await import("./udp/udpPortableSocket.ts") }
+      : { kind: "workers", workers, module: await import("./udp/udpWorkerPool.ts") };
+    const pools: UdpWorkerPool[] = [];
     for (const address of config.udp) {
-      const socket = openUdp(address, useFast, useFast ? workers : 1, log);
+      const socket = openUdp(address, io, log);
+      if (io.kind === "workers") pools.push(socket as UdpWorkerPool);
       udpSockets.push(socket);
       operator.udpListeners.push(socket);
       operator.dashboard?.listeners.push(`${socket.listener}/announce (io: ${socket.io})`);
       loops.push(socket.serve(udpTracker));
     }
-    const pools = udpSockets.filter((s) => s instanceof UdpWorkerPool);
-    addWorkerMetrics(httpTracker, pools);
+    if (io.kind === "workers") addWorkerMetrics(httpTracker, pools, io.module.renderWorkerMetrics);
     // Datagrams wait in the sockets meanwhile; a worker that cannot start fails the start.
     await Promise.all(pools.map((pool) => pool.ready));
   } catch (e) {
@@ -438,24 +463,25 @@ function httpLimits(config: Config): HttpLimits {
   };
 }
 
-function openUdp(
-  address: ListenAddress,
-  fast: boolean,
-  workers: number,
-  log: (line: string) => void,
-): UdpListener {
+/** How UDP is served: the fast path on this thread, or a path whose module was loaded for it. */
+type UdpIo =
+  | { kind: "fast" }
+  | { kind: "portable"; module: typeof import("./udp/udpPortableSocket.ts") }
+  | { kind: "workers"; workers: number; module: typeof import("./udp/udpWorkerPool.ts") };
+
+function openUdp(address: ListenAddress, io: UdpIo, log: (line: string) => void): UdpListener {
   return withIpv4Fallback(
     address,
     (hostname) => {
-      const socket = !fast
-        ? PortableUdpSocket.open(hostname, address.port, log)
-        : workers > 1
-        ? UdpWorkerPool.open(hostname, address.port, workers, { log })
+      const socket = io.kind === "portable"
+        ? io.module.PortableUdpSocket.open(hostname, address.port, log)
+        : io.kind === "workers"
+        ? io.module.UdpWorkerPool.open(hostname, address.port, io.workers, { log })
         : FastUdpSocket.open(hostname, address.port, { log });
       log(
         `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
-          fast ? "fast" : "portable"
-        }${workers > 1 ? `, workers: ${workers}` : ""})`,
+          io.kind === "portable" ? "portable" : "fast"
+        }${io.kind === "workers" ? `, workers: ${io.workers}` : ""})`,
       );
       return socket;
     },
@@ -465,7 +491,11 @@ function openUdp(
 }
 
 /** Appends the pools' Worker metrics to the `/metrics` route `http` already has. */
-function addWorkerMetrics(http: HttpTracker, pools: readonly UdpWorkerPool[]): void {
+function addWorkerMetrics(
+  http: HttpTracker,
+  pools: readonly UdpWorkerPool[],
+  renderWorkerMetrics: (pools: readonly UdpWorkerPool[]) => string,
+): void {
   const metrics = http.routes.get("/metrics");
   if (metrics === undefined || pools.length === 0) return;
   http.routes.set("/metrics", async (request, info, query) => {

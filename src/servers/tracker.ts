@@ -47,6 +47,8 @@ export class Tracker {
   /** Per-source UDP limit (`--rate-limit`); the UDP front end checks `enabled` first. */
   readonly rateLimit: RateLimiter;
   #deniabilityState = 1;
+  /** xorshift32 state for interval jitter (Math.random returns a fresh heap number each call). */
+  #jitterState = crypto.getRandomValues(new Int32Array(1))[0] | 1;
 
   constructor(readonly store: SwarmTable, readonly clock: Clock, config: Config) {
     this.access = new AccessPolicy(
@@ -103,9 +105,19 @@ export class Tracker {
     this.#settingsListeners.push(listener);
   }
 
-  /** The interval for one reply: ±10% random jitter so clients do not re-announce in lock-step. */
+  /**
+   * The interval for one reply: ±10% random jitter (whole seconds) so clients do not re-announce
+   * in lock-step. Integer arithmetic on an int32 xorshift state: nothing is allocated.
+   */
   jitteredInterval(): number {
-    return Math.round(this.interval * (0.9 + 0.2 * Math.random()));
+    let x = this.#jitterState;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#jitterState = x;
+    const interval = this.interval;
+    const span = Math.floor(interval / 10);
+    return interval - span + (x >>> 0) % (2 * span + 1);
   }
 
   /** The number of peers to send: the client's wish (-1 = none given), capped. */

@@ -41,9 +41,17 @@ export function recordsOf(poolIndex: number, block: number): number {
   return block * BLOCK_WORDS[poolIndex] + BLOCK_HEADER_WORDS;
 }
 
+/** Whether the row list at rows[list..] holds block `block` of pool `poolIndex`. */
+function ownsBlock(rows: Uint32Array, list: number, poolIndex: number, block: number): boolean {
+  if (list + LIST_META >= rows.length) return false;
+  const meta = rows[list + LIST_META];
+  return meta !== 0 && rows[list + LIST_BLOCK] === block &&
+    meta >>> CLASS_SHIFT === poolIndex % CLASS_COUNT;
+}
+
 /** A pool that must grow grows by this factor. */
 const POOL_GROWTH = 1.5;
-/** Pools start at (and are not shrunk below) about this many words. */
+/** Pools start at (and, unless empty, are not shrunk below) about this many words. */
 const MIN_POOL_WORDS = 4096;
 /** The trim allowance's ceiling, and what a clean step may spend. */
 export const TRIM_WORDS = 1 << 19;
@@ -60,6 +68,11 @@ export class BlockPools {
   readonly used: Uint32Array = allocWords(FAMILY_COUNT * CLASS_COUNT);
   /** Pool words that may still be given back now (see the header). */
   trimAllowance = TRIM_WORDS;
+  /**
+   * During a torrent-table resize, the old table's rows (NO_WORDS otherwise): a block's owner may
+   * still be a row there, at the slot its owner word names (torrentTable.ts).
+   */
+  movingRows: Uint32Array = NO_WORDS;
   /** The pool the next round-robin trim starts at. */
   #trimCursor = 0;
 
@@ -103,8 +116,13 @@ export class BlockPools {
     if (block !== last) {
       pool.copyWithin(block * blockWords, last * blockWords, last * blockWords + blockWords);
       const owner = pool[block * blockWords];
-      const familyList = listOf(familyAt(Math.floor(poolIndex / CLASS_COUNT)));
-      rows[owner * ROW_WORDS + familyList + LIST_BLOCK] = block;
+      const list = owner * ROW_WORDS + listOf(familyAt(Math.floor(poolIndex / CLASS_COUNT)));
+      // Only one row owns block `last` of this pool: if the row at the owner's slot of `rows`
+      // does not, the owner is still in the old table of a resize.
+      const owners = this.movingRows.length === 0 || ownsBlock(rows, list, poolIndex, last)
+        ? rows
+        : this.movingRows;
+      owners[list + LIST_BLOCK] = block;
     }
     this.used[poolIndex] = last;
     if (this.trimAllowance > 0) {
@@ -137,6 +155,16 @@ export class BlockPools {
     }
   }
 
+  /** Whether some pool has pages `trimAll` would give back (not hot: a loop over the pools). */
+  hasSlack(): boolean {
+    for (let poolIndex = 0; poolIndex < this.words.length; poolIndex++) {
+      const length = this.words[poolIndex].length;
+      const used = this.used[poolIndex] * BLOCK_WORDS[poolIndex];
+      if (used * 4 <= length && length > (used === 0 ? 0 : MIN_POOL_WORDS)) return true;
+    }
+    return false;
+  }
+
   /** Bytes of every pool and the use counts. */
   get byteSize(): number {
     let bytes = this.used.byteLength;
@@ -146,13 +174,15 @@ export class BlockPools {
 
   /**
    * Gives back the unused tail of pool `poolIndex` if it is at most a quarter full, down to twice
-   * its use, releasing at most `words` words. Returns the words released.
+   * its use, releasing at most `words` words; an empty pool goes all the way (a list growing
+   * through the dense classes leaves one behind in each). Returns the words released.
    */
   #trimPool(poolIndex: number, words: number): number {
     const pool = this.words[poolIndex];
     const used = this.used[poolIndex] * BLOCK_WORDS[poolIndex];
-    if (used * 4 > pool.length || pool.length <= MIN_POOL_WORDS) return 0;
-    const length = Math.max(used * 2, MIN_POOL_WORDS, pool.length - words);
+    const floor = used === 0 ? 0 : MIN_POOL_WORDS;
+    if (used * 4 > pool.length || pool.length <= floor) return 0;
+    const length = Math.max(used * 2, floor, pool.length - words);
     const released = pool.length - length;
     resizeWords(pool, length);
     return released;

@@ -33,7 +33,7 @@ export const LIST_BLOCK = 0;
 export const LIST_META = 1;
 export const LIST_SEEDERS = 2;
 
-export const CLASS_SHIFT = 26;
+export const CLASS_SHIFT = 25;
 export const COUNT_MASK = (1 << CLASS_SHIFT) - 1;
 
 export const RECORD_WORDS_V4 = 2;
@@ -90,10 +90,11 @@ export function seedersCounterOf(family: PeerFamily): number {
 }
 
 /**
- * Maps a 32-bit hash onto [0, n) by multiply-shift (Lemire's range reduction), so tables and sets
- * can have any size, not only powers of two. Exact enough in doubles for n < 2^27: the result is
- * deterministic and always < n, which is all open addressing needs.
+ * Maps a 32-bit hash (int32 or uint32: the hashes are int32, see halfSipHashWords.ts) onto [0, n)
+ * by multiply-shift (Lemire's range reduction), so tables and sets can have any size, not only
+ * powers of two. Exact enough in doubles for n < 2^27: the result is deterministic and always < n,
+ * which is all open addressing needs.
  */
 export function rangeOf(hash: number, n: number): number {
-  return (hash * n * 2.3283064365386963e-10) >>> 0;
+  return ((hash >>> 0) * n * 2.3283064365386963e-10) >>> 0;
 }

@@ -1,9 +1,13 @@
 /**
- * The peer lists of a torrent, one per peer family (IPv4, IPv6, WebSocket: layout.ts), each in one block of its family's pool of
- * the list's capacity class (classes.ts). Lists of up to 16 peers are scanned linearly; longer
- * ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed hash of
- * (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows its block
- * or shrinks well below it moves to a block of the class that fits (`#moveList`).
+ * The peer lists of a torrent, one per peer family (IPv4, IPv6, WebSocket: layout.ts), each in
+ * one block of its family's pool of the list's capacity class (classes.ts). Lists of up to 16
+ * peers are scanned linearly; lists of up to about 2000 are dense sorted arrays (denseLists.ts);
+ * longer ones are open-addressing sets (linear probing, backward-shift deletion) keyed by a keyed
+ * hash of (address, port), so a 100k-peer swarm still finds a peer in O(1). A list that outgrows
+ * its block or shrinks well below it moves to a block of the class that fits (`#moveList`).
+ * Linear and dense lists keep their records in the first `count` places of the block. WebSocket
+ * records have the IPv4 shape (entry number, generation as port), so they use all three layouts
+ * unchanged: denseLists.ts relies only on that shape.
  *
  * A row's list fields (LIST_BLOCK, LIST_META, LIST_SEEDERS) sit at `row + familyList`, where
  * familyList is ROW_V4, ROW_V6 or ROW_WS; the family's pools start at index `familyPool`
@@ -12,8 +16,16 @@
  * The peer being worked on is a `PeerKey`, read once per call from the caller's bytes and passed
  * to every function that needs it; its keyed hash is computed at most once per key.
  */
-import { hashWords } from "../hash/halfSipHash.ts";
-import { CLASS_CAPACITY, CLASS_MAX, CLASS_MIN, classFor, LINEAR_CLASSES } from "./classes.ts";
+import { hash2Words, hash4Words } from "../hash/halfSipHashWords.ts";
+import {
+  CLASS_CAPACITY,
+  CLASS_MAX,
+  CLASS_MIN,
+  classFor,
+  FIRST_SET_CLASS,
+  LINEAR_CLASSES,
+} from "./classes.ts";
+import { closeGap, findSorted, openGap, sortRecords } from "./denseLists.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
@@ -45,7 +57,10 @@ export const OLDER_KEEPS_STAMP = 2;
 /** Work units (the cleaner's budget) a removal costs beyond the records it looks at. */
 export const DELETE_WORK = 16;
 
-/** One peer's key as record words: its address (big-endian words) and port. Reused per call. */
+/**
+ * One peer's key as record words: its address (big-endian words, held as int32 so that passing
+ * them to a call that is not inlined never boxes them) and port. Reused per call.
+ */
 export class PeerKey {
   address0 = 0;
   address1 = 0;
@@ -64,31 +79,27 @@ export class PeerKey {
 
   /** Reads the peer at b[at..] (16 bytes for family 6, else 4) with its port. */
   read(family: PeerFamily, b: Uint8Array, at: number, port: number): void {
-    this.address0 = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+    this.address0 = (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
     if (family === 6) {
-      this.address1 = ((b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]) >>> 0;
-      this.address2 = ((b[at + 8] << 24) | (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11]) >>>
-        0;
-      this.address3 = ((b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15]) >>>
-        0;
+      this.address1 = (b[at + 4] << 24) | (b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7];
+      this.address2 = (b[at + 8] << 24) | (b[at + 9] << 16) | (b[at + 10] << 8) | b[at + 11];
+      this.address3 = (b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15];
     }
     this.port = port & 0xffff;
     this.#hashKnown = false;
   }
 
-  /** The keyed hash that places this peer in a set, computed once per `read`. */
+  /** The keyed hash (int32) that places this peer in a set, computed once per `read`. */
   hash(recordWords: number): number {
     if (!this.#hashKnown) {
       this.#hash = recordWords === RECORD_WORDS_V4
-        ? hashWords(this.#k0, this.#k1, 2, this.address0, this.port)
-        : hashWords(
+        ? hash2Words(this.#k0, this.#k1, this.address0, this.port)
+        : hash2Words(
           this.#k0,
           this.#k1,
-          2,
-          hashWords(
+          hash4Words(
             this.#k0,
             this.#k1,
-            4,
             this.address0,
             this.address1,
             this.address2,
@@ -103,8 +114,8 @@ export class PeerKey {
 
   /** Whether the IPv6 record at pool[record..], whose first word matched, holds this address. */
   sameV6Tail(pool: Uint32Array, record: number): boolean {
-    return pool[record + 1] === this.address1 && pool[record + 2] === this.address2 &&
-      pool[record + 3] === this.address3;
+    return (pool[record + 1] | 0) === this.address1 && (pool[record + 2] | 0) === this.address2 &&
+      (pool[record + 3] | 0) === this.address3;
   }
 }
 
@@ -134,6 +145,8 @@ export class PeerSets {
   readonly #counters: Uint32Array;
   readonly #k0: number;
   readonly #k1: number;
+  /** Room to sort a list moved into a dense class (allocated at the first such move). */
+  #sortScratch: Uint32Array = new Uint32Array(0);
   readonly #report: UpsertReport;
 
   constructor(
@@ -155,7 +168,8 @@ export class PeerSets {
   /**
    * The index of `key` in a list of `count` peers of class `sizeClass` whose records start at
    * pool[records..], or, when it is not there, `~index` of where it would go: the end of a linear
-   * list, the first empty record of its probe run in a set (a negative number).
+   * list, its place in a dense one, the first empty record of its probe run in a set (a negative
+   * number).
    */
   find(
     pool: Uint32Array,
@@ -171,12 +185,14 @@ export class PeerSets {
     if (sizeClass < LINEAR_CLASSES) {
       for (let i = 0, record = records; i < count; i++, record += recordWords) {
         if (
-          pool[record] === address0 && pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
+          (pool[record] | 0) === address0 &&
+          pool[record + recordWords - 1] >>> PORT_SHIFT === port &&
           (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
         ) return i;
       }
       return ~count;
     }
+    if (sizeClass < FIRST_SET_CLASS) return findSorted(pool, records, count, recordWords, key);
     const capacity = CLASS_CAPACITY[sizeClass];
     let i = rangeOf(key.hash(recordWords), capacity);
     for (;;) {
@@ -184,7 +200,7 @@ export class PeerSets {
       const tail = pool[record + recordWords - 1];
       if (tail === 0) return ~i;
       if (
-        pool[record] === address0 && tail >>> PORT_SHIFT === port &&
+        (pool[record] | 0) === address0 && tail >>> PORT_SHIFT === port &&
         (recordWords === RECORD_WORDS_V4 || key.sameV6Tail(pool, record))
       ) return i;
       if (++i === capacity) i = 0;
@@ -283,6 +299,9 @@ export class PeerSets {
         records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
         if (sizeClass < LINEAR_CLASSES) {
           i = count;
+        } else if (sizeClass < FIRST_SET_CLASS) {
+          // Its place again: a list that was linear has just been sorted.
+          i = ~findSorted(pool, records, count, recordWords, key);
         } else {
           const capacity = CLASS_CAPACITY[sizeClass];
           i = rangeOf(key.hash(recordWords), capacity);
@@ -295,7 +314,11 @@ export class PeerSets {
     this.#report.previous = 0;
     const poolIndex = familyPool + sizeClass;
     const pool = poolWords[poolIndex];
-    const record = recordsOf(poolIndex, rows[list + LIST_BLOCK]) + i * recordWords;
+    const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
+    if (sizeClass >= LINEAR_CLASSES && sizeClass < FIRST_SET_CLASS) {
+      openGap(pool, records, count, recordWords, i);
+    }
+    const record = records + i * recordWords;
     pool[record] = key.address0;
     if (recordWords === RECORD_WORDS_V6) {
       pool[record + 1] = key.address1;
@@ -338,8 +361,9 @@ export class PeerSets {
   }
 
   /**
-   * Deletes record `i` of a list (linear: the last record fills the hole; set: backward shift).
-   * Returns the work done in the cleaner's units: one per set record looked at.
+   * Deletes record `i` of a list (linear: the last record fills the hole; dense: the records after
+   * it move down; set: backward shift). Returns the work done in the cleaner's units: one per set
+   * record looked at, one per 16 dense records moved.
    */
   removeRecord(
     pool: Uint32Array,
@@ -357,6 +381,10 @@ export class PeerSets {
         pool[last + w] = 0;
       }
       return 0;
+    }
+    if (sizeClass < FIRST_SET_CLASS) {
+      closeGap(pool, records, count, recordWords, i);
+      return (count - i) >>> 4;
     }
     const capacity = CLASS_CAPACITY[sizeClass];
     let hole = i;
@@ -407,19 +435,20 @@ export class PeerSets {
   }
 
   /**
-   * Calls fn for each stored peer of the list of `family` of the torrent at `slot`; the address
-   * bytes are `scratch`, reused, and lastSeen is rebuilt from the 15-bit stamp as the latest time
-   * at or before `latest` that has it. fn must not modify the store.
+   * Calls fn for each stored peer of the list of `family` of the torrent row at rows[row..] (a
+   * row of either table during a resize); the address bytes are `scratch`, reused, and lastSeen
+   * is rebuilt from the 15-bit stamp as the latest time at or before `latest` that has it. fn must
+   * not modify the store.
    */
   forEach(
-    slot: number,
+    rows: Uint32Array,
+    row: number,
     family: PeerFamily,
     latest: number,
     scratch: Uint8Array,
     fn: PeerVisitor,
   ): void {
-    const rows = this.#table.rows;
-    const list = slot * ROW_WORDS + listOf(family);
+    const list = row + listOf(family);
     const meta = rows[list + LIST_META];
     if (meta === 0) return;
     const count = meta & COUNT_MASK;
@@ -428,7 +457,7 @@ export class PeerSets {
     const pool = this.#poolWords[poolIndex];
     const recordWords = recordWordsOf(family);
     const records = recordsOf(poolIndex, rows[list + LIST_BLOCK]);
-    const slots = sizeClass < LINEAR_CLASSES ? count : CLASS_CAPACITY[sizeClass];
+    const slots = sizeClass < FIRST_SET_CLASS ? count : CLASS_CAPACITY[sizeClass];
     for (let i = 0; i < slots; i++) {
       const record = records + i * recordWords;
       const tail = pool[record + recordWords - 1];
@@ -459,24 +488,19 @@ export class PeerSets {
   /** The keyed hash of the stored record at pool[record..], equal to its peer's PeerKey.hash. */
   #recordHash(pool: Uint32Array, record: number, recordWords: number): number {
     const port = pool[record + recordWords - 1] >>> PORT_SHIFT;
-    if (recordWords === RECORD_WORDS_V4) {
-      return hashWords(this.#k0, this.#k1, 2, pool[record], port);
-    }
-    return hashWords(
-      this.#k0,
-      this.#k1,
-      2,
-      hashWords(
-        this.#k0,
-        this.#k1,
-        4,
-        pool[record],
-        pool[record + 1],
-        pool[record + 2],
-        pool[record + 3],
-      ),
-      port,
+    const k0 = this.#k0;
+    const k1 = this.#k1;
+    // Words as int32 (`| 0`): a uint32 argument above 2^31 would be boxed.
+    if (recordWords === RECORD_WORDS_V4) return hash2Words(k0, k1, pool[record] | 0, port);
+    const a = hash4Words(
+      k0,
+      k1,
+      pool[record] | 0,
+      pool[record + 1] | 0,
+      pool[record + 2] | 0,
+      pool[record + 3] | 0,
     );
+    return hash2Words(k0, k1, a, port);
   }
 
   /** Moves the list of the torrent at `slot` at `familyList` into a block of class `to`. */
@@ -502,9 +526,9 @@ export class PeerSets {
     const target = poolWords[toPool];
     const sourceRecords = recordsOf(fromPool, fromBlock);
     const targetRecords = recordsOf(toPool, toBlock);
-    const slots = from < LINEAR_CLASSES ? count : CLASS_CAPACITY[from];
+    const slots = from < FIRST_SET_CLASS ? count : CLASS_CAPACITY[from];
     const toCapacity = CLASS_CAPACITY[to];
-    const toSet = to >= LINEAR_CLASSES;
+    const toSet = to >= FIRST_SET_CLASS;
     let next = 0;
     for (let i = 0; i < slots; i++) {
       const record = sourceRecords + i * recordWords;
@@ -520,6 +544,14 @@ export class PeerSets {
         at = targetRecords + next++ * recordWords;
       }
       for (let w = 0; w < recordWords; w++) target[at + w] = source[record + w];
+    }
+    // Copied in order, a dense list stays sorted; one that was linear or a set is sorted now.
+    const fromDense = from >= LINEAR_CLASSES && from < FIRST_SET_CLASS;
+    if (!toSet && to >= LINEAR_CLASSES && !fromDense) {
+      if (this.#sortScratch.length < count * recordWords) {
+        this.#sortScratch = new Uint32Array(CLASS_CAPACITY[FIRST_SET_CLASS - 1] * recordWords);
+      }
+      sortRecords(target, targetRecords, count, recordWords, this.#sortScratch);
     }
     rows[list + LIST_BLOCK] = toBlock;
     rows[list + LIST_META] = (count | (to << CLASS_SHIFT)) >>> 0;

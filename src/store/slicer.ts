@@ -2,7 +2,8 @@
  * Cuts long walks over the whole store (the full scrape's copy and sort, the stats walks, the
  * access-list purge) into slices of a few milliseconds with a timer turn in between, so a store of
  * millions of torrents never holds announces back for long. Nothing here knows the store: a walk
- * asks `due()` every few thousand steps and `await pause()`s when it says so.
+ * asks `due()` every few thousand steps and `await pause()`s when it says so, and settles a table
+ * resize in progress before it starts (`settleResize`).
  */
 
 /** Work time per slice before yielding to the event loop. */
@@ -37,5 +38,27 @@ export class Slicer {
   #endSlice(): void {
     const ms = performance.now() - this.#sliceStart;
     if (ms > this.maxSliceMs) this.maxSliceMs = ms;
+  }
+}
+
+/** What `settleResize` needs of the store (SwarmTable has it). */
+export interface Resizable {
+  readonly resizing: boolean;
+  resizeStep(): boolean;
+}
+
+/**
+ * Finishes the store's running table resize, if any, before a walk over its slots starts: rows
+ * change tables while a paused walk waits, so a walk that pauses must start on a settled table.
+ * In steps of a millisecond or two with a `pause` after each (a new resize may start during one:
+ * it is finished too); without `pause` (an unsliced walk), at once.
+ */
+export async function settleResize(
+  store: Resizable,
+  pause: (() => Promise<void>) | null,
+): Promise<void> {
+  while (store.resizing) {
+    store.resizeStep();
+    if (pause !== null) await pause();
   }
 }

@@ -6,7 +6,7 @@
  * stops of stored peers always pass. Below the caps a check is one comparison.
  */
 import { COUNTER_PEERS4, COUNTER_PEERS6, COUNTER_PEERS_WS, COUNTER_TORRENTS } from "./layout.ts";
-import type { TorrentTable } from "./torrentTable.ts";
+import type { TorrentKey, TorrentTable } from "./torrentTable.ts";
 
 /** `AnnounceResult.refused` bits: which cap a refused announce hit. */
 export const REFUSED_TORRENTS = 1;
@@ -95,13 +95,7 @@ export class StoreCaps {
    * (rows move when others are deleted), or NO_ROOM after counting the refusal and putting the
    * caps hit into `refused.refused`.
    */
-  makeRoom(
-    infoHash: Uint8Array,
-    at: number,
-    hash: number,
-    found: number,
-    refused: { refused: number },
-  ): number {
+  makeRoom(key: TorrentKey, found: number, refused: { refused: number }): number {
     const table = this.#table;
     let evictions = 0;
     for (;;) {
@@ -123,7 +117,7 @@ export class StoreCaps {
       table.drop(victim);
       this.evictedTorrents++;
       evictions++;
-      found = table.find(infoHash, at, hash);
+      found = table.find(key);
     }
   }
 }

@@ -13,10 +13,13 @@
  * 32768 - peerTimeout seconds of its last announce, or its age wraps and it looks fresh; see
  * CLEAN_BUDGET for the bound and how a pass that runs late is finished at any cost.
  */
-import { CLASS_CAPACITY, LINEAR_CLASSES } from "./classes.ts";
+import { CLASS_CAPACITY, FIRST_SET_CLASS, LINEAR_CLASSES } from "./classes.ts";
 import {
   CLASS_SHIFT,
   COUNT_MASK,
+  COUNTER_PEERS4,
+  COUNTER_PEERS6,
+  COUNTER_PEERS_WS,
   COUNTER_TORRENTS,
   FAMILY_COUNT,
   FAMILY_WS,
@@ -42,13 +45,14 @@ import { DELETE_WORK, type PeerSets } from "./peerSets.ts";
 import type { TorrentTable } from "./torrentTable.ts";
 
 /**
- * Slots the server should pass to clean() every CLEAN_INTERVAL_MS: 40960 slots a second, so a
- * full pass over a table holding 1M torrents (about 1.6M slots) takes about 40 s, up to ~80 s
- * while most of it expires. Besides the slot budget a step stops after WORK_PER_SLOT * budget
+ * The largest step: the server calls cleanFor() every CLEAN_INTERVAL_MS, which paces a pass to
+ * CLEAN_PASS_MS but never does more in a step than clean(now, CLEAN_BUDGET), 40960 slots a second
+ * (a table of 1M torrents, about 1.6M slots, takes about 40 s at that rate, up to ~80 s while most
+ * of it expires). Besides the slot budget a step stops after WORK_PER_SLOT * budget
  * work units (records looked at, removals, shifted rows), finishing a huge list over several
- * steps. It also gives back at most 2 MB of pool memory, and shrinks the table at the end of a
- * pass only if the table has at most SHRINK_SCAN_LIMIT slots or no torrents (the rehash scans
- * every old slot); cleanAll() shrinks any table. Measured with 1M peers stored
+ * steps. It also gives back at most 2 MB of pool memory, and at the end of a pass starts
+ * shrinking a mostly empty table (incrementally, like every resize: while one runs, steps move
+ * rows instead of visiting slots). Measured with 1M peers stored
  * (bench/store_bench.ts report, on a shared 2-vCPU VM at load 5-7): p99 under 4 ms and max
  * under 10 ms of process CPU per step, including steps where half or all of the peers expire.
  *
@@ -62,13 +66,30 @@ import type { TorrentTable } from "./torrentTable.ts";
  */
 export const CLEAN_BUDGET = 1024;
 export const CLEAN_INTERVAL_MS = 25;
+/**
+ * How long a paced pass (`cleanFor`) takes, whatever the table's size: each step gets the share
+ * of the table's slots and of its work (slots plus records) that the time since the last step is
+ * of this. Expired peers are gone within peerTimeout + this; a fixed budget instead made small
+ * tables do a pass every few seconds (100k torrents: every 3.5 s, 6.5 ms of CPU a second).
+ */
+export const CLEAN_PASS_MS = 60_000;
 
 /** Work units per budget slot: one per slot or record looked at, DELETE_WORK per removal. */
 const WORK_PER_SLOT = 32;
 /** A step leaves shrinking lists larger than this to announces, to keep steps short. */
 const CLEAN_REBUILD_LIMIT = 1 << 15;
-/** A step shrinks a table only up to this size (the rehash scans every old slot); cleanAll any. */
-const SHRINK_SCAN_LIMIT = 1 << 18;
+/** Rows a step moves per budget slot while the table is being resized (4096 a CLEAN_BUDGET step). */
+const MOVE_PER_SLOT = 4;
+/** Work units a record costs a pass when none expires: sets are 7/16 to 7/8 full (classes.ts). */
+const WORK_PER_PEER = 1.5;
+/**
+ * A paced step visits at least this many slots (and spends at least as many work units): a small
+ * table's pass takes seconds, not a minute, for a negligible cost (64 slots of 5 ms a second).
+ */
+const MIN_PACED_SLOTS = 64;
+/** A paced step never does more than a CLEAN_BUDGET step (its time stays within a few ms). */
+const MAX_PACED_SLOTS = CLEAN_BUDGET;
+const MAX_PACED_WORK = CLEAN_BUDGET * WORK_PER_SLOT;
 
 export class SwarmCleaner {
   /** Completed passes (cursor wrap-arounds). */
@@ -97,8 +118,13 @@ export class SwarmCleaner {
   /** The first two words of the row a paused step was in. */
   #pausedWord0 = 0;
   #pausedWord1 = 0;
-  /** Work units spent in this step. */
+  /** Work units spent in this step looking (slots, records), and removing (removals, shifts). */
   #work = 0;
+  #removalWork = 0;
+  /** Whether the step running is paced (`cleanFor`): see `#spent`. */
+  #paced = false;
+  /** Elapsed ms paced steps have been told of since this pass started. */
+  #passMs = 0;
 
   constructor(
     table: TorrentTable,
@@ -119,18 +145,76 @@ export class SwarmCleaner {
     this.#maxPassSeconds = Math.floor((TIME_PERIOD - Math.max(peerTimeout, wsPeerTimeout)) / 4);
   }
 
-  /** One step: visits up to `budget` slots (fewer if its work limit runs out); returns them. */
+  /**
+   * A step paced by time, so that a pass takes about CLEAN_PASS_MS: `elapsedMs` since the last
+   * step earns its share of the slots and work (records) left in this pass, at least
+   * MIN_PACED_SLOTS and at most a CLEAN_BUDGET step; returns the slots visited. On an empty store
+   * it returns at once.
+   */
+  cleanFor(now: number, elapsedMs: number): number {
+    const table = this.#table;
+    const counters = this.#counters;
+    // An idle tracker: nothing to expire, move or give back (and no loop for the compiler to
+    // find hot at 40 calls a second).
+    if (
+      counters[COUNTER_TORRENTS] === 0 && !table.resizing && !table.releasing && !table.sparse &&
+      !this.#pools.hasSlack()
+    ) return 0;
+    // A resize is not paced: its rows move at a CLEAN_BUDGET step's rate.
+    const moves = CLEAN_BUDGET * MOVE_PER_SLOT;
+    if (table.resizing) return this.#step(now, 0, 0, moves, true);
+    // The share of what is left of this pass that this step's time is of what is left of the
+    // pass's minute; once the minute is over, as much as a step may do. Removals cost more than
+    // looking, so a pass that falls behind catches up this way.
+    this.#passMs += elapsedMs > 0 ? elapsedMs : 0;
+    const capacity = table.capacity;
+    const slotsLeft = this.#passLeft > 0 ? this.#passLeft : capacity;
+    const msLeft = CLEAN_PASS_MS - this.#passMs;
+    const share = msLeft <= elapsedMs ? 1 : elapsedMs / msLeft;
+    const peers = counters[COUNTER_PEERS4] + counters[COUNTER_PEERS6] + counters[COUNTER_PEERS_WS];
+    const workLeft = slotsLeft + peers * WORK_PER_PEER * (slotsLeft / capacity);
+    const budget = Math.min(
+      MAX_PACED_SLOTS,
+      Math.max(MIN_PACED_SLOTS, Math.ceil(slotsLeft * share)),
+    );
+    const work = Math.min(MAX_PACED_WORK, Math.max(MIN_PACED_SLOTS, Math.ceil(workLeft * share)));
+    return this.#step(now, budget, work, moves, true);
+  }
+
+  /**
+   * One step: visits up to `budget` slots (fewer if its work limit runs out); returns them. While
+   * the table is being resized the step moves rows instead (up to `budget` * MOVE_PER_SLOT) and
+   * visits none: the pass resumes, rescaled, once every row is in the new table.
+   */
   clean(now: number, budget: number): number {
-    let workLimit = budget * WORK_PER_SLOT;
+    return this.#step(now, budget, budget * WORK_PER_SLOT, budget * MOVE_PER_SLOT, false);
+  }
+
+  /**
+   * A step of `budget` slots and `work` units, or of `moves` rows while the table resizes. A
+   * `paced` step's `work` counts looking only: removals cost extra, up to MAX_PACED_WORK in all,
+   * so that expiry keeps up however many peers leave at once.
+   */
+  #step(now: number, budget: number, work: number, moves: number, paced: boolean): number {
+    const table = this.#table;
+    table.releaseStep();
+    if (table.resizing) {
+      table.moveRows(moves);
+      this.#work = 0;
+      return 0;
+    }
+    let workLimit = work;
     // Falling behind the time-stamp bound: finish this pass whatever it costs.
     const finishPass = this.#passLeft > 0 && now - this.#passStart > this.#maxPassSeconds;
     if (finishPass) workLimit = Infinity;
+    this.#paced = paced && !finishPass;
     const pools = this.#pools;
     if (pools.trimAllowance < TRIM_WORDS) pools.trimAllowance = TRIM_WORDS;
     this.#work = 0;
+    this.#removalWork = 0;
     this.#forgetPauseIfRowMoved();
     let visited = 0;
-    while ((finishPass || visited < budget) && this.#work < workLimit) {
+    while ((finishPass || visited < budget) && !this.#spent(workLimit)) {
       if (this.#passLeft <= 0) this.#startPass(now);
       visited++;
       if (!this.#cleanSlot(this.#cursor, now, workLimit)) {
@@ -142,20 +226,31 @@ export class SwarmCleaner {
       this.#stepCursor();
       if (this.#passLeft <= 0) {
         this.#endPass(now, false);
-        if (finishPass) break;
+        // A shrink started: its rows move before any slot is visited again.
+        if (finishPass || table.resizing) break;
       }
     }
     pools.trimAll();
     return visited;
   }
 
+  /** Whether this step has used its work: all of it, or (paced) its looking or the hard cap. */
+  #spent(limit: number): boolean {
+    const all = this.#work + this.#removalWork;
+    return this.#paced ? this.#work >= limit || all >= MAX_PACED_WORK : all >= limit;
+  }
+
   /** A full pass over every slot, at any cost (tests, shutdown, state save). */
   cleanAll(now: number): void {
     const pools = this.#pools;
+    this.#paced = false;
+    if (this.#table.resizing) this.#table.moveRows(Infinity);
+    this.#table.releaseStep(true);
     pools.trimAllowance = Infinity;
     this.#startPass(now);
     while (this.#passLeft > 0) {
       this.#work = 0;
+      this.#removalWork = 0;
       this.#cleanSlot(this.#cursor, now, Infinity);
       this.#stepCursor();
     }
@@ -213,7 +308,7 @@ export class SwarmCleaner {
         rows[row + ROW_DOWNLOADED] === 0 ||
         now - rows[row + ROW_LAST_ACTIVITY] > this.#keepDownloadedFor
       ) {
-        this.#work += this.#table.delete(slot) + DELETE_WORK;
+        this.#removalWork += this.#table.delete(slot) + DELETE_WORK;
       }
     }
     return true;
@@ -256,6 +351,23 @@ export class SwarmCleaner {
         }
       }
       this.#work += before;
+    } else if (sizeClass < FIRST_SET_CLASS) {
+      // A dense sorted list: one compacting pass keeps the order (about 2000 records at most).
+      const recordsEnd = records + count * recordWords;
+      let kept = records;
+      for (let record = records; record < recordsEnd; record += recordWords) {
+        const tail = pool[record + recordWords - 1];
+        if (((now - tail) & TIME_MASK) > timeout) {
+          if ((tail & SEEDER_BIT) !== 0) seedersGone++;
+          count--;
+          continue;
+        }
+        if (kept !== record) pool.copyWithin(kept, record, record + recordWords);
+        kept += recordWords;
+      }
+      pool.fill(0, kept, recordsEnd);
+      this.#work += before;
+      if (count < before) this.#removalWork += DELETE_WORK;
     } else {
       // Downwards from an empty record, like the table pass: a removal's backward shift only
       // moves records already looked at. A paused walk resumes where it stopped.
@@ -269,7 +381,7 @@ export class SwarmCleaner {
         left = capacity - 1;
       }
       for (; left > 0; left--) {
-        if (this.#work >= workLimit) {
+        if (this.#spent(workLimit)) {
           finished = false;
           break;
         }
@@ -277,7 +389,7 @@ export class SwarmCleaner {
         const tail = pool[records + i * recordWords + recordWords - 1];
         if (tail !== 0 && ((now - tail) & TIME_MASK) > timeout) {
           if ((tail & SEEDER_BIT) !== 0) seedersGone++;
-          this.#work += peers.removeRecord(pool, records, sizeClass, count, recordWords, i) +
+          this.#removalWork += peers.removeRecord(pool, records, sizeClass, count, recordWords, i) +
             DELETE_WORK;
           if (--count === 0) break;
         }
@@ -291,7 +403,7 @@ export class SwarmCleaner {
     if (seedersGone !== 0) peers.addSeeders(list, family, -seedersGone);
     this.#counters[peersCounterOf(family)] -= removed;
     if (count === 0 || finished) {
-      this.#work += peers.listShrunk(
+      this.#removalWork += peers.listShrunk(
         slot,
         familyList,
         familyPool,
@@ -316,15 +428,17 @@ export class SwarmCleaner {
     this.#cleanFamily = 0;
     this.#cleanLeft = 0;
     this.#passStart = now;
+    this.#passMs = 0;
   }
 
-  /** Ends a pass; shrinks a mostly empty table if that is cheap enough (or `anyCost`). */
-  #endPass(now: number, anyCost: boolean): void {
+  /**
+   * Ends a pass; starts shrinking a mostly empty table (incrementally: clean steps move its rows;
+   * `finish` moves them all now, for cleanAll).
+   */
+  #endPass(now: number, finish: boolean): void {
     this.passes++;
     this.#passLeft = 0;
     this.#passStart = now;
-    const torrents = this.#counters[COUNTER_TORRENTS];
-    const cheap = anyCost || torrents === 0 || this.#table.capacity <= SHRINK_SCAN_LIMIT;
-    if (cheap && this.#table.shrinkIfSparse()) this.#passLeft = 0;
+    if (this.#table.shrinkIfSparse() && finish) this.#table.moveRows(Infinity);
   }
 }

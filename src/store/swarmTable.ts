@@ -41,7 +41,7 @@ import {
 } from "./layout.ts";
 import { allocWords } from "./memory.ts";
 import { BlockPools } from "./blockPools.ts";
-import { TorrentTable } from "./torrentTable.ts";
+import { TorrentKey, TorrentTable } from "./torrentTable.ts";
 import {
   OLDER_KEEPS_STAMP,
   OLDER_REPLACES,
@@ -54,7 +54,7 @@ import { samplePeers, sampleWsPeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
-export { CLEAN_BUDGET, CLEAN_INTERVAL_MS } from "./swarmCleaner.ts";
+export { CLEAN_BUDGET, CLEAN_INTERVAL_MS, CLEAN_PASS_MS } from "./swarmCleaner.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
 export type { PeerVisitor };
 export { FAMILY_WS, type PeerFamily, WS_REMOTE_BIT } from "./layout.ts";
@@ -66,7 +66,7 @@ export interface SwarmTableOptions extends CapOptions {
   wsPeerTimeout?: number;
   /** Seconds a peerless torrent with downloaded > 0 is kept after its last activity (86400). */
   keepDownloadedFor?: number;
-  /** uint32 source for peer sampling; default: xorshift32 seeded from crypto. */
+  /** 32-bit random source (int32 or uint32) for sampling; default: xorshift32 seeded from crypto. */
   random?: () => number;
   /** 2-word HalfSipHash key; default randomKey(). */
   hashKey?: Uint32Array;
@@ -109,6 +109,9 @@ export function previousSeeder(previous: number): boolean {
 export interface SwarmTableView {
   rows: Uint32Array;
   capacity: number;
+  /** During a resize, the old table still being emptied and its size (else empty and 0). */
+  oldRows: Uint32Array;
+  oldCapacity: number;
   /** Pool of family f (0 IPv4, 1 IPv6, 2 WebSocket) and class c at index f * CLASS_COUNT + c. */
   pools: readonly Uint32Array[];
   /** Blocks in use per pool, same indexing. */
@@ -121,13 +124,16 @@ const EVENT_COMPLETED = 1;
 const EVENT_STOPPED = 3;
 
 const MAX_PEER_TIMEOUT = 16000;
+/** Rows a `resizeStep` moves: about 1-2 ms of work (each row is a hash and a 64-byte copy). */
+const RESIZE_STEP_ROWS = 4096;
+/** The default `random`: returns int32 (callers take `>>> 0`), so a call never boxes its result. */
 function xorshift32(): () => number {
-  let s = crypto.getRandomValues(new Uint32Array(1))[0] | 1;
+  let s = crypto.getRandomValues(new Int32Array(1))[0] | 1;
   return () => {
     s ^= s << 13;
     s ^= s >>> 17;
     s ^= s << 5;
-    return s >>> 0;
+    return s;
   };
 }
 
@@ -151,7 +157,8 @@ export class SwarmTable {
   readonly #peers: PeerSets;
   readonly #cleaner: SwarmCleaner;
   readonly #caps: StoreCaps;
-  /** The peer of the call in progress, read once from the caller's bytes. */
+  /** The torrent and the peer of the call in progress, read once from the caller's bytes. */
+  readonly #torrent: TorrentKey;
   readonly #peer: PeerKey;
   readonly #addressScratch = new Uint8Array(16);
 
@@ -193,6 +200,7 @@ export class SwarmTable {
       options.keepDownloadedFor ?? 86400,
     );
     this.#caps = new StoreCaps(options, this.#table, this.#counters, this.#random);
+    this.#torrent = new TorrentKey(this.#hashKey);
     this.#peer = new PeerKey(this.#hashKey);
   }
 
@@ -230,25 +238,26 @@ export class SwarmTable {
     if ((port & 0xffff) === 0) event = EVENT_STOPPED;
     this.#pools.earnTrim();
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     const peer = this.#peer;
     peer.read(family, address, addressOffset, port);
     const caps = this.#caps;
     if (slot < 0) {
       if (event === EVENT_STOPPED) return this.#zeroResult();
       if (caps.newTorrentFull()) {
-        slot = caps.makeRoom(infoHash, hashOffset, hash, slot, this.result);
+        slot = caps.makeRoom(torrent, slot, this.result);
         if (slot === NO_ROOM) {
           this.#zeroResult();
           return -1;
         }
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     } else if (
       caps.peersFull() && event !== EVENT_STOPPED && !this.#peers.contains(slot, family, peer)
     ) {
-      slot = caps.makeRoom(infoHash, hashOffset, hash, slot, this.result);
+      slot = caps.makeRoom(torrent, slot, this.result);
       if (slot === NO_ROOM) {
         this.#zeroResult();
         return -1;
@@ -308,19 +317,24 @@ export class SwarmTable {
           );
       }
     }
-    this.#fillResult(row);
+    this.#fillResult(table.rows, row);
     return written;
   }
 
-  /** Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown. */
+  /**
+   * Fills result with the torrent's counts; returns false (and zeros) if the torrent is unknown.
+   * Changes nothing (a resize in progress is left as it is).
+   */
   scrape(infoHash: Uint8Array, hashOffset: number): boolean {
     const table = this.#table;
-    const slot = table.find(infoHash, hashOffset, table.hashOf(infoHash, hashOffset));
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    const slot = table.locate(torrent);
     if (slot < 0) {
       this.#zeroResult();
       return false;
     }
-    this.#fillResult(slot * ROW_WORDS);
+    this.#fillResult(table.rowsOf(slot), table.rowOf(slot));
     return true;
   }
 
@@ -329,12 +343,30 @@ export class SwarmTable {
   /**
    * Incremental expiry: visits up to `budget` torrent slots from a moving cursor (fewer if a
    * step's work limit runs out), removing peers silent for more than peerTimeout and freeing
-   * torrents the rules let go. Returns slots visited. Call with CLEAN_BUDGET every
-   * CLEAN_INTERVAL_MS.
+   * torrents the rules let go. Returns slots visited. A fixed step (tests, benches); the
+   * server's timer calls `cleanFor`, which paces steps like this one by time.
    */
   clean(now: number, budget: number): number {
     if (now > this.#latest) this.#latest = now;
     return this.#cleaner.clean(now, budget);
+  }
+
+  /**
+   * Expiry paced by time (what the server's clean timer calls): `elapsedMs` since the last call
+   * earns that share of a CLEAN_PASS_MS pass over the table, so a pass takes about a minute
+   * whatever the table's size and each step stays within a CLEAN_BUDGET step. Returns slots
+   * visited; returns at once when the store is empty and has nothing to give back.
+   */
+  cleanFor(now: number, elapsedMs: number): number {
+    if (now > this.#latest) this.#latest = now;
+    return this.#cleaner.cleanFor(now, elapsedMs);
+  }
+
+  /** Whether the store holds nothing and has no work pending: the clean timer may sleep longer. */
+  get idle(): boolean {
+    const table = this.#table;
+    return this.#counters[COUNTER_TORRENTS] === 0 && !table.resizing && !table.releasing &&
+      !table.sparse;
   }
 
   /** A full pass over every slot, at any cost (tests, shutdown, state save). */
@@ -405,9 +437,27 @@ export class SwarmTable {
   get maxPeers(): number {
     return this.#caps.maxPeers;
   }
-  /** Counts table resizes: a slot walk that paused must start over when it changed. */
+  /** Counts table resizes started: a slot walk that paused must start over when it changed. */
   get resizes(): number {
     return this.#table.resizes;
+  }
+  /**
+   * Whether a torrent-table resize is moving rows (torrentTable.ts). Slot walks that pause finish
+   * it first, with `resizeStep` between pauses: rows change tables while a walk waits.
+   */
+  get resizing(): boolean {
+    return this.#table.resizing;
+  }
+  /** Moves up to RESIZE_STEP_ROWS rows of a running resize (about 1-2 ms); returns whether it is
+   *  still running. */
+  resizeStep(): boolean {
+    this.#table.moveRows(RESIZE_STEP_ROWS);
+    return this.#table.resizing;
+  }
+  /** Finishes a running resize at once, whatever it costs (tests, shutdown, unsliced walks). */
+  finishResize(): void {
+    if (this.#table.resizing) this.#table.moveRows(Infinity);
+    this.#table.releaseStep(true);
   }
   /** Longest probe run in the torrent table (diagnostic). */
   maxProbeLength(): number {
@@ -415,34 +465,45 @@ export class SwarmTable {
   }
   /** Bytes held by all typed arrays of the store. */
   get byteSize(): number {
-    return this.#table.rows.byteLength + this.#pools.byteSize + this.#counters.byteLength;
+    return this.#table.byteSize + this.#pools.byteSize + this.#counters.byteLength;
   }
 
   // ---------------------------------------------------------------- slot walks (not hot)
 
-  /** Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). */
+  /**
+   * Number of torrent slots; iterate 0..slotCount-1 with slotInUse (not hot). During a resize
+   * the old table's slots follow the new one's: the reads below see every torrent exactly once,
+   * as long as nothing announces in between (a walk that pauses finishes the resize first).
+   */
   get slotCount(): number {
-    return this.#table.capacity;
+    return this.#table.slotCount;
   }
 
   slotInUse(slot: number): boolean {
-    return this.#table.rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY] !== 0;
+    return this.#table.rowsOf(slot)[this.#table.rowOf(slot) + ROW_LAST_ACTIVITY] !== 0;
   }
 
   copyInfoHash(slot: number, out: Uint8Array, offset: number): void {
-    const bytes = this.#table.rowBytes;
-    const from = slot * ROW_WORDS * 4;
-    for (let i = 0; i < 20; i++) out[offset + i] = bytes[from + i];
+    const rows = this.#table.rowsOf(slot);
+    const row = this.#table.rowOf(slot);
+    for (let w = 0; w < 5; w++) {
+      const word = rows[row + w];
+      const at = offset + 4 * w;
+      out[at] = word;
+      out[at + 1] = word >>> 8;
+      out[at + 2] = word >>> 16;
+      out[at + 3] = word >>> 24;
+    }
   }
 
   /** The slot's last activity time (0 for an empty slot), for the state file. */
   slotLastActivity(slot: number): number {
-    return this.#table.rows[slot * ROW_WORDS + ROW_LAST_ACTIVITY];
+    return this.#table.rowsOf(slot)[this.#table.rowOf(slot) + ROW_LAST_ACTIVITY];
   }
 
   slotCounts(slot: number): void {
     if (!this.slotInUse(slot)) this.#zeroResult();
-    else this.#fillResult(slot * ROW_WORDS);
+    else this.#fillResult(this.#table.rowsOf(slot), this.#table.rowOf(slot));
   }
 
   /**
@@ -453,7 +514,7 @@ export class SwarmTable {
    */
   dropTorrentAt(slot: number): number {
     if (!this.slotInUse(slot)) return 0;
-    return this.#table.drop(slot);
+    return this.#table.drop(this.#table.currentSlot(slot));
   }
 
   /**
@@ -461,7 +522,9 @@ export class SwarmTable {
    * lastSeen is rebuilt from the 15-bit stamp. fn must not modify the table.
    */
   forEachPeer(slot: number, family: PeerFamily, fn: PeerVisitor): void {
-    this.#peers.forEach(slot, family, this.#latest, this.#addressScratch, fn);
+    const table = this.#table;
+    const rows = table.rowsOf(slot);
+    this.#peers.forEach(rows, table.rowOf(slot), family, this.#latest, this.#addressScratch, fn);
   }
 
   // ---------------------------------------------------------------- restore
@@ -540,8 +603,9 @@ export class SwarmTable {
     if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
     this.#pools.earnTrim();
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     const peer = this.#peer;
     peer.read(family, address, addressOffset, port);
     const peersFull = this.#caps.peersFull();
@@ -550,7 +614,7 @@ export class SwarmTable {
         this.#restoreSkipped++;
         return false;
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     } else if (peersFull && !this.#peers.contains(slot, family, peer)) {
       this.#restoreSkipped++;
       return false;
@@ -569,15 +633,16 @@ export class SwarmTable {
   setDownloaded(infoHash: Uint8Array, hashOffset: number, downloaded: number, now: number): void {
     if (now > this.#latest) this.#latest = now;
     const table = this.#table;
-    const hash = table.hashOf(infoHash, hashOffset);
-    let slot = table.find(infoHash, hashOffset, hash);
+    const torrent = this.#torrent;
+    torrent.read(infoHash, hashOffset);
+    let slot = table.find(torrent);
     if (slot < 0) {
       if (downloaded <= 0) return;
       if (this.#counters[COUNTER_TORRENTS] >= this.#caps.maxTorrents) {
         this.#restoreSkipped++;
         return;
       }
-      slot = table.insert(infoHash, hashOffset, hash, slot);
+      slot = table.insert(torrent, slot);
     }
     const rows = table.rows;
     const row = slot * ROW_WORDS;
@@ -596,6 +661,8 @@ export class SwarmTable {
     return {
       rows: this.#table.rows,
       capacity: this.#table.capacity,
+      oldRows: this.#table.oldRows,
+      oldCapacity: this.#table.oldCapacity,
       pools: this.#pools.words,
       poolUsed: this.#pools.used,
       counters: this.#counters,
@@ -605,8 +672,7 @@ export class SwarmTable {
 
   // ---------------------------------------------------------------- results and caps
 
-  #fillResult(row: number): void {
-    const rows = this.#table.rows;
+  #fillResult(rows: Uint32Array, row: number): void {
     const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS] +
       rows[row + ROW_WS + LIST_SEEDERS];
     const peers = (rows[row + ROW_V4 + LIST_META] & COUNT_MASK) +

@@ -22,16 +22,18 @@ import { EVENT_STOPPED } from "../../protocol/events.ts";
 import { ConnectionIds } from "../../protocol/connectionId.ts";
 import {
   ACTION_ERROR,
+  ANNOUNCE_INFO_HASH_OFFSET,
+  ANNOUNCE_PEER_ID_OFFSET,
   ANNOUNCE_REPLY_HEADER_LENGTH,
+  AnnounceFields,
   classifyPacket,
   ERROR_CONNECTION_ID,
   ERROR_UNKNOWN_ACTION,
   PACKET_DROP,
-  readAnnounce,
+  readAnnounceFields,
   readTransactionId,
   SCRAPE_HASHES_OFFSET,
   scrapeHashCount,
-  UdpAnnounce,
   writeAnnounceReplyHeader,
   writeConnectReply,
   writeError,
@@ -60,7 +62,7 @@ const ANNOUNCE_REPLY_HEADER = ANNOUNCE_REPLY_HEADER_LENGTH;
 export class UdpTracker {
   readonly #tracker: Tracker;
   readonly #ids: ConnectionIds;
-  readonly #announce = new UdpAnnounce();
+  readonly #announce = new AnnounceFields();
   readonly #replyCapacity: number;
 
   constructor(tracker: Tracker, connectionIds: ConnectionIds, replyCapacity = 4096) {
@@ -85,7 +87,8 @@ export class UdpTracker {
     if (limiter.enabled && !limiter.allow(family, address, addressOffset)) return 0;
     const counters = this.#tracker.counters;
     const action = classifyPacket(packet, length);
-    const transactionId = readTransactionId(packet);
+    // As an int32: only its bytes matter, and an int32 argument is never boxed.
+    const transactionId = readTransactionId(packet) | 0;
     const now = this.#tracker.clock.now;
     if (action === ACTION_CONNECT) {
       this.#ids.issue(now, family, address, addressOffset, out, 8);
@@ -122,12 +125,12 @@ export class UdpTracker {
   ): number {
     const tracker = this.#tracker;
     const request = this.#announce;
-    const problem = readAnnounce(packet, length, request);
+    const problem = readAnnounceFields(packet, length, request);
     if (problem !== null) {
       tracker.counters.refused(PROTOCOL_UDP, ACTION_ANNOUNCE, REFUSAL_BAD_REQUEST);
       return writeError(out, request.transactionId, problem, this.#replyCapacity);
     }
-    if (!tracker.access.allows(packet, request.infoHashOffset)) {
+    if (!tracker.access.allows(packet, ANNOUNCE_INFO_HASH_OFFSET)) {
       tracker.counters.refused(PROTOCOL_UDP, ACTION_ANNOUNCE, REFUSAL_ACCESS_DENIED);
       return writeError(out, request.transactionId, ACCESS_DENIED_REASON, this.#replyCapacity);
     }
@@ -139,7 +142,7 @@ export class UdpTracker {
     const store = tracker.store;
     const peers = store.announce(
       packet,
-      request.infoHashOffset,
+      ANNOUNCE_INFO_HASH_OFFSET,
       family,
       address,
       addressOffset,
@@ -165,7 +168,7 @@ export class UdpTracker {
     tracker.changes?.announced(
       request.event,
       packet,
-      request.infoHashOffset,
+      ANNOUNCE_INFO_HASH_OFFSET,
       family,
       address,
       addressOffset,
@@ -177,7 +180,7 @@ export class UdpTracker {
     let shown = peers;
     const generated = tracker.generatedPeersFor(
       packet,
-      request.infoHashOffset,
+      ANNOUNCE_INFO_HASH_OFFSET,
       result.complete + result.incomplete,
     );
     if (generated > 0) {
@@ -198,7 +201,7 @@ export class UdpTracker {
       result.complete,
     );
     tracker.counters.answered(PROTOCOL_UDP, ACTION_ANNOUNCE, family);
-    tracker.clients?.count(packet, request.peerIdOffset);
+    tracker.clients?.count(packet, ANNOUNCE_PEER_ID_OFFSET);
     return ANNOUNCE_REPLY_HEADER + shown * entry;
   }
 

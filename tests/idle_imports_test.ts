@@ -1,0 +1,67 @@
+/**
+ * What an idle otter loads: main.ts's static import graph (what `deno task start` evaluates before
+ * it reads a flag) leaves out the code most operators never use — the config file's reader and
+ * writer with smol-toml, the access-list file watcher with node:path, the state file, the portable
+ * UDP path, the I/O Workers and the cluster — and each of those is still reached by a dynamic
+ * import of a fixed specifier, so `deno compile` bundles it (docs/performance.md → Idle RSS).
+ * That they work when configured, under the start task's permissions, is permissions_test.ts's.
+ */
+import assert from "node:assert/strict";
+import { REPO_ROOT, runToEnd } from "./support/otterCommand.ts";
+
+interface Dependency {
+  code?: { specifier: string };
+  isDynamic?: boolean;
+}
+interface Module {
+  specifier: string;
+  dependencies?: Dependency[];
+}
+
+/** Only when used: paths under the checkout, or node:/npm: specifiers as deno info names them. */
+const LOADED_WHEN_USED = [
+  "src/config/configFile.ts",
+  "npm:/smol-toml@1.9.1",
+  "src/policy/accessListFile.ts",
+  "node:path",
+  "src/persist/stateFile.ts",
+  "src/servers/udp/udpPortableSocket.ts",
+  "src/servers/udp/udpWorkerPool.ts",
+  "src/cluster/redisCluster.ts",
+  "npm:/@redis/client@6.3.1",
+];
+
+function short(specifier: string): string {
+  const root = new URL(REPO_ROOT, "file:///").href;
+  return specifier.startsWith(root) ? specifier.slice(root.length) : specifier;
+}
+
+Deno.test("main.ts imports what an idle tracker never runs only when it is used", async () => {
+  const info = await runToEnd(Deno.execPath(), ["info", "--json", "main.ts"], 60_000);
+  assert.equal(info.code, 0, info.stderr);
+  const modules = new Map<string, Module>();
+  for (const module of (JSON.parse(info.stdout) as { modules: Module[] }).modules) {
+    modules.set(short(module.specifier), module);
+  }
+  const staticGraph = new Set<string>();
+  const dynamicTargets = new Set<string>();
+  const walk = (name: string) => {
+    if (staticGraph.has(name)) return;
+    staticGraph.add(name);
+    for (const dependency of modules.get(name)?.dependencies ?? []) {
+      if (dependency.code === undefined) continue; // `import type`: erased
+      const target = short(dependency.code.specifier);
+      if (dependency.isDynamic) dynamicTargets.add(target);
+      else walk(target);
+    }
+  };
+  walk("main.ts");
+  assert.ok(staticGraph.has("src/servers/startTracker.ts"), "the walk follows static imports");
+  for (const name of LOADED_WHEN_USED) {
+    assert.ok(modules.has(name), `${name} is in the graph (so deno compile includes it)`);
+    assert.ok(!staticGraph.has(name), `${name} is loaded at start`);
+  }
+  for (const name of LOADED_WHEN_USED.filter((n) => n.startsWith("src/"))) {
+    assert.ok(dynamicTargets.has(name), `${name} is reached by a dynamic import`);
+  }
+});
