@@ -173,6 +173,20 @@ Deno.test("a big WebSocket swarm (a keyed set) survives growth, sampling and exp
   assertInvariants(table);
 });
 
+Deno.test("with offers across nodes, another node's WebSocket peers are sampled too", () => {
+  const table = new SwarmTable({ peerTimeout: 100 });
+  table.wsOffersAcrossNodes = true;
+  const remote77 = (WS_REMOTE_BIT | 77) >>> 0;
+  const remote78 = (WS_REMOTE_BIT | 78) >>> 0;
+  ws(table, 1, STARTED, false, 1);
+  ws(table, remote77, STARTED, false, 1);
+  ws(table, remote78, STARTED, true, 1);
+  assert.deepEqual(sampled(ws(table, 2, STARTED, false, 2, 10)), [1, remote77, remote78]);
+  // A seeder's offers still go to leechers only, wherever they are.
+  assert.deepEqual(sampled(ws(table, 3, COMPLETED, true, 3, 10)), [1, 2, remote77]);
+  assertInvariants(table);
+});
+
 Deno.test("a WebSocket swarm of hundreds is a dense sorted list; offers reach local peers only", () => {
   const table = new SwarmTable({ peerTimeout: 1000, wsPeerTimeout: 50 });
   // 150 of this node's peers and 150 held for other nodes (WS_REMOTE_BIT: addresses above 2^31).

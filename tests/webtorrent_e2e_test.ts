@@ -23,9 +23,11 @@
  */
 import assert from "node:assert/strict";
 import { type Child, spawnChild } from "./support/child.ts";
-import { startOtter } from "./support/otterProcess.ts";
+import { type OtterProcess, startOtter } from "./support/otterProcess.ts";
 import { makeCa, makeLeaf } from "./support/testCertificates.ts";
 import { WsClient } from "./support/wsHarness.ts";
+import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
+import { secretFile } from "./support/clusterOtters.ts";
 
 const INSIDE = Deno.env.get("OTTER_IN_LOOPBACK_NETNS") === "1";
 const CLIENTS_DIR = new URL("./webtorrent/", import.meta.url).pathname;
@@ -43,10 +45,17 @@ type Scheme = "ws" | "wss";
 interface Case {
   name: string;
   run: () => Promise<void>;
+  /** Runs a redis-server too (skipped in one line where none is installed). */
+  needsRedis?: boolean;
 }
 
 const cases: Case[] = [
   { name: "webtorrent seeder and magnet leecher over ws://", run: () => exchange("ws") },
+  {
+    name: "webtorrent seeder and magnet leecher on two cluster nodes over ws://",
+    run: exchangeAcrossNodes,
+    needsRedis: true,
+  },
   { name: "webtorrent seeder and magnet leecher over wss://", run: () => exchange("wss") },
   { name: "bittorrent-tracker's client library over ws://", run: () => btClient("ws") },
   { name: "bittorrent-tracker's client library over wss://", run: () => btClient("wss") },
@@ -76,10 +85,12 @@ function namespaceCommand(): { prefix: string[] } | { skip: string } {
 
 if (!INSIDE) {
   const namespace = namespaceCommand();
-  for (const { name } of cases) {
+  const haveRedis = await haveRedisServer();
+  if (!haveRedis) console.log("webtorrent_e2e_test: cluster case skipped, no redis-server on PATH");
+  for (const { name, needsRedis } of cases) {
     Deno.test({
       name: `webtorrent e2e: ${name}`,
-      ignore: "skip" in namespace,
+      ignore: "skip" in namespace || (needsRedis === true && !haveRedis),
     }, async () => {
       if ("skip" in namespace) return;
       assert.ok(
@@ -272,6 +283,118 @@ async function exchange(scheme: Scheme): Promise<void> {
     await Promise.all(children.map((child) => child.stop()));
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * The seeder announces to node A and the magnet leecher to node B of a two-node cluster (one
+ * redis-server, the cluster secret): B knows the seeder only as A's peer, so the leecher's offers
+ * reach it through Redis and its answers come back the same way. The file must arrive whole over
+ * WebRTC, and both nodes must count the swarm alike.
+ */
+async function exchangeAcrossNodes(): Promise<void> {
+  const redis = new RedisServer();
+  await redis.start();
+  const secret = await secretFile("the webtorrent cluster test's secret");
+  const node = (name: string) =>
+    startOtter([
+      "--http",
+      "127.0.0.1:0",
+      "--udp",
+      "127.0.0.1:0",
+      "--cluster",
+      redis.url,
+      "--cluster-name",
+      "wt",
+      "--node-id",
+      name,
+      "--cluster-secret-file",
+      secret,
+    ]);
+  const a = await node("a");
+  const b = await node("b");
+  const trackerOf = (otter: OtterProcess): Tracker => {
+    const port = Number(new URL(otter.http[0]).port);
+    return {
+      url: `ws://127.0.0.1:${port}/announce`,
+      caPath: null,
+      connect: () => WsClient.open(port),
+      [Symbol.asyncDispose]: async () => {},
+    };
+  };
+  const onA = trackerOf(a);
+  const onB = trackerOf(b);
+  const dir = await Deno.makeTempDir({ prefix: "otter-webtorrent-files-" });
+  const children: Child[] = [];
+  try {
+    const payload = new Uint8Array(FILE_SIZE);
+    for (let at = 0; at < FILE_SIZE; at += 65536) {
+      crypto.getRandomValues(payload.subarray(at, Math.min(FILE_SIZE, at + 65536)));
+    }
+    await Deno.writeFile(`${dir}/payload.bin`, payload);
+    const want = await sha256Hex(payload);
+    const timeout = ["--timeout-ms", String(CLIENT_MS)];
+    const seeder = client(
+      "wt_client.mjs",
+      ["seed", "--tracker", onA.url, "--file", `${dir}/payload.bin`, ...timeout],
+      null,
+      "seeder",
+    );
+    children.push(seeder);
+    const seeding = await event(seeder, "event", "seeding");
+    const infoHash = String(seeding.infoHash);
+    // The leecher's offers are sampled when it announces: B must hold A's seeder by then.
+    await scrapeReaches(onB, infoHash, [1, 0, 1]);
+    await Deno.mkdir(`${dir}/out`);
+    const leecher = client(
+      "wt_client.mjs",
+      [
+        "leech",
+        "--tracker",
+        onB.url,
+        "--magnet",
+        // Without the seeder's tracker (A) that the magnet names: the leecher knows B alone.
+        String(seeding.magnet).replace(/&tr=[^&]*/g, ""),
+        "--out",
+        `${dir}/out`,
+        "--linger",
+        ...timeout,
+      ],
+      null,
+      "leecher",
+    );
+    children.push(leecher);
+    const done = await event(leecher, "event", "done");
+    assert.equal(done.length, FILE_SIZE);
+    assert.equal(done.sha256, want, "the leecher's copy is the seeder's file");
+    assert.equal(await sha256Hex(await Deno.readFile(String(done.path))), want);
+    assert.deepEqual(done.wireTypes, ["webrtc"], "the peers met over WebRTC only");
+    // As on one node (see `exchange`), on both nodes: two seeders, two downloads.
+    await scrapeReaches(onA, infoHash, [2, 0, 2]);
+    await scrapeReaches(onB, infoHash, [2, 0, 2]);
+    // The leecher never reached A: its offers went there through Redis, the answers came back.
+    assert.equal(await metric(b, "otter_cluster_ws_signals_received_total", 'kind="answer"'), 1);
+    assert.equal(await metric(a, "otter_cluster_ws_signals_sent_total", 'kind="answer"'), 1);
+    await leecher.stop();
+    await scrapeReaches(onA, infoHash, [1, 0, 2]);
+    await scrapeReaches(onB, infoHash, [1, 0, 2]);
+  } catch (e) {
+    for (const child of children) console.error(`--- ${child.name}:\n${child.log()}`);
+    throw e;
+  } finally {
+    await Promise.all(children.map((child) => child.stop()));
+    await a.stop();
+    await b.stop();
+    await redis.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** One sample of a metric of `otter` (the one with `labels`, or the unlabelled one). */
+async function metric(otter: OtterProcess, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`${otter.http[0]}/metrics`)).text();
+  const line = labels === "" ? `${name} ` : `${name}{${labels}} `;
+  const found = text.split("\n").find((l) => l.startsWith(line));
+  return found === undefined ? NaN : Number(found.slice(line.length));
 }
 
 async function btClient(scheme: Scheme): Promise<void> {

@@ -6,6 +6,29 @@
 import type { RejectedCounts } from "./batchGate.ts";
 import type { RedisFigures } from "./redisInfo.ts";
 import { newSnapshotRejects, type SnapshotRejects } from "./snapshotFormat.ts";
+import { newSignalRejects, type SignalRejects } from "./wtSignalFormat.ts";
+
+/** What the sync counts of WebTorrent signals between nodes (wtRelay.ts). */
+export interface SignalCounters {
+  sentOffers: number;
+  sentAnswers: number;
+  /** Bytes of signals published, and received on the listening connection (wire). */
+  sentBytes: number;
+  receivedBytes: number;
+  /** Sound signals for this node handed to the WebSocket tracker. */
+  receivedOffers: number;
+  receivedAnswers: number;
+  /** Signals not sent: Redis away, over the rate, too many in flight, an SDP too long, a failed publish. */
+  dropped: {
+    disconnected: number;
+    rate: number;
+    backlog: number;
+    oversized: number;
+    failed: number;
+  };
+  /** Signals received and refused, by reason. */
+  refused: SignalRejects;
+}
 
 /** What the sync counts of snapshots (snapshotStore.ts). */
 export interface SnapshotCounters {
@@ -60,6 +83,8 @@ export interface ClusterCounters {
   snapshots: SnapshotCounters;
   /** Snapshot chunks and manifests refused, by reason (snapshotFormat.ts). */
   snapshotRejected: SnapshotRejects;
+  /** WebTorrent signals relayed between nodes (wtRelay.ts). */
+  signals: SignalCounters;
 }
 
 /** Counters at zero, disconnected. */
@@ -86,5 +111,15 @@ export function newClusterCounters(): ClusterCounters {
     redis: [],
     snapshots: { written: 0, loaded: 0, bytes: 0, ageSeconds: 0 },
     snapshotRejected: newSnapshotRejects(),
+    signals: {
+      sentOffers: 0,
+      sentAnswers: 0,
+      sentBytes: 0,
+      receivedBytes: 0,
+      receivedOffers: 0,
+      receivedAnswers: 0,
+      dropped: { disconnected: 0, rate: 0, backlog: 0, oversized: 0, failed: 0 },
+      refused: newSignalRejects(),
+    },
   };
 }

@@ -13,6 +13,8 @@
  *   otter:{NAME:s}:snap:<v>:<i>    string: chunk i of snapshot version v
  *   otter:{NAME:s}:lease           string: the snapshot writer's lease (its instance)
  *   otter:{NAME:s}:version         string: INCRed for each snapshot version
+ *   otter:{NAME:wt:<tag>}          pub/sub channel: WebTorrent signals for the node of that tag
+ *                                  (wtRelay.ts; a sharded channel on a Redis Cluster)
  */
 
 /** Shards of a cluster over a Redis Cluster, unless the cluster's config key says otherwise. */
@@ -66,5 +68,10 @@ export class ClusterKeys {
 
   version(shard: number): string {
     return `otter:{${this.tag(shard)}}:version`;
+  }
+
+  /** The channel of the WebTorrent signals for the node whose keys have tag `tag`. */
+  signals(tag: number): string {
+    return `otter:{${this.name}:wt:${tag}}`;
   }
 }

@@ -64,6 +64,8 @@ import { ShardReader } from "./shardReader.ts";
 import { type SnapshotOptions, SnapshotStore } from "./snapshotStore.ts";
 import { SnapshotMacs } from "./snapshotFormat.ts";
 import { WsPeerKeys } from "./wsPeerKeys.ts";
+import { WtRelay } from "./wtRelay.ts";
+import { SignalMac } from "./wtSignalFormat.ts";
 import { RedisLink, textOf } from "./redisLink.ts";
 import {
   checkCommands,
@@ -140,6 +142,13 @@ export interface ClusterSyncOptions {
   wsKeys?: WsPeerKeys;
   /** Seconds a silent WebSocket peer lives (--ws-peer-timeout). Default peerTimeout. */
   wsPeerTimeout?: number;
+  /**
+   * Relays WebTorrent signals between nodes (wtRelay.ts): `relay` is made, on the channel of
+   * `wsKeys`' tag. startTracker asks for it when the node serves WebSocket.
+   */
+  relaySignals?: boolean;
+  /** Signals per second each way (wtRelay.ts); default MAX_SIGNALS_PER_SECOND. */
+  signalsPerSecond?: number;
 }
 
 /** How often the offset to Redis's clock is measured again while connected. */
@@ -153,6 +162,8 @@ export class ClusterSync {
   readonly keys: ClusterKeys;
   /** This process's instance: 16 hex digits, the name of its streams. */
   readonly instance: string;
+  /** WebTorrent signals to and from other nodes (`relaySignals`), else null. */
+  readonly relay: WtRelay | null;
 
   readonly #urls: string[];
   readonly #redactedUrl: string;
@@ -243,6 +254,19 @@ export class ClusterSync {
       peerTimeout: options.peerTimeout,
       maxPendingBytes: options.maxPendingBytes ?? 64 * 1024 * 1024,
     });
+    const wsKeys = options.wsKeys ?? new WsPeerKeys();
+    this.relay = options.relaySignals
+      ? new WtRelay({
+        keys: this.keys,
+        tag: wsKeys.tag,
+        mac: new SignalMac(options.secret, options.name),
+        counters: this.counters,
+        commandTimeoutMs: this.#commandTimeoutMs,
+        redisNowMs: () => this.#redisNowMs(),
+        log: options.log,
+        perSecond: options.signalsPerSecond,
+      })
+      : null;
     this.#snapshots = new SnapshotStore({
       keys: this.keys,
       instance: this.instance,
@@ -254,7 +278,7 @@ export class ClusterSync {
       access: options.access ?? null,
       peerTimeout: options.peerTimeout,
       wsPeerTimeout: options.wsPeerTimeout ?? options.peerTimeout,
-      wsKeys: options.wsKeys ?? new WsPeerKeys(),
+      wsKeys,
       counters: this.counters,
       log: options.log,
       options: options.snapshots ?? {},
@@ -336,6 +360,7 @@ export class ClusterSync {
   #endSession(): void {
     this.#link?.destroy();
     for (const reader of this.#readers) reader.destroy();
+    this.relay?.destroy();
   }
 
   async #runSessions(): Promise<void> {
@@ -368,6 +393,7 @@ export class ClusterSync {
         this.#link = null;
         link.destroy();
         for (const reader of this.#readers) reader.destroy();
+        this.relay?.destroy();
       }
       if (fatal !== null) {
         this.#failStart(fatal);
@@ -409,6 +435,7 @@ export class ClusterSync {
       await this.#checkOwnTails(link);
     }
     this.#queue.registerAgain();
+    await this.relay?.connect(link);
   }
 
   /**
@@ -511,9 +538,23 @@ export class ClusterSync {
     }
   }
 
-  /** Runs every shard's read loop until one fails; then stops the others and rethrows. */
+  /**
+   * Runs every shard's read loop, and the signal listener's, until one fails; then stops the
+   * others and rethrows.
+   */
   async #readAll(link: RedisLink): Promise<void> {
     let failure: unknown = null;
+    const relay = this.relay;
+    const listening = relay !== null && relay.listening
+      ? (async () => {
+        try {
+          while (this.#running && this.#link === link) await relay.readOnce();
+        } catch (error) {
+          if (failure === null) failure = error;
+          this.#endSession();
+        }
+      })()
+      : null;
     await Promise.all(this.#readers.map(async (reader) => {
       try {
         while (this.#running && this.#link === link) {
@@ -529,6 +570,7 @@ export class ClusterSync {
         this.#endSession();
       }
     }));
+    await listening;
     if (failure !== null) throw failure;
   }
 

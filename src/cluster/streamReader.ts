@@ -12,7 +12,8 @@
  * `maxValueBytes`, however it was filled.
  *
  * It speaks only what the read loop needs: connect (TCP, or TLS for `rediss://`), AUTH and SELECT
- * from the URL, then one command at a time. An error reply rejects with node-redis's `ErrorReply`,
+ * from the URL, then one command at a time, or, once subscribed, the messages as they come
+ * (`receive`). An error reply rejects with node-redis's `ErrorReply`,
  * so the sync tells refusals from broken connections the same way for both of its connections.
  */
 // Pinned inline, as the team rules ask for npm packages.
@@ -117,6 +118,23 @@ export class StreamReaderConnection {
       this.#busy = false;
       this.#maxValueBytes = maxValueBytes;
       this.#keep = keep;
+    }
+  }
+
+  /**
+   * Reads the next value Redis sends without a command (a subscribed connection's messages);
+   * an error reply rejects with ErrorReply.
+   */
+  async receive(): Promise<unknown> {
+    if (this.#conn === null || this.#destroyed) throw new Error("not connected");
+    if (this.#busy) throw new Error("one command at a time");
+    this.#busy = true;
+    try {
+      const reply = await this.#value(0);
+      if (reply instanceof ErrorReply) throw reply;
+      return reply;
+    } finally {
+      this.#busy = false;
     }
   }
 

@@ -505,6 +505,49 @@ const CLUSTER_FAMILIES: readonly Family<ClusterCounters>[] = [
     "Connections made to Redis.",
     (cluster) => cluster.connects,
   ],
+  [
+    "otter_cluster_ws_signals_sent_total",
+    "counter",
+    "WebTorrent offers and answers this node sent to other nodes through Redis.",
+    (cluster) => [
+      ['kind="offer"', cluster.signals.sentOffers],
+      ['kind="answer"', cluster.signals.sentAnswers],
+    ],
+  ],
+  [
+    "otter_cluster_ws_signals_received_total",
+    "counter",
+    "WebTorrent offers and answers from other nodes taken in (sound, for this node, in time).",
+    (cluster) => [
+      ['kind="offer"', cluster.signals.receivedOffers],
+      ['kind="answer"', cluster.signals.receivedAnswers],
+    ],
+  ],
+  [
+    "otter_cluster_ws_signals_refused_total",
+    "counter",
+    "WebTorrent signals from Redis refused: malformed, oversized (never read whole), bad_mac, " +
+    "expired (over 120 s), not_ours (another node's, or no such peer), rate, no_offer (an " +
+    "answer to no offer sent), replayed (an offer already forwarded).",
+    (cluster) =>
+      Object.entries(cluster.signals.refused).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_ws_signals_dropped_total",
+    "counter",
+    "WebTorrent signals for other nodes not sent: disconnected, rate, backlog, oversized, failed.",
+    (cluster) =>
+      Object.entries(cluster.signals.dropped).map(([reason, n]) => [`reason="${reason}"`, n]),
+  ],
+  [
+    "otter_cluster_ws_signal_bytes_total",
+    "counter",
+    "Bytes of WebTorrent signals published (out) and received on the signal channel (in).",
+    (cluster) => [
+      ['direction="out"', cluster.signals.sentBytes],
+      ['direction="in"', cluster.signals.receivedBytes],
+    ],
+  ],
 ];
 
 const STATS_WALK_FAMILIES: readonly Family<StatsWalks>[] = [

@@ -211,7 +211,14 @@ export async function startTracker(
         snapshots: { minIntervalMs: config.clusterSnapshotInterval * 1000 },
         wsKeys,
         wsPeerTimeout: config.wsPeerTimeout,
+        relaySignals: webSocket !== null,
       });
+      // WebTorrent across nodes: offers for other nodes' WebSocket peers go through Redis.
+      const relay = sync.relay;
+      if (relay !== null && webSocket !== null) {
+        webSocket.tracker.relayThrough(relay);
+        store.wsOffersAcrossNodes = true;
+      }
       await sync.start();
       tracker.changes = sync.changes;
       // A changed epoch only moves epoch boundaries: nothing to redo.

@@ -7,8 +7,9 @@
  * it all.
  *
  * Compact form: 6 bytes for IPv4 (address, port, big-endian), 18 for IPv6. WebSocket peers
- * (`sampleLocalWsPeers`, the peers an announce's offers go to) come in the IPv4 form too: their
- * entry number and generation, and only those of this node (no WS_REMOTE_BIT).
+ * (`sampleWsPeers`, the peers an announce's offers go to) come in the IPv4 form too: for this
+ * node's own, their entry number and generation; for another node's (WS_REMOTE_BIT), the key that
+ * node publishes them by, when offers are relayed between nodes.
  */
 import { CLASS_CAPACITY, CLASS_COUNT, FIRST_SET_CLASS } from "./classes.ts";
 import {
@@ -112,19 +113,20 @@ export function samplePeers(
 }
 
 /**
- * Writes up to `numwant` WebSocket peers of the torrent at `slot` that this node holds (address
- * word without WS_REMOTE_BIT) into out[outOffset..] in the 6-byte form, skipping record `self`
- * and, for a `seeder`, other seeders; as `samplePeers`, from a random record on. Remote peers
- * are skipped as they are met, and every walk (not only a seeder's) stops after
- * SEEDER_WALK_LIMIT records, so a big swarm held mostly by other nodes costs a bounded walk and
- * may yield fewer than `numwant`. Returns the number written.
+ * Writes up to `numwant` WebSocket peers of the torrent at `slot` into out[outOffset..] in the
+ * 6-byte form, skipping record `self`, for a `seeder` other seeders, and with `localOnly` the
+ * peers other nodes hold (WS_REMOTE_BIT: reachable only if offers are relayed between nodes); as
+ * `samplePeers`, from a random record on. Skipped peers are passed as they are met, and every walk
+ * (not only a seeder's) stops after SEEDER_WALK_LIMIT records, so a big swarm held mostly by other
+ * nodes costs a bounded walk and may yield fewer than `numwant`. Returns the number written.
  */
-export function sampleLocalWsPeers(
+export function sampleWsPeers(
   rows: Uint32Array,
   pools: readonly Uint32Array[],
   slot: number,
   self: number,
   seeder: boolean,
+  localOnly: boolean,
   numwant: number,
   random: () => number,
   out: Uint8Array,
@@ -146,10 +148,11 @@ export function sampleLocalWsPeers(
   let written = 0;
   let at = outOffset;
   const skip = seeder ? SEEDER_BIT : 0;
+  const skipWord = localOnly ? WS_REMOTE_BIT : 0;
   for (let record = records + i * RECORD_WORDS_V4; steps > 0; steps--) {
     const tail = pool[record + 1];
     const word = pool[record];
-    if (tail !== 0 && i !== self && (tail & skip) === 0 && (word & WS_REMOTE_BIT) === 0) {
+    if (tail !== 0 && i !== self && (tail & skip) === 0 && (word & skipWord) === 0) {
       out[at] = word >>> 24;
       out[at + 1] = word >>> 16;
       out[at + 2] = word >>> 8;

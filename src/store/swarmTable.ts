@@ -50,7 +50,7 @@ import {
   PeerSets,
   type PeerVisitor,
 } from "./peerSets.ts";
-import { sampleLocalWsPeers, samplePeers } from "./peerSample.ts";
+import { samplePeers, sampleWsPeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
 
@@ -139,6 +139,12 @@ function xorshift32(): () => number {
 
 export class SwarmTable {
   readonly result: AnnounceResult = new AnnounceResult();
+  /**
+   * Whether a WebSocket announce's sample (the peers its offers go to) includes peers other
+   * cluster nodes hold (WS_REMOTE_BIT), which the cluster then relays offers to; off unless the
+   * cluster relays WebTorrent signals (cluster/wtRelay.ts).
+   */
+  wsOffersAcrossNodes = false;
 
   readonly #hashKey: Uint32Array;
   readonly #random: () => number;
@@ -204,9 +210,10 @@ export class SwarmTable {
    * Applies one announce and writes up to `numwant` compact peers (6 bytes for family 4:
    * address + port big-endian; 18 for 6) of the requester's family into out[outOffset..]; out
    * must have room for them. For FAMILY_WS (a WebSocket peer: `address` its 4-byte entry number,
-   * `port` the entry's generation) the peers written are this node's WebSocket peers, in the same
-   * 6-byte form (the ones its offers go to). Returns the number of peers written. `result` gets the torrent's
-   * counts after applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
+   * `port` the entry's generation) the peers written are the swarm's other WebSocket peers, in
+   * the same 6-byte form (the ones its offers go to): this node's, and with `wsOffersAcrossNodes`
+   * other nodes' too. Returns the number of peers written. `result` gets the torrent's counts after
+   * applying the announce. Events: 0 none, 1 completed, 2 started, 3 stopped;
    * `seeder` is left == 0. Returns -1, storing nothing, when a new torrent or peer is refused
    * at a cap (`result.refused` says which); with whenFull "evict" that only happens if evicting
    * MAX_EVICTIONS torrents (never the requester's) did not make room.
@@ -284,12 +291,13 @@ export class SwarmTable {
       );
       if (numwant > 0) {
         written = family === FAMILY_WS
-          ? sampleLocalWsPeers(
+          ? sampleWsPeers(
             table.rows,
             this.#pools.words,
             slot,
             self,
             seeder,
+            !this.wsOffersAcrossNodes,
             numwant,
             this.#random,
             out,

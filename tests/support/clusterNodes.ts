@@ -115,6 +115,8 @@ export function makeNode(
     snapshots?: SnapshotOptions;
     shards?: number;
     wsKeys?: WsPeerKeys;
+    relaySignals?: boolean;
+    signalsPerSecond?: number;
   } = {},
 ): TestNode {
   const store = new TestStore({ peerTimeout: options.peerTimeout ?? 300 });
@@ -146,6 +148,8 @@ export function makeNode(
     snapshots: options.snapshots,
     shards: options.shards,
     wsKeys: options.wsKeys,
+    relaySignals: options.relaySignals,
+    signalsPerSecond: options.signalsPerSecond,
   });
   return { name, store, sync, clock, logs };
 }

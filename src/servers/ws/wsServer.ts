@@ -518,7 +518,7 @@ export class WsServer {
         this.#release(c);
       }
     }
-    this.counters.pendingOffers = this.tracker.offers.held;
+    this.counters.pendingOffers = this.tracker.pendingOffers;
     this.counters.peerEntries = this.tracker.peers.size;
   }
 }

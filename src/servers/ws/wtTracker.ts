@@ -15,7 +15,9 @@
  * Replies and offers are written straight into the connections' output queues (wsConnection.ts);
  * the server writes them out. With --cluster, WebSocket peers are published like the others
  * (publishRule.ts), under the key that names them on other nodes (cluster/wsPeerKeys.ts), so their
- * counts reach every node; offers reach only peers connected to this node.
+ * counts reach every node; and with a signal relay (cluster/wtRelay.ts) an offer sampled for
+ * another node's peer goes to that node, which forwards it to its peer and sends the answer back,
+ * under the same rules (wtAcrossNodes.ts).
  */
 import { EVENT_STOPPED } from "../../protocol/events.ts";
 import {
@@ -37,7 +39,8 @@ import {
   wtScrapeReplyMaxLength,
   wtSignalMaxLength,
 } from "../../protocol/wtReply.ts";
-import { writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
+import { readWord, writeWord, WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
+import { SIGNAL_OFFER, type SignalRelay, type WtSignal } from "../../cluster/wtSignal.ts";
 import { ACCESS_DENIED_REASON } from "../../policy/accessList.ts";
 import {
   ACTION_ANNOUNCE,
@@ -65,12 +68,13 @@ import {
   REFUSED_TOO_MANY,
   type WsCounters,
 } from "../../observe/wsCounters.ts";
-import { FAMILY_WS, refusedReason } from "../../store/swarmTable.ts";
+import { FAMILY_WS, refusedReason, WS_REMOTE_BIT } from "../../store/swarmTable.ts";
 import type { Tracker } from "../tracker.ts";
 import type { WsBuffers } from "./wsBuffers.ts";
 import type { WsConnection, WsConnectionSlots } from "./wsConnection.ts";
 import { WsOfferTable } from "./wsOfferTable.ts";
 import { WsPeerTable } from "./wsPeerTable.ts";
+import { WtAcrossNodes } from "./wtAcrossNodes.ts";
 
 /** Most (torrent, peer_id) entries one connection may hold. */
 export const MAX_PEERS_PER_CONNECTION = 4096;
@@ -106,6 +110,8 @@ export class WtTracker {
   readonly #remote = new Uint8Array(4);
   /** The keys this node publishes its peers under (shared with the cluster's snapshots). */
   readonly keys: WsPeerKeys;
+  /** Offers and answers to and from other cluster nodes (`relayThrough`), or null. */
+  #across: WtAcrossNodes | null = null;
   readonly #sample = new Uint8Array(MAX_OFFERS_FORWARDED * 6);
   readonly #scrapeCounts = new Float64Array(64 * 3);
 
@@ -128,6 +134,24 @@ export class WtTracker {
     this.offers = new WsOfferTable();
     this.keys = keys;
     keys.owns = (entry, hash, hashAt) => this.peers.holds(entry, hash, hashAt);
+  }
+
+  /**
+   * Relays offers for other nodes' peers, and their answers, through `relay` (startTracker, with
+   * --cluster); the relay hands this node's signals to `remoteSignal`.
+   */
+  relayThrough(relay: SignalRelay): void {
+    this.#across = new WtAcrossNodes(relay, this.peers, this.keys);
+    relay.deliver = (signal) => this.remoteSignal(signal);
+  }
+
+  /** Offers waiting for their answer (or their 120 s): local ones and those across nodes. */
+  get pendingOffers(): number {
+    return this.offers.held + (this.#across?.pending ?? 0);
+  }
+
+  #offersEvicted(): number {
+    return this.offers.evicted + (this.#across?.evicted ?? 0);
   }
 
   /** Handles one complete text message from `connection`: its UTF-8 bytes, valid while called. */
@@ -281,9 +305,13 @@ export class WtTracker {
     const cap = this.settings.maxQueuedBytes;
     for (let i = 0; i < sampled; i++) {
       const at = i * 6;
-      const target = ((sample[at] << 24) | (sample[at + 1] << 16) | (sample[at + 2] << 8) |
-        sample[at + 3]) >>> 0;
+      const target = readWord(sample, at);
       const targetGeneration = (sample[at + 4] << 8) | sample[at + 5];
+      if ((target & WS_REMOTE_BIT) !== 0) {
+        // Another node's peer: its key and its node's tag; that node forwards it.
+        this.#across?.offer(request, i, target, targetGeneration, entry, generation, now);
+        continue;
+      }
       // The store may hold a peer whose entry is gone (expired in the store after a stop
       // raced it, or a slot reused): the generation tells.
       if (!peers.isLive(target, targetGeneration)) continue;
@@ -323,7 +351,7 @@ export class WtTracker {
       this.#counters.offersForwarded++;
       this.#queued(receiver);
     }
-    this.#counters.offersEvicted = this.offers.evicted;
+    this.#counters.offersEvicted = this.#offersEvicted();
   }
 
   #answer(connection: WsConnection, request: WtRequest): void {
@@ -338,6 +366,7 @@ export class WtTracker {
     const pending = entry < 0
       ? -1
       : offers.find(request.offerId, 0, entry, peers.generationOf(entry), now);
+    if (pending < 0 && entry >= 0 && this.#across?.answer(request, entry, now)) return;
     const offerer = offers.offerer;
     if (
       pending < 0 || !peers.isLive(offerer, offers.offererGeneration) ||
@@ -370,6 +399,48 @@ export class WtTracker {
       );
       this.#counters.sent[OUT_ANSWER]++;
       this.#counters.answersRelayed++;
+    }
+    this.#queued(receiver);
+  }
+
+  /**
+   * A signal another node sent this node (wtRelay.ts checked its MAC, age and tag): an offer for
+   * one of our peers, forwarded to its socket; or an answer to an offer we sent, relayed to the
+   * offering client. Anything that matches no live peer or pending offer is refused and counted
+   * (wtAcrossNodes.ts), never forwarded.
+   */
+  remoteSignal(signal: WtSignal): void {
+    const across = this.#across;
+    if (across === null) return;
+    const entry = across.receive(signal, this.#tracker.clock.now);
+    if (entry < 0) return;
+    const receiver = this.#slots.get(this.peers.connectionOf(entry));
+    if (receiver === undefined) return;
+    const { infoHash, peerId, offerId, sdp, sdpStart, sdpEnd } = signal;
+    const at = receiver.beginFrame(
+      wtSignalMaxLength(sdpEnd - sdpStart),
+      this.#buffers,
+      this.settings.maxQueuedBytes,
+    );
+    const counters = this.#counters;
+    if (at >= 0) {
+      const out = receiver.out!;
+      if (signal.kind === SIGNAL_OFFER) {
+        receiver.endFrame(
+          at,
+          writeWtOffer(out, at, infoHash, peerId, offerId, 0, sdp, sdpStart, sdpEnd),
+        );
+        counters.sent[OUT_OFFER]++;
+        counters.offersForwarded++;
+        counters.offersEvicted = this.#offersEvicted();
+      } else {
+        receiver.endFrame(
+          at,
+          writeWtAnswer(out, at, infoHash, peerId, offerId, sdp, sdpStart, sdpEnd),
+        );
+        counters.sent[OUT_ANSWER]++;
+        counters.answersRelayed++;
+      }
     }
     this.#queued(receiver);
   }
