@@ -5,16 +5,7 @@
  * One object per process, plain numbers and Float64Arrays bumped in place; the metric families and
  * the stats mode `ws` that read them are here too, so stats.ts and metrics.ts only list them.
  */
-
-/** A metric family as metrics.ts reads them (its `Family<WsCounters>`; not imported: metrics.ts
- * imports this file). */
-type Samples = number | readonly (readonly [string, number])[];
-type WsFamily = readonly [
-  name: string,
-  type: "counter" | "gauge",
-  help: string,
-  samples: (ws: WsCounters) => Samples,
-];
+import type { Family, Samples } from "./metricFamily.ts";
 
 /** Messages a client sends, by kind ("invalid": not a request otter could read). */
 export const WS_IN_KINDS = [
@@ -134,7 +125,7 @@ function record(names: readonly string[], values: Float64Array): Record<string, 
   return out;
 }
 
-export const WS_FAMILIES: readonly WsFamily[] = [
+export const WS_FAMILIES: readonly Family<WsCounters>[] = [
   ["otter_ws_connections", "gauge", "WebSocket connections open.", (ws) => ws.open],
   [
     "otter_ws_connections_opened_total",

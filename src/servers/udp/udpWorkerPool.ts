@@ -45,7 +45,7 @@ import {
   type UdpListenerFailures,
   type UdpSocketFailures,
 } from "../../observe/udpSocketFailures.ts";
-import { type Family, renderFamilies, type Samples } from "../../observe/metrics.ts";
+import { type Family, renderFamilies, type Samples } from "../../observe/metricFamily.ts";
 import {
   addressOf,
   errnoText,
