@@ -122,9 +122,12 @@ function machineAt(unixMs: number): string {
 }
 
 const runFiles = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
-  /^run-\d+\.txt$/.test(n)
+  /^run-(http-)?\d+\.txt$/.test(n)
 )
-  .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
+  .sort((a, b) =>
+    Number(a.includes("http")) - Number(b.includes("http")) ||
+    Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0])
+  );
 let stallsOver20 = 0;
 for (const name of runFiles) {
   const text = Deno.readTextFileSync(`${dir}/${name}`);

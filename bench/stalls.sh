@@ -6,23 +6,31 @@
 # (vmstat) at that second and how long otter's main thread waited for a CPU around it
 # (/proc schedstat, every 50 ms). otter on core 0, the load tools on core 1; 127.0.0.1 only.
 #
-#   bash bench/stalls.sh [--runs N] [--duration S] [--rate R] [--out DIR]
+# Then the same for HTTP keep-alive announces (wrk's closed-loop top rate with 64 connections,
+# openloop --http at half of it over 64 connections), unless --udp-only.
 #
-# --rate skips the top-rate measurement. Takes about RUNS x (DURATION + 5) s plus 2 minutes.
+#   bash bench/stalls.sh [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only] [--out DIR]
+#
+# --rate / --http-rate skip the top-rate measurements. Takes about 2 x RUNS x (DURATION + 5) s
+# plus 3 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=5
 DURATION=60
 RATE=""
+HTTP_RATE=""
+HTTP=1
 OUT=$(mktemp -d)
 while (($#)); do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
+    --http-rate) HTTP_RATE=$2; shift 2 ;;
+    --udp-only) HTTP=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--duration S] [--rate R] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$OUT"
@@ -79,6 +87,24 @@ for run in $(seq "$RUNS"); do
     >"$OUT/run-$run.txt" 2>&1 || true
   grep -E "latency_us|stalls:" "$OUT/run-$run.txt" | sed "s/^/run $run: /"
 done
+if [ "$HTTP" = 1 ]; then
+  "$UDPLOAD" -D -t 100000 >"$OUT/pool.txt"
+  if [ -z "$HTTP_RATE" ]; then
+    echo "== HTTP closed-loop top rate (wrk -c 64 keep-alive, 3 x 10 s)"
+    for i in 1 2 3; do
+      timeout 60 taskset -c 1 wrk -t1 -c64 -d10s -s "$LOAD/http-announce.lua" \
+        http://127.0.0.1:16960 -- "pool=$OUT/pool.txt" ports=10 | awk '/Requests\/sec/ { print $2 }'
+    done | sort -n | tee "$OUT/http-top.txt"
+    HTTP_RATE=$(awk 'NR == 2 { printf "%d", $1 / 2 }' "$OUT/http-top.txt")
+  fi
+  echo "== HTTP open loop at $HTTP_RATE announces/s over 64 connections, $RUNS x $DURATION s (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+  for run in $(seq "$RUNS"); do
+    timeout $((DURATION + 60)) taskset -c 1 "$OPENLOOP" --http 127.0.0.1:16960 --rate "$HTTP_RATE" \
+      --duration "$DURATION" --torrents 100000 --ports 10 --conns 64 --fill-seeders --stalls 5 \
+      >"$OUT/run-http-$run.txt" 2>&1 || true
+    grep -E "latency_us|stalls:" "$OUT/run-http-$run.txt" | sed "s/^/http run $run: /"
+  done
+fi
 kill "$VMSTAT" 2>/dev/null || true
 VMSTAT=""
 kill "$OTTER" && wait "$OTTER" 2>/dev/null || true
