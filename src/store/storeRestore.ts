@@ -24,7 +24,8 @@ import {
 } from "./layout.ts";
 import type { BlockPools } from "./blockPools.ts";
 import type { TorrentKey, TorrentTable } from "./torrentTable.ts";
-import type { PeerKey, PeerSets } from "./peerSets.ts";
+import type { PeerSets } from "./peerSets.ts";
+import type { PeerKey } from "./peerKey.ts";
 import type { StoreCaps } from "./storeCaps.ts";
 
 export class StoreRestore {

@@ -45,10 +45,10 @@ import {
   OLDER_KEEPS_STAMP,
   OLDER_REPLACES,
   OLDER_SKIPPED,
-  PeerKey,
   PeerSets,
   type PeerVisitor,
 } from "./peerSets.ts";
+import { PeerKey } from "./peerKey.ts";
 import { samplePeers, sampleWsPeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
