@@ -42,7 +42,8 @@
  * anything is applied. Streams are read through streamReader.ts, which holds at most a set number
  * of bytes per value whatever someone wrote.
  */
-import { ChangeRecorder, instanceHex, MAX_BATCH_RECORDS } from "./changeBatch.ts";
+import { instanceHex, MAX_BATCH_RECORDS } from "./changeBatch.ts";
+import { ChangeRecorder } from "./changeRecorder.ts";
 import { parseClusterUrl } from "./clusterOptions.ts";
 import { BatchMac } from "./batchMac.ts";
 import { BatchGate } from "./batchGate.ts";
