@@ -7,7 +7,7 @@
  * batch it publishes once (a flush every 200 ms takes one batch per 4096 changes) and verifies
  * each batch it reads, so the cost per change is the figure over the change count.
  */
-import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
 
 const mac = new BatchMac(new TextEncoder().encode("a bench secret of some length"), "bench");

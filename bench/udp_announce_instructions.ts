@@ -27,7 +27,7 @@ import { SwarmTable } from "../src/store/swarmTable.ts";
 import { ConnectionIds } from "../src/protocol/connectionId.ts";
 import { Tracker } from "../src/servers/tracker.ts";
 import { UdpTracker } from "../src/servers/udp/udpTracker.ts";
-import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { LocalChanges } from "../src/cluster/publishRule.ts";
 import { ClientMix } from "../src/observe/clientMix.ts";
 

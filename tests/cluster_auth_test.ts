@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient, RESP_TYPES } from "npm:@redis/client@6.3.1";
-import { ChangeRecorder, MAX_BATCH_BYTES, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { MAX_BATCH_BYTES, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { parseCommandLine } from "../src/config/config.ts";
 import { Clock } from "../src/config/clock.ts";
 import { startTracker } from "../src/servers/startTracker.ts";

@@ -4,13 +4,13 @@
  */
 import assert from "node:assert/strict";
 import {
-  ChangeRecorder,
   markLate,
   MAX_BATCH_BYTES,
   setPublishTime,
   setSequence,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
 import { BatchGate, type GateCounters } from "../src/cluster/batchGate.ts";
 import { OversizedValue, SkippedElements } from "../src/cluster/streamReader.ts";

@@ -1,7 +1,6 @@
 /** Batch authentication: the tag is HMAC-SHA256 over everything a receiver reads, under the secret. */
 import assert from "node:assert/strict";
 import {
-  ChangeRecorder,
   checkBatch,
   CRC_START,
   markLate,
@@ -10,6 +9,7 @@ import {
   TAG_SIZE,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
 
 const SECRET = new TextEncoder().encode("correct horse battery staple 42");

@@ -10,7 +10,6 @@ import {
   batchRecordCount,
   batchSequence,
   batchShard,
-  ChangeRecorder,
   checkBatch,
   decodeBatch,
   encodeNodeId,
@@ -29,6 +28,7 @@ import {
   shardOf,
   writeChecksum,
 } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { FAMILY_WS, type PeerFamily } from "../src/store/swarmTable.ts";
 
 interface Change {

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@redis/client@6.3.1";
-import { ChangeRecorder, setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { setPublishTime, writeChecksum } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { ClusterKeys } from "../src/cluster/clusterKeys.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";

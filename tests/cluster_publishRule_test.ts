@@ -10,7 +10,7 @@ import {
   publishDue,
   refreshEpochSeconds,
 } from "../src/cluster/publishRule.ts";
-import { ChangeRecorder } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { FAMILY_WS, SwarmTable } from "../src/store/swarmTable.ts";
 
 /** A store record's tail word as AnnounceResult.previous holds it. */

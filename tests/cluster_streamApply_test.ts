@@ -4,12 +4,8 @@
  * still end as the stream's last word.
  */
 import assert from "node:assert/strict";
-import {
-  ChangeRecorder,
-  markLate,
-  setPublishTime,
-  setSequence,
-} from "../src/cluster/changeBatch.ts";
+import { markLate, setPublishTime, setSequence } from "../src/cluster/changeBatch.ts";
+import { ChangeRecorder } from "../src/cluster/changeRecorder.ts";
 import { BatchMac } from "../src/cluster/batchMac.ts";
 import { BatchGate } from "../src/cluster/batchGate.ts";
 import { StreamApplier } from "../src/cluster/streamApply.ts";

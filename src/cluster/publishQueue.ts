@@ -28,11 +28,11 @@ import {
   batchRecordCount,
   batchSequence,
   batchShard,
-  type ChangeRecorder,
   markLate,
   setPublishTime,
   setSequence,
 } from "./changeBatch.ts";
+import type { ChangeRecorder } from "./changeRecorder.ts";
 import type { BatchMac } from "./batchMac.ts";
 import { BATCH_FIELD } from "./batchGate.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";

@@ -23,7 +23,8 @@
  * client that announces every interval stays alive everywhere if the peer timeout is at least the
  * jittered interval plus E, which the default E leaves room for.
  */
-import { type ChangeRecorder, opForEvent } from "./changeBatch.ts";
+import { opForEvent } from "./changeBatch.ts";
+import type { ChangeRecorder } from "./changeRecorder.ts";
 import { FAMILY_WS, type PeerFamily, previousAge, previousSeeder } from "../store/swarmTable.ts";
 
 const EVENT_NONE = 0;

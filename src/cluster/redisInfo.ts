@@ -1,8 +1,8 @@
 /**
  * What Redis says about itself, for /metrics: its memory and its own byte counters, polled with
- * INFO every few seconds by each node (one command, well under a millisecond), so an operator
- * sees what the cluster costs Redis beside what it costs otter. Also its run id, which changes
- * when the server restarts (the sync checks it at connect: redisCluster.ts).
+ * INFO every few seconds by each node (infoPoller.ts; one command, well under a millisecond), so
+ * an operator sees what the cluster costs Redis beside what it costs otter. Also its run id,
+ * which changes when the server restarts.
  *
  * Redis's counters restart at zero with the server; the per-second figures are taken between two
  * polls of the same run only.

@@ -5,51 +5,42 @@
  * snapshots and a short tail, whatever the announce rate (docs/cluster-design.md → Short stream
  * and snapshot).
  *
- * Writing, checked by every node each tick, per shard: a snapshot is due when the shard has
- * none (or only one that fails its checks) and this node holds peers, when the streams have grown
- * by a quarter of the snapshot's bytes since its position, or hold more than half of it since the
+ * Writing, checked by every node each tick, per shard: a snapshot is due when the shard has none
+ * (or only one that fails its checks) and this node holds peers, when the streams have grown by a
+ * quarter of the snapshot's bytes since its position, or hold more than half of it since the
  * position they are trimmed to (a burst followed by quiet), or when it is older than half a peer
  * timeout; never sooner than `minIntervalMs` (or 20 times the last walk's time, or twice its wall
  * time) after the current one. The streams' bytes are this node's (read and published), sampled
- * each tick against Redis's clock, so growth is measured from a snapshot's position, whoever
- * wrote it. The writer takes the shard's lease (SET NX PX: the others leave it),
- * numbers the snapshot (INCR), notes its reader's position, walks the store in slices (announces
- * keep flowing) writing each chunk as it fills, and swaps the manifest in with a script that
- * checks it still holds the lease. The chunks of the snapshot it replaced expire after a grace,
- * so a node loading that one can finish. A writer that dies before the swap leaves the previous
- * manifest and its chunks in place; its own chunks expire.
+ * each tick against Redis's clock, so growth is measured from a snapshot's position, whoever wrote
+ * it. The writer takes the shard's lease (SET NX PX: the others leave it), numbers the snapshot
+ * (INCR), notes its reader's position, walks the store in slices (announces keep flowing) writing
+ * each chunk as it fills (snapshotWalk.ts), and swaps the manifest in with a script that checks it
+ * still holds the lease. The chunks of the snapshot it replaced expire after a grace, so a node
+ * loading that one can finish. A writer that dies before the swap leaves the previous manifest and
+ * its chunks in place; its own chunks expire.
  *
  * Trimming: each node trims its streams of shard s to the position of the snapshot the current
  * one replaced (or a peer timeout back, whichever is later), so a node still loading either
  * snapshot finds the stream entries after it.
  *
- * Loading, before the listeners open: per shard the manifest, then each chunk, read with
- * GETRANGE (never more than a chunk's or a manifest's limit comes into memory, whatever the key
- * holds) and checked whole before it is applied; refused ones are counted by reason. A missing
- * chunk means a newer snapshot replaced it: start again from the new manifest (3 tries), else
- * read the shard's streams from their start. The shard's reader then starts at the snapshot's
+ * Loading, before the listeners open: per shard the manifest, then each chunk, read with GETRANGE
+ * (never more than a chunk's or a manifest's limit comes into memory, whatever the key holds) and
+ * checked whole before it is applied (snapshotApply.ts); refused ones are counted by reason. A
+ * missing chunk means a newer snapshot replaced it: start again from the new manifest (3 tries),
+ * else read the shard's streams from their start. The shard's reader then starts at the snapshot's
  * position.
  */
 import { Buffer } from "node:buffer";
 import type { AccessPolicy } from "../policy/accessList.ts";
-import {
-  FAMILY_WS,
-  type PeerVisitor,
-  type SwarmTable,
-  WS_REMOTE_BIT,
-} from "../store/swarmTable.ts";
-import { readWord, writeWord, type WsPeerKeys } from "./wsPeerKeys.ts";
-import { RECORD_FAMILIES, shardOf } from "./changeBatch.ts";
+import type { SwarmTable } from "../store/swarmTable.ts";
+import type { WsPeerKeys } from "./wsPeerKeys.ts";
 import type { ClusterKeys } from "./clusterKeys.ts";
 import type { ClusterCounters } from "./clusterCounters.ts";
 import type { RedisLink } from "./redisLink.ts";
 import type { ShardReader } from "./shardReader.ts";
 import { errorLine } from "./redisCommands.ts";
-import { settleResize } from "../store/slicer.ts";
 import {
   checkChunk,
-  chunkTakenAt,
-  ChunkWriter,
   decodeManifest,
   encodeManifest,
   idOf,
@@ -57,12 +48,10 @@ import {
   MAX_CHUNK_BYTES,
   MAX_MANIFEST_BYTES,
   positionOf,
-  readChunk,
-  sealChunk,
   type SnapshotMacs,
-  type SnapshotPeer,
-  type SnapshotTorrent,
 } from "./snapshotFormat.ts";
+import { SnapshotApplier } from "./snapshotApply.ts";
+import { walkShard } from "./snapshotWalk.ts";
 
 export interface SnapshotOptions {
   /** Least time between two snapshots of a shard, in ms. Default 30000. */
@@ -75,11 +64,6 @@ export interface SnapshotOptions {
   beforeSwap?: (shard: number) => Promise<void>;
 }
 
-/** Work per slice of a walk before the event loop gets a turn: a unit per peer, 8 per torrent. */
-const SLICE_WORK = 16384;
-const TORRENT_WORK = 8;
-/** Table resizes tolerated during one sliced walk before it finishes in one go. */
-const MAX_RESTARTS = 3;
 const LOAD_TRIES = 3;
 /** Byte samples kept per shard (one a tick: over two hours at the default tick). */
 const MAX_SAMPLES = 8192;
@@ -121,6 +105,7 @@ export interface SnapshotStoreOptions {
 
 export class SnapshotStore {
   readonly #o: SnapshotStoreOptions;
+  readonly #applier: SnapshotApplier;
   readonly #minIntervalMs: number;
   readonly #chunkBytes: number;
   /** Each shard's current manifest as last read, null if none (or one refused). */
@@ -141,6 +126,7 @@ export class SnapshotStore {
 
   constructor(options: SnapshotStoreOptions) {
     this.#o = options;
+    this.#applier = new SnapshotApplier(options);
     this.#minIntervalMs = options.options.minIntervalMs ?? 30_000;
     this.#chunkBytes = options.options.chunkBytes ?? MAX_CHUNK_BYTES;
   }
@@ -247,57 +233,10 @@ export class SnapshotStore {
         );
         return "refused";
       }
-      this.#applyChunk(chunk, redisNowMs());
+      this.#applier.apply(chunk, redisNowMs());
     }
     return "ok";
   }
-
-  #applyNow = 0;
-  #applyAge = 0;
-  #applySkip = false;
-
-  #applyChunk(chunk: Uint8Array, redisNowMs: number): void {
-    this.#applyNow = this.#o.clock.now;
-    // Whole seconds since the walk, rounded up: a joiner may drop a peer up to a second before
-    // its origin does, never keep one longer (as batches, stale at a peer timeout).
-    this.#applyAge = Math.max(0, Math.ceil((redisNowMs - chunkTakenAt(chunk)) / 1000));
-    readChunk(chunk, this.#onTorrent, this.#onPeer);
-  }
-
-  readonly #onTorrent: SnapshotTorrent = (hash, hashAt, downloaded, idle, peers) => {
-    const { access, store, counters } = this.#o;
-    this.#applySkip = access !== null && !access.allows(hash, hashAt);
-    if (this.#applySkip) {
-      counters.forbidden += peers;
-      return;
-    }
-    if (downloaded === 0) return;
-    // The larger count wins: completions this node counted itself are in neither or both.
-    store.scrape(hash, hashAt);
-    if (store.result.downloaded < downloaded && (peers > 0 || idle < 86400)) {
-      store.setDownloaded(hash, hashAt, downloaded, this.#applyNow - idle - this.#applyAge);
-    }
-  };
-
-  readonly #onPeer: SnapshotPeer = (hash, hashAt, family, address, at, port, seeder, age) => {
-    if (this.#applySkip) return;
-    const o = this.#o;
-    if (family === FAMILY_WS) {
-      if (age + this.#applyAge >= o.wsPeerTimeout) return;
-      // Another node's WebSocket peer: held as such (never offered to from here) whatever the
-      // chunk says, and one of this node's own, as another node saw it, not held twice.
-      const word = (readWord(address, at) | WS_REMOTE_BIT) >>> 0;
-      if (o.wsKeys.isOwn(word, port, hash, hashAt)) return;
-      writeWord(this.#wsWord, 0, word);
-      address = this.#wsWord;
-      at = 0;
-    } else if (age + this.#applyAge >= o.peerTimeout) {
-      return;
-    }
-    const lastSeen = this.#applyNow - age - this.#applyAge;
-    o.store.restorePeer(hash, hashAt, family, address, at, port, seeder, lastSeen);
-  };
-  readonly #wsWord = new Uint8Array(4);
 
   /** Shard s's manifest, or null if there is none or it is refused (counted once per value). */
   async #readManifest(link: RedisLink, shard: number): Promise<Manifest | null> {
@@ -421,7 +360,20 @@ export class SnapshotStore {
       const position = positionOf(reader.positionId());
       const startedAtMs = redisNowMs();
       const chunkTtlMs = this.#o.peerTimeout * 1000 + 4 * this.#minIntervalMs;
-      const walked = await this.#walk(shard, version, link, redisNowMs, chunkTtlMs);
+      const walked = await walkShard(
+        this.#o,
+        {
+          shard,
+          shards: this.#manifests.length,
+          version,
+          chunkBytes: this.#chunkBytes,
+          chunkTtlMs,
+        },
+        link,
+        redisNowMs,
+      );
+      this.#lastWalkMs = walked.cpuMs;
+      this.#lastWalkWallMs = walked.wallMs;
       const previous = this.#manifests[shard];
       const manifest: Manifest = {
         shard,
@@ -471,102 +423,6 @@ export class SnapshotStore {
       if (!swapped) {
         await link.send(lease, ["EVAL", RELEASE_SCRIPT, "1", lease, instance]).catch(() => {});
       }
-    }
-  }
-
-  /** Walks the store in slices, writing shard s's chunks as they fill. */
-  async #walk(
-    shard: number,
-    version: number,
-    link: RedisLink,
-    redisNowMs: () => number,
-    chunkTtlMs: number,
-  ): Promise<{ chunks: number; bytes: number; peers: number }> {
-    const { store, keys, macs, peerTimeout, clock } = this.#o;
-    const startedAt = performance.now();
-    let cpuMs = 0;
-    for (let attempt = 0;; attempt++) {
-      const pausing = attempt < MAX_RESTARTS;
-      // Rows change tables while a paused walk waits: a running resize is finished first, and a
-      // new one (slotCount changes) restarts the walk below.
-      await settleResize(store, pausing ? () => new Promise((r) => setTimeout(r, 0)) : null);
-      const filled: Uint8Array[] = [];
-      const writer = new ChunkWriter(shard, version, this.#chunkBytes, (c) => filled.push(c));
-      let bytes = 0;
-      const flush = async () => {
-        while (filled.length > 0) {
-          const chunk = filled.shift()!;
-          sealChunk(chunk, takenAtMs, macs);
-          const key = keys.chunk(shard, version, writer.chunks - filled.length - 1);
-          const value = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-          await link.send(key, ["SET", key, value, "PX", String(chunkTtlMs)]);
-          bytes += chunk.length;
-        }
-      };
-      const hash = new Uint8Array(20);
-      const now = clock.now;
-      const takenAtMs = redisNowMs();
-      const visitor: PeerVisitor = (address, at, port, seeder, seen) => {
-        const age = now - seen;
-        if (age < peerTimeout) writer.peer(address, at, port, seeder, age);
-      };
-      // WebSocket peers: this node's own (address word = its tracker's entry) under the key they
-      // are published by, so they meet their later changes on the loading node; others' as held.
-      const wsKeys = this.#o.wsKeys;
-      const wsPeerTimeout = this.#o.wsPeerTimeout;
-      const wsWord = new Uint8Array(4);
-      const wsVisitor: PeerVisitor = (address, at, port, seeder, seen) => {
-        const age = now - seen;
-        if (age >= wsPeerTimeout) return;
-        const word = readWord(address, at);
-        if ((word & WS_REMOTE_BIT) !== 0) {
-          writer.peer(address, at, port, seeder, age);
-          return;
-        }
-        writeWord(wsWord, 0, wsKeys.published(word));
-        writer.peer(wsWord, 0, wsKeys.tag, seeder, age);
-      };
-      const shards = this.#manifests.length;
-      const capacity = store.slotCount;
-      let budget = SLICE_WORK;
-      let restarted = false;
-      let sliceStart = performance.now();
-      for (let slot = 0; slot < capacity; slot++) {
-        if (!store.slotInUse(slot)) {
-          if (budget <= 0 && pausing) {
-            cpuMs += performance.now() - sliceStart;
-            await flush();
-            await new Promise((resolve) => setTimeout(resolve, 0));
-            sliceStart = performance.now();
-            if (store.slotCount !== capacity) {
-              restarted = true;
-              break;
-            }
-            budget = SLICE_WORK;
-          }
-          continue;
-        }
-        store.copyInfoHash(slot, hash, 0);
-        if (shardOf(hash, 0, shards) !== shard) continue;
-        store.slotCounts(slot);
-        const downloaded = store.result.downloaded;
-        const activity = store.slotLastActivity(slot);
-        writer.begin(hash, 0, downloaded, Math.max(0, now - activity));
-        for (let f = 0; f < RECORD_FAMILIES.length; f++) {
-          writer.family(f);
-          const family = RECORD_FAMILIES[f].family;
-          store.forEachPeer(slot, family, family === FAMILY_WS ? wsVisitor : visitor);
-        }
-        writer.end();
-        budget -= TORRENT_WORK + store.result.complete + store.result.incomplete;
-      }
-      if (restarted) continue;
-      writer.finish();
-      cpuMs += performance.now() - sliceStart;
-      await flush();
-      this.#lastWalkMs = cpuMs;
-      this.#lastWalkWallMs = performance.now() - startedAt;
-      return { chunks: writer.chunks, bytes, peers: writer.peers };
     }
   }
 }

@@ -17,7 +17,7 @@
  * the session then starts over like any lost connection.
  *
  * The listener runs inside the sync's session (redisCluster.ts): connected after the shard
- * readers, read in the same loop, ended with them.
+ * readers, read beside them (`listen`), ended with them.
  */
 import { Buffer } from "node:buffer";
 // Pinned inline, as the team rules ask for npm packages.
@@ -139,6 +139,14 @@ export class WtRelay implements SignalRelay {
   /** Whether signals from other nodes are being listened for. */
   get listening(): boolean {
     return this.#listener !== null;
+  }
+
+  /**
+   * Reads and handles messages while `current()` holds (the sync's session is the one that
+   * connected it); rejects when the connection is lost, which ends the session.
+   */
+  async listen(current: () => boolean): Promise<void> {
+    while (current()) await this.readOnce();
   }
 
   /** Reads and handles one message; rejects when the connection is lost (the session ends). */

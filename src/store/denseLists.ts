@@ -14,7 +14,7 @@
  */
 import { PORT_SHIFT, RECORD_WORDS_V4 } from "./layout.ts";
 
-/** A peer's key as peerSets.ts's PeerKey holds it: address words as int32, and the port. */
+/** A peer's key as peerKey.ts's PeerKey holds it: address words as int32, and the port. */
 export interface SortKey {
   readonly address0: number;
   readonly address1: number;

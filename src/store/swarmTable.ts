@@ -7,7 +7,9 @@
  * - peerSets.ts: a torrent's peer list per family, scanned when short and a keyed set when long;
  * - peerSample.ts: the peers an announce reply shows;
  * - swarmCleaner.ts: expiry in small steps;
- * - storeCaps.ts: `maxTorrents` and `maxPeers`, and refusing or evicting at them.
+ * - storeCaps.ts: `maxTorrents` and `maxPeers`, and refusing or evicting at them;
+ * - storeRestore.ts: peers and counts restored (state file, snapshots) or refreshed (cluster);
+ * - announceResult.ts: the counts an announce or scrape reports besides its peers.
  *
  * Nothing here allocates per announce: inputs are bytes plus offsets, peers are written into the
  * caller's buffer, and counts go into the reused `result`. What one call works on is passed
@@ -17,7 +19,6 @@
 
 import { randomKey } from "../hash/halfSipHash.ts";
 import {
-  COUNT_MASK,
   COUNTER_PEERS4,
   COUNTER_PEERS6,
   COUNTER_PEERS_WS,
@@ -28,7 +29,6 @@ import {
   COUNTER_WORDS,
   FAMILY_WS,
   LIST_META,
-  LIST_SEEDERS,
   type PeerFamily,
   ROW_DOWNLOADED,
   ROW_LAST_ACTIVITY,
@@ -36,7 +36,6 @@ import {
   ROW_V6,
   ROW_WORDS,
   ROW_WS,
-  SEEDER_BIT,
   TIME_MASK,
 } from "./layout.ts";
 import { allocWords } from "./memory.ts";
@@ -46,15 +45,18 @@ import {
   OLDER_KEEPS_STAMP,
   OLDER_REPLACES,
   OLDER_SKIPPED,
-  PeerKey,
   PeerSets,
   type PeerVisitor,
 } from "./peerSets.ts";
+import { PeerKey } from "./peerKey.ts";
 import { samplePeers, sampleWsPeers } from "./peerSample.ts";
 import { SwarmCleaner } from "./swarmCleaner.ts";
 import { type CapOptions, NO_ROOM, StoreCaps } from "./storeCaps.ts";
+import { StoreRestore } from "./storeRestore.ts";
+import { AnnounceResult } from "./announceResult.ts";
 
 export { CLEAN_BUDGET, CLEAN_INTERVAL_MS, CLEAN_PASS_MS } from "./swarmCleaner.ts";
+export { AnnounceResult, previousAge, previousSeeder } from "./announceResult.ts";
 export { REFUSED_PEERS, REFUSED_TORRENTS, refusedReason } from "./storeCaps.ts";
 export type { PeerVisitor };
 export { FAMILY_WS, type PeerFamily, WS_REMOTE_BIT } from "./layout.ts";
@@ -70,39 +72,6 @@ export interface SwarmTableOptions extends CapOptions {
   random?: () => number;
   /** 2-word HalfSipHash key; default randomKey(). */
   hashKey?: Uint32Array;
-}
-
-export class AnnounceResult {
-  complete = 0;
-  incomplete = 0;
-  downloaded = 0;
-  /**
-   * Set when announce() returns -1: REFUSED_TORRENTS and/or REFUSED_PEERS. Stale otherwise (not
-   * reset per announce, to keep the hot path as it was).
-   */
-  refused = 0;
-  /**
-   * The peer's record before this announce, as the store keeps it (port, seeder flag, 15-bit
-   * stamp), or 0 when the store did not hold the peer; read it with `previousAge` and
-   * `previousSeeder`. Set by every announce that stores the peer (not a stopped, not a refused
-   * one); stale otherwise. The cluster sync publishes a refresh only when it changes something
-   * (cluster/publishRule.ts), and the store already knows what did, so nothing is kept per peer.
-   */
-  previous = 0;
-}
-
-/**
- * Seconds since the peer's previous announce as the store saw it (modulo the 15-bit stamp
- * period, so below 32768), or -1 when the store did not hold it; `previous` from
- * AnnounceResult.previous.
- */
-export function previousAge(previous: number, now: number): number {
-  return previous === 0 ? -1 : (now - previous) & TIME_MASK;
-}
-
-/** Whether the peer was a seeder before the announce (false when it was not held). */
-export function previousSeeder(previous: number): boolean {
-  return (previous & SEEDER_BIT) !== 0;
 }
 
 /** Read-only handle on the raw arrays, for the invariant checker and diagnostics. */
@@ -148,8 +117,6 @@ export class SwarmTable {
 
   readonly #hashKey: Uint32Array;
   readonly #random: () => number;
-  readonly #peerTimeout: number;
-  #restoreSkipped = 0;
 
   readonly #counters: Uint32Array = allocWords(COUNTER_WORDS);
   readonly #pools = new BlockPools();
@@ -157,6 +124,7 @@ export class SwarmTable {
   readonly #peers: PeerSets;
   readonly #cleaner: SwarmCleaner;
   readonly #caps: StoreCaps;
+  readonly #restore: StoreRestore;
   /** The torrent and the peer of the call in progress, read once from the caller's bytes. */
   readonly #torrent: TorrentKey;
   readonly #peer: PeerKey;
@@ -174,7 +142,6 @@ export class SwarmTable {
     if (!(wsTimeout >= 1 && wsTimeout <= MAX_PEER_TIMEOUT)) {
       throw new RangeError(`wsPeerTimeout must be in 1..${MAX_PEER_TIMEOUT}, got ${wsTimeout}`);
     }
-    this.#peerTimeout = Math.floor(timeout);
     this.#random = options.random ?? xorshift32();
     this.#hashKey = Uint32Array.from(options.hashKey ?? randomKey());
     this.#table = new TorrentTable(
@@ -195,13 +162,23 @@ export class SwarmTable {
       this.#pools,
       this.#peers,
       this.#counters,
-      this.#peerTimeout,
+      Math.floor(timeout),
       Math.floor(wsTimeout),
       options.keepDownloadedFor ?? 86400,
     );
     this.#caps = new StoreCaps(options, this.#table, this.#counters, this.#random);
     this.#torrent = new TorrentKey(this.#hashKey);
     this.#peer = new PeerKey(this.#hashKey);
+    this.#restore = new StoreRestore(
+      this.#table,
+      this.#pools,
+      this.#peers,
+      this.#caps,
+      this.#counters,
+      Math.floor(timeout),
+      this.#torrent,
+      this.#peer,
+    );
   }
 
   // ---------------------------------------------------------------- announces and scrapes
@@ -245,11 +222,11 @@ export class SwarmTable {
     peer.read(family, address, addressOffset, port);
     const caps = this.#caps;
     if (slot < 0) {
-      if (event === EVENT_STOPPED) return this.#zeroResult();
+      if (event === EVENT_STOPPED) return this.result.zero();
       if (caps.newTorrentFull()) {
         slot = caps.makeRoom(torrent, slot, this.result);
         if (slot === NO_ROOM) {
-          this.#zeroResult();
+          this.result.zero();
           return -1;
         }
       }
@@ -259,7 +236,7 @@ export class SwarmTable {
     ) {
       slot = caps.makeRoom(torrent, slot, this.result);
       if (slot === NO_ROOM) {
-        this.#zeroResult();
+        this.result.zero();
         return -1;
       }
     }
@@ -275,7 +252,7 @@ export class SwarmTable {
       ) {
         if (rows[row + ROW_DOWNLOADED] === 0) {
           table.delete(slot);
-          return this.#zeroResult();
+          return this.result.zero();
         }
       }
     } else {
@@ -317,7 +294,7 @@ export class SwarmTable {
           );
       }
     }
-    this.#fillResult(table.rows, row);
+    this.result.fill(table.rows, row);
     return written;
   }
 
@@ -331,10 +308,10 @@ export class SwarmTable {
     torrent.read(infoHash, hashOffset);
     const slot = table.locate(torrent);
     if (slot < 0) {
-      this.#zeroResult();
+      this.result.zero();
       return false;
     }
-    this.#fillResult(table.rowsOf(slot), table.rowOf(slot));
+    this.result.fill(table.rowsOf(slot), table.rowOf(slot));
     return true;
   }
 
@@ -428,7 +405,7 @@ export class SwarmTable {
   }
   /** Peers restorePeer skipped, and peerless torrents setDownloaded skipped, at a cap. */
   get restoreSkipped(): number {
-    return this.#restoreSkipped;
+    return this.#restore.skipped;
   }
   /** The caps in force (Infinity: none). */
   get maxTorrents(): number {
@@ -502,8 +479,8 @@ export class SwarmTable {
   }
 
   slotCounts(slot: number): void {
-    if (!this.slotInUse(slot)) this.#zeroResult();
-    else this.#fillResult(this.#table.rowsOf(slot), this.#table.rowOf(slot));
+    if (!this.slotInUse(slot)) this.result.zero();
+    else this.result.fill(this.#table.rowsOf(slot), this.#table.rowOf(slot));
   }
 
   /**
@@ -527,7 +504,7 @@ export class SwarmTable {
     this.#peers.forEach(rows, table.rowOf(slot), family, this.#latest, this.#addressScratch, fn);
   }
 
-  // ---------------------------------------------------------------- restore
+  // ---------------------------------------------------------------- restore (storeRestore.ts)
 
   /**
    * Restores a peer as it was (warm restart / cluster sync). A peer already older than
@@ -546,7 +523,8 @@ export class SwarmTable {
     seeder: boolean,
     lastSeen: number,
   ): boolean {
-    return this.#restore(
+    if (lastSeen > this.#latest) this.#latest = lastSeen;
+    return this.#restore.peer(
       infoHash,
       hashOffset,
       family,
@@ -555,6 +533,7 @@ export class SwarmTable {
       port,
       seeder,
       lastSeen,
+      this.#latest,
       OLDER_SKIPPED,
     );
   }
@@ -575,7 +554,8 @@ export class SwarmTable {
     seeder: boolean,
     lastSeen: number,
   ): boolean {
-    return this.#restore(
+    if (lastSeen > this.#latest) this.#latest = lastSeen;
+    return this.#restore.peer(
       infoHash,
       hashOffset,
       family,
@@ -584,46 +564,9 @@ export class SwarmTable {
       port,
       seeder,
       lastSeen,
+      this.#latest,
       OLDER_KEEPS_STAMP,
     );
-  }
-
-  #restore(
-    infoHash: Uint8Array,
-    hashOffset: number,
-    family: PeerFamily,
-    address: Uint8Array,
-    addressOffset: number,
-    port: number,
-    seeder: boolean,
-    lastSeen: number,
-    older: number,
-  ): boolean {
-    if (lastSeen > this.#latest) this.#latest = lastSeen;
-    if (this.#latest - lastSeen > this.#peerTimeout || (port & 0xffff) === 0) return false;
-    this.#pools.earnTrim();
-    const table = this.#table;
-    const torrent = this.#torrent;
-    torrent.read(infoHash, hashOffset);
-    let slot = table.find(torrent);
-    const peer = this.#peer;
-    peer.read(family, address, addressOffset, port);
-    const peersFull = this.#caps.peersFull();
-    if (slot < 0) {
-      if (this.#caps.newTorrentFull()) {
-        this.#restoreSkipped++;
-        return false;
-      }
-      slot = table.insert(torrent, slot);
-    } else if (peersFull && !this.#peers.contains(slot, family, peer)) {
-      this.#restoreSkipped++;
-      return false;
-    }
-    const row = slot * ROW_WORDS;
-    const active = lastSeen > 1 ? lastSeen : 1;
-    if (table.rows[row + ROW_LAST_ACTIVITY] < active) table.rows[row + ROW_LAST_ACTIVITY] = active;
-    const stamp = lastSeen & TIME_MASK;
-    return this.#peers.upsert(slot, family, peer, seeder, false, stamp, older, this.#latest) >= 0;
   }
 
   /**
@@ -632,28 +575,7 @@ export class SwarmTable {
    */
   setDownloaded(infoHash: Uint8Array, hashOffset: number, downloaded: number, now: number): void {
     if (now > this.#latest) this.#latest = now;
-    const table = this.#table;
-    const torrent = this.#torrent;
-    torrent.read(infoHash, hashOffset);
-    let slot = table.find(torrent);
-    if (slot < 0) {
-      if (downloaded <= 0) return;
-      if (this.#counters[COUNTER_TORRENTS] >= this.#caps.maxTorrents) {
-        this.#restoreSkipped++;
-        return;
-      }
-      slot = table.insert(torrent, slot);
-    }
-    const rows = table.rows;
-    const row = slot * ROW_WORDS;
-    rows[row + ROW_DOWNLOADED] = downloaded;
-    rows[row + ROW_LAST_ACTIVITY] = now > 1 ? now : 1;
-    if (
-      rows[row + ROW_DOWNLOADED] === 0 && rows[row + ROW_V4 + LIST_META] === 0 &&
-      rows[row + ROW_V6 + LIST_META] === 0 && rows[row + ROW_WS + LIST_META] === 0
-    ) {
-      table.delete(slot);
-    }
+    this.#restore.downloaded(infoHash, hashOffset, downloaded, now);
   }
 
   /** The raw arrays, for the invariant checker and diagnostics; valid until the next call. */
@@ -668,26 +590,5 @@ export class SwarmTable {
       counters: this.#counters,
       hashKey: this.#hashKey,
     };
-  }
-
-  // ---------------------------------------------------------------- results and caps
-
-  #fillResult(rows: Uint32Array, row: number): void {
-    const seeders = rows[row + ROW_V4 + LIST_SEEDERS] + rows[row + ROW_V6 + LIST_SEEDERS] +
-      rows[row + ROW_WS + LIST_SEEDERS];
-    const peers = (rows[row + ROW_V4 + LIST_META] & COUNT_MASK) +
-      (rows[row + ROW_V6 + LIST_META] & COUNT_MASK) + (rows[row + ROW_WS + LIST_META] & COUNT_MASK);
-    const result = this.result;
-    result.complete = seeders;
-    result.incomplete = peers - seeders;
-    result.downloaded = rows[row + ROW_DOWNLOADED];
-  }
-
-  #zeroResult(): number {
-    const result = this.result;
-    result.complete = 0;
-    result.incomplete = 0;
-    result.downloaded = 0;
-    return 0;
   }
 }

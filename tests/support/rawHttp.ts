@@ -1,8 +1,10 @@
 /**
  * A raw HTTP/1.x client over one TCP (or TLS) connection for server tests: sends exact bytes (pipelined,
  * half a head, HTTP/1.0, …) and reads responses framed by Content-Length, chunked coding or the
- * close, so tests see precisely what went over the wire. Every read has a deadline.
+ * close, so tests see precisely what went over the wire. Every read has a deadline
+ * (deadlineReader.ts).
  */
+import { DeadlineReader, ReadTimeout, writeAll } from "./deadlineReader.ts";
 
 export interface RawResponse {
   status: number;
@@ -13,17 +15,15 @@ export interface RawResponse {
   chunked: boolean;
 }
 
-const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 
 export class RawClient implements AsyncDisposable {
-  #buffer = new Uint8Array(0);
-  #eof = false;
   #closed = false;
-  #read: Promise<Uint8Array | null> | null = null;
-  readonly #chunk = new Uint8Array(65536);
+  readonly #reader: DeadlineReader;
 
-  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {}
+  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {
+    this.#reader = new DeadlineReader(conn);
+  }
 
   static async connect(port: number, hostname = "127.0.0.1"): Promise<RawClient> {
     return new RawClient(await Deno.connect({ hostname, port }));
@@ -42,62 +42,13 @@ export class RawClient implements AsyncDisposable {
     );
   }
 
-  async send(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    let done = 0;
-    while (done < bytes.length) done += await this.conn.write(bytes.subarray(done));
-  }
-
-  /** Reads more bytes; false on EOF or reset. Throws after `deadline` (performance.now() ms);
-   * the read then stays pending and the next call picks it up. */
-  async #fill(deadline: number): Promise<boolean> {
-    if (this.#eof) return false;
-    if (this.#read === null) {
-      const chunk = this.#chunk;
-      this.#read = this.conn.read(chunk).then(
-        (n) => n === null ? null : chunk.slice(0, n),
-        () => null, // reset by the server counts as closed
-      );
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - performance.now()));
-    });
-    const got = await Promise.race([this.#read, timeout]);
-    clearTimeout(timer);
-    if (got === "timeout") throw new Error("read timed out");
-    this.#read = null;
-    if (got === null) {
-      this.#eof = true;
-      return false;
-    }
-    const joined = new Uint8Array(this.#buffer.length + got.length);
-    joined.set(this.#buffer);
-    joined.set(got, this.#buffer.length);
-    this.#buffer = joined;
-    return true;
-  }
-
-  #indexOf(bytes: string, from = 0): number {
-    const b = this.#buffer;
-    outer: for (let i = from; i + bytes.length <= b.length; i++) {
-      for (let j = 0; j < bytes.length; j++) {
-        if (b[i + j] !== bytes.charCodeAt(j)) continue outer;
-      }
-      return i;
-    }
-    return -1;
-  }
-
-  #take(n: number): Uint8Array {
-    const taken = this.#buffer.slice(0, n);
-    this.#buffer = this.#buffer.slice(n);
-    return taken;
+  send(data: string | Uint8Array): Promise<void> {
+    return writeAll(this.conn, data);
   }
 
   async #need(n: number, deadline: number): Promise<void> {
-    while (this.#buffer.length < n) {
-      if (!(await this.#fill(deadline))) throw new Error("connection closed mid-response");
+    while (this.#reader.buffer.length < n) {
+      if (!(await this.#reader.fill(deadline))) throw new Error("connection closed mid-response");
     }
   }
 
@@ -105,10 +56,12 @@ export class RawClient implements AsyncDisposable {
   async response(options: { head?: boolean; timeoutMs?: number } = {}): Promise<RawResponse> {
     const deadline = performance.now() + (options.timeoutMs ?? 5000);
     let end: number;
-    while ((end = this.#indexOf("\r\n\r\n")) < 0) {
-      if (!(await this.#fill(deadline))) throw new Error("connection closed before a response");
+    while ((end = this.#reader.indexOf("\r\n\r\n")) < 0) {
+      if (!(await this.#reader.fill(deadline))) {
+        throw new Error("connection closed before a response");
+      }
     }
-    const lines = latin1.decode(this.#take(end + 4)).split("\r\n");
+    const lines = latin1.decode(this.#reader.take(end + 4)).split("\r\n");
     const match = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
     if (match === null) throw new Error(`bad status line: ${lines[0]}`);
     const headers = new Map<string, string>();
@@ -127,19 +80,19 @@ export class RawClient implements AsyncDisposable {
     const length = headers.get("content-length");
     if (length !== undefined) {
       await this.#need(Number(length), deadline);
-      return { status, headers, body: this.#take(Number(length)), chunked: false };
+      return { status, headers, body: this.#reader.take(Number(length)), chunked: false };
     }
     if (headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
       const parts: Uint8Array[] = [];
       for (;;) {
         let lineEnd: number;
-        while ((lineEnd = this.#indexOf("\r\n")) < 0) {
-          if (!(await this.#fill(deadline))) throw new Error("closed in a chunk header");
+        while ((lineEnd = this.#reader.indexOf("\r\n")) < 0) {
+          if (!(await this.#reader.fill(deadline))) throw new Error("closed in a chunk header");
         }
-        const size = parseInt(latin1.decode(this.#take(lineEnd + 2)), 16);
+        const size = parseInt(latin1.decode(this.#reader.take(lineEnd + 2)), 16);
         if (Number.isNaN(size)) throw new Error("bad chunk size");
         await this.#need(size + 2, deadline);
-        const data = this.#take(size + 2);
+        const data = this.#reader.take(size + 2);
         if (data[size] !== 13 || data[size + 1] !== 10) throw new Error("chunk without CRLF");
         if (size === 0) break;
         parts.push(data.subarray(0, size));
@@ -149,25 +102,25 @@ export class RawClient implements AsyncDisposable {
       for (const p of parts) body.set(p, (o += p.length) - p.length);
       return { status, headers, body, chunked: true };
     }
-    while (await this.#fill(deadline));
-    return { status, headers, body: this.#take(this.#buffer.length), chunked: false };
+    while (await this.#reader.fill(deadline));
+    return { status, headers, body: this.#reader.take(this.#reader.buffer.length), chunked: false };
   }
 
   /** True if the server closes (EOF or reset) within `ms`, sending nothing more; false if still open. */
   async closesWithin(ms: number): Promise<boolean> {
     try {
-      const more = await this.#fill(performance.now() + ms);
-      if (more) throw new Error(`unexpected bytes: ${latin1.decode(this.#buffer)}`);
+      const more = await this.#reader.fill(performance.now() + ms);
+      if (more) throw new Error(`unexpected bytes: ${latin1.decode(this.#reader.buffer)}`);
       return true;
     } catch (error) {
-      if (error instanceof Error && error.message === "read timed out") return false;
+      if (error instanceof ReadTimeout) return false;
       throw error;
     }
   }
 
   /** Bytes received and not yet read as a response. */
   get pending(): number {
-    return this.#buffer.length;
+    return this.#reader.buffer.length;
   }
 
   /** Closes the socket; a read left pending by a timeout settles as closed. */
@@ -183,6 +136,6 @@ export class RawClient implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
-    await this.#read; // settles (as closed) once the socket is gone
+    await this.#reader.settled(); // a pending read settles (as closed) once the socket is gone
   }
 }

@@ -3,7 +3,7 @@
  * server on 127.0.0.1 and a free port handing upgrades to a WsServer over one tracker), with the
  * limits a test wants; and a raw WebSocket client over one TCP connection that sends exact bytes
  * (masked frames from wsFrames.ts, or deliberately broken ones) and reads server frames with a
- * deadline on every read, so tests see precisely what went over the wire.
+ * deadline on every read (deadlineReader.ts), so tests see precisely what went over the wire.
  */
 import { parseCommandLine } from "../../src/config/config.ts";
 import { Clock } from "../../src/config/clock.ts";
@@ -19,6 +19,7 @@ import {
 import { acceptFor } from "../../src/protocol/wsHandshake.ts";
 import { OP_CLOSE, OP_PING, OP_TEXT } from "../../src/protocol/wsFrame.ts";
 import { clientFrame } from "./wsFrames.ts";
+import { DeadlineReader, writeAll } from "./deadlineReader.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -102,14 +103,13 @@ export function id(c: string, n = -1): string {
 }
 
 export class WsClient implements AsyncDisposable {
-  #buffer = new Uint8Array(0);
-  #eof = false;
-  #read: Promise<Uint8Array | null> | null = null;
-  readonly #chunk = new Uint8Array(65536);
+  readonly #reader: DeadlineReader;
   /** The 101 reply's head. */
   head = "";
 
-  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {}
+  private constructor(readonly conn: Deno.TcpConn | Deno.TlsConn) {
+    this.#reader = new DeadlineReader(conn);
+  }
 
   /**
    * Connects and upgrades on `path` (with `headers`, each ending in CRLF, added to the request);
@@ -148,10 +148,8 @@ export class WsClient implements AsyncDisposable {
     return new WsClient(await Deno.connect({ hostname: "127.0.0.1", port }));
   }
 
-  async send(data: string | Uint8Array): Promise<void> {
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    let done = 0;
-    while (done < bytes.length) done += await this.conn.write(bytes.subarray(done));
+  send(data: string | Uint8Array): Promise<void> {
+    return writeAll(this.conn, data);
   }
 
   /** Sends one masked text frame. */
@@ -177,13 +175,13 @@ export class WsClient implements AsyncDisposable {
   async readHead(ms = 5000): Promise<string> {
     const deadline = performance.now() + ms;
     for (;;) {
-      const text = decoder.decode(this.#buffer);
+      const text = decoder.decode(this.#reader.buffer);
       const end = text.indexOf("\r\n\r\n");
       if (end >= 0) {
-        this.#buffer = this.#buffer.slice(encoder.encode(text.slice(0, end + 4)).length);
+        this.#reader.take(encoder.encode(text.slice(0, end + 4)).length);
         return text.slice(0, end + 4);
       }
-      if (!(await this.#fill(deadline))) return text;
+      if (!(await this.#reader.fill(deadline))) return text;
     }
   }
 
@@ -193,7 +191,7 @@ export class WsClient implements AsyncDisposable {
     for (;;) {
       const frame = this.#parse();
       if (frame !== null) return frame;
-      if (!(await this.#fill(deadline))) return { kind: "eof" };
+      if (!(await this.#reader.fill(deadline))) return { kind: "eof" };
     }
   }
 
@@ -236,7 +234,7 @@ export class WsClient implements AsyncDisposable {
   }
 
   #parse(): ServerFrame | null {
-    const b = this.#buffer;
+    const b = this.#reader.buffer;
     if (b.length < 2) return null;
     if ((b[1] & 0x80) !== 0) throw new Error("the server masked a frame");
     let length = b[1] & 0x7f;
@@ -254,7 +252,7 @@ export class WsClient implements AsyncDisposable {
     if (b.length < at + length) return null;
     if ((b[0] & 0x80) === 0) throw new Error("the server fragmented a message");
     const payload = b.slice(at, at + length);
-    this.#buffer = b.slice(at + length);
+    this.#reader.buffer = b.slice(at + length);
     switch (b[0] & 0x0f) {
       case OP_TEXT: {
         const text = new TextDecoder("utf-8", { fatal: true }).decode(payload);
@@ -277,35 +275,6 @@ export class WsClient implements AsyncDisposable {
     }
   }
 
-  /** Reads more; false at EOF (or a reset). Throws after `deadline`; the read stays pending. */
-  async #fill(deadline: number): Promise<boolean> {
-    if (this.#eof) return false;
-    if (this.#read === null) {
-      const chunk = this.#chunk;
-      this.#read = this.conn.read(chunk).then(
-        (n) => n === null ? null : chunk.slice(0, n),
-        () => null,
-      );
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - performance.now()));
-    });
-    const got = await Promise.race([this.#read, timeout]);
-    clearTimeout(timer);
-    if (got === "timeout") throw new Error("timed out waiting for the server");
-    this.#read = null;
-    if (got === null) {
-      this.#eof = true;
-      return false;
-    }
-    const next = new Uint8Array(this.#buffer.length + got.length);
-    next.set(this.#buffer);
-    next.set(got, this.#buffer.length);
-    this.#buffer = next;
-    return true;
-  }
-
   async [Symbol.asyncDispose](): Promise<void> {
     try {
       this.conn.close();
@@ -313,7 +282,7 @@ export class WsClient implements AsyncDisposable {
       // Closed by the server first.
     }
     // Let a pending read settle so the test's op sanitizer sees no leak.
-    await this.#read?.catch(() => {});
+    await this.#reader.settled();
   }
 }
 
