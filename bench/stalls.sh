@@ -9,7 +9,7 @@
 # Then the same for HTTP keep-alive announces (wrk's closed-loop top rate with 64 connections,
 # openloop --http at half of it over 64 connections), unless --udp-only.
 #
-#   bash bench/stalls.sh [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only] [--out DIR]
+#   bash bench/stalls.sh [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only|--http-only] [--out DIR]
 #
 # --rate / --http-rate skip the top-rate measurements. Takes about 2 x RUNS x (DURATION + 5) s
 # plus 3 minutes.
@@ -21,6 +21,7 @@ DURATION=60
 RATE=""
 HTTP_RATE=""
 HTTP=1
+UDP=1
 OUT=$(mktemp -d)
 while (($#)); do
   case "$1" in
@@ -29,8 +30,9 @@ while (($#)); do
     --rate) RATE=$2; shift 2 ;;
     --http-rate) HTTP_RATE=$2; shift 2 ;;
     --udp-only) HTTP=0; shift ;;
+    --http-only) UDP=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs N] [--duration S] [--rate R] [--http-rate R] [--udp-only|--http-only] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$OUT"
@@ -72,7 +74,7 @@ SAMPLER=$!
 echo "== fill: 1M peers over 100k torrents"
 timeout 180 taskset -c 1 "$UDPLOAD" -p "$UDP_PORT" -t 100000 -F 1000000 -n 0 -c 128 -d 120 |
   grep "fill:" || true
-if [ -z "$RATE" ]; then
+if [ "$UDP" = 1 ] && [ -z "$RATE" ]; then
   echo "== closed-loop top rate (udpload -c 128, 3 x 10 s)"
   for i in 1 2 3; do
     timeout 60 taskset -c 1 "$UDPLOAD" -p "$UDP_PORT" -t 100000 -P 10 -c 128 -d 10 -j |
@@ -80,8 +82,8 @@ if [ -z "$RATE" ]; then
   done | sort -n | tee "$OUT/top.txt"
   RATE=$(awk 'NR == 2 { printf "%d", $1 / 2 }' "$OUT/top.txt")
 fi
-echo "== open loop at $RATE announces/s, $RUNS x $DURATION s (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
-for run in $(seq "$RUNS"); do
+[ "$UDP" = 1 ] && echo "== open loop at $RATE announces/s, $RUNS x $DURATION s (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+for run in $(seq "$((UDP * RUNS))"); do
   timeout $((DURATION + 60)) taskset -c 1 "$OPENLOOP" --udp "127.0.0.1:$UDP_PORT" --rate "$RATE" \
     --duration "$DURATION" --torrents 100000 --ports 10 --fill-seeders --stalls 5 \
     >"$OUT/run-$run.txt" 2>&1 || true
