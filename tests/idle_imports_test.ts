@@ -2,10 +2,10 @@
  * What an idle otter loads: main.ts's static import graph (what `deno task start` evaluates before
  * it reads a flag) leaves out the code most operators never use — the config file's reader and
  * writer with smol-toml, the access-list file watcher with node:path, the state file, the portable
- * UDP path, the I/O Workers and the cluster (and node:crypto, which its MACs use) — and each of
- * those is still reached by a dynamic import of a fixed specifier, so `deno compile` bundles it
- * (docs/performance.md → Idle RSS). That they work when configured, under the start task's
- * permissions, is permissions_test.ts's.
+ * UDP path, the I/O Workers, the cluster (and node:crypto, which its MACs use) and the dashboard's
+ * files with uPlot — and each of those is still reached by a dynamic import of a fixed specifier,
+ * so `deno compile` bundles it (docs/performance.md → Idle RSS). That they work when configured,
+ * under the start task's permissions, is permissions_test.ts's.
  */
 import assert from "node:assert/strict";
 import { REPO_ROOT, runToEnd } from "./support/otterCommand.ts";
@@ -30,6 +30,8 @@ const LOADED_WHEN_USED = [
   "src/servers/udp/udpWorkerPool.ts",
   "src/cluster/redisCluster.ts",
   "npm:/@redis/client@6.3.1",
+  "src/observe/dashboardAssets.ts",
+  "npm:/uplot@1.6.32/dist/uPlot.iife.min.js",
 ];
 
 /** Not at start either, but loaded by what LOADED_WHEN_USED loads rather than by their own import. */
