@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idle RSS, and what each module costs it: VmRSS (RssAnon + RssFile) 5 s after start, median of
-# RUNS runs, with exactly the start task's flags (bench/start_flags.ts), for
+# Idle RSS, and what each module costs it: VmRSS (RssAnon + RssFile) 5 s (SETTLE) after start,
+# median of RUNS runs, with exactly the start task's flags (bench/start_flags.ts), for
 #   - the bare runtime (bench/idle_import.ts importing nothing),
 #   - that runtime importing one module (or group) alone: what loading it costs an idle process,
 #   - otter itself, started as `deno task start` starts it (on 127.0.0.1 ports), and with options
@@ -13,6 +13,7 @@
 #
 #   bash bench/idle_rss.sh [RUNS]                 # default 3; takes about RUNS x 2 minutes
 #   bash bench/idle_rss.sh RUNS COMMIT [COMMIT...]
+#   SETTLE=600 bash bench/idle_rss.sh ...          # read 600 s after start instead of 5 s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -27,7 +28,7 @@ PID=""
 sample() { # prints "VmRSS RssAnon RssFile" in kB of $PID after it printed $1 in its log
   for _ in $(seq 300); do grep -q "$1" "$TMP/log" && break; sleep 0.1; done
   [ -z "${AFTER:-}" ] || "$AFTER"
-  sleep 5
+  sleep "${SETTLE:-5}"
   awk '/^VmRSS/ {v = $2} /^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {print v, a, f}' \
     "/proc/$PID/status"
   kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
@@ -80,6 +81,11 @@ if [ "${#COMMITS[@]}" -gt 0 ]; then
   for commit in "${COMMITS[@]}"; do
     mkdir -p "$TMP/tree-$commit"
     git archive "$commit" | tar -x -C "$TMP/tree-$commit"
+    # Once, not counted: a new tree's first start transpiles every module (+10-15 MB that run).
+    (cd "$TMP/tree-$commit" && exec deno run "${PERMS[@]}" main.ts --http 127.0.0.1:26970 \
+      --udp 127.0.0.1:26969) >"$TMP/log" 2>&1 &
+    PID=$!
+    SETTLE=0 sample "UDP listening" >/dev/null
   done
   for _ in $(seq "$RUNS"); do
     for commit in "${COMMITS[@]}"; do
@@ -113,5 +119,6 @@ otter_row "otter --state FILE" --state "$TMP/otter.state"
 : >"$TMP/white.txt"
 otter_row "otter --whitelist FILE" --whitelist "$TMP/white.txt"
 otter_row "otter --workers 2" --workers 2
+otter_row "otter --no-dashboard (no history sampling)" --no-dashboard
 AFTER=first_use otter_row "otter after a WebSocket upgrade and the dashboard page"
 printf '# load after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
