@@ -30,11 +30,10 @@ import {
   encodeManifest,
   MAX_CHUNK_BYTES,
   MAX_MANIFEST_BYTES,
-  newSnapshotRejects,
   sealChunk,
   SnapshotMacs,
-  type SnapshotRejects,
 } from "../src/cluster/snapshotFormat.ts";
+import { newSnapshotRejects, type SnapshotRejects } from "../src/cluster/clusterCounters.ts";
 import { crc32 } from "../src/hash/crc32.ts";
 import { compareStreamIds } from "../src/cluster/redisCommands.ts";
 

@@ -2,11 +2,62 @@
  * What the cluster sync counts, for /metrics and /stats: its link's state, what it published and
  * applied, and what it refused or dropped. Plain number fields, bumped in place by the sync, its
  * gate (batchGate.ts) and its applier (streamApply.ts).
+ *
+ * startTracker.ts makes them before the cluster's code loads, so this module imports only types:
+ * the formats' modules import `node:crypto` (batchMac.ts), which an otter without --cluster never
+ * loads (docs/performance.md → Idle RSS).
  */
 import type { RejectedCounts } from "./batchGate.ts";
 import type { RedisFigures } from "./redisInfo.ts";
-import { newSnapshotRejects, type SnapshotRejects } from "./snapshotFormat.ts";
-import { newSignalRejects, type SignalRejects } from "./wtSignalFormat.ts";
+
+/** Why a snapshot chunk or manifest was refused (`otter_cluster_rejected_total{kind="snapshot"}`). */
+export interface SnapshotRejects {
+  /** Truncated, damaged (checksum), another format, a structure that does not add up. */
+  malformed: number;
+  /** Larger than a node writes: read only up to the limit, never whole. */
+  oversized: number;
+  /** Not sealed with this cluster's secret and name. */
+  bad_mac: number;
+  /** Sound, but of another shard, snapshot version or index than the manifest names. */
+  mismatched: number;
+}
+
+export function newSnapshotRejects(): SnapshotRejects {
+  return { malformed: 0, oversized: 0, bad_mac: 0, mismatched: 0 };
+}
+
+/** Why a signal was refused (`otter_cluster_ws_signals_refused_total{reason}`). */
+export interface SignalRejects {
+  /** Truncated, damaged (checksum), of another version or kind, not UTF-8, too long an SDP. */
+  malformed: number;
+  /** Over MAX_SIGNAL_BYTES: read past, never whole. */
+  oversized: number;
+  /** Not sealed with this cluster's secret and name. */
+  bad_mac: number;
+  /** Sent over SIGNAL_TTL_MS ago (or as far ahead), on Redis's clock: a replay or a stale one. */
+  expired: number;
+  /** For another node (a tag two nodes drew), or for a peer this node no longer holds. */
+  not_ours: number;
+  /** Over the rate a node takes in (wtRelay.ts). */
+  rate: number;
+  /** Sound, but answering no offer this node relayed (unsolicited, answered, over 120 s). */
+  no_offer: number;
+  /** An offer this node already forwarded to that peer, and still pending: a replay. */
+  replayed: number;
+}
+
+export function newSignalRejects(): SignalRejects {
+  return {
+    malformed: 0,
+    oversized: 0,
+    bad_mac: 0,
+    expired: 0,
+    not_ours: 0,
+    rate: 0,
+    no_offer: 0,
+    replayed: 0,
+  };
+}
 
 /** What the sync counts of WebTorrent signals between nodes (wtRelay.ts). */
 export interface SignalCounters {

@@ -35,6 +35,7 @@ import { crc32 } from "../hash/crc32.ts";
 import { CRC_START, MAX_NODE_ID_BYTES, RECORD_FAMILIES } from "./changeBatch.ts";
 import type { PeerFamily } from "../store/layout.ts";
 import { ClusterMac } from "./batchMac.ts";
+import type { SnapshotRejects } from "./clusterCounters.ts";
 
 export const SNAPSHOT_FORMAT = 1;
 /** Largest chunk a node writes or reads. */
@@ -56,22 +57,6 @@ const SEEDER_FLAG = 0x8000;
 
 const CHUNK_MAGIC = [0x4f, 0x54, 0x53, 0x43]; // "OTSC"
 const MANIFEST_MAGIC = [0x4f, 0x54, 0x53, 0x4d]; // "OTSM"
-
-/** Why a snapshot chunk or manifest was refused (`otter_cluster_rejected_total{kind="snapshot"}`). */
-export interface SnapshotRejects {
-  /** Truncated, damaged (checksum), another format, a structure that does not add up. */
-  malformed: number;
-  /** Larger than a node writes: read only up to the limit, never whole. */
-  oversized: number;
-  /** Not sealed with this cluster's secret and name. */
-  bad_mac: number;
-  /** Sound, but of another shard, snapshot version or index than the manifest names. */
-  mismatched: number;
-}
-
-export function newSnapshotRejects(): SnapshotRejects {
-  return { malformed: 0, oversized: 0, bad_mac: 0, mismatched: 0 };
-}
 
 /** The MACs of a cluster's chunks and manifests. */
 export class SnapshotMacs {

@@ -53,6 +53,6 @@ export interface SignalRelay {
   send(signal: WtSignal): boolean;
   /** Told of each sound signal for this node, in time; the tracker checks it against its peers. */
   deliver: (signal: WtSignal) => void;
-  /** Counts a delivered signal the tracker refused (wtSignalFormat.ts SignalRejects). */
+  /** Counts a delivered signal the tracker refused (clusterCounters.ts SignalRejects). */
   refused(reason: "not_ours" | "no_offer" | "replayed"): void;
 }

@@ -30,6 +30,7 @@ import { MAX_SDP } from "../protocol/wtMessage.ts";
 import { isString, skipString, stringUnits } from "../protocol/jsonScan.ts";
 import { isUtf8 } from "../protocol/utf8.ts";
 import { SIGNAL_ANSWER, SIGNAL_OFFER, type WtSignal } from "./wtSignal.ts";
+import type { SignalRejects } from "./clusterCounters.ts";
 
 export const SIGNAL_VERSION = 1;
 /** How long a signal is good for, in ms: as long as a pending offer waits for its answer. */
@@ -52,39 +53,6 @@ export class SignalMac extends ClusterMac {
   constructor(key: Uint8Array | null, clusterName: string) {
     super(key, `otter cluster webtorrent signal v1\0${clusterName}\0`, TAG_AT);
   }
-}
-
-/** Why a signal was refused (`otter_cluster_ws_signals_refused_total{reason}`). */
-export interface SignalRejects {
-  /** Truncated, damaged (checksum), of another version or kind, not UTF-8, too long an SDP. */
-  malformed: number;
-  /** Over MAX_SIGNAL_BYTES: read past, never whole. */
-  oversized: number;
-  /** Not sealed with this cluster's secret and name. */
-  bad_mac: number;
-  /** Sent over SIGNAL_TTL_MS ago (or as far ahead), on Redis's clock: a replay or a stale one. */
-  expired: number;
-  /** For another node (a tag two nodes drew), or for a peer this node no longer holds. */
-  not_ours: number;
-  /** Over the rate a node takes in (wtRelay.ts). */
-  rate: number;
-  /** Sound, but answering no offer this node relayed (unsolicited, answered, over 120 s). */
-  no_offer: number;
-  /** An offer this node already forwarded to that peer, and still pending: a replay. */
-  replayed: number;
-}
-
-export function newSignalRejects(): SignalRejects {
-  return {
-    malformed: 0,
-    oversized: 0,
-    bad_mac: 0,
-    expired: 0,
-    not_ours: 0,
-    rate: 0,
-    no_offer: 0,
-    replayed: 0,
-  };
 }
 
 function writeU32(b: Uint8Array, at: number, v: number): void {

@@ -7,6 +7,9 @@
  * and an ETag per encoding from a SHA-256 of the bytes. A request that accepts gzip gets the gzip
  * copy; a matching If-None-Match gets 304. The page is sent with a Content-Security-Policy that
  * allows nothing but this origin, so the browser itself refuses any outside request.
+ *
+ * operatorRoutes.ts imports this module at the first request for one of the files, not at start:
+ * the texts are a few hundred KB of an idle otter's heap that most operators never ask for.
  */
 import pageHtml from "./dashboard/page.html" with { type: "text" };
 import dashboardCss from "./dashboard/dashboard.css" with { type: "text" };
@@ -17,11 +20,9 @@ import uplotJs from "npm:uplot@1.6.32/dist/uPlot.iife.min.js" with { type: "text
 // deno-lint-ignore no-import-prefix
 import uplotCss from "npm:uplot@1.6.32/dist/uPlot.min.css" with { type: "text" };
 import { acceptsGzip } from "../protocol/acceptEncoding.ts";
+import { DASHBOARD_ASSET_PATHS, DASHBOARD_PATH } from "./dashboardPaths.ts";
 
-/** The page's own address; its files live under it. */
-export const DASHBOARD_PATH = "/dashboard";
-/** Where the page polls its data (served by dashboardData.ts). */
-export const DASHBOARD_DATA_PATH = "/dashboard/data";
+export { DASHBOARD_ASSET_PATHS, DASHBOARD_DATA_PATH, DASHBOARD_PATH } from "./dashboardPaths.ts";
 
 const CSP = [
   "default-src 'none'",
@@ -34,22 +35,17 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
-const FILES: Readonly<Record<string, { type: string; text: string }>> = {
-  [DASHBOARD_PATH]: { type: "text/html; charset=utf-8", text: pageHtml },
-  [`${DASHBOARD_PATH}/dashboard.css`]: { type: "text/css; charset=utf-8", text: dashboardCss },
-  [`${DASHBOARD_PATH}/dashboard.js`]: {
-    type: "text/javascript; charset=utf-8",
-    text: dashboardJs,
-  },
-  [`${DASHBOARD_PATH}/uPlot.min.css`]: { type: "text/css; charset=utf-8", text: uplotCss },
-  [`${DASHBOARD_PATH}/uPlot.iife.min.js`]: {
-    type: "text/javascript; charset=utf-8",
-    text: uplotJs,
-  },
-};
-
-/** Every path `dashboardAssetResponse` answers (the page and its files), for route tables. */
-export const DASHBOARD_ASSET_PATHS: readonly string[] = Object.keys(FILES);
+/** The files by path, in DASHBOARD_ASSET_PATHS' order (dashboardPaths.ts). */
+const [PAGE, CSS, JS, UPLOT_CSS, UPLOT_JS] = DASHBOARD_ASSET_PATHS;
+const CSS_TYPE = "text/css; charset=utf-8";
+const JS_TYPE = "text/javascript; charset=utf-8";
+const FILES: ReadonlyMap<string, { type: string; text: string }> = new Map([
+  [PAGE, { type: "text/html; charset=utf-8", text: pageHtml }],
+  [CSS, { type: CSS_TYPE, text: dashboardCss }],
+  [JS, { type: JS_TYPE, text: dashboardJs }],
+  [UPLOT_CSS, { type: CSS_TYPE, text: uplotCss }],
+  [UPLOT_JS, { type: JS_TYPE, text: uplotJs }],
+]);
 
 interface PreparedAsset {
   type: string;
@@ -88,7 +84,7 @@ export async function dashboardAssetResponse(
   path: string,
   request: Request,
 ): Promise<Response | null> {
-  const file = FILES[path === `${DASHBOARD_PATH}/` ? DASHBOARD_PATH : path];
+  const file = FILES.get(path === `${DASHBOARD_PATH}/` ? DASHBOARD_PATH : path);
   if (file === undefined) return null;
   let asset = prepared.get(path);
   if (asset === undefined) {

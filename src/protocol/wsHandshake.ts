@@ -1,7 +1,7 @@
 /**
  * The server side of RFC 6455's opening handshake (§4.2): is an HTTP request a valid WebSocket
- * upgrade, and the bytes of the 101 reply (or of the refusal) to send back. Pure apart from the
- * SHA-1 of `node:crypto`, which is synchronous.
+ * upgrade, and the bytes of the 101 reply (or of the refusal) to send back. Pure: the accept
+ * value's SHA-1 is otter's own (hash/sha1.ts), synchronous, without `node:crypto`.
  *
  * Headers come through a `get(name)` lookup taking lower-case names and returning repeated fields
  * joined with ", " (a `Headers` object qualifies), so the HTTP server may parse heads its own way.
@@ -15,7 +15,7 @@
  * tracker serves every page), no subprotocol is chosen and no extension is accepted (so a client
  * may not set RSV bits: wsFrame.ts refuses them).
  */
-import { createHash } from "node:crypto";
+import { sha1 } from "../hash/sha1.ts";
 import { ascii } from "./asciiBytes.ts";
 
 /** Looks up a request header by lower-case name; repeated fields joined with ", ". */
@@ -60,7 +60,7 @@ export function wantsWebSocket(headers: HeaderLookup): boolean {
 
 /** Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)). */
 export function acceptFor(key: string): string {
-  return createHash("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+  return btoa(String.fromCharCode(...sha1(new TextEncoder().encode(key + WEBSOCKET_GUID))));
 }
 
 function refuse(status: 400 | 426, reason: string): UpgradeRefused {

@@ -26,7 +26,8 @@ import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
 import { releaseFreedMalloc } from "./udp/libc.ts";
 import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
-import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
+import type { WsLimits } from "./ws/wsServer.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, LazyWsServer } from "./ws/lazyWsServer.ts";
 import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
 
 /** The clean timer's period while the store is empty. */
@@ -95,10 +96,11 @@ export async function startTracker(
   });
   // The keys WebSocket peers are published under, shared by the tracker and the cluster's snapshots.
   const wsKeys = new WsPeerKeys();
-  // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike.
+  // WebSocket upgrades on the HTTP listeners (ws://host:port/announce), plain or TLS alike; the
+  // server's code loads at the first upgrade (lazyWsServer.ts).
   const webSocket = config.noWebSocket || config.http.length === 0
     ? null
-    : new WsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log, wsKeys);
+    : new LazyWsServer(tracker, wsLimits(config), httpTracker.connectionsPerAddress, log, wsKeys);
   if (webSocket !== null) {
     httpTracker.upgrades = webSocket;
     operator.ws = webSocket.counters;
@@ -216,7 +218,8 @@ export async function startTracker(
       // WebTorrent across nodes: offers for other nodes' WebSocket peers go through Redis.
       const relay = sync.relay;
       if (relay !== null && webSocket !== null) {
-        webSocket.tracker.relayThrough(relay);
+        // Loaded now: signals from other nodes may come before any local upgrade.
+        (await webSocket.load()).tracker.relayThrough(relay);
         store.wsOffersAcrossNodes = true;
       }
       await sync.start();

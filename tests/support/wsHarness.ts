@@ -11,11 +11,8 @@ import { SwarmTable } from "../../src/store/swarmTable.ts";
 import { Tracker } from "../../src/servers/tracker.ts";
 import { HttpTracker } from "../../src/servers/http/httpTracker.ts";
 import { type HttpLimits, HttpWireServer } from "../../src/servers/http/httpWire.ts";
-import {
-  DEFAULT_MAX_QUEUED_BYTES,
-  type WsLimits,
-  WsServer,
-} from "../../src/servers/ws/wsServer.ts";
+import { type WsLimits, WsServer } from "../../src/servers/ws/wsServer.ts";
+import { DEFAULT_MAX_QUEUED_BYTES } from "../../src/servers/ws/lazyWsServer.ts";
 import { acceptFor } from "../../src/protocol/wsHandshake.ts";
 import { OP_CLOSE, OP_PING, OP_TEXT } from "../../src/protocol/wsFrame.ts";
 import { clientFrame } from "./wsFrames.ts";

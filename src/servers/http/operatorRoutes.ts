@@ -24,8 +24,7 @@ import {
   DASHBOARD_ASSET_PATHS,
   DASHBOARD_DATA_PATH,
   DASHBOARD_PATH,
-  dashboardAssetResponse,
-} from "../../observe/dashboardAssets.ts";
+} from "../../observe/dashboardPaths.ts";
 import {
   BusiestTorrentsCache,
   dashboardDataResponse,
@@ -239,6 +238,8 @@ function registerDashboard(
     http.routes.set(path, async (request, info) => {
       const refused = refuse(request, info);
       if (refused !== null) return refused;
+      // The files (uPlot's among them) load at the first request for one, not at start.
+      const { dashboardAssetResponse } = await import("../../observe/dashboardAssets.ts");
       const response = await dashboardAssetResponse(path, request);
       counters.add(PROTOCOL_HTTP, ACTION_OTHER, RESULT_OK);
       return response ?? new Response("not found\n", { status: 404 }); // never: the path is one

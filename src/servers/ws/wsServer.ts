@@ -89,8 +89,6 @@ export interface WsLimits {
   maxQueuedBytes: number;
 }
 
-/** Default `maxQueuedBytes`: a few dozen offers, and a kernel send buffer's worth besides. */
-export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024;
 const SWEEP_MS = 1000;
 /** How long a closing connection is given to close its side. */
 const CLOSE_WAIT_MS = 2000;
@@ -119,7 +117,7 @@ export interface WsClient {
 }
 
 export class WsServer {
-  readonly counters = new WsCounters();
+  readonly counters: WsCounters;
   readonly tracker: WtTracker;
   #limits: WsLimits;
   readonly #slots = new WsConnectionSlots();
@@ -141,7 +139,10 @@ export class WsServer {
     perAddress: ConnectionsPerAddress | null,
     log: (line: string) => void = () => {},
     keys?: WsPeerKeys,
+    /** Counters kept from before this server was loaded (lazyWsServer.ts). */
+    counters: WsCounters = new WsCounters(),
   ) {
+    this.counters = counters;
     this.#limits = limits;
     this.#perAddress = perAddress;
     this.#log = log;
