@@ -22,6 +22,7 @@ const LAYERS: readonly { level: number; path: string }[] = [
   { level: 5, path: "src/config/" },
   { level: 6, path: "src/cluster/" },
   { level: 7, path: "src/policy/" },
+  { level: 7, path: "src/os/" },
   { level: 8, path: "src/protocol/" },
   { level: 8, path: "src/store/" },
   { level: 9, path: "src/hash/" },

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/config/config.ts";
 import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
-import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
+import { LIBC_PATHS } from "../src/os/libc.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { makeCa, makeLeaf } from "./support/testCertificates.ts";
 import {

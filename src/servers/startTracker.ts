@@ -24,7 +24,7 @@ import { CertificateRefused, ReloadableTlsListener } from "./http/tlsListener.ts
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
-import { releaseFreedMalloc } from "./udp/libc.ts";
+import { releaseFreedMalloc } from "../os/libc.ts";
 import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 import { DEFAULT_MAX_QUEUED_BYTES, type WsLimits, WsServer } from "./ws/wsServer.ts";
 import { WsPeerKeys } from "../cluster/wsPeerKeys.ts";
