@@ -17,6 +17,7 @@ const LAYERS: readonly { level: number; path: string }[] = [
   { level: 2, path: "src/servers/udp/" },
   { level: 2, path: "src/servers/ws/" },
   { level: 3, path: "src/servers/tracker.ts" },
+  { level: 3, path: "src/servers/tcp/" },
   { level: 4, path: "src/observe/" },
   { level: 4, path: "src/persist/" },
   { level: 5, path: "src/config/" },
