@@ -46,7 +46,7 @@ for run in $(seq "$RUNS"); do
     taskset -c 0 deno run "${PERMS[@]}" main.ts --http "127.0.0.1:$port" --udp 127.0.0.1:0 \
       --max-connections-per-ip 0 --tcp-io "$io" >"$log" 2>&1 &
     OTTER_PID=$!
-    for _ in $(seq 200); do grep -q "HTTP listening" "$log" && break; sleep 0.1; done
+    for _ in $(seq 200); do grep -qs "HTTP listening" "$log" && break; sleep 0.1; done
     # Warm-up: the hot path compiled before the measured run.
     timeout 30 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$LOAD/http-announce.lua" \
       "http://127.0.0.1:$port" -- "pool=$OUT/pool.txt" ports=10 >/dev/null
@@ -67,7 +67,7 @@ for run in $(seq "$RUNS"); do
       END {
         cores = ticks / hz / d
         printf "%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.0f\t%.2f\n", io, run, rps, p50, p99, cores,
-          cores > 0 ? rps / cores : 0, busy / hz / d
+          (cores > 0 ? rps / cores : 0), busy / hz / d
       }' "$OUT/wrk-$io-$run.txt" | tee -a "$OUT/results.tsv"
   done
 done
