@@ -10,8 +10,9 @@ export interface StreamConn {
   write(p: Uint8Array): Promise<number>;
   closeWrite(): Promise<void>;
   close(): void;
-  /** The fast path's (tcpFastConn.ts): waits until the socket may be read, holding no buffer. */
-  waitReadable?(): Promise<void>;
+  /** The fast path's (tcpFastConn.ts): calls back once the socket may be read, holding no
+   *  buffer and no promise meanwhile; with an error if it is closed first. */
+  onReadable?(callback: (error?: unknown) => void): void;
   /** The fast path's: reads what is there now: bytes, null at the end, 0 when none are. */
   readNow?(p: Uint8Array): number | null;
 }

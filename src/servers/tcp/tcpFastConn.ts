@@ -40,8 +40,10 @@ export class FastTcpConn implements NoDelayConn, EpollClient {
   #fd: number;
   readonly #lib: Libc;
   readonly #poller: EpollPoller;
-  /** Where a waiting read goes; null with `#readDone` set: `waitReadable`, which holds none. */
+  /** Where a waiting read goes. */
   #readBuffer: Uint8Array | null = null;
+  /** What `onReadable` calls. */
+  #readableCallback: ((error?: unknown) => void) | null = null;
   #readDone: Settle<number | null> | null = null;
   /** Data may be waiting: false only since a recv drained the socket and no edge came after. */
   #mayRead = true;
@@ -107,28 +109,34 @@ export class FastTcpConn implements NoDelayConn, EpollClient {
   }
 
   /**
-   * Resolves when the socket may be read (data, its end, or an error), holding no buffer while it
-   * waits: the WebSocket server then reads with `readNow` into a buffer it shares between all
-   * its connections, so an idle one keeps none. At once when data may already be there.
+   * Calls `callback` (with no argument) once the socket may be read: data, its end, or an error,
+   * which `readNow` then returns or throws; or with the error if the connection is closed first.
+   * It waits holding nothing but `callback` (no buffer, no promise): the WebSocket server passes
+   * each connection's one callback and reads with `readNow` into a buffer all its connections
+   * share, so an idle one keeps none. When data may already be there it is called in a microtask;
+   * when the poller reports the socket, at once.
    */
-  waitReadable(): Promise<void> {
+  onReadable(callback: (error?: unknown) => void): void {
     const fd = this.#fd;
-    if (fd < 0) return Promise.reject(new Deno.errors.BadResource("the connection is closed"));
-    if (this.#readDone !== null) {
-      return Promise.reject(new Deno.errors.Busy("a read is already waiting"));
+    if (fd < 0 || this.#readDone !== null || this.#readableCallback !== null) {
+      const error = fd < 0
+        ? new Deno.errors.BadResource("the connection is closed")
+        : new Deno.errors.Busy("a read is already waiting");
+      queueMicrotask(() => callback(error));
+      return;
     }
     if (this.#mayRead) {
-      if (this.#poller.spend()) return Promise.resolve();
+      if (this.#poller.spend()) {
+        queueMicrotask(callback as () => void);
+        return;
+      }
       this.#poller.rearm(fd);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#readDone = resolve as unknown as Settle<number | null>;
-    this.#readFailed = reject;
-    return promise;
+    this.#readableCallback = callback;
   }
 
   /** Reads what is there now, without waiting: the count, null at the end, 0 when nothing is
-   *  there (then `waitReadable`). Throws Deno's error for a reset or a closed connection. */
+   *  there (then `onReadable`). Throws Deno's error for a reset or a closed connection. */
   readNow(p: Uint8Array): number | null {
     const fd = this.#fd;
     if (fd < 0) throw new Deno.errors.BadResource("the connection is closed");
@@ -188,6 +196,12 @@ export class FastTcpConn implements NoDelayConn, EpollClient {
       this.#clearRead();
       readFailed(new Deno.errors.Interrupted("the connection was closed"));
     }
+    const callback = this.#readableCallback;
+    if (callback !== null) {
+      this.#readableCallback = null;
+      // Not from inside the caller's close: the owner is mid-way through closing.
+      queueMicrotask(() => callback(new Deno.errors.Interrupted("the connection was closed")));
+    }
     const writeFailed = this.#writeFailed;
     if (writeFailed !== null) {
       this.#clearWrite();
@@ -200,13 +214,11 @@ export class FastTcpConn implements NoDelayConn, EpollClient {
     if ((events & READABLE) !== 0) {
       this.#mayRead = true;
       if ((events & ENDED) !== 0) this.#peerDone = true;
-      if (this.#readDone !== null) {
-        if (this.#readBuffer !== null) this.#readReady();
-        else {
-          const done = this.#readDone;
-          this.#clearRead();
-          done(null);
-        }
+      if (this.#readDone !== null) this.#readReady();
+      else if (this.#readableCallback !== null) {
+        const callback = this.#readableCallback;
+        this.#readableCallback = null;
+        callback();
       }
     }
     if (this.#writeDone !== null && (events & WRITABLE) !== 0) this.#writeReady();

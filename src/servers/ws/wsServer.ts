@@ -9,7 +9,7 @@
  * idle connection is a few hundred bytes of records on top of its socket), into the
  * connection's small buffer, or a pooled one while a message is in progress or a burst is
  * coming (wsBuffers.ts). On the TCP fast path (servers/tcp) a connection waits with no buffer
- * at all (`waitReadable`) and is read into one buffer all of them share, consumed at once. Frames go through the incremental reader (protocol/wsFrame.ts: masking,
+ * at all (`onReadable`, with its one callback) and is read into one buffer all of them share, consumed at once. Frames go through the incremental reader (protocol/wsFrame.ts: masking,
  * UTF-8, fragmentation, the 64 KiB message and frame caps from the header, before any payload is
  * buffered), complete text messages to the WebTorrent tracker (wtTracker.ts), pings get pongs.
  * What the tracker writes for any connection is written out once per event-loop turn (a
@@ -126,7 +126,7 @@ export class WsServer {
   #limits: WsLimits;
   readonly #slots = new WsConnectionSlots();
   readonly #buffers = new WsBuffers();
-  /** What connections on the TCP fast path read into (`waitReadable`, then `readNow`): they
+  /** What connections on the TCP fast path read into (`onReadable`, then `readNow`): they
    *  hold no read buffer of their own while they wait, and each read is consumed at once. */
   readonly #shared = new Uint8Array(BUFFER_BYTES);
   readonly #perAddress: ConnectionsPerAddress | null;
@@ -210,7 +210,7 @@ export class WsServer {
       conn,
       slot,
       reader,
-      conn.waitReadable !== undefined ? this.#shared : this.#buffers.takeSmall(),
+      conn.onReadable !== undefined ? this.#shared : this.#buffers.takeSmall(),
       client.family,
       addressKey,
       this.#now,
@@ -266,7 +266,7 @@ export class WsServer {
   #read(c: WsConnection): void {
     if (c.small === this.#shared) {
       c.readPending = true;
-      c.conn.waitReadable!().then(c.onRead, c.onRead);
+      c.conn.onReadable!(c.onRead);
       return;
     }
     const reader = c.reader;
