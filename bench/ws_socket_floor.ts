@@ -5,11 +5,15 @@
  * data ever touches (as otter's WebSocket server does); a child process opens the connections
  * and holds them. Printed: the server's VmRSS growth per connection (after --settle seconds),
  * and the V8 heap's share of it; --no-read accepts without reading, to show what the waiting
- * read alone costs.
+ * read alone costs; --fast accepts through otter's TCP fast path (src/servers/tcp: epoll over
+ * FFI) instead of `Deno.listen`.
  *
  *   taskset -c 0 deno run -A bench/ws_socket_floor.ts [--conns 10000] [--settle 3] [--no-read]
+ *     [--fast]
  */
 import { parseArgs } from "node:util";
+import { FastTcpListener } from "../src/servers/tcp/tcpFastListener.ts";
+import type { StreamConn } from "../src/servers/tcp/streamConn.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -17,6 +21,7 @@ const args = parseArgs({
     conns: { type: "string", default: "10000" },
     settle: { type: "string", default: "3" },
     "no-read": { type: "boolean", default: false },
+    fast: { type: "boolean", default: false },
     client: { type: "string" },
   },
 });
@@ -44,13 +49,16 @@ if (args.values.client !== undefined) {
   }
   for (const conn of held) conn.close();
 } else {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = args.values.fast
+    ? FastTcpListener.listen("127.0.0.1", 0)
+    : Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const read = !args.values["no-read"];
   const slab = new ArrayBuffer(conns * 1024);
   let accepted = 0;
-  const held: Deno.TcpConn[] = [];
+  const held: StreamConn[] = [];
   (async () => {
-    for await (const conn of listener) {
+    for (;;) {
+      const conn: StreamConn = await listener.accept();
       const buffer = new Uint8Array(slab, (accepted % conns) * 1024, 1024);
       accepted++;
       if (read) {
@@ -90,6 +98,7 @@ if (args.values.client !== undefined) {
   const result = {
     conns: accepted,
     read,
+    fast: args.values.fast,
     rss_before_kib: before,
     rss_after_kib: after,
     rss_per_conn_b: Math.round((after - before) * 1024 / Math.max(1, accepted)),

@@ -8,7 +8,7 @@
  * it with the upgrade. How long the round trips take is bench/http_nodelay_bench.ts's measurement, not a test's.
  */
 import assert from "node:assert/strict";
-import { libc, libcSupport } from "../src/servers/udp/libc.ts";
+import { libc, libcSupport } from "../src/os/libc.ts";
 import { startWire } from "./support/wireServer.ts";
 import { startWs } from "./support/wsHarness.ts";
 

@@ -4,7 +4,7 @@
  * threads do while the hot path is compiled) stays resident until it is called.
  */
 import assert from "node:assert/strict";
-import { libcSupport, releaseFreedMalloc } from "../src/servers/udp/libc.ts";
+import { libcSupport, releaseFreedMalloc } from "../src/os/libc.ts";
 
 const reason = libcSupport();
 

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/config/config.ts";
 import { fastUdpSupport } from "../src/servers/udp/udpFastSocket.ts";
-import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
+import { LIBC_PATHS } from "../src/os/libc.ts";
 import { haveRedisServer, RedisServer } from "./support/redisServer.ts";
 import { makeCa, makeLeaf } from "./support/testCertificates.ts";
 import {
@@ -259,7 +259,7 @@ for (const workers of ["1", "2"]) {
   });
 }
 
-Deno.test("without --allow-ffi: the portable UDP path, and one line says why", async () => {
+Deno.test("without --allow-ffi: the portable UDP and TCP paths, and one line each says why", async () => {
   const args = [
     ...startArgs((word) => word.startsWith("--allow-ffi")),
     ...LISTEN,
@@ -269,9 +269,10 @@ Deno.test("without --allow-ffi: the portable UDP path, and one line says why", a
   await using otter = await launchOtter(DENO, args);
   assert.deepEqual(otter.udp.map((l) => l.io), ["portable", "portable"], otter.log());
   const why = otter.lines.filter((line) => /fast path|ffi/i.test(line));
-  assert.equal(why.length, 1, otter.log());
+  assert.equal(why.length, 2, otter.log());
   assert.match(why[0], /^UDP fast path unavailable \(.+\); using the portable path$/);
-  if (support.ok) assert.match(why[0], /ffi permission/);
+  assert.match(why[1], /^TCP fast path unavailable \(.+\); --http uses the portable path$/);
+  if (support.ok) { for (const line of why) assert.match(line, /ffi permission/); }
   await assertAnnounces(otter);
   const stopped = await otter.stop();
   assert.equal(stopped.code, 0);
@@ -293,9 +294,9 @@ Deno.test("without --allow-ffi, --workers 2: the portable UDP path, one line abo
     1,
     otter.log(),
   );
-  // The other line is about the workers asked for, which only the fast path has.
+  // The other lines: TCP's, and the workers asked for, which only the fast path has.
   assert.deepEqual(
-    why.filter((line) => !/^UDP fast path unavailable/.test(line)),
+    why.filter((line) => !/^(UDP|TCP) fast path unavailable/.test(line)),
     ["--workers 2: only the UDP fast path has workers; using one thread"],
   );
   await assertAnnounces(otter);
@@ -310,6 +311,15 @@ Deno.test("--udp-io fast without --allow-ffi: one line, exit 1", async () => {
   assert.equal(r.code, 1, r.stderr);
   assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert.match(r.stderr, /^otter: --udp-io fast is not available here: /);
+  if (support.ok) assert.match(r.stderr, /ffi permission not granted/);
+});
+
+Deno.test("--tcp-io fast without --allow-ffi: one line, exit 1", async () => {
+  const args = [...startArgs((w) => w.startsWith("--allow-ffi")), ...LISTEN, "--tcp-io", "fast"];
+  const r = await runToEnd(DENO, args);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, /^otter: --tcp-io fast is not available here: /);
   if (support.ok) assert.match(r.stderr, /ffi permission not granted/);
 });
 

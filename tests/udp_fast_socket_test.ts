@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { FastUdpSocket, fastUdpSupport, parseIpLiteral } from "../src/servers/udp/udpFastSocket.ts";
 import { type DatagramHandler, REPLY_CAPACITY } from "../src/servers/udp/udpBatchArena.ts";
-import { LIBC_PATHS } from "../src/servers/udp/libc.ts";
+import { LIBC_PATHS } from "../src/os/libc.ts";
 import { ipv6Missing } from "./support/ipv6.ts";
 
 const supported = fastUdpSupport().ok;

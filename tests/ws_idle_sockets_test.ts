@@ -17,9 +17,10 @@ const CONNECTIONS = 10_000;
 const BATCH = 250;
 /** --ws-interval's least value: idle connections are closed after 20 s. */
 const WS_INTERVAL = 10;
-/** A loose bound on otter's RSS growth per idle connection: about 11 KiB measured here, of which
- * Deno's own accepted socket with a read waiting is about 8.5 KiB (bench/ measures it); 64 KiB
- * buffers kept per connection would show. */
+/** A loose bound on otter's RSS growth per idle connection: about 11 KiB measured here on Deno's
+ * sockets, of which Deno's own accepted socket with a read waiting is about 8.5 KiB, and under
+ * 5 KiB on the TCP fast path (bench/ measures both); 64 KiB buffers kept per connection would
+ * show. */
 const MAX_BYTES_PER_CONNECTION = 24 * 1024;
 
 const encoder = new TextEncoder();

@@ -21,6 +21,7 @@ export interface Config {
   maxNumwant: number;
   defaultNumwant: number;
   udpIo: "auto" | "fast" | "portable";
+  tcpIo: "auto" | "fast" | "portable";
   /** UDP I/O Workers of the fast path (0: one per core; 1: none, the main isolate does the I/O). */
   workers: number;
   fullScrapeEvery: number;
@@ -188,6 +189,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     help:
       "UDP socket I/O: fast (Linux recvmmsg/sendmmsg via FFI), portable (Deno.listenDatagram), " +
       "or auto (fast where available)",
+    defaultValue: "auto",
+    choices: ["auto", "fast", "portable"],
+  },
+  {
+    name: "tcp-io",
+    kind: "choice",
+    key: "tcpIo",
+    valueName: "MODE",
+    help: "TCP I/O of --http listeners and their WebSockets: fast (Linux epoll via FFI), " +
+      "portable (Deno.listen), or auto (fast where available); --https is always Deno's TLS",
     defaultValue: "auto",
     choices: ["auto", "fast", "portable"],
   },

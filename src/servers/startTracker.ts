@@ -23,8 +23,9 @@ import { type Certificate, describeCertificate, readCertificate } from "./http/t
 import { CertificateRefused, ReloadableTlsListener } from "./http/tlsListener.ts";
 import { registerOperatorRoutes } from "./http/operatorRoutes.ts";
 import { FastUdpSocket, fastUdpSupport } from "./udp/udpFastSocket.ts";
+import { fastTcpSupport } from "./tcp/tcpFastListener.ts";
 import { REPLY_CAPACITY } from "./udp/udpBatchArena.ts";
-import { releaseFreedMalloc } from "./udp/libc.ts";
+import { releaseFreedMalloc } from "../os/libc.ts";
 import type { UdpWorkerPool } from "./udp/udpWorkerPool.ts";
 import type { WsLimits } from "./ws/wsServer.ts";
 import { DEFAULT_MAX_QUEUED_BYTES, LazyWsServer } from "./ws/lazyWsServer.ts";
@@ -176,6 +177,8 @@ export async function startTracker(
       ...servers.map((s) => s.shutdown().catch(() => {})),
       webSocket?.shutdown(),
     ]);
+    // The TCP fast path's poll loops end with their last connection (upgraded ones included).
+    await Promise.all(servers.map((s) => s.drained));
     await Promise.all(udpSockets.map((s) => s.close()));
     await Promise.allSettled(loops);
     await cluster?.stop();
@@ -259,6 +262,13 @@ export async function startTracker(
       log(`--workers ${config.workers}: only the UDP fast path has workers; using one thread`);
     }
 
+    const tcpSupport = fastTcpSupport();
+    if (config.tcpIo === "fast" && !tcpSupport.ok) {
+      throw new Error(`--tcp-io fast is not available here: ${tcpSupport.reason}`);
+    }
+    if (config.tcpIo === "auto" && !tcpSupport.ok && config.http.length > 0) {
+      log(`TCP fast path unavailable (${tcpSupport.reason}); --http uses the portable path`);
+    }
     for (const address of config.http) {
       const server = listenHttp(address, httpTracker, config, log);
       servers.push(server);
@@ -416,7 +426,13 @@ function listenHttp(
     (hostname) => {
       // otter's own HTTP/1.1 server, not Deno.serve: only it can bound connections and time out
       // slow or idle clients (httpWire.ts; measured in docs/design-notes.md).
-      const server = HttpWireServer.listen(hostname, address.port, handler, httpLimits(config));
+      const server = HttpWireServer.listen(
+        hostname,
+        address.port,
+        handler,
+        httpLimits(config),
+        config.tcpIo,
+      );
       log(
         `HTTP listening on http://${
           formatHostPort(server.addr.hostname, server.addr.port)

@@ -32,13 +32,16 @@ export function startWire(flags: string[] = [], limits: Partial<HttpLimits> = {}
     headerTimeoutMs: limits.headerTimeoutMs ?? 10_000,
     idleTimeoutMs: limits.idleTimeoutMs ?? 30_000,
     minSendRate: limits.minSendRate ?? 65536,
-  });
+  }, config.tcpIo);
   const port = server.addr.port;
   return {
     server,
     http,
     port,
     connect: () => RawClient.connect(port),
-    [Symbol.asyncDispose]: () => server.shutdown(),
+    [Symbol.asyncDispose]: async () => {
+      await server.shutdown();
+      await server.drained;
+    },
   };
 }

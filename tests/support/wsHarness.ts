@@ -67,7 +67,7 @@ export function startWs(
     headerTimeoutMs: httpLimits.headerTimeoutMs ?? 10_000,
     idleTimeoutMs: httpLimits.idleTimeoutMs ?? 30_000,
     minSendRate: httpLimits.minSendRate ?? 65536,
-  });
+  }, config.tcpIo);
   const port = server.addr.port;
   return {
     port,
@@ -80,6 +80,7 @@ export function startWs(
     connect: (path = "/announce") => WsClient.open(port, path),
     [Symbol.asyncDispose]: async () => {
       await Promise.all([server.shutdown(), ws.shutdown()]);
+      await server.drained;
       clock.stop();
     },
   };

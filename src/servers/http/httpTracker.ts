@@ -25,6 +25,7 @@ import { HttpServerCounters } from "../../observe/httpServerCounters.ts";
 import { type AddressKey, ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
 import { refusedReason } from "../../store/swarmTable.ts";
 import type { Tracker } from "../tracker.ts";
+import type { StreamConn } from "../tcp/streamConn.ts";
 
 /** Longest request URL we read; longer requests are refused without parsing. */
 export const MAX_REQUEST_BYTES = 8192;
@@ -63,7 +64,7 @@ export interface WebSocketUpgrades {
    * sent after the head; `addressKey`: its per-address slot, now the WebSocket's to give back.
    */
   adopt(
-    conn: Deno.Conn,
+    conn: StreamConn,
     leftover: Uint8Array,
     accept: string,
     client: { family: 4 | 6; address: Uint8Array },

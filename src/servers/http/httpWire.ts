@@ -1,11 +1,11 @@
 /**
- * otter's own HTTP/1.1 server on `Deno.listen`, made for tracker traffic and for the bounds that
+ * otter's own HTTP/1.1 server on a TCP listener, made for tracker traffic and for the bounds that
  * `Deno.serve` does not offer: a cap on open connections, a header-read timeout, an idle timeout
  * for keep-alive connections, and an 8 KiB cap on a request's head. This file is the connections'
  * lifecycle and limits; heads are parsed by requestHead.ts, replies framed by replyWriter.ts, and
  * a connection's state and the pooled buffers are in wireConnection.ts. It serves a plain
- * `Deno.listen` listener or an `--https` one (tlsListener.ts), whose TLS connections take exactly
- * the same path.
+ * listener (the TCP fast path of servers/tcp, or `Deno.listen`: `--tcp-io`) or an `--https` one
+ * (tlsListener.ts), whose TLS connections take exactly the same path.
  *
  * Per connection, requests are read into a pooled buffer and their heads parsed from bytes.
  * GET/HEAD /announce and /scrape are answered straight from those bytes through
@@ -59,6 +59,7 @@ import {
   ROUTE_SCRAPE,
 } from "./requestHead.ts";
 import { checkWebSocketUpgrade, isUpgradeRequest } from "./webSocketUpgrade.ts";
+import { FastTcpListener, type TcpIo, useFastTcp } from "../tcp/tcpFastListener.ts";
 import {
   END_CLOSE,
   END_KEEP_ALIVE,
@@ -81,12 +82,15 @@ export interface HttpLimits {
   minSendRate: number;
 }
 
-/** What the server accepts connections from: a `Deno.listen` listener, or an `--https` one
- * (tlsListener.ts), whose connections then take exactly the same path. */
+/** What the server accepts connections from: a plain listener (servers/tcp's or `Deno.listen`'s),
+ * or an `--https` one (tlsListener.ts), whose connections then take exactly the same path. */
 export interface WireListener {
   readonly addr: Deno.Addr;
   accept(): Promise<WireConn>;
   close(): void;
+  /** The TCP fast path's: resolves when the listener and every connection it accepted (those
+   *  handed to the WebSocket server too) are closed, with no FFI call left pending. */
+  readonly drained?: Promise<void>;
 }
 
 /**
@@ -159,14 +163,22 @@ export class HttpWireServer {
   #drained: (() => void) | null = null;
   readonly #accepting: Promise<void>;
 
-  /** Listens on hostname:port (throws like `Deno.listen`) and starts serving. */
+  /**
+   * Listens on hostname:port (throws like `Deno.listen`) and starts serving: through the TCP fast
+   * path (servers/tcp, epoll over FFI) when `io` asks for it or, "auto", where it is available
+   * and `hostname` is a literal address; else `Deno.listen`.
+   */
   static listen(
     hostname: string,
     port: number,
     tracker: HttpTracker,
     limits: HttpLimits,
+    io: TcpIo = "auto",
   ): HttpWireServer {
-    return new HttpWireServer(Deno.listen({ hostname, port, transport: "tcp" }), tracker, limits);
+    const listener = useFastTcp(io, hostname)
+      ? FastTcpListener.listen(hostname, port)
+      : Deno.listen({ hostname, port, transport: "tcp" });
+    return new HttpWireServer(listener, tracker, limits);
   }
 
   /** Serves connections from `listener` (an `--https` one, say); closes it on shutdown. */
@@ -184,6 +196,20 @@ export class HttpWireServer {
     this.#buffers = new WireBuffers(Math.max(16384, 2 * this.#replyRoom));
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#accepting = this.#acceptLoop();
+  }
+
+  /** "fast" on the TCP fast path, else "portable" (Deno's sockets, TLS included). */
+  get io(): "fast" | "portable" {
+    return this.#listener instanceof FastTcpListener ? "fast" : "portable";
+  }
+
+  /**
+   * Resolves once the listener and every connection it accepted are closed (on the fast path;
+   * at once on Deno's sockets, whose ops end with them). Await it after `shutdown()` and the
+   * WebSocket server's, which may still hold upgraded connections.
+   */
+  get drained(): Promise<void> {
+    return this.#listener.drained ?? Promise.resolve();
   }
 
   /** Open connections. */

@@ -8,14 +8,16 @@
 import { parseIpAddress } from "../../protocol/ipAddress.ts";
 import type { AddressKey } from "../../policy/connectionsPerAddress.ts";
 import { MAX_REQUEST_BYTES } from "./httpTracker.ts";
+import type { NoDelayConn, StreamConn } from "../tcp/streamConn.ts";
 
 /** A new connection reads into this much; a head that does not fit moves to a MAX_REQUEST_BYTES one. */
 const SMALL_INPUT = 2048;
 /** Buffers of each kind kept for reuse. */
 const POOL_LIMIT = 256;
 
-/** A connection as the server reads and writes it: plain TCP, or TLS (`--https`). */
-export type WireConn = Deno.TcpConn | Deno.TlsConn;
+/** A connection as the server reads and writes it: plain TCP (Deno's or the fast path's), or TLS
+ * (`--https`). */
+export type WireConn = StreamConn;
 
 /** A request for `HttpTracker.handle`, with what its reply's framing depends on. */
 export interface SlowRequest {
@@ -80,7 +82,7 @@ export class Connection {
   /** Turns Nagle's algorithm off, once. A TLS connection offers no way to (Deno.TlsConn). */
   setNoDelay(): void {
     this.noDelay = true;
-    if ("setNoDelay" in this.conn) this.conn.setNoDelay(true);
+    if ("setNoDelay" in this.conn) (this.conn as NoDelayConn).setNoDelay(true);
   }
 
   close(): void {

@@ -33,7 +33,7 @@ import {
   MSG_DONTWAIT,
   MSG_TRUNC,
   POLLIN,
-} from "./libc.ts";
+} from "../../os/libc.ts";
 
 export interface DatagramHandler {
   /** Handles one datagram. `packet` holds `length` valid bytes; `address` (4 or 16 bytes at addressOffset, network

@@ -21,11 +21,7 @@
 import {
   AF_INET,
   AF_INET6,
-  EACCES,
-  EADDRINUSE,
-  EADDRNOTAVAIL,
   EINTR,
-  errnoText,
   IPPROTO_IPV6,
   IPV6_V6ONLY,
   lastErrno,
@@ -39,7 +35,7 @@ import {
   SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOL_SOCKET,
-} from "./libc.ts";
+} from "../../os/libc.ts";
 import {
   errorText,
   type UdpListenerFailures,
@@ -54,12 +50,11 @@ import {
   SOCKADDR_IN6_SIZE,
   SOCKADDR_IN_SIZE,
 } from "./udpBatchArena.ts";
-import {
-  formatHostPort,
-  formatIpAddress,
-  ipv4Mapped,
-  parseIpAddress,
-} from "../../protocol/ipAddress.ts";
+import { formatHostPort, formatIpAddress } from "../../protocol/ipAddress.ts";
+import { parseIpLiteral, socketError } from "../../os/socketAddress.ts";
+
+/** Re-exported for the tests and tools that bind the way this path does. */
+export { parseIpLiteral };
 
 export interface FastUdpCounters {
   /** Datagrams taken from the socket, truncated ones included. */
@@ -436,29 +431,4 @@ export class FastUdpSocket implements UdpListenerFailures {
     }
     return true;
   }
-}
-
-/**
- * The address a fast-path socket binds: protocol/ipAddress.ts's rules, with two for binding. A zone
- * id (`fe80::1%eth0`) is refused: binding a link-local address needs its scope id, which this path
- * does not set. An IPv4-mapped address written as IPv6 stays IPv6 (an AF_INET6 socket on
- * `::ffff:a.b.c.d`), as the operator wrote it. Set-up only: it allocates.
- */
-export function parseIpLiteral(text: string): { family: 4 | 6; bytes: Uint8Array } | undefined {
-  if (text.includes("%")) return undefined;
-  const bytes = new Uint8Array(16);
-  const family = parseIpAddress(text, bytes);
-  if (family === 0) return undefined;
-  if (family === 6) return { family, bytes };
-  if (!text.includes(":")) return { family, bytes: bytes.slice(0, 4) };
-  ipv4Mapped(bytes);
-  return { family: 6, bytes };
-}
-
-function socketError(what: string, errno: number): Error {
-  const message = `${what} failed: ${errnoText(errno)} (errno ${errno})`;
-  if (errno === EADDRINUSE) return new Deno.errors.AddrInUse(message);
-  if (errno === EADDRNOTAVAIL) return new Deno.errors.AddrNotAvailable(message);
-  if (errno === EACCES) return new Deno.errors.PermissionDenied(message);
-  return new Error(message);
 }

@@ -12,7 +12,7 @@
  */
 /// <reference lib="deno.worker" />
 import { ARENA_SIZE, BatchArena, type SendCounters } from "./udpBatchArena.ts";
-import { EINTR, errnoText, libc } from "./libc.ts";
+import { EINTR, errnoText, libc } from "../../os/libc.ts";
 import {
   ARENA_ANSWERED,
   ARENA_FREE,

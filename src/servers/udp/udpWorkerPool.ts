@@ -53,7 +53,7 @@ import {
   libc,
   SO_ATTACH_REUSEPORT_CBPF,
   SOL_SOCKET,
-} from "./libc.ts";
+} from "../../os/libc.ts";
 import {
   ARENA_ANSWERED,
   ARENA_FULL,

@@ -19,6 +19,7 @@ import {
 } from "../../protocol/wsFrame.ts";
 import type { AddressKey } from "../../policy/connectionsPerAddress.ts";
 import type { WsBuffers } from "./wsBuffers.ts";
+import type { StreamConn } from "../tcp/streamConn.ts";
 
 export const STATE_OPEN = 0;
 /** A close frame is queued or sent: nothing more is read as a message, nothing more is queued. */
@@ -30,7 +31,8 @@ const GUESSED_HEADER = 4;
 
 export class WsConnection {
   state = STATE_OPEN;
-  /** Read into when no message is in progress (see wsBuffers.ts). */
+  /** Read into when no message is in progress (see wsBuffers.ts); on the TCP fast path the
+   *  server's one shared buffer (wsServer.ts). */
   readonly small: Uint8Array;
   /** The buffer of the read in flight: `small` or a pooled one. */
   reading: Uint8Array;
@@ -66,7 +68,7 @@ export class WsConnection {
   onWrite: (result: unknown) => void = noop;
 
   constructor(
-    readonly conn: Deno.Conn,
+    readonly conn: StreamConn,
     readonly slot: number,
     readonly reader: WsFrameReader,
     small: Uint8Array,

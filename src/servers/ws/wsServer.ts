@@ -6,9 +6,10 @@
  * --header-timeout have already applied; here --max-ws-connections does (`full`).
  *
  * Per connection: a read always waits (callbacks, not an async function per connection: an
- * idle connection is a few hundred bytes of records on top of Deno's own socket), into the
+ * idle connection is a few hundred bytes of records on top of its socket), into the
  * connection's small buffer, or a pooled one while a message is in progress or a burst is
- * coming (wsBuffers.ts). Frames go through the incremental reader (protocol/wsFrame.ts: masking,
+ * coming (wsBuffers.ts). On the TCP fast path (servers/tcp) a connection waits with no buffer
+ * at all (`onReadable`, with its one callback) and is read into one buffer all of them share, consumed at once. Frames go through the incremental reader (protocol/wsFrame.ts: masking,
  * UTF-8, fragmentation, the 64 KiB message and frame caps from the header, before any payload is
  * buffered), complete text messages to the WebTorrent tracker (wtTracker.ts), pings get pongs.
  * What the tracker writes for any connection is written out once per event-loop turn (a
@@ -77,6 +78,7 @@ import {
 } from "./wsConnection.ts";
 import { WtTracker } from "./wtTracker.ts";
 import type { WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
+import type { StreamConn } from "../tcp/streamConn.ts";
 
 export interface WsLimits {
   /** Most WebSocket connections open (`--max-ws-connections`); further upgrades get 503. */
@@ -122,6 +124,9 @@ export class WsServer {
   #limits: WsLimits;
   readonly #slots = new WsConnectionSlots();
   readonly #buffers = new WsBuffers();
+  /** What connections on the TCP fast path read into (`onReadable`, then `readNow`): they
+   *  hold no read buffer of their own while they wait, and each read is consumed at once. */
+  readonly #shared = new Uint8Array(BUFFER_BYTES);
   readonly #perAddress: ConnectionsPerAddress | null;
   readonly #dirty: WsConnection[] = [];
   #flushQueued = false;
@@ -188,7 +193,7 @@ export class WsServer {
    * server took for it (given back when this connection closes), or null.
    */
   adopt(
-    conn: Deno.Conn,
+    conn: StreamConn,
     leftover: Uint8Array,
     accept: string,
     client: WsClient,
@@ -206,7 +211,7 @@ export class WsServer {
       conn,
       slot,
       reader,
-      this.#buffers.takeSmall(),
+      conn.onReadable !== undefined ? this.#shared : this.#buffers.takeSmall(),
       client.family,
       addressKey,
       this.#now,
@@ -231,7 +236,10 @@ export class WsServer {
    * hold only the server and `c`, not adopt's arguments (the leftover bytes, the accept value).
    */
   #bindCallbacks(c: WsConnection): void {
-    c.onRead = (result) => this.#readDone(c, typeof result === "number" ? result : null);
+    c.onRead = (result) => {
+      if (c.small === this.#shared) this.#readable(c, !(result instanceof Error));
+      else this.#readDone(c, typeof result === "number" ? result : null);
+    };
     c.onWrite = (result) => {
       if (typeof result === "number") this.#written(c, result);
       else this.#writeFailed(c);
@@ -257,6 +265,11 @@ export class WsServer {
   // ---------------------------------------------------------------- reading
 
   #read(c: WsConnection): void {
+    if (c.small === this.#shared) {
+      c.readPending = true;
+      c.conn.onReadable!(c.onRead);
+      return;
+    }
     const reader = c.reader;
     let buffer = c.small;
     if (reader.midMessage || c.fullRead > 0) {
@@ -290,6 +303,31 @@ export class WsServer {
     }
     // Closing: what still comes is read and dropped until the client closes its side.
     this.#giveBack(c, buffer);
+    if (c.state !== STATE_CLOSED) this.#read(c);
+  }
+
+  /** A fast-path connection may be read: reads what is there into the shared buffer and
+   *  consumes it at once (`ok` false: waiting failed, a reset or a close). */
+  #readable(c: WsConnection, ok: boolean): void {
+    c.readPending = false;
+    if (c.state === STATE_CLOSED) return;
+    let n: number | null = null;
+    if (ok) {
+      try {
+        n = c.conn.readNow!(this.#shared);
+      } catch {
+        // A reset: the end.
+      }
+    }
+    if (n === null) {
+      this.#ended(c);
+      return;
+    }
+    if (n > 0) {
+      this.#now = performance.now();
+      // Closing: what still comes is read and dropped until the client closes its side.
+      if (c.state === STATE_OPEN) this.#consume(c, this.#shared, n);
+    }
     if (c.state !== STATE_CLOSED) this.#read(c);
   }
 
@@ -492,7 +530,7 @@ export class WsServer {
       c.outLength = 0;
     }
     // A read or write in flight holds its buffer until it settles; its callback gives it back.
-    if (!c.readPending) this.#buffers.giveSmall(c.small);
+    if (!c.readPending && c.small !== this.#shared) this.#buffers.giveSmall(c.small);
     if (c.addressKey !== null) {
       this.#perAddress?.close(c.addressKey);
       c.addressKey = null;

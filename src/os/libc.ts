@@ -1,6 +1,7 @@
 /**
- * The whole FFI surface of otter: the few glibc functions the UDP fast path needs, and the Linux
- * constants that go with them; and `malloc_trim`, since glibc is open anyway.
+ * The whole FFI surface of otter: the few glibc functions the UDP fast path (servers/udp) and the
+ * TCP fast path (servers/tcp: epoll) need, and the Linux constants that go with them; and
+ * `malloc_trim`, since glibc is open anyway.
  *
  * Everything here is for Linux on x86_64 or aarch64 (LP64, little-endian), where the socket
  * constants and errno values below are the asm-generic ones. `libcSupport()` checks that before
@@ -18,8 +19,8 @@
  * SharedArrayBuffer, not a small typed array made with a length, which V8 may keep on its heap)
  * and that stays referenced while the kernel may use the address.
  *
- * `poll` is the only `nonblocking` symbol: it runs on a pool thread, so its errno is lost, and the
- * caller must treat its failure as harmless. `pollBlocking` is the same libc function called
+ * `poll` and `epoll_wait` are the only `nonblocking` symbols: they run on a pool thread, so their
+ * errno is lost, and the caller must treat their failure as harmless. `pollBlocking` is the same libc function called
  * synchronously, for Workers whose thread does nothing else. Every other call is synchronous, and
  * its errno is read with `lastErrno()` right after it fails, before any other call can overwrite
  * it.
@@ -27,6 +28,7 @@
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0x800;
 export const SOCK_CLOEXEC = 0x80000;
@@ -40,13 +42,40 @@ export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
 export const POLLIN = 1;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const SHUT_WR = 1;
+export const EPOLL_CLOEXEC = 0x80000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLIN = 0x1;
+export const EPOLLOUT = 0x4;
+export const EPOLLERR = 0x8;
+export const EPOLLHUP = 0x10;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 0x80000000;
+export const EFD_NONBLOCK = 0x800;
+export const EFD_CLOEXEC = 0x80000;
+/** `struct epoll_event`: packed (12 bytes) on x86_64, 16 bytes with `data` at 8 on aarch64. */
+export const EPOLL_EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
+export const EPOLL_DATA_OFFSET = Deno.build.arch === "x86_64" ? 4 : 8;
 
 export const EINTR = 4;
+export const EBADF = 9;
 export const EAGAIN = 11;
 export const EACCES = 13;
+export const ENFILE = 23;
+export const EMFILE = 24;
+export const EPIPE = 32;
 export const EADDRINUSE = 98;
 export const EADDRNOTAVAIL = 99;
+export const ECONNABORTED = 103;
+export const ECONNRESET = 104;
+export const ENOTCONN = 107;
+export const ETIMEDOUT = 110;
 
 /** Where glibc's libc.so.6 lives: Debian and Ubuntu (x86_64, aarch64), then Fedora, RHEL and
  *  openSUSE, then Arch. Keep in step with `--allow-ffi=` in deno.json's start and compile tasks. */
@@ -64,6 +93,19 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // ssize_t results read as i32: the low half of a count below 2^31, or -1 (LP64, little-endian).
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // The events array by address: a pool thread writes it while the promise is pending.
+  epoll_wait: { parameters: ["i32", "usize", "i32", "i32"], result: "i32", nonblocking: true },
   // The timeout pointer is always NULL: 0.
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "usize"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
