@@ -7,6 +7,7 @@
  * sockets upgraded while the module loads: their bytes wait in the kernel, and the 101 goes out
  * once the server has them, in the order they came.
  */
+import type { StreamConn } from "../tcp/streamConn.ts";
 import { UPGRADE_BAD, UPGRADE_FULL, WsCounters } from "../../observe/wsCounters.ts";
 import type { AddressKey, ConnectionsPerAddress } from "../../policy/connectionsPerAddress.ts";
 import type { WsPeerKeys } from "../../cluster/wsPeerKeys.ts";
@@ -18,7 +19,7 @@ export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024;
 
 /** An upgraded socket that came while the server was loading. */
 interface Waiting {
-  conn: Deno.Conn;
+  conn: StreamConn;
   leftover: Uint8Array;
   accept: string;
   client: WsClient;
@@ -59,7 +60,7 @@ export class LazyWsServer {
   }
 
   adopt(
-    conn: Deno.Conn,
+    conn: StreamConn,
     leftover: Uint8Array,
     accept: string,
     client: WsClient,
