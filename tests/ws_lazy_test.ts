@@ -77,7 +77,7 @@ const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const LOOPBACK = { family: 4 as const, address: new Uint8Array([127, 0, 0, 1, ...new Array(12)]) };
 
 /** `n` server-side sockets of fresh TCP connections, and their clients. */
-async function socketPairs(n: number): Promise<{ server: Deno.Conn; client: WsClient }[]> {
+async function socketPairs(n: number): Promise<{ server: Deno.TcpConn; client: WsClient }[]> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const pairs = [];
   for (let i = 0; i < n; i++) {
