@@ -565,3 +565,95 @@ Deno.test({
     await third.close();
   },
 });
+
+/** Sends `bursts` bursts of `size` datagrams from another process, `gapUs` apart, and counts the
+ *  replies (the socket echoes); the sender runs outside this isolate, so its datagrams arrive while
+ *  the fast path blocks in its linger. */
+async function burstsFromAnotherProcess(
+  port: number,
+  bursts: number,
+  size: number,
+  gapUs: number,
+): Promise<number> {
+  // A reader thread takes the replies as they come: left queued, they overflow the socket's
+  // receive buffer long before the last burst is sent.
+  const script = `
+import socket, threading, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+got = 0
+def read():
+    global got
+    try:
+        while got < ${bursts * size}:
+            s.recvfrom(2048)
+            got += 1
+    except socket.timeout:
+        pass
+s.bind(("127.0.0.1", 0))
+reader = threading.Thread(target=read)
+reader.start()
+for b in range(${bursts}):
+    for i in range(${size}):
+        s.sendto(bytes([1, b & 255, i]), ("127.0.0.1", ${port}))
+    time.sleep(${gapUs / 1e6})
+reader.join()
+print(got)
+`;
+  const output = await new Deno.Command("python3", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return Number(new TextDecoder().decode(output.stdout).trim());
+}
+
+Deno.test({
+  name: "linger: bursts arriving within lingerUs are answered on this thread; 0 turns it off",
+  ignore,
+  sanitizeOps: false,
+  async fn() {
+    for (const lingerUs of [1000, 0]) {
+      const socket = FastUdpSocket.open("127.0.0.1", 0, { lingerUs });
+      const served = socket.serve(new EchoHandler());
+      try {
+        // 200 bursts of 4, 100 µs apart: most bursts land inside a 1-ms linger.
+        const replies = await burstsFromAnotherProcess(socket.port, 200, 4, 100);
+        assert.equal(replies, 800, `lingerUs ${lingerUs}: every datagram answered`);
+        if (lingerUs === 0) assert.equal(socket.counters.lingerWakes, 0);
+        else assert.ok(socket.counters.lingerWakes > 0, "some bursts answered from a linger");
+      } finally {
+        await socket.close();
+        await served;
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "linger: a steady stream does not keep timers from running (budget per event-loop turn)",
+  ignore,
+  sanitizeOps: false,
+  async fn() {
+    const socket = FastUdpSocket.open("127.0.0.1", 0, { lingerUs: 1000 });
+    const served = socket.serve(new EchoHandler());
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    try {
+      // 4,000 datagrams about 100 µs apart: without a budget the linger would never hand back.
+      const started = performance.now();
+      const replies = await burstsFromAnotherProcess(socket.port, 4000, 1, 100);
+      const elapsedMs = performance.now() - started;
+      assert.equal(replies, 4000);
+      assert.ok(socket.counters.lingerWakes > 0);
+      // A 5-ms interval over the run: at least a third of its ticks must have fired.
+      assert.ok(ticks >= elapsedMs / 5 / 3, `${ticks} ticks in ${elapsedMs.toFixed(0)} ms`);
+    } finally {
+      clearInterval(timer);
+      await socket.close();
+      await served;
+    }
+  },
+});

@@ -24,6 +24,7 @@ export interface Config {
   tcpIo: "auto" | "fast" | "portable";
   /** UDP I/O Workers of the fast path (0: one per core; 1: none, the main isolate does the I/O). */
   workers: number;
+  udpLingerUs: number;
   fullScrapeEvery: number;
   noFullScrape: boolean;
   statsFrom: string[];
@@ -212,6 +213,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     defaultValue: "1",
     min: 0,
     max: 256,
+  },
+  {
+    name: "udp-linger",
+    kind: "integer",
+    key: "udpLingerUs",
+    valueName: "US",
+    help: "UDP fast path: after a wake-up with datagrams, wait this many µs on the main thread " +
+      "for more before yielding to HTTP and timers (at most 1 ms of lingering a turn; 0 = off)",
+    defaultValue: "200",
+    min: 0,
+    max: 1000,
   },
   {
     name: "full-scrape-every",

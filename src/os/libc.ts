@@ -113,6 +113,9 @@ const SYMBOLS = {
   poll: { parameters: ["usize", "u64", "i32"], result: "i32", nonblocking: true },
   // The same call, blocking the calling thread: only for dedicated I/O Workers (udpIoWorker.ts).
   pollBlocking: { name: "poll", parameters: ["usize", "u64", "i32"], result: "i32" },
+  // ppoll on the calling thread with a timespec (nanoseconds, unlike poll's milliseconds): the
+  // fast path's short linger after a batch (udpFastSocket.ts). The signal mask is always NULL: 0.
+  ppollBlocking: { name: "ppoll", parameters: ["usize", "u64", "buffer", "usize"], result: "i32" },
   __errno_location: { parameters: [], result: "usize" },
   strerror: { parameters: ["i32"], result: "usize" },
   strlen: { parameters: ["usize"], result: "usize" },

@@ -288,7 +288,7 @@ export async function startTracker(
     tls.listeners = tlsListeners.length;
     tls.certificateNotAfter = notAfterSeconds(certificate);
     const io: UdpIo = config.udp.length === 0 || (useFast && workers <= 1)
-      ? { kind: "fast" }
+      ? { kind: "fast", lingerUs: config.udpLingerUs }
       : !useFast
       ? { kind: "portable", module: await import("./udp/udpPortableSocket.ts") }
       : { kind: "workers", workers, module: await import("./udp/udpWorkerPool.ts") };
@@ -484,7 +484,7 @@ function httpLimits(config: Config): HttpLimits {
 
 /** How UDP is served: the fast path on this thread, or a path whose module was loaded for it. */
 type UdpIo =
-  | { kind: "fast" }
+  | { kind: "fast"; lingerUs: number }
   | { kind: "portable"; module: typeof import("./udp/udpPortableSocket.ts") }
   | { kind: "workers"; workers: number; module: typeof import("./udp/udpWorkerPool.ts") };
 
@@ -496,7 +496,7 @@ function openUdp(address: ListenAddress, io: UdpIo, log: (line: string) => void)
         ? io.module.PortableUdpSocket.open(hostname, address.port, log)
         : io.kind === "workers"
         ? io.module.UdpWorkerPool.open(hostname, address.port, io.workers, { log })
-        : FastUdpSocket.open(hostname, address.port, { log });
+        : FastUdpSocket.open(hostname, address.port, { log, lingerUs: io.lingerUs });
       log(
         `UDP listening on udp://${formatHostPort(hostname, socket.port)}/announce (io: ${
           io.kind === "portable" ? "portable" : "fast"
