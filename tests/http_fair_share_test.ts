@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/config/config.ts";
 import { addressKey, ConnectionsPerAddress } from "../src/policy/connectionsPerAddress.ts";
-import { sendDeadline } from "../src/servers/http/httpWire.ts";
+import { sendDeadline } from "../src/servers/http/slowReply.ts";
 import { startOtter } from "./support/otterProcess.ts";
 import { RawClient } from "./support/rawHttp.ts";
 import { startWire } from "./support/wireServer.ts";

@@ -11,8 +11,8 @@
  * GET/HEAD /announce and /scrape are answered straight from those bytes through
  * `HttpTracker.answerWire`, with no Request or Response object. Everything else (404s, 405s,
  * /stats, /metrics, the full scrape, …) is turned into a `Request` for `HttpTracker.handle`, and
- * its `Response` written out with Content-Length, chunked transfer encoding, or (HTTP/1.0) until
- * close.
+ * its `Response` written out (slowReply.ts) with Content-Length, chunked transfer encoding, or
+ * (HTTP/1.0) until close.
  *
  * Pipelined requests are answered in order, their replies gathered into one write. A bad head is
  * answered 400, a request line over the cap 414, a head over it 431, HTTP/2+ 505, each followed by
@@ -41,7 +41,6 @@ import { type HttpTracker, MAX_REQUEST_BYTES } from "./httpTracker.ts";
 import {
   Connection,
   type OutBuffer,
-  type SlowRequest,
   WireBuffers,
   type WireConn,
   writeAll,
@@ -59,15 +58,9 @@ import {
   ROUTE_SCRAPE,
 } from "./requestHead.ts";
 import { checkWebSocketUpgrade, isUpgradeRequest } from "./webSocketUpgrade.ts";
+import { answerSlow } from "./slowReply.ts";
 import { FastTcpListener, type TcpIo, useFastTcp } from "../tcp/tcpFastListener.ts";
-import {
-  END_CLOSE,
-  END_KEEP_ALIVE,
-  END_PLAIN,
-  REFUSALS,
-  writeHotReply,
-  writeResponse,
-} from "./replyWriter.ts";
+import { END_CLOSE, END_KEEP_ALIVE, END_PLAIN, REFUSALS, writeHotReply } from "./replyWriter.ts";
 
 export interface HttpLimits {
   /** Most open connections; further ones are accepted and closed at once. */
@@ -93,28 +86,6 @@ export interface WireListener {
   readonly drained?: Promise<void>;
 }
 
-/**
- * When the sweeper cuts a connection sending a reply: `idleTimeoutMs` after the write in progress
- * began (a client taking nothing), or once the reply's average rate since `replyStart` falls below
- * `minSendRate` bytes a second, after a grace of `idleTimeoutMs` (a client reading a big reply a
- * little at a time, each piece in time, would otherwise hold its connection for hours). Bytes
- * count when handed to the kernel, whose buffers take a few MB at once: a client that stops
- * reading is cut after the idle timeout, one that reads below the rate after about
- * `idleTimeoutMs + buffered / minSendRate`.
- */
-export function sendDeadline(
-  replyStart: number,
-  writeStart: number,
-  queuedBytes: number,
-  idleTimeoutMs: number,
-  minSendRate: number,
-): number {
-  return Math.min(
-    writeStart + idleTimeoutMs,
-    replyStart + idleTimeoutMs + queuedBytes * 1000 / minSendRate,
-  );
-}
-
 const SWEEP_MS = 250;
 /** How long `shutdown` lets requests in progress finish before it closes their connections. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -130,24 +101,12 @@ const NEXT_SLOW = 2;
 const NEXT_FLUSH = 3;
 const NEXT_UPGRADE = 4;
 
-/** A `Deno.ServeHandlerInfo` whose `completed` the writer settles. */
-interface Completion {
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>;
-  resolve: () => void;
-  reject: (reason: unknown) => void;
-}
-
-function completion(remoteAddr: Deno.NetAddr): Completion {
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  // Like Deno.serve's: a failed send rejects it, which must not crash a process nobody awaits it in.
-  promise.catch(() => {});
-  return { info: { remoteAddr, completed: promise }, resolve, reject };
-}
-
 export class HttpWireServer {
   readonly addr: Deno.NetAddr;
   /** Refused and timed-out connections, turned-away requests: the HttpTracker's, so shared by
    * every server over it (/metrics shows one total). */
+  /** Read by a slow reply once its handler has answered (slowReply.ts). */
+  readonly #isStopping = (): boolean => this.#stopping;
   readonly counters: HttpServerCounters;
   readonly #listener: WireListener;
   readonly #tracker: HttpTracker;
@@ -366,7 +325,11 @@ export class HttpWireServer {
             // no pooled buffer meanwhile.
             this.#buffers.returnOut(out);
             out = null;
-            if (!(await this.#answerSlow(connection, slow))) break reading;
+            if (
+              !(await answerSlow(connection, slow, this.#tracker, this.#limits, this.#isStopping))
+            ) {
+              break reading;
+            }
             out = this.#buffers.takeOut();
           }
         }
@@ -556,61 +519,5 @@ export class HttpWireServer {
     out.bytes.set(bytes, out.length);
     out.length += bytes.length;
     return NEXT_CLOSE;
-  }
-
-  /** Answers a request through `HttpTracker.handle`; false when the connection must close. */
-  async #answerSlow(connection: Connection, slow: SlowRequest): Promise<boolean> {
-    const { request, isHead, http10 } = slow;
-    let keepAlive = slow.keepAlive;
-    const done = completion(connection.conn.remoteAddr as Deno.NetAddr);
-    let response: Response;
-    connection.deadline = Infinity; // our own handler's time is not the client's fault
-    try {
-      response = await this.#tracker.handle(request, done.info);
-    } catch (error) {
-      done.reject(error);
-      this.counters.reject(500);
-      await writeAll(connection.conn, REFUSALS.get(500)!);
-      return false;
-    }
-    connection.replyStart = performance.now();
-    connection.replyQueued = 0;
-    connection.deadline = connection.replyStart + this.#limits.idleTimeoutMs;
-    keepAlive &&= !this.#stopping;
-    if (!connection.noDelay) {
-      // Streamed replies take several writes: do not let Nagle hold the later ones back.
-      connection.setNoDelay();
-    }
-    try {
-      const send = (bytes: Uint8Array) => this.#writeChunk(connection, bytes);
-      const open = await writeResponse(send, response, isHead, http10, keepAlive);
-      done.resolve();
-      return open;
-    } catch (error) {
-      done.reject(new Deno.errors.Interrupted(String(error)));
-      throw error;
-    } finally {
-      connection.rateDeadline = Infinity;
-    }
-  }
-
-  async #writeChunk(connection: Connection, bytes: Uint8Array): Promise<void> {
-    const limits = this.#limits;
-    connection.replyQueued += bytes.length;
-    connection.rateDeadline = sendDeadline(
-      connection.replyStart,
-      Infinity,
-      connection.replyQueued,
-      limits.idleTimeoutMs,
-      limits.minSendRate,
-    );
-    connection.deadline = sendDeadline(
-      connection.replyStart,
-      performance.now(),
-      connection.replyQueued,
-      limits.idleTimeoutMs,
-      limits.minSendRate,
-    );
-    await writeAll(connection.conn, bytes);
   }
 }

@@ -4,7 +4,7 @@
  * byte strings, each ending the connection (`REFUSALS`). Other replies come from
  * `HttpTracker.handle` as a `Response` and are framed here (`writeResponse`): with Content-Length
  * when declared or when the body is one chunk, else chunked, or for HTTP/1.0 until close; HEAD,
- * 204 and 304 get no body. The bytes go to a `ReplySink`, which the server times (sendDeadline).
+ * 204 and 304 get no body. The bytes go to a `ReplySink`, which the server times (slowReply.ts: sendDeadline).
  */
 import { writeDecimal } from "../../protocol/httpReply.ts";
 import { parseDecimal } from "./requestHead.ts";
